@@ -1,0 +1,18 @@
+//! x0tta6bl4's dataplane as a library: the daemon, its CLI, the lab and (later) the gRPC
+//! service are thin layers over these functions.
+
+pub mod bpffs;
+pub mod config;
+pub mod core;
+pub mod counters;
+pub mod daemon;
+pub mod netlink;
+pub mod tables;
+
+pub use crate::core::{AttachMode, Dataplane, XdpModeChoice};
+
+/// The compiled XDP programs (xdp/programs, built by build.rs).
+pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/x0-xdp"));
+
+/// Where maps are pinned unless the config says otherwise.
+pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/x0tta6bl4";

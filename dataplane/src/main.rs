@@ -1,0 +1,114 @@
+//! `x0-dataplane`: run the fast path, read its counters, or remove it.
+
+use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use x0_dataplane::{
+    DEFAULT_PIN_ROOT, bpffs,
+    config::Config,
+    counters::{CounterMaps, render},
+    daemon::{self, RunOptions},
+    netlink::Netlink,
+};
+
+#[derive(Parser)]
+#[command(name = "x0-dataplane", version, about = "x0tta6bl4 XDP dataplane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load, attach and forward until SIGTERM.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// File to create once every interface is attached.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Check a config file and exit.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the counters from the pinned maps.
+    Stats {
+        #[arg(long, default_value = DEFAULT_PIN_ROOT)]
+        pin_root: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Also list counters that are zero.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove the pinned maps (programs attached through a running daemon stay until it exits).
+    Detach {
+        #[arg(long, default_value = DEFAULT_PIN_ROOT)]
+        pin_root: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("x0-dataplane: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run { config, ready_file } => {
+            let config = Config::from_file(&config)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            rt.block_on(daemon::run(RunOptions { config, ready_file }))
+        }
+        Command::Check { config } => {
+            let c = Config::from_file(&config)?;
+            println!(
+                "ok: {} interfaces, {} routes",
+                c.interfaces.len(),
+                c.routes.len()
+            );
+            Ok(())
+        }
+        Command::Stats {
+            pin_root,
+            json,
+            all,
+        } => {
+            let counters = CounterMaps::from_pins(&pin_root)?.read()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&counters)?);
+            } else {
+                let names: BTreeMap<u32, String> = Netlink::connect()
+                    .and_then(|nl| nl.links())
+                    .map(|ls| ls.into_iter().map(|l| (l.ifindex, l.name)).collect())
+                    .unwrap_or_default();
+                print!("{}", render(&counters, &names, all));
+            }
+            Ok(())
+        }
+        Command::Detach { pin_root } => {
+            bpffs::remove_pins(&pin_root, &x0_common::map_names::ALL)?;
+            println!("removed pins under {}", pin_root.display());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! The route, next-hop-set and next-hop maps, and the bookkeeping that keeps them
+//! consistent. This is the one place that writes them.
+//!
+//! Update order keeps every lookup consistent (docs/DESIGN.md, "Consistent updates"):
+//! a route is written only after its next hops and its set exist, a changed set is written
+//! to a fresh id and the route swapped to it in one LPM update (the kernel replaces trie
+//! nodes under RCU), and ids are freed only after nothing points to them.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+};
+
+use aya::maps::{Array, LpmTrie, MapData, lpm_trie::Key};
+use ipnet::IpNet;
+use thiserror::Error;
+use x0_common::{
+    MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_NEXTHOPS_PER_SET, NH_F_RESOLVED, NextHop, NextHopSet,
+    ROUTE_F_LOCAL, Route,
+};
+
+/// A next hop as configured: a gateway reached through an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NextHopSpec {
+    pub gateway: IpAddr,
+    pub ifindex: u32,
+}
+
+/// An egress port's own addresses, needed to build next hops on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortInfo {
+    pub mac: [u8; 6],
+    pub mtu: u32,
+}
+
+#[derive(Debug, Error)]
+pub enum TableError {
+    #[error("a route needs 1 to {MAX_NEXTHOPS_PER_SET} next hops, got {0}")]
+    NextHopCount(usize),
+    #[error("next hop {0} is not in the address family of prefix {1}")]
+    FamilyMismatch(IpAddr, IpNet),
+    #[error("next hop {gateway} uses ifindex {ifindex}, which is not an attached interface")]
+    UnknownPort { gateway: IpAddr, ifindex: u32 },
+    #[error("prefix {0} has host bits set (did you mean {1}?)")]
+    HostBits(IpNet, IpNet),
+    #[error("no route for {0}")]
+    NoSuchRoute(IpNet),
+    #[error("{0} table full ({1} entries)")]
+    Full(&'static str, u32),
+    #[error("writing map {0}: {1}")]
+    Map(&'static str, aya::maps::MapError),
+}
+
+/// What a route points to, as user space remembers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// Addressed to this router: the kernel takes it.
+    Local,
+    /// Next hops in preference order.
+    NextHops(Vec<NextHopSpec>),
+}
+
+/// A next hop with its id in the map and its current value.
+#[derive(Clone, Debug)]
+pub struct NextHopState {
+    pub id: u32,
+    pub spec: NextHopSpec,
+    pub value: NextHop,
+    refs: u32,
+}
+
+struct IdPool {
+    next: u32,
+    free: Vec<u32>,
+    max: u32,
+    what: &'static str,
+}
+
+impl IdPool {
+    /// Id 0 is never handed out, so that a zeroed entry never points anywhere valid.
+    fn new(max: u32, what: &'static str) -> Self {
+        Self {
+            next: 1,
+            free: Vec::new(),
+            max,
+            what,
+        }
+    }
+    fn take(&mut self) -> Result<u32, TableError> {
+        if let Some(id) = self.free.pop() {
+            return Ok(id);
+        }
+        if self.next >= self.max {
+            return Err(TableError::Full(self.what, self.max));
+        }
+        self.next += 1;
+        Ok(self.next - 1)
+    }
+    fn give(&mut self, id: u32) {
+        self.free.push(id);
+    }
+}
+
+pub struct Tables {
+    routes_v4: LpmTrie<MapData, [u8; 4], Route>,
+    routes_v6: LpmTrie<MapData, [u8; 16], Route>,
+    sets: Array<MapData, NextHopSet>,
+    nexthops: Array<MapData, NextHop>,
+    ports: HashMap<u32, PortInfo>,
+    routes: BTreeMap<IpNet, (RouteTarget, u32)>,
+    nh_by_spec: HashMap<NextHopSpec, NextHopState>,
+    set_by_ids: HashMap<Vec<u32>, (u32, u32)>,
+    nh_ids: IdPool,
+    set_ids: IdPool,
+}
+
+impl Tables {
+    pub fn new(
+        routes_v4: LpmTrie<MapData, [u8; 4], Route>,
+        routes_v6: LpmTrie<MapData, [u8; 16], Route>,
+        sets: Array<MapData, NextHopSet>,
+        nexthops: Array<MapData, NextHop>,
+    ) -> Self {
+        Self {
+            routes_v4,
+            routes_v6,
+            sets,
+            nexthops,
+            ports: HashMap::new(),
+            routes: BTreeMap::new(),
+            nh_by_spec: HashMap::new(),
+            set_by_ids: HashMap::new(),
+            nh_ids: IdPool::new(MAX_NEXTHOPS, "next-hop"),
+            set_ids: IdPool::new(MAX_NEXTHOP_SETS, "next-hop-set"),
+        }
+    }
+
+    /// Declares (or updates) an egress port; next hops on it take its MAC and MTU.
+    pub fn set_port(&mut self, ifindex: u32, info: PortInfo) -> Result<(), TableError> {
+        self.ports.insert(ifindex, info);
+        let ids: Vec<NextHopSpec> = self
+            .nh_by_spec
+            .keys()
+            .filter(|s| s.ifindex == ifindex)
+            .copied()
+            .collect();
+        for spec in ids {
+            let nh = self.nh_by_spec.get_mut(&spec).expect("listed above");
+            nh.value.src_mac = info.mac;
+            nh.value.mtu = info.mtu;
+            let (id, value) = (nh.id, nh.value);
+            self.write_nexthop(id, value)?;
+        }
+        Ok(())
+    }
+
+    pub fn routes(&self) -> impl Iterator<Item = (&IpNet, &RouteTarget)> {
+        self.routes.iter().map(|(p, (t, _))| (p, t))
+    }
+
+    pub fn nexthops(&self) -> impl Iterator<Item = &NextHopState> {
+        self.nh_by_spec.values()
+    }
+
+    /// Next hops whose MAC is not known yet.
+    pub fn unresolved(&self) -> Vec<NextHopSpec> {
+        let mut v: Vec<_> = self
+            .nh_by_spec
+            .values()
+            .filter(|n| n.value.flags & NH_F_RESOLVED == 0)
+            .map(|n| n.spec)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Adds or replaces the route for `prefix`.
+    pub fn upsert(&mut self, prefix: IpNet, target: RouteTarget) -> Result<(), TableError> {
+        if prefix.trunc() != prefix {
+            return Err(TableError::HostBits(prefix, prefix.trunc()));
+        }
+        if let RouteTarget::NextHops(specs) = &target {
+            self.check_nexthops(prefix, specs)?;
+        }
+        if self.routes.get(&prefix).map(|(t, _)| t) == Some(&target) {
+            return Ok(());
+        }
+        let (route, set_id) = match &target {
+            RouteTarget::Local => (
+                Route {
+                    nexthop_set: 0,
+                    flags: ROUTE_F_LOCAL,
+                },
+                0,
+            ),
+            RouteTarget::NextHops(specs) => {
+                let set_id = self.acquire_set(specs)?;
+                (
+                    Route {
+                        nexthop_set: set_id,
+                        flags: 0,
+                    },
+                    set_id,
+                )
+            }
+        };
+        if let Err(e) = self.write_route(prefix, &route) {
+            if set_id != 0 {
+                self.release_set(set_id);
+            }
+            return Err(e);
+        }
+        if let Some((_, old_set)) = self.routes.insert(prefix, (target, set_id)) {
+            if old_set != 0 {
+                self.release_set(old_set);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn remove(&mut self, prefix: IpNet) -> Result<(), TableError> {
+        let Some((_, set_id)) = self.routes.get(&prefix).cloned() else {
+            return Err(TableError::NoSuchRoute(prefix));
+        };
+        let res = match prefix {
+            IpNet::V4(p) => self
+                .routes_v4
+                .remove(&Key::new(p.prefix_len().into(), p.addr().octets())),
+            IpNet::V6(p) => self
+                .routes_v6
+                .remove(&Key::new(p.prefix_len().into(), p.addr().octets())),
+        };
+        res.map_err(|e| TableError::Map("routes", e))?;
+        self.routes.remove(&prefix);
+        if set_id != 0 {
+            self.release_set(set_id);
+        }
+        Ok(())
+    }
+
+    /// Deletes routes found in the maps that this table did not write (left by an earlier
+    /// run in pinned maps). Returns how many.
+    pub fn prune_foreign(&mut self) -> Result<usize, TableError> {
+        let mut stale = Vec::new();
+        for key in self.routes_v4.keys().flatten() {
+            let net = IpNet::V4(
+                ipnet::Ipv4Net::new(key.data().into(), key.prefix_len() as u8).expect("valid"),
+            );
+            if !self.routes.contains_key(&net) {
+                stale.push(net);
+            }
+        }
+        for key in self.routes_v6.keys().flatten() {
+            let net = IpNet::V6(
+                ipnet::Ipv6Net::new(key.data().into(), key.prefix_len() as u8).expect("valid"),
+            );
+            if !self.routes.contains_key(&net) {
+                stale.push(net);
+            }
+        }
+        for net in &stale {
+            let res = match net {
+                IpNet::V4(p) => self
+                    .routes_v4
+                    .remove(&Key::new(p.prefix_len().into(), p.addr().octets())),
+                IpNet::V6(p) => self
+                    .routes_v6
+                    .remove(&Key::new(p.prefix_len().into(), p.addr().octets())),
+            };
+            res.map_err(|e| TableError::Map("routes", e))?;
+        }
+        Ok(stale.len())
+    }
+
+    /// Records what the kernel knows of the neighbour `addr` on `ifindex`. Returns whether
+    /// a next hop changed.
+    pub fn set_neighbour(
+        &mut self,
+        ifindex: u32,
+        addr: IpAddr,
+        mac: Option<[u8; 6]>,
+    ) -> Result<bool, TableError> {
+        let spec = NextHopSpec {
+            gateway: addr,
+            ifindex,
+        };
+        let Some(nh) = self.nh_by_spec.get_mut(&spec) else {
+            return Ok(false);
+        };
+        let mut value = nh.value;
+        match mac {
+            Some(mac) => {
+                value.dst_mac = mac;
+                value.flags |= NH_F_RESOLVED;
+            }
+            None => value.flags &= !NH_F_RESOLVED,
+        }
+        if value == nh.value {
+            return Ok(false);
+        }
+        nh.value = value;
+        let id = nh.id;
+        self.write_nexthop(id, value)?;
+        Ok(true)
+    }
+
+    fn check_nexthops(&self, prefix: IpNet, specs: &[NextHopSpec]) -> Result<(), TableError> {
+        if specs.is_empty() || specs.len() > MAX_NEXTHOPS_PER_SET {
+            return Err(TableError::NextHopCount(specs.len()));
+        }
+        for s in specs {
+            if s.gateway.is_ipv4() != matches!(prefix, IpNet::V4(_)) {
+                return Err(TableError::FamilyMismatch(s.gateway, prefix));
+            }
+            if !self.ports.contains_key(&s.ifindex) {
+                return Err(TableError::UnknownPort {
+                    gateway: s.gateway,
+                    ifindex: s.ifindex,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn acquire_nexthop(&mut self, spec: NextHopSpec) -> Result<u32, TableError> {
+        if let Some(nh) = self.nh_by_spec.get_mut(&spec) {
+            nh.refs += 1;
+            return Ok(nh.id);
+        }
+        let port = self.ports[&spec.ifindex];
+        let id = self.nh_ids.take()?;
+        let value = NextHop {
+            ifindex: spec.ifindex,
+            flags: 0,
+            mtu: port.mtu,
+            src_mac: port.mac,
+            dst_mac: [0; 6],
+        };
+        if let Err(e) = self.write_nexthop(id, value) {
+            self.nh_ids.give(id);
+            return Err(e);
+        }
+        self.nh_by_spec.insert(
+            spec,
+            NextHopState {
+                id,
+                spec,
+                value,
+                refs: 1,
+            },
+        );
+        Ok(id)
+    }
+
+    fn release_nexthop(&mut self, id: u32) {
+        let Some(spec) = self
+            .nh_by_spec
+            .values()
+            .find(|n| n.id == id)
+            .map(|n| n.spec)
+        else {
+            return;
+        };
+        let nh = self.nh_by_spec.get_mut(&spec).expect("found above");
+        nh.refs -= 1;
+        if nh.refs == 0 {
+            self.nh_by_spec.remove(&spec);
+            self.nh_ids.give(id);
+        }
+    }
+
+    fn acquire_set(&mut self, specs: &[NextHopSpec]) -> Result<u32, TableError> {
+        let mut ids = Vec::with_capacity(specs.len());
+        for spec in specs {
+            match self.acquire_nexthop(*spec) {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    ids.into_iter().for_each(|id| self.release_nexthop(id));
+                    return Err(e);
+                }
+            }
+        }
+        if let Some((set_id, refs)) = self.set_by_ids.get_mut(&ids) {
+            *refs += 1;
+            let set_id = *set_id;
+            // The set already holds one reference on each of its next hops.
+            ids.into_iter().for_each(|id| self.release_nexthop(id));
+            return Ok(set_id);
+        }
+        let set_id = match self.set_ids.take() {
+            Ok(id) => id,
+            Err(e) => {
+                ids.into_iter().for_each(|id| self.release_nexthop(id));
+                return Err(e);
+            }
+        };
+        let mut value = NextHopSet {
+            len: ids.len() as u32,
+            nexthops: [0; MAX_NEXTHOPS_PER_SET],
+        };
+        value.nexthops[..ids.len()].copy_from_slice(&ids);
+        if let Err(e) = self.sets.set(set_id, value, 0) {
+            self.set_ids.give(set_id);
+            ids.into_iter().for_each(|id| self.release_nexthop(id));
+            return Err(TableError::Map("next-hop sets", e));
+        }
+        self.set_by_ids.insert(ids, (set_id, 1));
+        Ok(set_id)
+    }
+
+    fn release_set(&mut self, set_id: u32) {
+        let Some(ids) = self
+            .set_by_ids
+            .iter()
+            .find(|(_, (id, _))| *id == set_id)
+            .map(|(ids, _)| ids.clone())
+        else {
+            return;
+        };
+        let entry = self.set_by_ids.get_mut(&ids).expect("found above");
+        entry.1 -= 1;
+        if entry.1 == 0 {
+            self.set_by_ids.remove(&ids);
+            self.set_ids.give(set_id);
+            ids.into_iter().for_each(|id| self.release_nexthop(id));
+        }
+    }
+
+    fn write_nexthop(&mut self, id: u32, value: NextHop) -> Result<(), TableError> {
+        self.nexthops
+            .set(id, value, 0)
+            .map_err(|e| TableError::Map("next hops", e))
+    }
+
+    fn write_route(&mut self, prefix: IpNet, route: &Route) -> Result<(), TableError> {
+        let res = match prefix {
+            IpNet::V4(p) => self.routes_v4.insert(
+                &Key::new(p.prefix_len().into(), p.addr().octets()),
+                route,
+                0,
+            ),
+            IpNet::V6(p) => self.routes_v6.insert(
+                &Key::new(p.prefix_len().into(), p.addr().octets()),
+                route,
+                0,
+            ),
+        };
+        res.map_err(|e| TableError::Map("routes", e))
+    }
+}

@@ -1,0 +1,118 @@
+//! A loaded dataplane with a known set of routes, for BPF_PROG_TEST_RUN tests and
+//! benchmarks. Needs root (CAP_BPF, CAP_NET_ADMIN): without it the tests fail, loudly.
+#![allow(dead_code)]
+
+use std::{
+    net::IpAddr,
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use x0_dataplane::{
+    Dataplane,
+    counters::Counters,
+    netlink::Link,
+    tables::{NextHopSpec, RouteTarget},
+};
+
+pub const PORT_A: u32 = 1; // `lo`: a real ifindex in every namespace, so the DEVMAP takes it
+pub const PORT_A_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xa, 0x01];
+pub const NEIGH_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xb, 0x02];
+pub const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xc, 0x03];
+pub const PORT_MTU: u32 = 1500;
+
+/// A dataplane in its own pin directory, removed again on drop.
+pub struct Fixture {
+    pub dp: Option<Dataplane>,
+    pub pin_root: PathBuf,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Fixture {
+    /// Routes:
+    /// - 198.18.2.0/24 and 2001:db8:2::/64 via a resolved neighbour on port A,
+    /// - 198.18.9.0/24 via a neighbour whose MAC is unknown,
+    /// - 198.18.1.1/32 and 2001:db8:1::1/128 local,
+    /// - 198.18.7.0/24 via a port with a 576-byte MTU,
+    /// - FIB fallback off, so anything else is "no route".
+    pub fn new() -> Self {
+        assert!(
+            nix::unistd::Uid::effective().is_root(),
+            "BPF_PROG_TEST_RUN tests need root (CAP_BPF and CAP_NET_ADMIN); run them through ./scripts/test.sh"
+        );
+        let pin_root = PathBuf::from(format!(
+            "/sys/fs/bpf/x0-test-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut dp = Dataplane::load(&pin_root).expect("load the XDP object");
+        dp.set_fib_fallback(false).unwrap();
+        dp.add_port(&Link {
+            ifindex: PORT_A,
+            name: "lo".into(),
+            mac: PORT_A_MAC,
+            mtu: PORT_MTU,
+            up: true,
+        })
+        .unwrap();
+        let v4 = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let t = dp.tables();
+        t.upsert(
+            "198.18.2.0/24".parse().unwrap(),
+            RouteTarget::NextHops(vec![NextHopSpec {
+                gateway: v4("198.18.12.2"),
+                ifindex: PORT_A,
+            }]),
+        )
+        .unwrap();
+        t.upsert(
+            "2001:db8:2::/64".parse().unwrap(),
+            RouteTarget::NextHops(vec![NextHopSpec {
+                gateway: v4("2001:db8:12::2"),
+                ifindex: PORT_A,
+            }]),
+        )
+        .unwrap();
+        t.upsert(
+            "198.18.9.0/24".parse().unwrap(),
+            RouteTarget::NextHops(vec![NextHopSpec {
+                gateway: v4("198.18.12.9"),
+                ifindex: PORT_A,
+            }]),
+        )
+        .unwrap();
+        t.upsert("198.18.1.1/32".parse().unwrap(), RouteTarget::Local)
+            .unwrap();
+        t.upsert("2001:db8:1::1/128".parse().unwrap(), RouteTarget::Local)
+            .unwrap();
+        assert!(
+            t.set_neighbour(PORT_A, v4("198.18.12.2"), Some(NEIGH_MAC))
+                .unwrap()
+        );
+        assert!(
+            t.set_neighbour(PORT_A, v4("2001:db8:12::2"), Some(NEIGH_MAC))
+                .unwrap()
+        );
+        Self {
+            dp: Some(dp),
+            pin_root,
+        }
+    }
+
+    pub fn dp(&mut self) -> &mut Dataplane {
+        self.dp.as_mut().unwrap()
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.dp.as_ref().unwrap().counters().unwrap()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(dp) = self.dp.take() {
+            let _ = dp.shutdown();
+        }
+    }
+}

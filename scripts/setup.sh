@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs everything x0tta6bl4 needs on a fresh Debian 12 machine, idempotently:
+# apt packages, the pinned nightly with rust-src, bpf-linker (LLVM 22), and a bpffs mount.
+# Each step is skipped when what it installs is already there.
+set -euo pipefail
+
+NIGHTLY="${X0_NIGHTLY:-nightly-2026-05-19}"   # rustc 1.97 on LLVM 22, matches bpf-linker's LLVM
+BPF_LINKER_VERSION="${X0_BPF_LINKER_VERSION:-0.13.0}"
+APT_PACKAGES=(
+  llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev   # bpf-linker links against LLVM 22
+  iproute2 iputils-ping                                # the namespace lab
+  python3                                              # small traffic helpers in the lab
+)
+
+log() { printf '[setup] %s\n' "$*"; }
+export PATH="$HOME/.cargo/bin:$PATH"
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "apt: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  log "apt: all packages present"
+fi
+
+if rustup toolchain list | grep -q "^${NIGHTLY}"; then
+  log "rust: ${NIGHTLY} present"
+else
+  log "rust: installing ${NIGHTLY} with rust-src"
+  rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src
+fi
+rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q '^rust-src' \
+  || rustup component add rust-src --toolchain "$NIGHTLY"
+for c in rustfmt clippy; do
+  rustup component list --installed | grep -q "^$c" || rustup component add "$c"
+done
+
+if command -v bpf-linker >/dev/null && bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
+  log "bpf-linker: ${BPF_LINKER_VERSION} present"
+else
+  log "bpf-linker: building ${BPF_LINKER_VERSION} against LLVM 22 (takes a few minutes)"
+  LLVM_PREFIX=/usr/lib/llvm-22 cargo install --locked bpf-linker --version "$BPF_LINKER_VERSION" \
+    --no-default-features --features llvm-22
+fi
+
+if ! mountpoint -q /sys/fs/bpf; then
+  log "bpffs: mounting /sys/fs/bpf"
+  mount -t bpf bpf /sys/fs/bpf
+fi
+log "done"

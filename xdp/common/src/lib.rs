@@ -1,0 +1,142 @@
+//! Everything the XDP programs and user space must agree on: map names, sizes, key and
+//! value layouts, flags and counter indices. Kernel and user space both compile this crate,
+//! so a layout cannot drift between them.
+//!
+//! All structs are `#[repr(C)]` with explicit padding so that their bytes are the same on
+//! both sides and never contain uninitialised padding.
+#![no_std]
+
+pub mod reason;
+
+pub use reason::Reason;
+
+/// Next hops one route may hold, in preference order.
+pub const MAX_NEXTHOPS_PER_SET: usize = 8;
+/// Capacity of the IPv4 route map (the benchmark loads 1M routes).
+pub const MAX_ROUTES_V4: u32 = 2 * 1024 * 1024;
+/// Capacity of the IPv6 route map.
+pub const MAX_ROUTES_V6: u32 = 1024 * 1024;
+/// Capacity of the next-hop and next-hop-set arrays (ids are indices into them).
+pub const MAX_NEXTHOPS: u32 = 65_536;
+pub const MAX_NEXTHOP_SETS: u32 = 65_536;
+/// Interfaces a router can redirect to, and interfaces with counters.
+pub const MAX_PORTS: u32 = 1_024;
+
+/// Map names, as the programs declare them and as they are pinned.
+pub mod map_names {
+    pub const ROUTES_V4: &str = "X0_ROUTES_V4";
+    pub const ROUTES_V6: &str = "X0_ROUTES_V6";
+    pub const NEXTHOP_SETS: &str = "X0_NH_SETS";
+    pub const NEXTHOPS: &str = "X0_NEXTHOPS";
+    pub const TX_PORTS: &str = "X0_TX_PORTS";
+    pub const CONFIG: &str = "X0_CONFIG";
+    pub const STATS: &str = "X0_STATS";
+    pub const IF_STATS: &str = "X0_IF_STATS";
+    /// Every map, for pinning and cleanup.
+    pub const ALL: [&str; 8] = [
+        ROUTES_V4,
+        ROUTES_V6,
+        NEXTHOP_SETS,
+        NEXTHOPS,
+        TX_PORTS,
+        CONFIG,
+        STATS,
+        IF_STATS,
+    ];
+}
+
+/// Program names in the object file.
+pub mod program_names {
+    /// The forwarding fast path.
+    pub const FORWARD: &str = "x0_forward";
+    /// A trivial XDP_PASS program: the benchmarks' baseline, and what lab hosts attach so
+    /// that frames redirected into their veth are accepted.
+    pub const PASS: &str = "x0_pass";
+}
+
+/// Value of the route maps (key: `prefix_len: u32` then the address bytes, network order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Route {
+    /// Index into the next-hop-set array; unused for local routes.
+    pub nexthop_set: u32,
+    /// `ROUTE_F_*`.
+    pub flags: u32,
+}
+
+/// The destination is the router itself: hand the packet to the kernel.
+pub const ROUTE_F_LOCAL: u32 = 1;
+
+/// Up to [`MAX_NEXTHOPS_PER_SET`] next-hop ids in preference order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHopSet {
+    /// How many entries of `nexthops` are used (1..=8).
+    pub len: u32,
+    pub nexthops: [u32; MAX_NEXTHOPS_PER_SET],
+}
+
+/// One next hop: where to send and which MACs to write.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHop {
+    /// Egress interface.
+    pub ifindex: u32,
+    /// `NH_F_*`.
+    pub flags: u32,
+    /// Largest IP packet (layer 3 length) the egress link carries; larger ones go to the
+    /// kernel, which fragments or answers "packet too big".
+    pub mtu: u32,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+}
+
+/// `dst_mac` holds the neighbour's resolved MAC address.
+pub const NH_F_RESOLVED: u32 = 1;
+
+/// Global switches, at index 0 of the config array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// `CFG_F_*`.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// Fall back to the kernel FIB (`bpf_fib_lookup`) when no route of ours matches.
+pub const CFG_F_FIB_FALLBACK: u32 = 1;
+
+/// A packet and byte counter (per CPU in the maps; user space sums the CPUs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Per-interface counters (per CPU), keyed by ifindex.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfCounters {
+    /// Frames the program saw arrive on this interface.
+    pub rx: Counter,
+    /// Frames that arrived here and were redirected to another port.
+    pub forwarded: Counter,
+    /// Frames that arrived here and went to the kernel stack.
+    pub passed: Counter,
+    /// Frames that arrived here and were dropped.
+    pub dropped: Counter,
+    /// Frames redirected out of this interface.
+    pub tx: Counter,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `repr(C)` data with explicit padding and no pointers.
+    unsafe impl aya::Pod for super::Route {}
+    unsafe impl aya::Pod for super::NextHopSet {}
+    unsafe impl aya::Pod for super::NextHop {}
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::IfCounters {}
+}

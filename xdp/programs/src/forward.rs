@@ -1,0 +1,246 @@
+//! The forwarding decision: parse, classify, look up, rewrite, redirect.
+
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use x0_common::{CFG_F_FIB_FALLBACK, NH_F_RESOLVED, NextHop, ROUTE_F_LOCAL, Reason, Route};
+
+use crate::{
+    checksum, fib,
+    maps::{self, X0_NEXTHOPS, X0_NH_SETS, X0_ROUTES_V4, X0_ROUTES_V6, X0_TX_PORTS},
+    packet::{
+        ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, Ipv4Hdr, Ipv6Hdr, frame_len, header,
+    },
+};
+
+/// What to return, why, and the egress interface (0 when not redirected).
+pub struct Outcome {
+    pub action: u32,
+    pub reason: Reason,
+    pub egress: u32,
+}
+
+#[inline(always)]
+fn pass(reason: Reason) -> Outcome {
+    Outcome { action: xdp_action::XDP_PASS, reason, egress: 0 }
+}
+
+#[inline(always)]
+fn drop(reason: Reason) -> Outcome {
+    Outcome { action: xdp_action::XDP_DROP, reason, egress: 0 }
+}
+
+/// Where the lookup says to send the frame.
+struct Egress {
+    ifindex: u32,
+    mtu: u32,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    reason: Reason,
+}
+
+pub fn process(ctx: &XdpContext) -> Outcome {
+    let Some(eth) = header::<EthHdr>(ctx, 0) else {
+        return drop(Reason::DropMalformedL2);
+    };
+    match u16::from_be_bytes(unsafe { (*eth).ethertype }) {
+        ETH_P_IP => ipv4(ctx, eth),
+        ETH_P_IPV6 => ipv6(ctx, eth),
+        ETH_P_ARP => pass(Reason::PassArp),
+        _ => pass(Reason::PassNonIp),
+    }
+}
+
+fn ipv4(ctx: &XdpContext, eth: *mut EthHdr) -> Outcome {
+    let Some(ip) = header::<Ipv4Hdr>(ctx, ETH_HLEN) else {
+        return drop(Reason::DropMalformedL3);
+    };
+    let ip = unsafe { &mut *ip };
+    if ip.version_ihl >> 4 != 4 || ip.version_ihl & 0x0f < 5 {
+        return drop(Reason::DropMalformedL3);
+    }
+    if ip.version_ihl & 0x0f != 5 {
+        return pass(Reason::PassIpv4Options);
+    }
+    let tot_len = u16::from_be_bytes(ip.tot_len) as usize;
+    if tot_len < 20 || tot_len > frame_len(ctx) - ETH_HLEN || !ipv4_checksum_ok(ip) {
+        return drop(Reason::DropMalformedL3);
+    }
+    // More-fragments flag or a non-zero offset.
+    if u16::from_be_bytes(ip.frag_off) & 0x3fff != 0 {
+        return pass(Reason::PassFragment);
+    }
+    let (src, dst) = (ip.src, ip.dst);
+    if dst[0] & 0xf0 == 0xe0 || dst == [255; 4] {
+        return pass(Reason::PassMulticast);
+    }
+    if (src[0] == 169 && src[1] == 254) || (dst[0] == 169 && dst[1] == 254) {
+        return pass(Reason::PassLinkLocal);
+    }
+    if dst[0] == 127 || dst[0] == 0 || src[0] == 127 || src[0] & 0xf0 == 0xe0 {
+        return pass(Reason::PassMartian);
+    }
+
+    let key = aya_ebpf::maps::lpm_trie::Key::new(32, dst);
+    let egress = match X0_ROUTES_V4.get(&key) {
+        Some(route) => match nexthop_egress(route) {
+            Ok(e) => e,
+            Err(reason) => return pass(reason),
+        },
+        None => {
+            if maps::config_flags() & CFG_F_FIB_FALLBACK == 0 {
+                return pass(Reason::PassNoRoute);
+            }
+            match fib::lookup_v4(ctx, ip, tot_len as u16) {
+                Ok(e) => Egress {
+                    ifindex: e.ifindex,
+                    mtu: u32::MAX, // bpf_fib_lookup already checked tot_len against the MTU
+                    src_mac: e.src_mac,
+                    dst_mac: e.dst_mac,
+                    reason: Reason::ForwardedFib,
+                },
+                Err(reason) => return pass(reason),
+            }
+        }
+    };
+    if ip.ttl <= 1 {
+        return pass(Reason::PassTtlExpired);
+    }
+    if tot_len as u32 > egress.mtu {
+        return pass(Reason::PassTooBig);
+    }
+    if X0_TX_PORTS.get(egress.ifindex).is_none() {
+        return pass(Reason::PassNoTxPort);
+    }
+    // TTL shares a 16-bit checksum word with the protocol byte.
+    let old = u16::from_be_bytes([ip.ttl, ip.protocol]);
+    ip.ttl -= 1;
+    let new = u16::from_be_bytes([ip.ttl, ip.protocol]);
+    ip.check = checksum::update(u16::from_be_bytes(ip.check), old, new).to_be_bytes();
+    redirect(eth, &egress)
+}
+
+fn ipv4_checksum_ok(ip: &Ipv4Hdr) -> bool {
+    let words = ip as *const Ipv4Hdr as *const [u8; 2];
+    let mut sum: u32 = 0;
+    for i in 0..10 {
+        sum += u16::from_be_bytes(unsafe { *words.add(i) }) as u32;
+    }
+    checksum::fold(sum) == 0xffff
+}
+
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_ICMPV6: u8 = 58;
+
+fn ipv6(ctx: &XdpContext, eth: *mut EthHdr) -> Outcome {
+    let Some(ip) = header::<Ipv6Hdr>(ctx, ETH_HLEN) else {
+        return drop(Reason::DropMalformedL3);
+    };
+    let ip = unsafe { &mut *ip };
+    if ip.version_class_flow[0] >> 4 != 6 {
+        return drop(Reason::DropMalformedL3);
+    }
+    let payload_len = u16::from_be_bytes(ip.payload_len) as usize;
+    if payload_len + 40 > frame_len(ctx) - ETH_HLEN {
+        return drop(Reason::DropMalformedL3);
+    }
+    let (src, dst) = (&ip.src, &ip.dst);
+    if dst[0] == 0xff {
+        return pass(Reason::PassMulticast);
+    }
+    if (src[0] == 0xfe && src[1] & 0xc0 == 0x80) || (dst[0] == 0xfe && dst[1] & 0xc0 == 0x80) {
+        return pass(Reason::PassLinkLocal);
+    }
+    if is_loopback_or_unspecified(dst) || src[0] == 0xff {
+        return pass(Reason::PassMartian);
+    }
+    match ip.next_header {
+        IPPROTO_HOPOPTS => return pass(Reason::PassIpv6ExtHeader),
+        IPPROTO_FRAGMENT => return pass(Reason::PassFragment),
+        IPPROTO_ICMPV6 => {
+            if let Some(icmp_type) = header::<u8>(ctx, ETH_HLEN + 40) {
+                if (133..=137).contains(&unsafe { *icmp_type }) {
+                    return pass(Reason::PassNdp);
+                }
+            }
+        }
+        _ => {}
+    }
+
+    let key = aya_ebpf::maps::lpm_trie::Key::new(128, ip.dst);
+    let egress = match X0_ROUTES_V6.get(&key) {
+        Some(route) => match nexthop_egress(route) {
+            Ok(e) => e,
+            Err(reason) => return pass(reason),
+        },
+        None => {
+            if maps::config_flags() & CFG_F_FIB_FALLBACK == 0 {
+                return pass(Reason::PassNoRoute);
+            }
+            match fib::lookup_v6(ctx, ip, (payload_len + 40) as u16) {
+                Ok(e) => Egress {
+                    ifindex: e.ifindex,
+                    mtu: u32::MAX,
+                    src_mac: e.src_mac,
+                    dst_mac: e.dst_mac,
+                    reason: Reason::ForwardedFib,
+                },
+                Err(reason) => return pass(reason),
+            }
+        }
+    };
+    if ip.hop_limit <= 1 {
+        return pass(Reason::PassTtlExpired);
+    }
+    if (payload_len + 40) as u32 > egress.mtu {
+        return pass(Reason::PassTooBig);
+    }
+    if X0_TX_PORTS.get(egress.ifindex).is_none() {
+        return pass(Reason::PassNoTxPort);
+    }
+    ip.hop_limit -= 1;
+    redirect(eth, &egress)
+}
+
+fn is_loopback_or_unspecified(a: &[u8; 16]) -> bool {
+    let mut high = 0u8;
+    for b in &a[..15] {
+        high |= *b;
+    }
+    high == 0 && a[15] <= 1
+}
+
+/// The first next hop of the route's set. (The failover issue walks the set for the first
+/// live one; the layout already holds eight.)
+#[inline(always)]
+fn nexthop_egress(route: &Route) -> Result<Egress, Reason> {
+    if route.flags & ROUTE_F_LOCAL != 0 {
+        return Err(Reason::PassLocal);
+    }
+    let set = X0_NH_SETS.get(route.nexthop_set).ok_or(Reason::PassNoNexthop)?;
+    if set.len == 0 {
+        return Err(Reason::PassNoNexthop);
+    }
+    let nh: &NextHop = X0_NEXTHOPS.get(set.nexthops[0]).ok_or(Reason::PassNoNexthop)?;
+    if nh.flags & NH_F_RESOLVED == 0 {
+        return Err(Reason::PassNoNeighbour);
+    }
+    Ok(Egress {
+        ifindex: nh.ifindex,
+        mtu: nh.mtu,
+        src_mac: nh.src_mac,
+        dst_mac: nh.dst_mac,
+        reason: Reason::ForwardedRoute,
+    })
+}
+
+#[inline(always)]
+fn redirect(eth: *mut EthHdr, egress: &Egress) -> Outcome {
+    unsafe {
+        (*eth).dst = egress.dst_mac;
+        (*eth).src = egress.src_mac;
+    }
+    match X0_TX_PORTS.redirect(egress.ifindex, 0) {
+        Ok(action) => Outcome { action, reason: egress.reason, egress: egress.ifindex },
+        Err(_) => drop(Reason::DropRedirectFailed),
+    }
+}

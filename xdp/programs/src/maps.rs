@@ -1,0 +1,84 @@
+//! The maps, declared pinned by name so that a restarted daemon adopts them
+//! (aya reuses a pinned map of the same name under its pin path), and the counting.
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    macros::map,
+    maps::{Array, DevMapHash, LpmTrie, PerCpuArray, PerCpuHashMap},
+    programs::XdpContext,
+};
+use x0_common::{
+    Config, Counter, IfCounters, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_PORTS, MAX_ROUTES_V4,
+    MAX_ROUTES_V6, NextHop, NextHopSet, Route,
+    reason::{REASON_COUNT, Verdict},
+};
+
+use crate::{forward::Outcome, packet};
+
+#[map]
+pub static X0_ROUTES_V4: LpmTrie<[u8; 4], Route> = LpmTrie::pinned(MAX_ROUTES_V4, 0);
+#[map]
+pub static X0_ROUTES_V6: LpmTrie<[u8; 16], Route> = LpmTrie::pinned(MAX_ROUTES_V6, 0);
+#[map]
+pub static X0_NH_SETS: Array<NextHopSet> = Array::pinned(MAX_NEXTHOP_SETS, 0);
+#[map]
+pub static X0_NEXTHOPS: Array<NextHop> = Array::pinned(MAX_NEXTHOPS, 0);
+/// Egress ports, keyed by ifindex: a frame is only redirected to an attached interface.
+#[map]
+pub static X0_TX_PORTS: DevMapHash = DevMapHash::pinned(MAX_PORTS, 0);
+#[map]
+pub static X0_CONFIG: Array<Config> = Array::pinned(1, 0);
+/// One counter per `Reason`.
+#[map]
+pub static X0_STATS: PerCpuArray<Counter> = PerCpuArray::pinned(REASON_COUNT, 0);
+#[map]
+pub static X0_IF_STATS: PerCpuHashMap<u32, IfCounters> = PerCpuHashMap::pinned(MAX_PORTS, 0);
+
+#[inline(always)]
+pub fn config_flags() -> u32 {
+    match X0_CONFIG.get(0) {
+        Some(c) => c.flags,
+        None => 0,
+    }
+}
+
+#[inline(always)]
+fn add(c: &mut Counter, bytes: u64) {
+    c.packets += 1;
+    c.bytes += bytes;
+}
+
+/// Moves the reason counter and the ingress (and egress) interface counters.
+#[inline(always)]
+pub fn count(ctx: &XdpContext, outcome: &Outcome) {
+    let bytes = packet::frame_len(ctx) as u64;
+    if let Some(c) = X0_STATS.get_ptr_mut(outcome.reason as u32) {
+        add(unsafe { &mut *c }, bytes);
+    }
+    let ingress = ctx.ingress_ifindex() as u32;
+    if let Some(c) = if_counters(ingress) {
+        let c = unsafe { &mut *c };
+        add(&mut c.rx, bytes);
+        match outcome.reason.verdict() {
+            Verdict::Forwarded => add(&mut c.forwarded, bytes),
+            Verdict::Passed => add(&mut c.passed, bytes),
+            Verdict::Dropped => add(&mut c.dropped, bytes),
+        }
+    }
+    if outcome.egress != 0 {
+        if let Some(c) = if_counters(outcome.egress) {
+            add(unsafe { &mut (*c).tx }, bytes);
+        }
+    }
+}
+
+/// The interface's counters, created on first use (the daemon also creates them on attach).
+#[inline(always)]
+fn if_counters(ifindex: u32) -> Option<*mut IfCounters> {
+    if let Some(c) = X0_IF_STATS.get_ptr_mut(ifindex) {
+        return Some(c);
+    }
+    // BPF_NOEXIST: never overwrite a counter another CPU just created.
+    let _ = X0_IF_STATS.insert(ifindex, IfCounters::default(), BPF_NOEXIST as u64);
+    X0_IF_STATS.get_ptr_mut(ifindex)
+}
