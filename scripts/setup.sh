@@ -8,7 +8,7 @@ NIGHTLY="${X0_NIGHTLY:-nightly-2026-05-19}"   # rustc 1.97 on LLVM 22, matches b
 BPF_LINKER_VERSION="${X0_BPF_LINKER_VERSION:-0.13.0}"
 APT_PACKAGES=(
   llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev   # bpf-linker links against LLVM 22
-  iproute2 iputils-ping                                # the namespace lab
+  iproute2 iputils-ping ethtool                        # the namespace lab
   python3                                              # small traffic helpers in the lab
 )
 

@@ -8,12 +8,12 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use x0_common::MAX_NEXTHOPS_PER_SET;
 
 use crate::{DEFAULT_PIN_ROOT, XdpModeChoice};
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Directory on a bpffs where the maps are pinned.
@@ -32,13 +32,13 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InterfaceConfig {
     pub name: String,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Destination prefix, e.g. "198.18.2.0/24" or "2001:db8:2::/64".
@@ -47,7 +47,7 @@ pub struct RouteConfig {
     pub via: Vec<NextHopConfig>,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NextHopConfig {
     /// The neighbour's address.

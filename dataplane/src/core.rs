@@ -12,7 +12,7 @@ use aya::{
     maps::{Array, DevMapHash, Map, MapData},
     programs::{TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use x0_common::{CFG_F_FIB_FALLBACK, Config, map_names, program_names};
 
 use crate::{
@@ -24,7 +24,7 @@ use crate::{
 
 /// How to attach: native (driver) mode is what makes XDP fast; generic mode works
 /// everywhere but runs after the kernel has built an skb.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum XdpModeChoice {
     /// Native, falling back to generic with a warning.

@@ -21,6 +21,8 @@ use crate::{
 
 /// How often next hops without a MAC are re-resolved.
 const RESOLVE_RETRY: Duration = Duration::from_secs(1);
+/// How long start-up waits for next hops to resolve before declaring itself ready.
+const READY_WAIT: Duration = Duration::from_secs(3);
 
 pub struct RunOptions {
     pub config: Config,
@@ -195,10 +197,6 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         tracing::info!(iface = name, ifindex, ?mode, "forwarding");
     }
     let shared: Shared = Arc::new(Mutex::new(Some(dp)));
-    if let Some(p) = &opts.ready_file {
-        std::fs::write(p, b"ready\n").with_context(|| format!("writing {}", p.display()))?;
-    }
-    tracing::info!(pin_root = %opts.config.pin_root.display(), "x0-dataplane ready");
 
     let ev_shared = shared.clone();
     std::thread::Builder::new()
@@ -224,6 +222,29 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 }
             }
         })?;
+
+    // Ready once every next hop has a MAC (or the wait is over): until then their packets
+    // go through the kernel, which may not forward them.
+    let deadline = std::time::Instant::now() + READY_WAIT;
+    loop {
+        let unresolved = shared
+            .lock()
+            .expect("dataplane lock")
+            .as_ref()
+            .map_or(0, |dp| dp.tables_ref().unresolved().len());
+        if unresolved == 0 {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            tracing::warn!(unresolved, "next hops still unresolved; going ready anyway");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if let Some(p) = &opts.ready_file {
+        std::fs::write(p, b"ready\n").with_context(|| format!("writing {}", p.display()))?;
+    }
+    tracing::info!(pin_root = %opts.config.pin_root.display(), "x0-dataplane ready");
 
     let retry_shared = shared.clone();
     tokio::spawn(async move {

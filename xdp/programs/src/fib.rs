@@ -62,13 +62,22 @@ fn words(a: &[u8; 16]) -> [u32; 4] {
 #[inline(always)]
 fn run(ctx: &XdpContext, p: &mut FibParams) -> Result<FibEgress, Reason> {
     let rc = unsafe {
-        bpf_fib_lookup(ctx.as_ptr(), p as *mut FibParams, size_of::<FibParams>() as i32, 0)
+        bpf_fib_lookup(
+            ctx.as_ptr(),
+            p as *mut FibParams,
+            size_of::<FibParams>() as i32,
+            0,
+        )
     };
     if rc < 0 {
         return Err(Reason::PassFibNotForwarded);
     }
     match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => Ok(FibEgress { ifindex: p.ifindex, src_mac: p.smac, dst_mac: p.dmac }),
+        BPF_FIB_LKUP_RET_SUCCESS => Ok(FibEgress {
+            ifindex: p.ifindex,
+            src_mac: p.smac,
+            dst_mac: p.dmac,
+        }),
         BPF_FIB_LKUP_RET_NO_NEIGH => Err(Reason::PassNoNeighbour),
         BPF_FIB_LKUP_RET_FRAG_NEEDED => Err(Reason::PassTooBig),
         BPF_FIB_LKUP_RET_BLACKHOLE | BPF_FIB_LKUP_RET_UNREACHABLE | BPF_FIB_LKUP_RET_PROHIBIT => {

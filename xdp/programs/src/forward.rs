@@ -20,12 +20,20 @@ pub struct Outcome {
 
 #[inline(always)]
 fn pass(reason: Reason) -> Outcome {
-    Outcome { action: xdp_action::XDP_PASS, reason, egress: 0 }
+    Outcome {
+        action: xdp_action::XDP_PASS,
+        reason,
+        egress: 0,
+    }
 }
 
 #[inline(always)]
 fn drop(reason: Reason) -> Outcome {
-    Outcome { action: xdp_action::XDP_DROP, reason, egress: 0 }
+    Outcome {
+        action: xdp_action::XDP_DROP,
+        reason,
+        egress: 0,
+    }
 }
 
 /// Where the lookup says to send the frame.
@@ -216,11 +224,15 @@ fn nexthop_egress(route: &Route) -> Result<Egress, Reason> {
     if route.flags & ROUTE_F_LOCAL != 0 {
         return Err(Reason::PassLocal);
     }
-    let set = X0_NH_SETS.get(route.nexthop_set).ok_or(Reason::PassNoNexthop)?;
+    let set = X0_NH_SETS
+        .get(route.nexthop_set)
+        .ok_or(Reason::PassNoNexthop)?;
     if set.len == 0 {
         return Err(Reason::PassNoNexthop);
     }
-    let nh: &NextHop = X0_NEXTHOPS.get(set.nexthops[0]).ok_or(Reason::PassNoNexthop)?;
+    let nh: &NextHop = X0_NEXTHOPS
+        .get(set.nexthops[0])
+        .ok_or(Reason::PassNoNexthop)?;
     if nh.flags & NH_F_RESOLVED == 0 {
         return Err(Reason::PassNoNeighbour);
     }
@@ -240,7 +252,11 @@ fn redirect(eth: *mut EthHdr, egress: &Egress) -> Outcome {
         (*eth).src = egress.src_mac;
     }
     match X0_TX_PORTS.redirect(egress.ifindex, 0) {
-        Ok(action) => Outcome { action, reason: egress.reason, egress: egress.ifindex },
+        Ok(action) => Outcome {
+            action,
+            reason: egress.reason,
+            egress: egress.ifindex,
+        },
         Err(_) => drop(Reason::DropRedirectFailed),
     }
 }

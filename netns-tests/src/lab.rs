@@ -1,0 +1,400 @@
+//! A running lab: namespaces, veth links, addresses, and an `x0-dataplane` per router.
+//! Everything it creates is listed in its directory, so `Lab::down` (or `x0-lab down`)
+//! removes it even after a crash; dropping a `Lab` tears it down too.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use x0_dataplane::{
+    config::{Config, InterfaceConfig},
+    counters::{CounterMaps, Counters},
+};
+
+use crate::{
+    netns::{exec_ok, ip, run},
+    topology::Topology,
+};
+
+/// Where labs keep their state (config files, logs, pids, the bpffs with the pins).
+pub const LAB_ROOT: &str = "/run/x0lab";
+
+pub struct Lab {
+    pub name: String,
+    pub topo: Topology,
+    pub dir: PathBuf,
+    dataplane_bin: PathBuf,
+    /// Tear down on drop (false once `keep()` was called, as `x0-lab up` does).
+    teardown_on_drop: bool,
+}
+
+/// The x0-dataplane binary next to the running executable (cargo puts test binaries one
+/// level deeper, in deps/), or $X0_DATAPLANE_BIN.
+pub fn default_dataplane_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("X0_DATAPLANE_BIN") {
+        return Ok(p.into());
+    }
+    let exe = std::env::current_exe()?;
+    for dir in exe.ancestors().skip(1).take(2) {
+        let candidate = dir.join("x0-dataplane");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "x0-dataplane binary not found next to {} (build it, or set X0_DATAPLANE_BIN)",
+        exe.display()
+    )
+}
+
+impl Lab {
+    /// Builds the topology under the lab name `name` and starts every router's dataplane.
+    pub fn up(name: &str, topo: Topology, dataplane_bin: PathBuf) -> Result<Lab> {
+        if !nix::unistd::Uid::effective().is_root() {
+            bail!("the namespace lab needs root (network namespaces, veth, XDP)");
+        }
+        let dir = Path::new(LAB_ROOT).join(name);
+        if dir.exists() {
+            Lab::down_by_name(name)?;
+        }
+        fs::create_dir_all(dir.join("bpf"))?;
+        let lab = Lab {
+            name: name.into(),
+            topo,
+            dir,
+            dataplane_bin,
+            teardown_on_drop: true,
+        };
+        // From here on, a failure tears down what exists (Drop).
+        run(Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(lab.dir.join("bpf")))?;
+        lab.build()?;
+        for r in lab.topo.routers.clone() {
+            lab.start_dataplane(&r.name)?;
+        }
+        for r in &lab.topo.routers {
+            lab.wait_ready(&r.name, Duration::from_secs(15))?;
+        }
+        Ok(lab)
+    }
+
+    /// Leaves everything running when this value is dropped.
+    pub fn keep(mut self) {
+        self.teardown_on_drop = false;
+    }
+
+    /// The network namespace of a node.
+    pub fn ns(&self, node: &str) -> String {
+        format!("{}-{node}", self.name)
+    }
+
+    fn record_ns(&self, ns: &str) -> Result<()> {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("namespaces"))?;
+        writeln!(f, "{ns}")?;
+        Ok(())
+    }
+
+    fn build(&self) -> Result<()> {
+        let nodes: Vec<String> = self
+            .topo
+            .hosts
+            .iter()
+            .map(|h| h.name.clone())
+            .chain(self.topo.routers.iter().map(|r| r.name.clone()))
+            .collect();
+        for node in &nodes {
+            let ns = self.ns(node);
+            self.record_ns(&ns)?;
+            ip(&["netns", "add", &ns])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            // No duplicate address detection: addresses, link-local ones included, are
+            // usable at once, so neighbour discovery works from the first packet.
+            for key in ["all", "default"] {
+                exec_ok(
+                    &ns,
+                    &[
+                        "sysctl",
+                        "-qw",
+                        &format!("net.ipv6.conf.{key}.accept_dad=0"),
+                    ],
+                )?;
+            }
+        }
+        for r in &self.topo.routers {
+            let ns = self.ns(&r.name);
+            let fwd = if r.kernel_forwarding { "1" } else { "0" };
+            exec_ok(
+                &ns,
+                &["sysctl", "-qw", &format!("net.ipv4.ip_forward={fwd}")],
+            )?;
+            exec_ok(
+                &ns,
+                &[
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.all.forwarding={fwd}"),
+                ],
+            )?;
+        }
+        for l in &self.topo.links {
+            let (na, nb) = (self.ns(&l.a.node), self.ns(&l.b.node));
+            ip(&[
+                "-n", &na, "link", "add", &l.a.iface, "type", "veth", "peer", "name", &l.b.iface,
+                "netns", &nb,
+            ])?;
+            for (ns, end) in [(&na, &l.a), (&nb, &l.b)] {
+                for a in &end.addrs {
+                    let a = a.to_string();
+                    let mut args = vec!["-n", ns, "addr", "add", &a, "dev", &end.iface];
+                    if end
+                        .addrs
+                        .iter()
+                        .any(|x| x.to_string() == a && x.addr().is_ipv6())
+                    {
+                        args.push("nodad");
+                    }
+                    ip(&args)?;
+                }
+                // veth hands locally sent packets over with the checksum still to be filled in
+                // (CHECKSUM_PARTIAL); once XDP redirects such a frame nobody fills it in and
+                // the receiver drops it. Real NICs compute it in hardware; here the sender must.
+                exec_ok(ns, &["ethtool", "-K", &end.iface, "tx", "off"])?;
+                ip(&["-n", ns, "link", "set", &end.iface, "up"])?;
+            }
+        }
+        for h in &self.topo.hosts {
+            let ns = self.ns(&h.name);
+            for end in self.topo.ifaces_of(&h.name) {
+                // Frames that XDP redirects into a veth are only taken by a peer with NAPI,
+                // which GRO turns on (or an XDP program; hosts have none).
+                exec_ok(&ns, &["ethtool", "-K", &end.iface, "gro", "on"])?;
+            }
+            for gw in &h.gateway {
+                let family = if gw.is_ipv6() { "-6" } else { "-4" };
+                ip(&[
+                    "-n",
+                    &ns,
+                    family,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &gw.to_string(),
+                ])?;
+            }
+        }
+        for r in &self.topo.routers {
+            let ns = self.ns(&r.name);
+            for route in &r.kernel_routes {
+                let mut args = vec!["-n", ns.as_str(), "route", "add"];
+                args.extend(route.split_whitespace());
+                ip(&args)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn pin_root(&self, router: &str) -> PathBuf {
+        self.dir.join("bpf").join(router)
+    }
+
+    fn file(&self, router: &str, ext: &str) -> PathBuf {
+        self.dir.join(format!("{router}.{ext}"))
+    }
+
+    /// The dataplane config the lab gives a router.
+    pub fn dataplane_config(&self, router: &str) -> Result<Config> {
+        let r = self
+            .topo
+            .router(router)
+            .with_context(|| format!("no router {router}"))?;
+        Ok(Config {
+            pin_root: self.pin_root(router),
+            fib_fallback: r.fib_fallback,
+            xdp_mode: r.xdp_mode,
+            interfaces: self
+                .topo
+                .ifaces_of(router)
+                .iter()
+                .map(|e| InterfaceConfig {
+                    name: e.iface.clone(),
+                })
+                .collect(),
+            routes: r.routes.clone(),
+        })
+    }
+
+    /// Starts (or restarts) the router's x0-dataplane with its generated config.
+    pub fn start_dataplane(&self, router: &str) -> Result<()> {
+        let config = self.dataplane_config(router)?;
+        let config_path = self.file(router, "toml");
+        fs::write(&config_path, toml::to_string(&config)?)?;
+        let _ = fs::remove_file(self.file(router, "ready"));
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.file(router, "log"))?;
+        let child = {
+            use std::os::unix::process::CommandExt;
+            Command::new("ip")
+                .args(["netns", "exec", &self.ns(router)])
+                .arg(&self.dataplane_bin)
+                .arg("run")
+                .arg("--config")
+                .arg(&config_path)
+                .arg("--ready-file")
+                .arg(self.file(router, "ready"))
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                )
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .process_group(0) // outlives `x0-lab up`, and a Ctrl-C meant for it
+                .spawn()
+                .with_context(|| format!("starting {}", self.dataplane_bin.display()))?
+        };
+        fs::write(self.file(router, "pid"), child.id().to_string())?;
+        // Reap it in the background so that it never lingers as a zombie.
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        Ok(())
+    }
+
+    pub fn wait_ready(&self, router: &str, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        while !self.file(router, "ready").exists() {
+            if start.elapsed() > timeout || !self.dataplane_running(router) {
+                bail!(
+                    "x0-dataplane on {router} did not become ready; its log:\n{}",
+                    fs::read_to_string(self.file(router, "log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn pid(&self, router: &str) -> Option<Pid> {
+        fs::read_to_string(self.file(router, "pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+            .map(Pid::from_raw)
+    }
+
+    pub fn dataplane_running(&self, router: &str) -> bool {
+        self.pid(router)
+            .is_some_and(|p| kill(p, None).is_ok() && !is_zombie(p))
+    }
+
+    /// Sends SIGTERM and waits for the daemon to exit.
+    pub fn stop_dataplane(&self, router: &str) -> Result<()> {
+        stop_pid_file(&self.file(router, "pid"), Signal::SIGTERM)
+    }
+
+    /// SIGKILL: the daemon gets no chance to clean up.
+    pub fn kill_dataplane(&self, router: &str) -> Result<()> {
+        stop_pid_file(&self.file(router, "pid"), Signal::SIGKILL)
+    }
+
+    pub fn dataplane_log(&self, router: &str) -> String {
+        fs::read_to_string(self.file(router, "log")).unwrap_or_default()
+    }
+
+    /// The router's counters, read from its pinned maps.
+    pub fn counters(&self, router: &str) -> Result<Counters> {
+        CounterMaps::from_pins(&self.pin_root(router))?.read()
+    }
+
+    /// ifindex of an interface inside a node.
+    pub fn ifindex(&self, node: &str, iface: &str) -> Result<u32> {
+        let out = exec_ok(
+            &self.ns(node),
+            &["cat", &format!("/sys/class/net/{iface}/ifindex")],
+        )?;
+        Ok(out.trim().parse()?)
+    }
+
+    /// Removes everything the lab called `name` created.
+    pub fn down_by_name(name: &str) -> Result<()> {
+        let dir = Path::new(LAB_ROOT).join(name);
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "pid") {
+                    let _ = stop_pid_file(&e.path(), Signal::SIGTERM);
+                }
+            }
+        }
+        if let Ok(list) = fs::read_to_string(dir.join("namespaces")) {
+            for ns in list.lines().filter(|l| !l.is_empty()) {
+                let _ = ip(&["netns", "del", ns]);
+            }
+        }
+        let bpf = dir.join("bpf");
+        if bpf.exists() {
+            let _ = run(Command::new("umount").arg(&bpf));
+        }
+        if dir.exists() {
+            fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.teardown_on_drop {
+            if let Err(e) = Lab::down_by_name(&self.name) {
+                eprintln!("x0-lab: teardown of {}: {e:#}", self.name);
+            }
+        }
+    }
+}
+
+fn is_zombie(pid: Pid) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+fn stop_pid_file(path: &Path, signal: Signal) -> Result<()> {
+    let Ok(text) = fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let pid = Pid::from_raw(text.trim().parse().context("pid file")?);
+    let _ = fs::remove_file(path);
+    if kill(pid, signal).is_err() {
+        return Ok(());
+    }
+    let start = Instant::now();
+    while kill(pid, None).is_ok() && !is_zombie(pid) {
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = kill(pid, Signal::SIGKILL);
+            bail!("pid {pid} ignored {signal}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! Test traffic between lab nodes: ping, and a UDP stream with sequence numbers that
+//! reports what arrived, what was lost and the largest gap between arrivals.
+
+use std::{
+    net::{IpAddr, SocketAddr, UdpSocket},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{lab::Lab, netns};
+
+/// Pings `to` from `from`; returns how many replies came back.
+pub fn ping(lab: &Lab, from: &str, to: IpAddr, count: u32) -> Result<u32> {
+    let out = netns::exec(
+        &lab.ns(from),
+        &[
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.01",
+            "-W",
+            "1",
+            &to.to_string(),
+        ],
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "20 packets transmitted, 20 received, 0% packet loss, time 190ms"
+    let received = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("unexpected ping output: {text}"))?;
+    Ok(received)
+}
+
+/// What a UDP stream measured at the receiver.
+#[derive(Clone, Debug)]
+pub struct StreamReport {
+    pub sent: u64,
+    pub received: u64,
+    /// Sequence numbers never received.
+    pub lost: u64,
+    pub interval: Duration,
+    /// The largest time between two consecutive arrivals.
+    pub max_gap: Duration,
+}
+
+impl StreamReport {
+    /// Outage estimated as lost packets times the send interval.
+    pub fn outage(&self) -> Duration {
+        self.interval * self.lost as u32
+    }
+}
+
+/// Sends `count` datagrams from `from` to `to` (a node's address, received in node
+/// `to_node`) at `rate` packets per second, and reports what arrived.
+pub fn udp_stream(
+    lab: &Lab,
+    from: &str,
+    to_node: &str,
+    to: IpAddr,
+    port: u16,
+    count: u64,
+    rate: u64,
+) -> Result<StreamReport> {
+    let dst = SocketAddr::new(to, port);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let receiver =
+        netns::spawn_in_netns(&lab.ns(to_node), move || -> Result<(u64, u64, Duration)> {
+            let sock = UdpSocket::bind(dst).with_context(|| format!("bind {dst}"))?;
+            sock.set_read_timeout(Some(Duration::from_millis(500)))?;
+            let _ = ready_tx.send(());
+            let mut seen = vec![false; count as usize];
+            let (mut received, mut max_gap, mut last) = (0u64, Duration::ZERO, None::<Instant>);
+            let mut buf = [0u8; 64];
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) if n >= 8 => {
+                        let now = Instant::now();
+                        if let Some(l) = last {
+                            max_gap = max_gap.max(now - l);
+                        }
+                        last = Some(now);
+                        let seq = u64::from_be_bytes(buf[..8].try_into().unwrap());
+                        if seq < count && !seen[seq as usize] {
+                            seen[seq as usize] = true;
+                            received += 1;
+                        }
+                        if received == count {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let lost = seen.iter().filter(|s| !**s).count() as u64;
+            Ok((received, lost, max_gap))
+        })?;
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .context("receiver did not start")?;
+    let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
+    let sent = netns::in_netns(&lab.ns(from), move || -> Result<u64> {
+        let bind: SocketAddr = if to.is_ipv6() {
+            "[::]:0".parse()?
+        } else {
+            "0.0.0.0:0".parse()?
+        };
+        let sock = UdpSocket::bind(bind)?;
+        let start = Instant::now();
+        let mut payload = [0u8; 32];
+        for seq in 0..count {
+            // Paced against the start time, so a late wake-up does not slow the stream.
+            let due = start + interval * seq as u32;
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            payload[..8].copy_from_slice(&seq.to_be_bytes());
+            sock.send_to(&payload, dst)
+                .with_context(|| format!("send to {dst}"))?;
+        }
+        Ok(count)
+    })?;
+    let (received, lost, max_gap) = receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("receiver panicked"))??;
+    if received + lost != count {
+        bail!("stream accounting: {received} received + {lost} lost != {count}");
+    }
+    Ok(StreamReport {
+        sent,
+        received,
+        lost,
+        interval,
+        max_gap,
+    })
+}

@@ -1,0 +1,37 @@
+//! Shared set-up for the lab tests. They need root and the real kernel; without either they
+//! fail (never skip).
+#![allow(dead_code)]
+
+use std::{
+    net::IpAddr,
+    path::Path,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use x0_lab::{Lab, Topology, lab::default_dataplane_bin};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Brings up `topologies/<file>` after `tweak` has adjusted it, under a name no other test uses.
+pub fn lab(file: &str, tweak: impl FnOnce(&mut Topology)) -> Lab {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("topologies")
+        .join(file);
+    let mut topo = Topology::from_file(&path).expect("topology");
+    tweak(&mut topo);
+    let name = format!(
+        "x0t{}n{}",
+        std::process::id() % 100_000,
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    Lab::up(
+        &name,
+        topo,
+        default_dataplane_bin().expect("x0-dataplane binary"),
+    )
+    .expect("lab up")
+}
+
+pub fn addr(lab: &Lab, node: &str, v6: bool) -> IpAddr {
+    lab.topo.addr_of(node, v6).expect("address")
+}

@@ -1,0 +1,114 @@
+//! h1 - r1 - h2 with the kernel's forwarding off in r1: whatever crosses r1 was forwarded
+//! by XDP, and r1's counters must account for every packet.
+
+mod common;
+
+use x0_common::Reason;
+use x0_lab::{netns, traffic};
+
+#[test]
+fn xdp_forwards_ipv4_and_ipv6_both_ways_with_kernel_forwarding_off() {
+    let lab = common::lab("line.toml", |t| {
+        t.routers[0].kernel_forwarding = false;
+        t.routers[0].fib_fallback = false;
+    });
+    let r1 = lab.ns("r1");
+    assert_eq!(
+        netns::exec_ok(&r1, &["sysctl", "-n", "net.ipv4.ip_forward"])
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    assert_eq!(
+        netns::exec_ok(&r1, &["sysctl", "-n", "net.ipv6.conf.all.forwarding"])
+            .unwrap()
+            .trim(),
+        "0"
+    );
+
+    let before = lab.counters("r1").unwrap();
+    let mut expected = 0u64;
+    for v6 in [false, true] {
+        for (from, to) in [("h1", "h2"), ("h2", "h1")] {
+            let dst = common::addr(&lab, to, v6);
+            let got = traffic::ping(&lab, from, dst, 20).unwrap();
+            assert_eq!(
+                got,
+                20,
+                "ping {from} -> {dst}: {got}/20 replies\n{}",
+                lab.dataplane_log("r1")
+            );
+            expected += 40; // request and reply both cross r1
+            let report = traffic::udp_stream(&lab, from, to, dst, 9000, 2000, 4000).unwrap();
+            assert_eq!(report.received, 2000, "udp {from} -> {dst}: {report:?}");
+            expected += 2000;
+        }
+    }
+    let after = lab.counters("r1").unwrap();
+    let forwarded = after.get(Reason::ForwardedRoute) - before.get(Reason::ForwardedRoute);
+    assert_eq!(
+        forwarded, expected,
+        "r1's redirect counter must match the packets sent"
+    );
+    for r in [
+        Reason::ForwardedFib,
+        Reason::PassNoNeighbour,
+        Reason::PassNoRoute,
+        Reason::DropRedirectFailed,
+    ] {
+        assert_eq!(after.get(r), before.get(r), "{} moved", r.name());
+    }
+    // Per interface: what came in and was forwarded equals what went out.
+    let sum = |f: fn(&x0_dataplane::counters::IfCount) -> u64,
+               c: &x0_dataplane::counters::Counters| {
+        c.interfaces.values().map(f).sum::<u64>()
+    };
+    assert_eq!(
+        sum(|i| i.tx_packets, &after) - sum(|i| i.tx_packets, &before),
+        forwarded,
+        "tx per interface adds up to the forwarded total"
+    );
+}
+
+#[test]
+fn ping_through_xdp_shows_the_ttl_decremented_once() {
+    let lab = common::lab("line.toml", |t| t.routers[0].kernel_forwarding = false);
+    let out = netns::exec_ok(
+        &lab.ns("h1"),
+        &["ping", "-n", "-c", "1", "-W", "2", "198.18.2.2"],
+    )
+    .unwrap();
+    assert!(
+        out.contains("ttl=63"),
+        "h2 answers with TTL 64, r1 must make it 63:\n{out}"
+    );
+    let out = netns::exec_ok(
+        &lab.ns("h1"),
+        &["ping", "-n", "-c", "1", "-W", "2", "2001:db8:2::2"],
+    )
+    .unwrap();
+    assert!(out.contains("ttl=63"), "hop limit 64 - 1:\n{out}");
+}
+
+#[test]
+fn sigterm_detaches_and_unpins() {
+    let lab = common::lab("line.toml", |_| {});
+    let r1 = lab.ns("r1");
+    let link = netns::exec_ok(&r1, &["ip", "link", "show", "dev", "eth1"]).unwrap();
+    assert!(
+        link.contains("xdp"),
+        "program attached while running:\n{link}"
+    );
+    lab.stop_dataplane("r1").unwrap();
+    let link = netns::exec_ok(&r1, &["ip", "link", "show", "dev", "eth1"]).unwrap();
+    assert!(
+        !link.contains("xdp"),
+        "program detached after SIGTERM:\n{link}"
+    );
+    assert!(
+        !lab.pin_root("r1")
+            .join(x0_common::map_names::STATS)
+            .exists(),
+        "pins removed"
+    );
+}
