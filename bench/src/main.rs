@@ -1,1 +1,38 @@
-fn main() {}
+//! `x0-bench`: benchmarks that measure x0tta6bl4 beside a baseline measured in the same run.
+
+mod test_run_cost;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "x0-bench", about = "x0tta6bl4 benchmarks (need root)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Per-packet cost of the forwarding program (BPF_PROG_TEST_RUN) with 10, 10k and 1M
+    /// IPv4 routes, beside a trivial XDP_PASS program.
+    TestRunCost {
+        /// Fewer batches and at most 10k routes: a smoke run.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::TestRunCost { quick } => test_run_cost::run(quick),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("x0-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

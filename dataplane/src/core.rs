@@ -95,6 +95,7 @@ impl Dataplane {
         let counters = CounterMaps {
             stats: take(&mut ebpf, map_names::STATS)?,
             if_stats: take(&mut ebpf, map_names::IF_STATS)?,
+            if_stats_high: take(&mut ebpf, map_names::IF_STATS_HIGH)?,
         };
         Ok(Self {
             tx_ports: take(&mut ebpf, map_names::TX_PORTS)?,

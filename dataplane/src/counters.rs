@@ -42,7 +42,8 @@ impl Counters {
 
 pub struct CounterMaps {
     pub stats: PerCpuArray<MapData, Counter>,
-    pub if_stats: PerCpuHashMap<MapData, u32, IfCounters>,
+    pub if_stats: PerCpuArray<MapData, IfCounters>,
+    pub if_stats_high: PerCpuHashMap<MapData, u32, IfCounters>,
 }
 
 impl CounterMaps {
@@ -56,6 +57,7 @@ impl CounterMaps {
         Ok(Self {
             stats: open(map_names::STATS)?.try_into()?,
             if_stats: open(map_names::IF_STATS)?.try_into()?,
+            if_stats_high: open(map_names::IF_STATS_HIGH)?.try_into()?,
         })
     }
 
@@ -72,8 +74,19 @@ impl CounterMaps {
                 bytes,
             });
         }
-        for item in self.if_stats.iter() {
+        let low = self
+            .if_stats
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v.map(|v| (i as u32, v)));
+        for item in low.chain(self.if_stats_high.iter()) {
             let (ifindex, per_cpu) = item?;
+            if per_cpu
+                .iter()
+                .all(|v| v.rx.packets == 0 && v.tx.packets == 0)
+            {
+                continue;
+            }
             let mut c = IfCount::default();
             for v in per_cpu.iter() {
                 c.rx_packets += v.rx.packets;

@@ -158,6 +158,10 @@ impl Tables {
         self.routes.iter().map(|(p, (t, _))| (p, t))
     }
 
+    pub fn route_count(&self) -> usize {
+        self.routes.len()
+    }
+
     pub fn nexthops(&self) -> impl Iterator<Item = &NextHopState> {
         self.nh_by_spec.values()
     }

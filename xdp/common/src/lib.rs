@@ -19,8 +19,11 @@ pub const MAX_ROUTES_V6: u32 = 1024 * 1024;
 /// Capacity of the next-hop and next-hop-set arrays (ids are indices into them).
 pub const MAX_NEXTHOPS: u32 = 65_536;
 pub const MAX_NEXTHOP_SETS: u32 = 65_536;
-/// Interfaces a router can redirect to, and interfaces with counters.
+/// Interfaces a router can redirect to.
 pub const MAX_PORTS: u32 = 1_024;
+/// Interfaces with ifindex below this count in an array (one direct index per packet);
+/// the rare larger ifindex (the kernel hands them out cyclically) in a hash map.
+pub const IF_STATS_ARRAY_LEN: u32 = 4_096;
 
 /// Map names, as the programs declare them and as they are pinned.
 pub mod map_names {
@@ -32,8 +35,9 @@ pub mod map_names {
     pub const CONFIG: &str = "X0_CONFIG";
     pub const STATS: &str = "X0_STATS";
     pub const IF_STATS: &str = "X0_IF_STATS";
+    pub const IF_STATS_HIGH: &str = "X0_IF_STATS_HI";
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
         ROUTES_V4,
         ROUTES_V6,
         NEXTHOP_SETS,
@@ -42,6 +46,7 @@ pub mod map_names {
         CONFIG,
         STATS,
         IF_STATS,
+        IF_STATS_HIGH,
     ];
 }
 
@@ -114,7 +119,7 @@ pub struct Counter {
     pub bytes: u64,
 }
 
-/// Per-interface counters (per CPU), keyed by ifindex.
+/// Per-interface counters (per CPU), indexed by ifindex.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IfCounters {

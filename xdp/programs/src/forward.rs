@@ -98,6 +98,7 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr) -> Outcome {
                 return pass(Reason::PassNoRoute);
             }
             match fib::lookup_v4(ctx, ip, tot_len as u16) {
+                Ok(e) if X0_TX_PORTS.get(e.ifindex).is_none() => return pass(Reason::PassNoTxPort),
                 Ok(e) => Egress {
                     ifindex: e.ifindex,
                     mtu: u32::MAX, // bpf_fib_lookup already checked tot_len against the MTU
@@ -114,9 +115,6 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr) -> Outcome {
     }
     if tot_len as u32 > egress.mtu {
         return pass(Reason::PassTooBig);
-    }
-    if X0_TX_PORTS.get(egress.ifindex).is_none() {
-        return pass(Reason::PassNoTxPort);
     }
     // TTL shares a 16-bit checksum word with the protocol byte.
     let old = u16::from_be_bytes([ip.ttl, ip.protocol]);
@@ -185,6 +183,7 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr) -> Outcome {
                 return pass(Reason::PassNoRoute);
             }
             match fib::lookup_v6(ctx, ip, (payload_len + 40) as u16) {
+                Ok(e) if X0_TX_PORTS.get(e.ifindex).is_none() => return pass(Reason::PassNoTxPort),
                 Ok(e) => Egress {
                     ifindex: e.ifindex,
                     mtu: u32::MAX,
@@ -202,9 +201,6 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr) -> Outcome {
     if (payload_len + 40) as u32 > egress.mtu {
         return pass(Reason::PassTooBig);
     }
-    if X0_TX_PORTS.get(egress.ifindex).is_none() {
-        return pass(Reason::PassNoTxPort);
-    }
     ip.hop_limit -= 1;
     redirect(eth, &egress)
 }
@@ -217,7 +213,9 @@ fn is_loopback_or_unspecified(a: &[u8; 16]) -> bool {
     high == 0 && a[15] <= 1
 }
 
-/// The first next hop of the route's set. (The failover issue walks the set for the first
+/// The first next hop of the route's set. User space only builds next hops on ports it
+/// has put into X0_TX_PORTS, so this path skips that lookup (a broken promise shows as
+/// drop_redirect_failed). (The failover issue walks the set for the first
 /// live one; the layout already holds eight.)
 #[inline(always)]
 fn nexthop_egress(route: &Route) -> Result<Egress, Reason> {

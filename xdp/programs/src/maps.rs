@@ -8,8 +8,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use x0_common::{
-    Config, Counter, IfCounters, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_PORTS, MAX_ROUTES_V4,
-    MAX_ROUTES_V6, NextHop, NextHopSet, Route,
+    Config, Counter, IF_STATS_ARRAY_LEN, IfCounters, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_PORTS,
+    MAX_ROUTES_V4, MAX_ROUTES_V6, NextHop, NextHopSet, Route,
     reason::{REASON_COUNT, Verdict},
 };
 
@@ -32,7 +32,9 @@ pub static X0_CONFIG: Array<Config> = Array::pinned(1, 0);
 #[map]
 pub static X0_STATS: PerCpuArray<Counter> = PerCpuArray::pinned(REASON_COUNT, 0);
 #[map]
-pub static X0_IF_STATS: PerCpuHashMap<u32, IfCounters> = PerCpuHashMap::pinned(MAX_PORTS, 0);
+pub static X0_IF_STATS: PerCpuArray<IfCounters> = PerCpuArray::pinned(IF_STATS_ARRAY_LEN, 0);
+#[map]
+pub static X0_IF_STATS_HI: PerCpuHashMap<u32, IfCounters> = PerCpuHashMap::pinned(MAX_PORTS, 0);
 
 #[inline(always)]
 pub fn config_flags() -> u32 {
@@ -72,13 +74,17 @@ pub fn count(ctx: &XdpContext, outcome: &Outcome) {
     }
 }
 
-/// The interface's counters, created on first use (the daemon also creates them on attach).
+/// The interface's counters: a direct index for the usual small ifindex, else a hash
+/// entry created on first use.
 #[inline(always)]
 fn if_counters(ifindex: u32) -> Option<*mut IfCounters> {
-    if let Some(c) = X0_IF_STATS.get_ptr_mut(ifindex) {
+    if ifindex < IF_STATS_ARRAY_LEN {
+        return X0_IF_STATS.get_ptr_mut(ifindex);
+    }
+    if let Some(c) = X0_IF_STATS_HI.get_ptr_mut(ifindex) {
         return Some(c);
     }
     // BPF_NOEXIST: never overwrite a counter another CPU just created.
-    let _ = X0_IF_STATS.insert(ifindex, IfCounters::default(), BPF_NOEXIST as u64);
-    X0_IF_STATS.get_ptr_mut(ifindex)
+    let _ = X0_IF_STATS_HI.insert(ifindex, IfCounters::default(), BPF_NOEXIST as u64);
+    X0_IF_STATS_HI.get_ptr_mut(ifindex)
 }

@@ -1,0 +1,200 @@
+//! Per-packet cost of `x0_forward` through BPF_PROG_TEST_RUN, next to `x0_pass`.
+//!
+//! With repeat > 1 the kernel runs the program again on the buffer the previous run left,
+//! so a forwarding program decrements the TTL once per run. Each call therefore starts at
+//! TTL 255 and repeats 250 times: every run takes the full forwarding path (the TTL never
+//! reaches 1), and the output (TTL 5, XDP_REDIRECT) proves it.
+
+use std::{net::Ipv4Addr, path::PathBuf, time::Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use aya::programs::{TestRun, TestRunOptions};
+use etherparse::PacketBuilder;
+use ipnet::{IpNet, Ipv4Net};
+use x0_common::program_names;
+use x0_dataplane::{
+    Dataplane,
+    netlink::Link,
+    tables::{NextHopSpec, RouteTarget},
+};
+
+const REPEAT: u32 = 250;
+const START_TTL: u8 = 255;
+const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
+
+struct Sample {
+    name: String,
+    ns: Vec<f64>,
+}
+
+pub fn run(quick: bool) -> Result<()> {
+    ensure!(
+        nix::unistd::Uid::effective().is_root(),
+        "needs root (BPF_PROG_TEST_RUN)"
+    );
+    let route_counts: &[u32] = if quick {
+        &[10, 10_000]
+    } else {
+        &[10, 10_000, 1_000_000]
+    };
+    let batches = if quick { 60 } else { 300 };
+    println!(
+        "x0-bench test-run-cost: {batches} batches x {REPEAT} runs per figure, IPv4/UDP 64-byte frames"
+    );
+    println!(
+        "kernel {}",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim()
+    );
+    println!();
+
+    let mut samples = Vec::new();
+    for &n in route_counts {
+        let pin_root = PathBuf::from(format!("/sys/fs/bpf/x0-bench-{}-{n}", std::process::id()));
+        let mut dp = Dataplane::load(&pin_root)?;
+        let result = (|| -> Result<()> {
+            let dsts = install_routes(&mut dp, n)?;
+            let frames: Vec<Vec<u8>> = dsts.iter().map(|d| frame(*d)).collect();
+            let pass = dp.program(program_names::PASS)?;
+            let fwd = dp.program(program_names::FORWARD)?;
+            // Interleave baseline and forwarding batches so that drift hits both alike.
+            let (mut pass_ns, mut fwd_ns) = (Vec::new(), Vec::new());
+            let t0 = Instant::now();
+            for b in 0..batches {
+                let f = &frames[b % frames.len()];
+                pass_ns.push(run_batch(pass, f, XDP_PASS, None)?);
+                fwd_ns.push(run_batch(
+                    fwd,
+                    f,
+                    XDP_REDIRECT,
+                    Some(START_TTL - REPEAT as u8),
+                )?);
+            }
+            eprintln!("  batches took {:.2?}", t0.elapsed());
+            samples.push(Sample {
+                name: format!("x0_pass (baseline, {n} routes loaded)"),
+                ns: pass_ns,
+            });
+            samples.push(Sample {
+                name: format!("x0_forward, {n} routes"),
+                ns: fwd_ns,
+            });
+            Ok(())
+        })();
+        dp.shutdown()?;
+        result?;
+    }
+
+    println!();
+    println!(
+        "{:<40} {:>10} {:>10} {:>10} {:>14}",
+        "program", "min ns", "median ns", "max ns", "median/pass"
+    );
+    let mut baseline = 0.0;
+    for s in &mut samples {
+        s.ns.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let (min, med, max) = (s.ns[0], s.ns[s.ns.len() / 2], s.ns[s.ns.len() - 1]);
+        if s.name.starts_with("x0_pass") {
+            baseline = med;
+        }
+        println!(
+            "{:<40} {:>10.1} {:>10.1} {:>10.1} {:>13.2}x",
+            s.name,
+            min,
+            med,
+            max,
+            med / baseline
+        );
+    }
+    Ok(())
+}
+
+/// Installs `n` distinct IPv4 prefixes (lengths /16 to /32, spread over 10.0.0.0/8 and
+/// 100.64.0.0/10 and above) through one resolved next hop; returns destinations inside
+/// some of them.
+fn install_routes(dp: &mut Dataplane, n: u32) -> Result<Vec<Ipv4Addr>> {
+    dp.set_fib_fallback(false)?;
+    dp.add_port(&Link {
+        ifindex: 1,
+        name: "lo".into(),
+        mac: [2, 0, 0, 0, 0, 1],
+        mtu: 1500,
+        up: true,
+    })?;
+    let gw = "192.0.2.2".parse()?;
+    let via = RouteTarget::NextHops(vec![NextHopSpec {
+        gateway: gw,
+        ifindex: 1,
+    }]);
+    let t = dp.tables();
+    let started = Instant::now();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut dsts = Vec::new();
+    let mut installed = 0;
+    while installed < n {
+        // xorshift: deterministic, so every run installs the same table.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let len = 16 + (rng % 17) as u8;
+        // Unicast space the fast path forwards: first octet 1..=126, never 169.254/16.
+        let addr = Ipv4Addr::from(((rng >> 24) as u32) % (126 << 24) + (1 << 24));
+        if addr.octets()[0] == 169 {
+            continue;
+        }
+        let net = Ipv4Net::new(addr, len)?.trunc();
+        match t.upsert(IpNet::V4(net), via.clone()) {
+            Ok(()) => {}
+            Err(e) => bail!("route {net}: {e}"),
+        }
+        installed = t.route_count() as u32;
+        if dsts.len() < 64 && installed % (n / 64).max(1) == 0 {
+            dsts.push(net.hosts().next().unwrap_or(net.addr()));
+        }
+    }
+    t.set_neighbour(1, gw, Some([2, 0, 0, 0, 0, 2]))?;
+    eprintln!("  {n} routes installed in {:.2?}", started.elapsed());
+    Ok(dsts)
+}
+
+fn frame(dst: Ipv4Addr) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 4])
+        .ipv4([198, 18, 1, 2], dst.octets(), START_TTL)
+        .udp(4000, 5000)
+        .write(&mut v, &[0u8; 22]) // 14 + 20 + 8 + 22 = 64 bytes
+        .unwrap();
+    v
+}
+
+/// One BPF_PROG_TEST_RUN call of REPEAT runs; returns the kernel's ns per run after
+/// checking the verdict (and the final TTL, which proves every run forwarded).
+fn run_batch(
+    prog: &aya::programs::Xdp,
+    frame: &[u8],
+    want: u32,
+    want_ttl: Option<u8>,
+) -> Result<f64> {
+    let mut out = vec![0u8; frame.len() + 64];
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat: REPEAT,
+            ..Default::default()
+        })
+        .context("BPF_PROG_TEST_RUN")?;
+    ensure!(
+        r.return_value == want,
+        "verdict {} (wanted {want})",
+        r.return_value
+    );
+    if let Some(ttl) = want_ttl {
+        ensure!(
+            out[22] == ttl,
+            "TTL after {REPEAT} runs is {}, not {ttl}: some runs did not forward",
+            out[22]
+        );
+    }
+    Ok(r.duration.as_nanos() as f64)
+}
