@@ -34,8 +34,10 @@ else
   log "rust: installing ${NIGHTLY} with rust-src"
   rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src
 fi
-rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q '^rust-src' \
-  || rustup component add rust-src --toolchain "$NIGHTLY"
+for c in rust-src rustfmt clippy; do   # rustfmt and clippy keep the XDP crate as clean as the rest
+  rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q "^$c" \
+    || rustup component add "$c" --toolchain "$NIGHTLY"
+done
 for c in rustfmt clippy; do
   rustup component list --installed | grep -q "^$c" || rustup component add "$c"
 done

@@ -80,10 +80,8 @@ impl Netlink {
         let mut links = Vec::new();
         for response in recv {
             let response = response.context("RTM_GETLINK response")?;
-            if let Some(info) = response.get_payload() {
-                if let Some(link) = decode_link(info) {
-                    links.push(link);
-                }
+            if let Some(link) = response.get_payload().and_then(decode_link) {
+                links.push(link);
             }
         }
         Ok(links)
@@ -304,7 +302,7 @@ fn decode_addr(msg: &Ifaddrmsg) -> Option<LocalAddr> {
         .get_attribute(Ifa::Local)
         .or_else(|| attrs.get_attribute(Ifa::Address))?;
     Some(LocalAddr {
-        ifindex: *msg.ifa_index() as u32,
+        ifindex: *msg.ifa_index(),
         addr: ip_from_bytes(a.rta_payload().as_ref())?,
     })
 }

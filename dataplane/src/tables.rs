@@ -214,10 +214,10 @@ impl Tables {
             }
             return Err(e);
         }
-        if let Some((_, old_set)) = self.routes.insert(prefix, (target, set_id)) {
-            if old_set != 0 {
-                self.release_set(old_set);
-            }
+        if let Some((_, old_set)) = self.routes.insert(prefix, (target, set_id))
+            && old_set != 0
+        {
+            self.release_set(old_set);
         }
         Ok(())
     }

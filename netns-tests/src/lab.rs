@@ -361,10 +361,10 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if self.teardown_on_drop {
-            if let Err(e) = Lab::down_by_name(&self.name) {
-                eprintln!("x0-lab: teardown of {}: {e:#}", self.name);
-            }
+        if self.teardown_on_drop
+            && let Err(e) = Lab::down_by_name(&self.name)
+        {
+            eprintln!("x0-lab: teardown of {}: {e:#}", self.name);
         }
     }
 }

@@ -163,10 +163,10 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr) -> Outcome {
         IPPROTO_HOPOPTS => return pass(Reason::PassIpv6ExtHeader),
         IPPROTO_FRAGMENT => return pass(Reason::PassFragment),
         IPPROTO_ICMPV6 => {
-            if let Some(icmp_type) = header::<u8>(ctx, ETH_HLEN + 40) {
-                if (133..=137).contains(&unsafe { *icmp_type }) {
-                    return pass(Reason::PassNdp);
-                }
+            if let Some(icmp_type) = header::<u8>(ctx, ETH_HLEN + 40)
+                && (133..=137).contains(&unsafe { *icmp_type })
+            {
+                return pass(Reason::PassNdp);
             }
         }
         _ => {}

@@ -67,10 +67,10 @@ pub fn count(ctx: &XdpContext, outcome: &Outcome) {
             Verdict::Dropped => add(&mut c.dropped, bytes),
         }
     }
-    if outcome.egress != 0 {
-        if let Some(c) = if_counters(outcome.egress) {
-            add(unsafe { &mut (*c).tx }, bytes);
-        }
+    if outcome.egress != 0
+        && let Some(c) = if_counters(outcome.egress)
+    {
+        add(unsafe { &mut (*c).tx }, bytes);
     }
 }
 
