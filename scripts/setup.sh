@@ -50,6 +50,13 @@ else
     --no-default-features --features llvm-22
 fi
 
+if cargo nextest --version >/dev/null 2>&1; then
+  log "cargo-nextest present"
+else
+  log "cargo-nextest: installing"
+  cargo install --locked cargo-nextest
+fi
+
 if ! mountpoint -q /sys/fs/bpf; then
   log "bpffs: mounting /sys/fs/bpf"
   mount -t bpf bpf /sys/fs/bpf

@@ -66,6 +66,8 @@ impl Lab {
             Lab::down_by_name(name)?;
         }
         fs::create_dir_all(dir.join("bpf"))?;
+        fs::write(dir.join("topology.toml"), toml::to_string(&topo)?)?;
+        fs::write(dir.join("dataplane-bin"), dataplane_bin.as_os_str().as_encoded_bytes())?;
         let lab = Lab {
             name: name.into(),
             topo,
@@ -85,6 +87,16 @@ impl Lab {
             lab.wait_ready(&r.name, Duration::from_secs(15))?;
         }
         Ok(lab)
+    }
+
+    /// A lab that `up` left running (for the CLI's later commands); not torn down on drop.
+    pub fn open(name: &str) -> Result<Lab> {
+        let dir = Path::new(LAB_ROOT).join(name);
+        let text = fs::read_to_string(dir.join("topology.toml"))
+            .with_context(|| format!("no lab named {name} is running (x0-lab up first)"))?;
+        let topo: Topology = toml::from_str(&text)?;
+        let dataplane_bin = fs::read_to_string(dir.join("dataplane-bin"))?.into();
+        Ok(Lab { name: name.into(), topo, dir, dataplane_bin, teardown_on_drop: false })
     }
 
     /// Leaves everything running when this value is dropped.

@@ -3,6 +3,7 @@
 
 pub mod lab;
 pub mod netns;
+pub mod report;
 pub mod topology;
 pub mod traffic;
 

@@ -2,9 +2,9 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use x0_lab::{Lab, Topology, lab::default_dataplane_bin};
+use x0_lab::{Lab, Topology, lab::default_dataplane_bin, traffic};
 
 #[derive(Parser)]
 #[command(name = "x0-lab", about = "x0tta6bl4 network-namespace lab")]
@@ -29,11 +29,40 @@ enum Command {
         #[arg(long, default_value = "x0lab")]
         name: String,
     },
-    /// Print a router's counters.
+    /// Print every router's counters (or one router's in full).
     Stats {
-        router: String,
+        router: Option<String>,
         #[arg(long, default_value = "x0lab")]
         name: String,
+    },
+    /// Send a UDP stream with sequence numbers between two nodes and report what arrived.
+    Traffic {
+        #[arg(long, default_value = "x0lab")]
+        name: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value_t = 10_000)]
+        count: u64,
+        /// Packets per second.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        #[arg(long)]
+        ipv6: bool,
+    },
+    /// Ping between two nodes.
+    Ping {
+        #[arg(long, default_value = "x0lab")]
+        name: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value_t = 10)]
+        count: u32,
+        #[arg(long)]
+        ipv6: bool,
     },
 }
 
@@ -77,15 +106,30 @@ fn real_main(cli: Cli) -> Result<()> {
         }
         Command::Down { name } => Lab::down_by_name(&name),
         Command::Stats { router, name } => {
-            let pin_root = PathBuf::from(x0_lab::lab::LAB_ROOT)
-                .join(&name)
-                .join("bpf")
-                .join(&router);
-            let c = x0_dataplane::counters::CounterMaps::from_pins(&pin_root)?.read()?;
-            print!(
-                "{}",
-                x0_dataplane::counters::render(&c, &Default::default(), false)
+            let lab = Lab::open(&name)?;
+            match router {
+                Some(r) => print!("{}", x0_lab::report::router_counters(&lab, &r)?),
+                None => print!("{}", x0_lab::report::summary(&lab)?),
+            }
+            Ok(())
+        }
+        Command::Traffic { name, from, to, count, rate, ipv6 } => {
+            let lab = Lab::open(&name)?;
+            let dst = lab.topo.addr_of(&to, ipv6).with_context(|| format!("{to} has no address of that family"))?;
+            println!("UDP {from} -> {to} ({dst}): {count} packets at {rate}/s");
+            let r = traffic::udp_stream(&lab, &from, &to, dst, 9999, count, rate)?;
+            println!(
+                "  sent {}  received {}  lost {}  outage (lost x interval) {:.1?}  largest gap {:.1?}",
+                r.sent, r.received, r.lost, r.outage(), r.max_gap
             );
+            Ok(())
+        }
+        Command::Ping { name, from, to, count, ipv6 } => {
+            let lab = Lab::open(&name)?;
+            let dst = lab.topo.addr_of(&to, ipv6).with_context(|| format!("{to} has no address of that family"))?;
+            let got = traffic::ping(&lab, &from, dst, count)?;
+            println!("ping {from} -> {to} ({dst}): {got}/{count} replies");
+            anyhow::ensure!(got == count, "{} pings lost", count - got);
             Ok(())
         }
     }

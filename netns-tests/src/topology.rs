@@ -5,10 +5,10 @@ use std::{collections::HashSet, net::IpAddr, path::Path};
 
 use anyhow::{Context, Result, bail};
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use x0_dataplane::{XdpModeChoice, config::RouteConfig};
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
     #[serde(default, rename = "host")]
@@ -19,7 +19,7 @@ pub struct Topology {
     pub links: Vec<Link>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
     pub name: String,
@@ -28,7 +28,7 @@ pub struct Host {
     pub gateway: Vec<IpAddr>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Router {
     pub name: String,
@@ -47,14 +47,14 @@ pub struct Router {
     pub xdp_mode: XdpModeChoice,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Link {
     pub a: End,
     pub b: End,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct End {
     pub node: String,

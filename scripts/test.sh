@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Every test of x0tta6bl4, on the real kernel: formatting and lints, unit tests,
+# BPF_PROG_TEST_RUN tests of the XDP program, and the network-namespace lab.
+# Installs what it needs first (scripts/setup.sh). Needs root: without it, it fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if [ "$(id -u)" != 0 ]; then
+  echo "test.sh: the tests need root (XDP, BPF_PROG_TEST_RUN, network namespaces); run it as root" >&2
+  exit 1
+fi
+./scripts/setup.sh
+
+step() { printf '\n== %s\n' "$*"; }
+step "format and lints"
+cargo fmt --all --check
+(cd xdp/programs && cargo fmt --check && cargo clippy --release --quiet -- -D warnings)
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "build (the lab tests run the binaries built here)"
+cargo build --workspace --bins --quiet
+
+step "tests"
+# nextest runs each test in its own process, so one test's lab or maps never leak into
+# another's; its closing summary line is the result.
+cargo nextest run --workspace --no-fail-fast --test-threads 2
