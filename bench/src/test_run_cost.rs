@@ -70,7 +70,7 @@ pub fn run(quick: bool) -> Result<()> {
                     Some(START_TTL - REPEAT as u8),
                 )?);
             }
-            eprintln!("  batches took {:.2?}", t0.elapsed());
+            eprintln!("  measured in {:.2?}", t0.elapsed());
             samples.push(Sample {
                 name: format!("x0_pass (baseline, {n} routes loaded)"),
                 ns: pass_ns,
