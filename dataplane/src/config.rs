@@ -194,7 +194,10 @@ via = [{ gateway = "2001:db8:12::2", interface = "eth1" }]
         let routes = c.routes().unwrap();
         assert_eq!(routes.len(), 2);
         assert_eq!(routes[0].prefix.to_string(), "198.18.2.0/24");
-        assert_eq!(routes[0].via[1], ("198.18.13.3".parse().unwrap(), "eth2".to_string()));
+        assert_eq!(
+            routes[0].via[1],
+            ("198.18.13.3".parse().unwrap(), "eth2".to_string())
+        );
     }
 
     #[test]
@@ -209,15 +212,43 @@ via = [{ gateway = "2001:db8:12::2", interface = "eth1" }]
     #[test]
     fn errors_name_the_field() {
         let cases: &[(&str, &str, &str)] = &[
-            ("prefix", r#"prefix = "198.18.2.0/24""#, r#"prefix = "198.18.2.0""#),
-            ("host bits", r#"prefix = "198.18.2.0/24""#, r#"prefix = "198.18.2.1/24""#),
-            ("family", r#"gateway = "2001:db8:12::2""#, r#"gateway = "198.18.12.2""#),
-            ("interface", r#"{ gateway = "2001:db8:12::2", interface = "eth1" }"#, r#"{ gateway = "2001:db8:12::2", interface = "eth9" }"#),
-            ("gateway", r#"gateway = "198.18.12.2""#, r#"gateway = "198.18.12.300""#),
+            (
+                "prefix",
+                r#"prefix = "198.18.2.0/24""#,
+                r#"prefix = "198.18.2.0""#,
+            ),
+            (
+                "host bits",
+                r#"prefix = "198.18.2.0/24""#,
+                r#"prefix = "198.18.2.1/24""#,
+            ),
+            (
+                "family",
+                r#"gateway = "2001:db8:12::2""#,
+                r#"gateway = "198.18.12.2""#,
+            ),
+            (
+                "interface",
+                r#"{ gateway = "2001:db8:12::2", interface = "eth1" }"#,
+                r#"{ gateway = "2001:db8:12::2", interface = "eth9" }"#,
+            ),
+            (
+                "gateway",
+                r#"gateway = "198.18.12.2""#,
+                r#"gateway = "198.18.12.300""#,
+            ),
             ("unknown key", "fib_fallback = false", "fib_falback = false"),
             ("mode", r#"xdp_mode = "native""#, r#"xdp_mode = "turbo""#),
-            ("missing via", r#"via = [{ gateway = "2001:db8:12::2", interface = "eth1" }]"#, ""),
-            ("multicast gateway", r#"gateway = "198.18.12.2""#, r#"gateway = "224.0.0.5""#),
+            (
+                "missing via",
+                r#"via = [{ gateway = "2001:db8:12::2", interface = "eth1" }]"#,
+                "",
+            ),
+            (
+                "multicast gateway",
+                r#"gateway = "198.18.12.2""#,
+                r#"gateway = "224.0.0.5""#,
+            ),
         ];
         let expect_in_message = [
             "route[0].prefix",
@@ -234,23 +265,41 @@ via = [{ gateway = "2001:db8:12::2", interface = "eth1" }]
             assert!(GOOD.contains(from), "{what}: fixture text missing");
             let text = GOOD.replacen(from, to, 1);
             let err = format!("{:#}", Config::parse(&text).expect_err(what));
-            assert!(err.contains(want), "{what}: error {err:?} does not name {want:?}");
+            assert!(
+                err.contains(want),
+                "{what}: error {err:?} does not name {want:?}"
+            );
         }
     }
 
     #[test]
     fn too_many_next_hops_and_duplicates_are_refused() {
         let nine = (0..9)
-            .map(|i| format!(r#"{{ gateway = "198.18.12.{}", interface = "eth1" }}"#, i + 2))
+            .map(|i| {
+                format!(
+                    r#"{{ gateway = "198.18.12.{}", interface = "eth1" }}"#,
+                    i + 2
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
-        let text = format!("[[interface]]\nname = \"eth1\"\n[[route]]\nprefix = \"198.18.2.0/24\"\nvia = [{nine}]\n");
+        let text = format!(
+            "[[interface]]\nname = \"eth1\"\n[[route]]\nprefix = \"198.18.2.0/24\"\nvia = [{nine}]\n"
+        );
         let err = format!("{:#}", Config::parse(&text).unwrap_err());
-        assert!(err.contains("route[0].via: needs 1 to 8 next hops, has 9"), "{err}");
+        assert!(
+            err.contains("route[0].via: needs 1 to 8 next hops, has 9"),
+            "{err}"
+        );
 
-        let dup = GOOD.replace("2001:db8:2::/64", "198.18.2.0/24").replace("2001:db8:12::2", "198.18.12.2");
+        let dup = GOOD
+            .replace("2001:db8:2::/64", "198.18.2.0/24")
+            .replace("2001:db8:12::2", "198.18.12.2");
         let err = format!("{:#}", Config::parse(&dup).unwrap_err());
-        assert!(err.contains("route[1].prefix: 198.18.2.0/24 is configured twice"), "{err}");
+        assert!(
+            err.contains("route[1].prefix: 198.18.2.0/24 is configured twice"),
+            "{err}"
+        );
 
         let twice = GOOD.replace("name = \"eth2\"", "name = \"eth1\"");
         let err = format!("{:#}", Config::parse(&twice).unwrap_err());

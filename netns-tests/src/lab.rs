@@ -67,7 +67,10 @@ impl Lab {
         }
         fs::create_dir_all(dir.join("bpf"))?;
         fs::write(dir.join("topology.toml"), toml::to_string(&topo)?)?;
-        fs::write(dir.join("dataplane-bin"), dataplane_bin.as_os_str().as_encoded_bytes())?;
+        fs::write(
+            dir.join("dataplane-bin"),
+            dataplane_bin.as_os_str().as_encoded_bytes(),
+        )?;
         let lab = Lab {
             name: name.into(),
             topo,
@@ -96,7 +99,13 @@ impl Lab {
             .with_context(|| format!("no lab named {name} is running (x0-lab up first)"))?;
         let topo: Topology = toml::from_str(&text)?;
         let dataplane_bin = fs::read_to_string(dir.join("dataplane-bin"))?.into();
-        Ok(Lab { name: name.into(), topo, dir, dataplane_bin, teardown_on_drop: false })
+        Ok(Lab {
+            name: name.into(),
+            topo,
+            dir,
+            dataplane_bin,
+            teardown_on_drop: false,
+        })
     }
 
     /// Leaves everything running when this value is dropped.

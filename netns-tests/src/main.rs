@@ -113,20 +113,43 @@ fn real_main(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Traffic { name, from, to, count, rate, ipv6 } => {
+        Command::Traffic {
+            name,
+            from,
+            to,
+            count,
+            rate,
+            ipv6,
+        } => {
             let lab = Lab::open(&name)?;
-            let dst = lab.topo.addr_of(&to, ipv6).with_context(|| format!("{to} has no address of that family"))?;
+            let dst = lab
+                .topo
+                .addr_of(&to, ipv6)
+                .with_context(|| format!("{to} has no address of that family"))?;
             println!("UDP {from} -> {to} ({dst}): {count} packets at {rate}/s");
             let r = traffic::udp_stream(&lab, &from, &to, dst, 9999, count, rate)?;
             println!(
                 "  sent {}  received {}  lost {}  outage (lost x interval) {:.1?}  largest gap {:.1?}",
-                r.sent, r.received, r.lost, r.outage(), r.max_gap
+                r.sent,
+                r.received,
+                r.lost,
+                r.outage(),
+                r.max_gap
             );
             Ok(())
         }
-        Command::Ping { name, from, to, count, ipv6 } => {
+        Command::Ping {
+            name,
+            from,
+            to,
+            count,
+            ipv6,
+        } => {
             let lab = Lab::open(&name)?;
-            let dst = lab.topo.addr_of(&to, ipv6).with_context(|| format!("{to} has no address of that family"))?;
+            let dst = lab
+                .topo
+                .addr_of(&to, ipv6)
+                .with_context(|| format!("{to} has no address of that family"))?;
             let got = traffic::ping(&lab, &from, dst, count)?;
             println!("ping {from} -> {to} ({dst}): {got}/{count} replies");
             anyhow::ensure!(got == count, "{} pings lost", count - got);

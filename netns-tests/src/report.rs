@@ -18,7 +18,13 @@ pub fn summary(lab: &Lab) -> Result<String> {
     );
     for r in &lab.topo.routers {
         let c = lab.counters(&r.name)?;
-        let total = |v: Verdict| Reason::ALL.iter().filter(|x| x.verdict() == v).map(|&x| c.get(x)).sum::<u64>();
+        let total = |v: Verdict| {
+            Reason::ALL
+                .iter()
+                .filter(|x| x.verdict() == v)
+                .map(|&x| c.get(x))
+                .sum::<u64>()
+        };
         let top = Reason::ALL
             .iter()
             .filter(|x| x.verdict() == Verdict::Passed && c.get(**x) > 0)

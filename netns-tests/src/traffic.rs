@@ -74,8 +74,12 @@ pub fn udp_stream(
     let receiver =
         netns::spawn_in_netns(&lab.ns(to_node), move || -> Result<(u64, u64, Duration)> {
             let sock = UdpSocket::bind(dst).with_context(|| format!("bind {dst}"))?;
-        // A deep receive buffer, so a descheduled receiver thread does not count as loss.
-        nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &(16 << 20))?;
+            // A deep receive buffer, so a descheduled receiver thread does not count as loss.
+            nix::sys::socket::setsockopt(
+                &sock,
+                nix::sys::socket::sockopt::RcvBufForce,
+                &(16 << 20),
+            )?;
             sock.set_read_timeout(Some(Duration::from_millis(500)))?;
             let _ = ready_tx.send(());
             let mut seen = vec![false; count as usize];
