@@ -112,3 +112,41 @@ fn sigterm_detaches_and_unpins() {
         "pins removed"
     );
 }
+
+#[test]
+fn stats_command_prints_the_pinned_counters() {
+    let lab = common::lab("line.toml", |_| {});
+    assert_eq!(
+        traffic::ping(&lab, "h1", common::addr(&lab, "h2", false), 5).unwrap(),
+        5
+    );
+    let bin = x0_lab::lab::default_dataplane_bin().unwrap();
+    let pin_root = lab.pin_root("r1");
+    let bin = bin.to_str().unwrap();
+    let pins = pin_root.to_str().unwrap();
+    let json =
+        netns::exec_ok(&lab.ns("r1"), &[bin, "stats", "--json", "--pin-root", pins]).unwrap();
+    let lib = lab.counters("r1").unwrap();
+    let forwarded = lib.get(Reason::ForwardedRoute);
+    assert!(forwarded >= 10, "5 pings cross r1 twice each: {forwarded}");
+    assert!(
+        json.contains(&format!(
+            "\"reason\": \"forwarded_route\",\n      \"packets\": {forwarded},"
+        )),
+        "stats --json shows the same count as the maps:\n{json}"
+    );
+    let table = netns::exec_ok(&lab.ns("r1"), &[bin, "stats", "--pin-root", pins]).unwrap();
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("forwarded_route"))
+        .expect("a forwarded_route row");
+    assert_eq!(
+        line.split_whitespace().nth(1),
+        Some(forwarded.to_string().as_str()),
+        "{table}"
+    );
+    assert!(
+        table.contains("eth1") && table.contains("eth2"),
+        "interface names resolved:\n{table}"
+    );
+}
