@@ -226,15 +226,7 @@ impl Tables {
         let Some((_, set_id)) = self.routes.get(&prefix).cloned() else {
             return Err(TableError::NoSuchRoute(prefix));
         };
-        let res = match prefix {
-            IpNet::V4(p) => self
-                .routes_v4
-                .remove(&Key::new(p.prefix_len().into(), p.addr().octets())),
-            IpNet::V6(p) => self
-                .routes_v6
-                .remove(&Key::new(p.prefix_len().into(), p.addr().octets())),
-        };
-        res.map_err(|e| TableError::Map("routes", e))?;
+        self.delete_route(prefix)?;
         self.routes.remove(&prefix);
         if set_id != 0 {
             self.release_set(set_id);
@@ -263,15 +255,7 @@ impl Tables {
             }
         }
         for net in &stale {
-            let res = match net {
-                IpNet::V4(p) => self
-                    .routes_v4
-                    .remove(&Key::new(p.prefix_len().into(), p.addr().octets())),
-                IpNet::V6(p) => self
-                    .routes_v6
-                    .remove(&Key::new(p.prefix_len().into(), p.addr().octets())),
-            };
-            res.map_err(|e| TableError::Map("routes", e))?;
+            self.delete_route(*net)?;
         }
         Ok(stale.len())
     }
@@ -434,6 +418,18 @@ impl Tables {
         self.nexthops
             .set(id, value, 0)
             .map_err(|e| TableError::Map("next hops", e))
+    }
+
+    fn delete_route(&mut self, prefix: IpNet) -> Result<(), TableError> {
+        let res = match prefix {
+            IpNet::V4(p) => self
+                .routes_v4
+                .remove(&Key::new(p.prefix_len().into(), p.addr().octets())),
+            IpNet::V6(p) => self
+                .routes_v6
+                .remove(&Key::new(p.prefix_len().into(), p.addr().octets())),
+        };
+        res.map_err(|e| TableError::Map("routes", e))
     }
 
     fn write_route(&mut self, prefix: IpNet, route: &Route) -> Result<(), TableError> {

@@ -121,11 +121,7 @@ fn real_main(cli: Cli) -> Result<()> {
             rate,
             ipv6,
         } => {
-            let lab = Lab::open(&name)?;
-            let dst = lab
-                .topo
-                .addr_of(&to, ipv6)
-                .with_context(|| format!("{to} has no address of that family"))?;
+            let (lab, dst) = open_with_target(&name, &to, ipv6)?;
             println!("UDP {from} -> {to} ({dst}): {count} packets at {rate}/s");
             let r = traffic::udp_stream(&lab, &from, &to, dst, 9999, count, rate)?;
             println!(
@@ -145,15 +141,21 @@ fn real_main(cli: Cli) -> Result<()> {
             count,
             ipv6,
         } => {
-            let lab = Lab::open(&name)?;
-            let dst = lab
-                .topo
-                .addr_of(&to, ipv6)
-                .with_context(|| format!("{to} has no address of that family"))?;
+            let (lab, dst) = open_with_target(&name, &to, ipv6)?;
             let got = traffic::ping(&lab, &from, dst, count)?;
             println!("ping {from} -> {to} ({dst}): {got}/{count} replies");
             anyhow::ensure!(got == count, "{} pings lost", count - got);
             Ok(())
         }
     }
+}
+
+/// The running lab `name` and the address of node `to` in the chosen family.
+fn open_with_target(name: &str, to: &str, ipv6: bool) -> Result<(Lab, std::net::IpAddr)> {
+    let lab = Lab::open(name)?;
+    let dst = lab
+        .topo
+        .addr_of(to, ipv6)
+        .with_context(|| format!("{to} has no address of that family"))?;
+    Ok((lab, dst))
 }
