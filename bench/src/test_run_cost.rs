@@ -81,7 +81,7 @@ pub fn run(quick: bool) -> Result<()> {
             });
             Ok(())
         })();
-        dp.shutdown()?;
+        dp.shutdown(true)?;
         result?;
     }
 

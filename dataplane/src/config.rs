@@ -30,12 +30,95 @@ pub struct Config {
     /// Static routes.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub failover: FailoverConfig,
+    /// BFD defaults; sessions run where an interface or a peer turns them on.
+    #[serde(default)]
+    pub bfd: BfdDefaults,
+    /// Per-neighbour BFD settings (override the interface's and the defaults).
+    #[serde(default, rename = "bfd_peer")]
+    pub bfd_peers: Vec<BfdPeerConfig>,
+}
+
+/// When a failed next hop is used again.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailoverConfig {
+    /// A recovered next hop carries traffic again only after staying up this long.
+    pub hold_down_ms: u64,
+    /// Each recent flap doubles the hold-down, up to this.
+    pub max_hold_down_ms: u64,
+    /// Half-life of the flap penalty.
+    pub penalty_half_life_ms: u64,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        Self {
+            hold_down_ms: 2_000,
+            max_hold_down_ms: 60_000,
+            penalty_half_life_ms: 30_000,
+        }
+    }
+}
+
+/// BFD timers (RFC 5880): we send every `tx_interval_ms`, ask the peer for no faster than
+/// `rx_interval_ms`, and declare it down after `multiplier` missed intervals.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BfdDefaults {
+    pub tx_interval_ms: u32,
+    pub rx_interval_ms: u32,
+    pub multiplier: u8,
+    /// "auto" (AF_XDP, falling back to a UDP socket), "af-xdp" or "udp".
+    pub transport: String,
+}
+
+impl Default for BfdDefaults {
+    fn default() -> Self {
+        Self {
+            tx_interval_ms: 10,
+            rx_interval_ms: 10,
+            multiplier: 3,
+            transport: "auto".into(),
+        }
+    }
+}
+
+/// BFD settings for one interface or neighbour; unset fields inherit.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BfdOverride {
+    /// Run BFD to the next hops here (default true once this table is present).
+    pub enabled: Option<bool>,
+    pub tx_interval_ms: Option<u32>,
+    pub rx_interval_ms: Option<u32>,
+    pub multiplier: Option<u8>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BfdPeerConfig {
+    pub address: IpAddr,
+    #[serde(flatten)]
+    pub settings: BfdOverride,
+}
+
+/// The BFD parameters of one session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BfdTimers {
+    pub tx_interval_ms: u32,
+    pub rx_interval_ms: u32,
+    pub multiplier: u8,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InterfaceConfig {
     pub name: String,
+    /// BFD to the next hops on this interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdOverride>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -82,7 +165,98 @@ impl Config {
     pub fn parse(text: &str) -> Result<Self> {
         let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         config.routes()?;
+        config.validate_bfd()?;
         Ok(config)
+    }
+
+    /// BFD timers for a neighbour on an interface, or None when BFD is off for it.
+    pub fn bfd_for(&self, interface: &str, peer: IpAddr) -> Option<BfdTimers> {
+        let iface = self
+            .interfaces
+            .iter()
+            .find(|i| i.name == interface)
+            .and_then(|i| i.bfd.as_ref());
+        let peer_cfg = self
+            .bfd_peers
+            .iter()
+            .find(|p| p.address == peer)
+            .map(|p| &p.settings);
+        let enabled = peer_cfg
+            .and_then(|p| p.enabled)
+            .or_else(|| peer_cfg.map(|_| true))
+            .or_else(|| iface.map(|i| i.enabled.unwrap_or(true)))
+            .unwrap_or(false);
+        if !enabled {
+            return None;
+        }
+        let pick = |f: fn(&BfdOverride) -> Option<u32>, default: u32| {
+            peer_cfg
+                .and_then(f)
+                .or_else(|| iface.and_then(f))
+                .unwrap_or(default)
+        };
+        Some(BfdTimers {
+            tx_interval_ms: pick(|o| o.tx_interval_ms, self.bfd.tx_interval_ms),
+            rx_interval_ms: pick(|o| o.rx_interval_ms, self.bfd.rx_interval_ms),
+            multiplier: peer_cfg
+                .and_then(|o| o.multiplier)
+                .or_else(|| iface.and_then(|o| o.multiplier))
+                .unwrap_or(self.bfd.multiplier),
+        })
+    }
+
+    fn validate_bfd(&self) -> Result<()> {
+        let check = |what: &str, o: &BfdOverride| -> Result<()> {
+            for (field, v) in [
+                ("tx_interval_ms", o.tx_interval_ms),
+                ("rx_interval_ms", o.rx_interval_ms),
+            ] {
+                if let Some(v) = v
+                    && !(1..=60_000).contains(&v)
+                {
+                    bail!("{what}.{field}: {v} is outside 1..=60000");
+                }
+            }
+            if o.multiplier == Some(0) {
+                bail!("{what}.multiplier: must be at least 1");
+            }
+            Ok(())
+        };
+        check(
+            "bfd",
+            &BfdOverride {
+                enabled: None,
+                tx_interval_ms: Some(self.bfd.tx_interval_ms),
+                rx_interval_ms: Some(self.bfd.rx_interval_ms),
+                multiplier: Some(self.bfd.multiplier),
+            },
+        )?;
+        if !["auto", "af-xdp", "udp"].contains(&self.bfd.transport.as_str()) {
+            bail!(
+                "bfd.transport: {:?} is not one of auto, af-xdp, udp",
+                self.bfd.transport
+            );
+        }
+        for (i, iface) in self.interfaces.iter().enumerate() {
+            if let Some(o) = &iface.bfd {
+                check(&format!("interface[{i}].bfd"), o)?;
+            }
+        }
+        for (i, p) in self.bfd_peers.iter().enumerate() {
+            check(&format!("bfd_peer[{i}]"), &p.settings)?;
+        }
+        let f = &self.failover;
+        if f.hold_down_ms > f.max_hold_down_ms {
+            bail!(
+                "failover.hold_down_ms: {} is above failover.max_hold_down_ms ({})",
+                f.hold_down_ms,
+                f.max_hold_down_ms
+            );
+        }
+        if f.penalty_half_life_ms == 0 {
+            bail!("failover.penalty_half_life_ms: must be above 0");
+        }
+        Ok(())
     }
 
     /// The routes, validated: prefixes parse and have no host bits, next hops are of the

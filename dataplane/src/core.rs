@@ -9,17 +9,21 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, Map, MapData},
-    programs::{TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
+    maps::{Array, DevMapHash, HashMap, Map, MapData},
+    programs::{
+        TestRun, TestRunOptions, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
 };
 use serde::{Deserialize, Serialize};
-use x0_common::{CFG_F_FIB_FALLBACK, Config, map_names, program_names};
+use x0_common::{CFG_F_FIB_FALLBACK, Config, NeighKey, map_names, program_names};
 
 use crate::{
     XDP_OBJECT, bpffs,
     counters::{CounterMaps, Counters},
     netlink::Link,
-    tables::{PortInfo, Tables},
+    tables::{NextHopSpec, PortInfo, TableMaps, Tables},
 };
 
 /// How to attach: native (driver) mode is what makes XDP fast; generic mode works
@@ -41,16 +45,45 @@ pub enum XdpModeChoice {
 pub enum AttachMode {
     Native,
     Generic,
+    /// Took over the link an earlier run left attached (in whatever mode it had).
+    Adopted,
+}
+
+/// Replaces the program in the pinned link at `pin` with `prog`, atomically.
+fn adopt_link(prog: &mut Xdp, pin: &Path) -> Result<FdLink> {
+    let pinned = PinnedLink::from_pin(pin).context("opening the pinned link")?;
+    let link = XdpLink::try_from(FdLink::from(pinned)).context("not an XDP link")?;
+    let id = prog.attach_to_link(link).context("bpf_link_update")?;
+    Ok(FdLink::try_from(prog.take_link(id)?)?)
+}
+
+/// Removes the link pins and the map pins under `pin_root`. Programs whose links are
+/// held by no process any more are detached by the kernel.
+pub fn remove_all_pins(pin_root: &Path) -> Result<()> {
+    let links = pin_root.join("links");
+    if let Ok(entries) = std::fs::read_dir(&links) {
+        for e in entries.flatten() {
+            std::fs::remove_file(e.path())
+                .with_context(|| format!("removing {}", e.path().display()))?;
+        }
+        let _ = std::fs::remove_dir(&links);
+    }
+    bpffs::remove_pins(pin_root, &map_names::ALL)
 }
 
 struct Port {
     name: String,
     mode: AttachMode,
-    link: XdpLinkId,
+    /// Our reference to the pinned bpf_link.
+    link: FdLink,
+    pin: PathBuf,
 }
 
 pub struct Dataplane {
     ebpf: Ebpf,
+    /// Maps of an earlier run were found pinned and taken over.
+    adopted: bool,
+    neigh_seen: HashMap<MapData, NeighKey, u64>,
     pin_root: PathBuf,
     tables: Tables,
     tx_ports: DevMapHash<MapData>,
@@ -74,6 +107,7 @@ impl Dataplane {
     /// under `pin_root`. Attaches nothing.
     pub fn load(pin_root: &Path) -> Result<Self> {
         bpffs::prepare(pin_root)?;
+        let adopted = pin_root.join(map_names::STATS).exists();
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pin_root)
             .load(XDP_OBJECT)
@@ -86,18 +120,31 @@ impl Dataplane {
             prog.load()
                 .with_context(|| format!("verifying program {name}"))?;
         }
-        let tables = Tables::new(
-            take(&mut ebpf, map_names::ROUTES_V4)?,
-            take(&mut ebpf, map_names::ROUTES_V6)?,
-            take(&mut ebpf, map_names::NEXTHOP_SETS)?,
-            take(&mut ebpf, map_names::NEXTHOPS)?,
-        );
+        let tables = Tables::new(TableMaps {
+            routes_v4: take(&mut ebpf, map_names::ROUTES_V4)?,
+            routes_v6: take(&mut ebpf, map_names::ROUTES_V6)?,
+            sets: take(&mut ebpf, map_names::NEXTHOP_SETS)?,
+            nexthops: take(&mut ebpf, map_names::NEXTHOPS)?,
+            live: take(&mut ebpf, map_names::NEXTHOP_LIVE)?,
+            nh_stats: take(&mut ebpf, map_names::NEXTHOP_STATS)?,
+            health: take(&mut ebpf, map_names::NEXTHOP_HEALTH)?,
+        });
+        let mut tables = tables;
+        let adopted_routes = tables.adopt()?;
+        if adopted_routes > 0 {
+            tracing::info!(
+                adopted_routes,
+                "adopted the routes of an earlier run from the pinned maps"
+            );
+        }
         let counters = CounterMaps {
             stats: take(&mut ebpf, map_names::STATS)?,
             if_stats: take(&mut ebpf, map_names::IF_STATS)?,
             if_stats_high: take(&mut ebpf, map_names::IF_STATS_HIGH)?,
         };
         Ok(Self {
+            adopted,
+            neigh_seen: take(&mut ebpf, map_names::NEIGH_SEEN)?,
             tx_ports: take(&mut ebpf, map_names::TX_PORTS)?,
             config: take(&mut ebpf, map_names::CONFIG)?,
             ebpf,
@@ -106,6 +153,29 @@ impl Dataplane {
             counters,
             ports: BTreeMap::new(),
         })
+    }
+
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// How long ago the fast path last saw a frame from the next hop's neighbour (passive
+    /// liveness), if it ever did.
+    pub fn neighbour_last_seen(
+        &self,
+        spec: &NextHopSpec,
+        tables: &Tables,
+    ) -> Option<std::time::Duration> {
+        let nh = tables.nexthops().find(|n| n.spec == *spec)?;
+        let key = NeighKey {
+            ifindex: spec.ifindex,
+            mac: nh.value.dst_mac,
+            _pad: [0; 2],
+        };
+        let seen = self.neigh_seen.get(&key, 0).ok()?;
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+        let now_ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
+        Some(std::time::Duration::from_nanos(now_ns.saturating_sub(seen)))
     }
 
     pub fn pin_root(&self) -> &Path {
@@ -137,28 +207,55 @@ impl Dataplane {
 
     /// Makes `link` a port: a valid egress for next hops and redirects. Does not attach.
     pub fn add_port(&mut self, link: &Link) -> Result<()> {
-        self.tables.set_port(
-            link.ifindex,
-            PortInfo {
-                mac: link.mac,
-                mtu: link.mtu,
-            },
-        )?;
+        let info = PortInfo {
+            mac: link.mac,
+            mtu: link.mtu,
+            up: link.up,
+        };
+        self.tables.set_port(link.ifindex, info)?;
         self.tx_ports.insert(link.ifindex, link.ifindex, None, 0)?;
         Ok(())
     }
 
-    /// Attaches the forwarding program to a port.
+    fn link_pin(&self, name: &str) -> PathBuf {
+        self.pin_root.join("links").join(name)
+    }
+
+    /// Attaches the forwarding program to a port through a bpf_link pinned under
+    /// `pin_root/links/<name>`. If an earlier run left such a link, the program in it is
+    /// replaced atomically by this one (no frame sees the interface without a program).
     pub fn attach(&mut self, link: &Link, mode: XdpModeChoice) -> Result<AttachMode> {
         if self.ports.contains_key(&link.ifindex) {
             bail!("{} is already attached", link.name);
         }
         self.add_port(link)?;
+        let pin = self.link_pin(&link.name);
         let prog: &mut Xdp = self
             .ebpf
             .program_mut(program_names::FORWARD)
             .expect("loaded")
             .try_into()?;
+        if pin.exists() {
+            match adopt_link(prog, &pin) {
+                Ok(fd) => {
+                    tracing::info!(iface = %link.name, ifindex = link.ifindex, "replaced the program in the existing link (hitless)");
+                    self.ports.insert(
+                        link.ifindex,
+                        Port {
+                            name: link.name.clone(),
+                            mode: AttachMode::Adopted,
+                            link: fd,
+                            pin,
+                        },
+                    );
+                    return Ok(AttachMode::Adopted);
+                }
+                Err(e) => {
+                    tracing::warn!(iface = %link.name, error = %e, "stale link pin; attaching anew");
+                    let _ = std::fs::remove_file(&pin);
+                }
+            }
+        }
         let (id, mode) = match mode {
             XdpModeChoice::Generic => (
                 prog.attach_to_if_index(link.ifindex, XdpMode::Skb)?,
@@ -180,13 +277,21 @@ impl Dataplane {
                 }
             },
         };
+        let fd =
+            FdLink::try_from(prog.take_link(id)?).context("XDP attached without a bpf_link")?;
+        std::fs::create_dir_all(pin.parent().expect("under pin_root"))?;
+        let fd: FdLink = fd
+            .pin(&pin)
+            .with_context(|| format!("pinning the link at {}", pin.display()))?
+            .into();
         tracing::info!(iface = %link.name, ifindex = link.ifindex, ?mode, "attached x0_forward");
         self.ports.insert(
             link.ifindex,
             Port {
                 name: link.name.clone(),
                 mode,
-                link: id,
+                link: fd,
+                pin,
             },
         );
         Ok(mode)
@@ -198,21 +303,20 @@ impl Dataplane {
             .map(|(i, p)| (*i, p.name.as_str(), p.mode))
     }
 
-    /// Detaches every port and removes the pins: nothing of x0tta6bl4 stays in the kernel.
-    pub fn shutdown(mut self) -> Result<()> {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(program_names::FORWARD)
-            .expect("loaded")
-            .try_into()?;
-        for (_, port) in std::mem::take(&mut self.ports) {
-            if let Err(e) = prog.detach(port.link) {
-                tracing::warn!(iface = %port.name, error = %e, "detach failed");
-            } else {
-                tracing::info!(iface = %port.name, "detached");
-            }
+    /// Ends this process's hold on the fast path. With `detach`, the programs are detached
+    /// and every pin removed: nothing of x0tta6bl4 stays in the kernel. Without, the
+    /// programs keep forwarding from the pinned maps until a new daemon adopts them.
+    pub fn shutdown(mut self, detach: bool) -> Result<()> {
+        if !detach {
+            tracing::info!("leaving the programs attached and the maps pinned (hitless restart)");
+            return Ok(());
         }
-        bpffs::remove_pins(&self.pin_root, &map_names::ALL)
+        for (_, port) in std::mem::take(&mut self.ports) {
+            let _ = std::fs::remove_file(&port.pin);
+            drop(port.link); // the last reference: the kernel detaches the program
+            tracing::info!(iface = %port.name, "detached");
+        }
+        remove_all_pins(&self.pin_root)
     }
 
     /// Runs the forwarding program once on `frame` through BPF_PROG_TEST_RUN against the
@@ -229,6 +333,11 @@ impl Dataplane {
             .context("BPF_PROG_TEST_RUN")?;
         out.truncate(result.data_size_out as usize);
         Ok((result.return_value, out))
+    }
+
+    /// Packets and bytes forwarded through each next hop, by id.
+    pub fn nexthop_counters(&self) -> Result<std::collections::BTreeMap<u32, x0_common::Counter>> {
+        Ok(self.tables.nexthop_counters()?)
     }
 
     pub fn counters(&self) -> Result<Counters> {

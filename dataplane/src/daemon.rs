@@ -1,12 +1,13 @@
-//! `x0-dataplane run`: bring the fast path up from a config, keep next hops in step with
-//! the kernel's neighbour table, and take everything down on SIGTERM.
+//! `x0-dataplane run`: bring the fast path up from a config (adopting what an earlier run
+//! left pinned), keep next hops in step with the kernel's neighbour table, watch carrier and
+//! BFD to switch to backups, and on exit leave forwarding running unless told to detach.
 
 use std::{
     collections::HashMap,
     net::IpAddr,
     path::PathBuf,
-    sync::{Arc, Mutex},
-    time::Duration,
+    sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, Result, anyhow};
@@ -14,26 +15,48 @@ use ipnet::IpNet;
 
 use crate::{
     Dataplane,
+    bfd::{
+        manager::{self, BfdHandle, SessionSpec, StateEvent},
+        packet::BfdState,
+        transport::{Path, UdpTransport},
+    },
     config::Config,
+    health::{HealthConfig, HealthMonitor, Update},
     netlink::{Event, Events, Link, LocalAddr, Netlink},
-    tables::{NextHopSpec, RouteTarget},
+    tables::{NextHopSpec, PortInfo, RouteTarget},
 };
 
 /// How often next hops without a MAC are re-resolved.
 const RESOLVE_RETRY: Duration = Duration::from_secs(1);
 /// How long start-up waits for next hops to resolve before declaring itself ready.
 const READY_WAIT: Duration = Duration::from_secs(3);
+/// How often hold-downs are checked.
+const HEALTH_TICK: Duration = Duration::from_millis(5);
 
 pub struct RunOptions {
     pub config: Config,
     /// Touched once every interface is attached (for supervisors and the lab).
     pub ready_file: Option<PathBuf>,
+    /// Detach and unpin everything on exit (default: keep forwarding for the next daemon).
+    pub detach_on_exit: bool,
 }
 
-type Shared = Arc<Mutex<Option<Dataplane>>>;
+/// Everything the event sources share, behind one lock.
+struct Node {
+    dp: Dataplane,
+    health: HealthMonitor,
+    nl: Netlink,
+    config: Config,
+    ports: HashMap<u32, Link>,
+    addrs: Vec<LocalAddr>,
+    bfd: Option<BfdHandle>,
+}
 
-/// Builds the dataplane from the config. On error, whatever was attached is detached again.
-pub fn bring_up(config: &Config, nl: &Netlink) -> Result<Dataplane> {
+type Shared = Arc<Mutex<Option<Node>>>;
+
+/// Builds the dataplane from the config. On error, what this run attached is taken down
+/// again, unless it had adopted a running one (which is left forwarding as it was).
+pub fn bring_up(config: &Config, nl: &Netlink) -> Result<(Dataplane, HashMap<u32, Link>)> {
     let routes = config.routes()?;
     let links = nl.links()?;
     let mut ports: HashMap<&str, Link> = HashMap::new();
@@ -48,6 +71,7 @@ pub fn bring_up(config: &Config, nl: &Netlink) -> Result<Dataplane> {
     }
 
     let mut dp = Dataplane::load(&config.pin_root)?;
+    let adopted = dp.adopted();
     let result = (|| -> Result<()> {
         dp.set_fib_fallback(config.fib_fallback)?;
         for link in ports.values() {
@@ -73,7 +97,7 @@ pub fn bring_up(config: &Config, nl: &Netlink) -> Result<Dataplane> {
         if pruned > 0 {
             tracing::info!(
                 pruned,
-                "removed routes left in the pinned maps by an earlier run"
+                "removed routes an earlier run left that the config no longer has"
             );
         }
         for n in nl.neighbours()? {
@@ -86,9 +110,9 @@ pub fn bring_up(config: &Config, nl: &Netlink) -> Result<Dataplane> {
         Ok(())
     })();
     match result {
-        Ok(()) => Ok(dp),
+        Ok(()) => Ok((dp, ports.into_values().map(|l| (l.ifindex, l)).collect())),
         Err(e) => {
-            if let Err(e2) = dp.shutdown() {
+            if let Err(e2) = dp.shutdown(!adopted) {
                 tracing::warn!(error = %e2, "cleanup after a failed start");
             }
             Err(e)
@@ -126,58 +150,194 @@ fn set_local(dp: &mut Dataplane, a: &LocalAddr, present: bool) {
 fn resolve_missing(dp: &Dataplane, nl: &Netlink) {
     for spec in dp.tables_ref().unresolved() {
         if let Err(e) = nl.resolve(spec.ifindex, spec.gateway) {
-            tracing::warn!(gateway = %spec.gateway, ifindex = spec.ifindex, error = %e, "cannot ask the kernel to resolve");
-        } else {
-            tracing::debug!(gateway = %spec.gateway, ifindex = spec.ifindex, "resolving next hop");
+            tracing::debug!(gateway = %spec.gateway, ifindex = spec.ifindex, error = %e, "cannot ask the kernel to resolve");
         }
     }
 }
 
-fn handle_event(dp: &mut Dataplane, nl: &Netlink, event: Event) -> Result<()> {
-    match event {
-        Event::Neighbour(n) => {
-            if dp.tables().set_neighbour(n.ifindex, n.addr, n.mac)? {
-                match n.mac {
-                    Some(mac) => {
-                        tracing::info!(gateway = %n.addr, ifindex = n.ifindex, mac = %fmt_mac(&mac), "next hop resolved")
-                    }
-                    None => {
-                        tracing::info!(gateway = %n.addr, ifindex = n.ifindex, "next hop unresolved: packets go to the kernel")
+impl Node {
+    /// Writes what the health monitor decided.
+    fn apply(&mut self, updates: Vec<Update>) {
+        for u in updates {
+            if let Err(e) = self.dp.tables().apply_health(u.id, u.live, &u.record) {
+                tracing::error!(id = u.id, error = %e, "next-hop liveness not written");
+            }
+        }
+    }
+
+    /// Tells the health monitor and BFD about next hops created or freed by table changes.
+    fn sync_nexthops(&mut self) {
+        let (created, freed) = self.dp.tables().take_changes();
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        for id in freed {
+            if let Some(spec) = self.health.spec_of(id)
+                && let Some(bfd) = &self.bfd
+            {
+                bfd.remove(spec);
+            }
+            self.health.forget(id);
+        }
+        let mut updates = Vec::new();
+        for (id, spec) in created {
+            let carrier = self.ports.get(&spec.ifindex).is_some_and(|l| l.up);
+            let record = self.dp.tables_ref().health_record(id);
+            updates.push(self.health.register(id, spec, carrier, record, now, wall));
+            self.start_bfd(spec);
+        }
+        self.health.set_sets(self.dp.tables_ref().sets());
+        self.apply(updates);
+    }
+
+    fn start_bfd(&self, spec: NextHopSpec) {
+        let (Some(bfd), Some(link)) = (&self.bfd, self.ports.get(&spec.ifindex)) else {
+            return;
+        };
+        let Some(timers) = self.config.bfd_for(&link.name, spec.gateway) else {
+            return;
+        };
+        let Some(local) = self.local_addr_for(spec) else {
+            tracing::warn!(peer = %spec.gateway, iface = %link.name, "no local address of that family on the interface: no BFD");
+            return;
+        };
+        bfd.add(
+            spec,
+            SessionSpec {
+                path: Path {
+                    ifindex: spec.ifindex,
+                    ifname: link.name.clone(),
+                    local,
+                    peer: spec.gateway,
+                },
+                timers,
+            },
+        );
+    }
+
+    /// Our address on the next hop's interface, in its subnet if there is one.
+    fn local_addr_for(&self, spec: NextHopSpec) -> Option<IpAddr> {
+        let on_link: Vec<IpAddr> = self
+            .addrs
+            .iter()
+            .filter(|a| a.ifindex == spec.ifindex && a.addr.is_ipv4() == spec.gateway.is_ipv4())
+            .map(|a| a.addr)
+            .collect();
+        let same_subnet = |a: &IpAddr| match (a, spec.gateway) {
+            (IpAddr::V4(a), IpAddr::V4(g)) => a.octets()[..3] == g.octets()[..3],
+            (IpAddr::V6(a), IpAddr::V6(g)) => {
+                !a.is_unicast_link_local() && a.segments()[..4] == g.segments()[..4]
+            }
+            _ => false,
+        };
+        on_link
+            .iter()
+            .copied()
+            .find(same_subnet)
+            .or_else(|| on_link.first().copied())
+    }
+
+    fn on_netlink(&mut self, event: Event) -> Result<()> {
+        match event {
+            Event::Neighbour(n) => {
+                if self.dp.tables().set_neighbour(n.ifindex, n.addr, n.mac)? {
+                    match n.mac {
+                        Some(mac) => {
+                            tracing::info!(gateway = %n.addr, ifindex = n.ifindex, mac = %fmt_mac(&mac), "next hop resolved")
+                        }
+                        None => {
+                            tracing::info!(gateway = %n.addr, ifindex = n.ifindex, "next hop unresolved: its traffic goes to a backup or the kernel")
+                        }
                     }
                 }
             }
-        }
-        Event::NeighbourGone(n) => {
-            let spec = NextHopSpec {
-                gateway: n.addr,
-                ifindex: n.ifindex,
-            };
-            if dp.tables_ref().nexthops().any(|s| s.spec == spec) {
-                // Keep forwarding with the last MAC (as the kernel does with a stale entry)
-                // and ask again; a failed resolution then marks it unresolved.
-                nl.resolve(n.ifindex, n.addr)?;
+            Event::NeighbourGone(n) => {
+                let spec = NextHopSpec {
+                    gateway: n.addr,
+                    ifindex: n.ifindex,
+                };
+                if self.dp.tables_ref().nexthops().any(|s| s.spec == spec) {
+                    // Keep forwarding with the last MAC (as the kernel does with a stale
+                    // entry) and ask again; a failed resolution marks it unresolved.
+                    let _ = self.nl.resolve(n.ifindex, n.addr);
+                }
             }
-        }
-        Event::Link(link) => {
-            if dp.attached().any(|(i, _, _)| i == link.ifindex) {
-                dp.tables().set_port(
+            Event::Link(link) => {
+                let Some(old) = self.ports.get(&link.ifindex).cloned() else {
+                    return Ok(());
+                };
+                self.dp.tables().set_port(
                     link.ifindex,
-                    crate::tables::PortInfo {
+                    PortInfo {
                         mac: link.mac,
                         mtu: link.mtu,
+                        up: link.up,
                     },
                 )?;
+                if old.up != link.up {
+                    let updates = self.health.carrier(
+                        link.ifindex,
+                        link.up,
+                        Instant::now(),
+                        SystemTime::now(),
+                    );
+                    self.apply(updates);
+                    if link.up {
+                        // The kernel flushed the neighbours when the carrier went: resolve
+                        // again before the hold-down ends.
+                        resolve_missing(&self.dp, &self.nl);
+                    }
+                }
+                self.ports.insert(link.ifindex, link);
+            }
+            Event::LinkGone(ifindex) => {
+                if let Some(mut link) = self.ports.get(&ifindex).cloned() {
+                    tracing::warn!(ifindex, iface = %link.name, "an attached interface was deleted");
+                    link.up = false;
+                    let updates =
+                        self.health
+                            .carrier(ifindex, false, Instant::now(), SystemTime::now());
+                    self.apply(updates);
+                    self.ports.insert(ifindex, link);
+                }
+            }
+            Event::AddrAdded(a) => {
+                set_local(&mut self.dp, &a, true);
+                if !self.addrs.contains(&a) {
+                    self.addrs.push(a);
+                }
+            }
+            Event::AddrRemoved(a) => {
+                set_local(&mut self.dp, &a, false);
+                self.addrs.retain(|x| *x != a);
             }
         }
-        Event::LinkGone(ifindex) => {
-            if dp.attached().any(|(i, _, _)| i == ifindex) {
-                tracing::warn!(ifindex, "an attached interface was deleted");
-            }
-        }
-        Event::AddrAdded(a) => set_local(dp, &a, true),
-        Event::AddrRemoved(a) => set_local(dp, &a, false),
+        Ok(())
     }
-    Ok(())
+
+    fn on_bfd(&mut self, ev: StateEvent) {
+        let Some(id) = self.health.id_of(&ev.nexthop) else {
+            return;
+        };
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let updates = match (ev.change.from, ev.change.to) {
+            (_, BfdState::Up) => self.health.bfd(id, true, "BFD session up", now, wall),
+            (BfdState::Up, _) => {
+                let mut reason = format!("BFD session down ({:?})", ev.change.diag);
+                if let Some(ago) = self
+                    .dp
+                    .neighbour_last_seen(&ev.nexthop, self.dp.tables_ref())
+                    && ago < Duration::from_millis(50)
+                {
+                    // Its frames still arrive: ours do not reach it.
+                    reason.push_str(&format!(
+                        "; one-way failure: frames from it still arrive ({ago:?} ago)"
+                    ));
+                }
+                self.health.bfd(id, false, &reason, now, wall)
+            }
+            _ => Vec::new(),
+        };
+        self.apply(updates);
+    }
 }
 
 pub fn fmt_mac(m: &[u8; 6]) -> String {
@@ -187,55 +347,115 @@ pub fn fmt_mac(m: &[u8; 6]) -> String {
     )
 }
 
-/// Runs until SIGTERM or SIGINT, then detaches everything.
+/// Starts BFD over the configured transport (AF_XDP is not available yet: UDP).
+fn start_bfd(config: &Config, events: mpsc::Sender<StateEvent>) -> Result<BfdHandle> {
+    if config.bfd.transport == "af-xdp" {
+        anyhow::bail!(
+            "bfd.transport: af-xdp is not available in this build; use \"udp\" or \"auto\""
+        );
+    }
+    let transport = UdpTransport::new().context("opening the BFD UDP sockets (port 3784)")?;
+    tracing::info!(transport = "udp", "BFD transport: UDP sockets (RFC 5881)");
+    Ok(manager::spawn(Box::new(transport), events)?)
+}
+
+/// Runs until SIGTERM or SIGINT.
 pub async fn run(opts: RunOptions) -> Result<()> {
     // Subscribe before the first dump, so no change between the two is lost.
     let mut events = Events::subscribe()?;
     let nl = Netlink::connect()?;
-    let dp = bring_up(&opts.config, &nl)?;
+    let (dp, ports) = bring_up(&opts.config, &nl)?;
     for (ifindex, name, mode) in dp.attached() {
         tracing::info!(iface = name, ifindex, ?mode, "forwarding");
     }
-    let shared: Shared = Arc::new(Mutex::new(Some(dp)));
+    let f = &opts.config.failover;
+    let health = HealthMonitor::new(HealthConfig {
+        hold_down: Duration::from_millis(f.hold_down_ms),
+        max_hold_down: Duration::from_millis(f.max_hold_down_ms),
+        penalty_half_life: Duration::from_millis(f.penalty_half_life_ms),
+    });
+    let wants_bfd = opts
+        .config
+        .routes()?
+        .iter()
+        .flat_map(|r| r.via.iter())
+        .any(|(gw, iface)| opts.config.bfd_for(iface, *gw).is_some());
+    let (bfd_tx, bfd_rx) = mpsc::channel();
+    let bfd = if wants_bfd {
+        Some(start_bfd(&opts.config, bfd_tx)?)
+    } else {
+        None
+    };
+    let mut node = Node {
+        dp,
+        health,
+        nl,
+        config: opts.config.clone(),
+        ports,
+        addrs: Netlink::connect()?.addresses()?,
+        bfd,
+    };
+    node.sync_nexthops();
+    let shared: Shared = Arc::new(Mutex::new(Some(node)));
 
+    // Netlink events: neighbours, carrier, addresses.
     let ev_shared = shared.clone();
     std::thread::Builder::new()
         .name("netlink-events".into())
         .spawn(move || {
-            let nl = match Netlink::connect() {
-                Ok(nl) => nl,
-                Err(e) => return tracing::error!(error = %e, "netlink"),
-            };
             loop {
                 match events.next_event() {
                     Ok(event) => {
-                        let mut guard = ev_shared.lock().expect("dataplane lock");
-                        let Some(dp) = guard.as_mut() else { return };
-                        if let Err(e) = handle_event(dp, &nl, event) {
+                        let mut guard = ev_shared.lock().expect("node lock");
+                        let Some(node) = guard.as_mut() else { return };
+                        if let Err(e) = node.on_netlink(event) {
                             tracing::warn!(error = %e, "netlink event not applied");
                         }
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "netlink event stream failed");
-                        return;
-                    }
+                    Err(e) => return tracing::error!(error = %e, "netlink event stream failed"),
                 }
+            }
+        })?;
+
+    // BFD state changes.
+    let bfd_shared = shared.clone();
+    std::thread::Builder::new()
+        .name("bfd-events".into())
+        .spawn(move || {
+            while let Ok(ev) = bfd_rx.recv() {
+                let mut guard = bfd_shared.lock().expect("node lock");
+                let Some(node) = guard.as_mut() else { return };
+                node.on_bfd(ev);
+            }
+        })?;
+
+    // Hold-downs.
+    let tick_shared = shared.clone();
+    std::thread::Builder::new()
+        .name("health-tick".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(HEALTH_TICK);
+                let mut guard = tick_shared.lock().expect("node lock");
+                let Some(node) = guard.as_mut() else { return };
+                let updates = node.health.tick(Instant::now(), SystemTime::now());
+                node.apply(updates);
             }
         })?;
 
     // Ready once every next hop has a MAC (or the wait is over): until then their packets
     // go through the kernel, which may not forward them.
-    let deadline = std::time::Instant::now() + READY_WAIT;
+    let deadline = Instant::now() + READY_WAIT;
     loop {
         let unresolved = shared
             .lock()
-            .expect("dataplane lock")
+            .expect("node lock")
             .as_ref()
-            .map_or(0, |dp| dp.tables_ref().unresolved().len());
+            .map_or(0, |n| n.dp.tables_ref().unresolved().len());
         if unresolved == 0 {
             break;
         }
-        if std::time::Instant::now() > deadline {
+        if Instant::now() > deadline {
             tracing::warn!(unresolved, "next hops still unresolved; going ready anyway");
             break;
         }
@@ -251,9 +471,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         let mut tick = tokio::time::interval(RESOLVE_RETRY);
         loop {
             tick.tick().await;
-            let guard = retry_shared.lock().expect("dataplane lock");
+            let guard = retry_shared.lock().expect("node lock");
             match guard.as_ref() {
-                Some(dp) => resolve_missing(dp, &nl),
+                Some(n) => resolve_missing(&n.dp, &n.nl),
                 None => return,
             }
         }
@@ -264,15 +484,12 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         _ = term.recv() => tracing::info!("SIGTERM"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
     }
-    let dp = shared
-        .lock()
-        .expect("dataplane lock")
-        .take()
-        .expect("running");
-    dp.shutdown()?;
+    let node = shared.lock().expect("node lock").take().expect("running");
+    drop(node.bfd);
+    node.dp.shutdown(opts.detach_on_exit)?;
     if let Some(p) = &opts.ready_file {
         let _ = std::fs::remove_file(p);
     }
-    tracing::info!("detached and unpinned; bye");
+    tracing::info!(detached = opts.detach_on_exit, "bye");
     Ok(())
 }

@@ -1,11 +1,13 @@
 //! x0tta6bl4's dataplane as a library: the daemon, its CLI, the lab and (later) the gRPC
 //! service are thin layers over these functions.
 
+pub mod bfd;
 pub mod bpffs;
 pub mod config;
 pub mod core;
 pub mod counters;
 pub mod daemon;
+pub mod health;
 pub mod netlink;
 pub mod tables;
 

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use x0_dataplane::{
-    DEFAULT_PIN_ROOT, bpffs,
+    DEFAULT_PIN_ROOT,
     config::Config,
     counters::{CounterMaps, render},
     daemon::{self, RunOptions},
@@ -29,6 +29,10 @@ enum Command {
         /// File to create once every interface is attached.
         #[arg(long)]
         ready_file: Option<PathBuf>,
+        /// Detach the programs and remove the pins on exit. Without it the fast path keeps
+        /// forwarding from the pinned maps, and the next `run` takes it over hitlessly.
+        #[arg(long)]
+        detach_on_exit: bool,
     },
     /// Check a config file and exit.
     Check {
@@ -46,7 +50,7 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Remove the pinned maps (programs attached through a running daemon stay until it exits).
+    /// Detach the programs and remove every pin (run it with no daemon running).
     Detach {
         #[arg(long, default_value = DEFAULT_PIN_ROOT)]
         pin_root: PathBuf,
@@ -72,13 +76,21 @@ fn main() -> ExitCode {
 
 fn real_main(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run { config, ready_file } => {
+        Command::Run {
+            config,
+            ready_file,
+            detach_on_exit,
+        } => {
             let config = Config::from_file(&config)?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
                 .build()?;
-            rt.block_on(daemon::run(RunOptions { config, ready_file }))
+            rt.block_on(daemon::run(RunOptions {
+                config,
+                ready_file,
+                detach_on_exit,
+            }))
         }
         Command::Check { config } => {
             let c = Config::from_file(&config)?;
@@ -107,8 +119,8 @@ fn real_main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Detach { pin_root } => {
-            bpffs::remove_pins(&pin_root, &x0_common::map_names::ALL)?;
-            println!("removed pins under {}", pin_root.display());
+            x0_dataplane::core::remove_all_pins(&pin_root)?;
+            println!("detached; removed the pins under {}", pin_root.display());
             Ok(())
         }
     }

@@ -11,12 +11,12 @@ use std::{
     net::IpAddr,
 };
 
-use aya::maps::{Array, LpmTrie, MapData, lpm_trie::Key};
+use aya::maps::{Array, LpmTrie, MapData, PerCpuArray, PerCpuValues, lpm_trie::Key};
 use ipnet::IpNet;
 use thiserror::Error;
 use x0_common::{
-    MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_NEXTHOPS_PER_SET, NH_F_RESOLVED, NextHop, NextHopSet,
-    ROUTE_F_LOCAL, Route,
+    Counter, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_NEXTHOPS_PER_SET, NH_F_IPV6, NH_F_RESOLVED,
+    NH_LIVE, NextHop, NextHopHealth, NextHopSet, ROUTE_F_LOCAL, Route,
 };
 
 /// A next hop as configured: a gateway reached through an interface.
@@ -31,6 +31,8 @@ pub struct NextHopSpec {
 pub struct PortInfo {
     pub mac: [u8; 6],
     pub mtu: u32,
+    /// Carrier present: a next hop created on a port that is down starts dead.
+    pub up: bool,
 }
 
 #[derive(Debug, Error)]
@@ -47,6 +49,8 @@ pub enum TableError {
     NoSuchRoute(IpNet),
     #[error("{0} table full ({1} entries)")]
     Full(&'static str, u32),
+    #[error("{0}: {1}")]
+    Io(&'static str, std::io::Error),
     #[error("writing map {0}: {1}")]
     Map(&'static str, aya::maps::MapError),
 }
@@ -99,6 +103,23 @@ impl IdPool {
     fn give(&mut self, id: u32) {
         self.free.push(id);
     }
+    /// After adoption: ids below `end` are taken where `used` says so, free otherwise.
+    fn reserve_below(&mut self, end: u32, used: impl Fn(u32) -> bool) {
+        self.next = self.next.max(end);
+        self.free = (1..end).filter(|id| !used(*id)).rev().collect();
+    }
+}
+
+/// The maps this module writes.
+pub struct TableMaps {
+    pub routes_v4: LpmTrie<MapData, [u8; 4], Route>,
+    pub routes_v6: LpmTrie<MapData, [u8; 16], Route>,
+    pub sets: Array<MapData, NextHopSet>,
+    pub nexthops: Array<MapData, NextHop>,
+    /// Written here only when a next hop is created; the health monitor owns it after.
+    pub live: Array<MapData, u32>,
+    pub nh_stats: PerCpuArray<MapData, Counter>,
+    pub health: Array<MapData, NextHopHealth>,
 }
 
 pub struct Tables {
@@ -106,6 +127,13 @@ pub struct Tables {
     routes_v6: LpmTrie<MapData, [u8; 16], Route>,
     sets: Array<MapData, NextHopSet>,
     nexthops: Array<MapData, NextHop>,
+    live: Array<MapData, u32>,
+    nh_stats: PerCpuArray<MapData, Counter>,
+    health: Array<MapData, NextHopHealth>,
+    /// Next hops created or freed since the daemon last asked (it tells the health monitor).
+    created: Vec<(u32, NextHopSpec)>,
+    freed: Vec<u32>,
+    cpus: usize,
     ports: HashMap<u32, PortInfo>,
     routes: BTreeMap<IpNet, (RouteTarget, u32)>,
     nh_by_spec: HashMap<NextHopSpec, NextHopState>,
@@ -115,17 +143,27 @@ pub struct Tables {
 }
 
 impl Tables {
-    pub fn new(
-        routes_v4: LpmTrie<MapData, [u8; 4], Route>,
-        routes_v6: LpmTrie<MapData, [u8; 16], Route>,
-        sets: Array<MapData, NextHopSet>,
-        nexthops: Array<MapData, NextHop>,
-    ) -> Self {
+    pub fn new(maps: TableMaps) -> Self {
+        let TableMaps {
+            routes_v4,
+            routes_v6,
+            sets,
+            nexthops,
+            live,
+            nh_stats,
+            health,
+        } = maps;
         Self {
             routes_v4,
             routes_v6,
             sets,
             nexthops,
+            live,
+            nh_stats,
+            health,
+            created: Vec::new(),
+            freed: Vec::new(),
+            cpus: aya::util::nr_cpus().unwrap_or(1),
             ports: HashMap::new(),
             routes: BTreeMap::new(),
             nh_by_spec: HashMap::new(),
@@ -146,6 +184,9 @@ impl Tables {
             .collect();
         for spec in ids {
             let nh = self.nh_by_spec.get_mut(&spec).expect("listed above");
+            if nh.value.src_mac == info.mac && nh.value.mtu == info.mtu {
+                continue; // unchanged: no write, so no packet can see a half-written entry
+            }
             nh.value.src_mac = info.mac;
             nh.value.mtu = info.mtu;
             let (id, value) = (nh.id, nh.value);
@@ -156,6 +197,63 @@ impl Tables {
 
     pub fn routes(&self) -> impl Iterator<Item = (&IpNet, &RouteTarget)> {
         self.routes.iter().map(|(p, (t, _))| (p, t))
+    }
+
+    /// Writes a next hop's liveness word and health record (from the health monitor).
+    pub fn apply_health(
+        &mut self,
+        id: u32,
+        live: bool,
+        record: &NextHopHealth,
+    ) -> Result<(), TableError> {
+        let err = |e| TableError::Map("next-hop health", e);
+        self.live
+            .set(id, if live { NH_LIVE } else { 0 }, 0)
+            .map_err(err)?;
+        self.health.set(id, record, 0).map_err(err)
+    }
+
+    /// Packets and bytes forwarded through each next hop, by id (summed over CPUs).
+    pub fn nexthop_counters(&self) -> Result<std::collections::BTreeMap<u32, Counter>, TableError> {
+        let mut out = std::collections::BTreeMap::new();
+        for nh in self.nh_by_spec.values() {
+            let per_cpu = self
+                .nh_stats
+                .get(&nh.id, 0)
+                .map_err(|e| TableError::Map("next-hop counters", e))?;
+            let sum = per_cpu.iter().fold(Counter::default(), |a, c| Counter {
+                packets: a.packets + c.packets,
+                bytes: a.bytes + c.bytes,
+            });
+            out.insert(nh.id, sum);
+        }
+        Ok(out)
+    }
+
+    /// The health record the maps hold for a next hop.
+    pub fn health_record(&self, id: u32) -> NextHopHealth {
+        self.health.get(&id, 0).unwrap_or_default()
+    }
+
+    pub fn port(&self, ifindex: u32) -> Option<PortInfo> {
+        self.ports.get(&ifindex).copied()
+    }
+
+    /// Next hops created and freed since the last call.
+    pub fn take_changes(&mut self) -> (Vec<(u32, NextHopSpec)>, Vec<u32>) {
+        (
+            std::mem::take(&mut self.created),
+            std::mem::take(&mut self.freed),
+        )
+    }
+
+    /// Every next-hop set, as next-hop ids in preference order.
+    pub fn sets(&self) -> Vec<Vec<u32>> {
+        self.set_by_ids.keys().cloned().collect()
+    }
+
+    pub fn ports(&self) -> impl Iterator<Item = (&u32, &PortInfo)> {
+        self.ports.iter()
     }
 
     pub fn route_count(&self) -> usize {
@@ -232,6 +330,129 @@ impl Tables {
             self.release_set(set_id);
         }
         Ok(())
+    }
+
+    /// Takes over what an earlier run left in pinned maps: next hops (by their stored
+    /// gateway), sets and routes, with their ids, so that nothing in the fast path is
+    /// rewritten or renumbered. Returns how many routes were adopted.
+    pub fn adopt(&mut self) -> Result<usize, TableError> {
+        let err = |e| TableError::Map("adopting", e);
+        let mut max_nh = 0;
+        for id in 1..MAX_NEXTHOPS {
+            let value = self.nexthops.get(&id, 0).map_err(err)?;
+            if value.ifindex == 0 {
+                continue;
+            }
+            let gateway = if value.flags & NH_F_IPV6 != 0 {
+                IpAddr::from(value.gateway)
+            } else {
+                IpAddr::from(<[u8; 4]>::try_from(&value.gateway[..4]).expect("4 bytes"))
+            };
+            let spec = NextHopSpec {
+                gateway,
+                ifindex: value.ifindex,
+            };
+            self.nh_by_spec.insert(
+                spec,
+                NextHopState {
+                    id,
+                    spec,
+                    value,
+                    refs: 0,
+                },
+            );
+            self.created.push((id, spec));
+            max_nh = id;
+        }
+        let mut max_set = 0;
+        let mut set_ids: HashMap<u32, Vec<u32>> = HashMap::new();
+        for id in 1..MAX_NEXTHOP_SETS {
+            let set = self.sets.get(&id, 0).map_err(err)?;
+            if set.len == 0 || set.len as usize > MAX_NEXTHOPS_PER_SET {
+                continue;
+            }
+            let ids = set.nexthops[..set.len as usize].to_vec();
+            if !ids
+                .iter()
+                .all(|i| self.nh_by_spec.values().any(|n| n.id == *i))
+            {
+                continue; // points at next hops that are gone: unusable, not adopted
+            }
+            set_ids.insert(id, ids);
+            max_set = id;
+        }
+        let mut routes = Vec::new();
+        for key in self.routes_v4.keys() {
+            let key = key.map_err(err)?;
+            let net = ipnet::Ipv4Net::new(key.data().into(), key.prefix_len() as u8).map(IpNet::V4);
+            if let Ok(net) = net {
+                routes.push((net, self.routes_v4.get(&key, 0).map_err(err)?));
+            }
+        }
+        for key in self.routes_v6.keys() {
+            let key = key.map_err(err)?;
+            let net = ipnet::Ipv6Net::new(key.data().into(), key.prefix_len() as u8).map(IpNet::V6);
+            if let Ok(net) = net {
+                routes.push((net, self.routes_v6.get(&key, 0).map_err(err)?));
+            }
+        }
+        let mut adopted = 0;
+        for (net, route) in routes {
+            let target = if route.flags & ROUTE_F_LOCAL != 0 {
+                (RouteTarget::Local, 0)
+            } else if let Some(ids) = set_ids.get(&route.nexthop_set) {
+                let specs = ids
+                    .iter()
+                    .map(|i| {
+                        self.nh_by_spec
+                            .values()
+                            .find(|n| n.id == *i)
+                            .expect("checked")
+                            .spec
+                    })
+                    .collect();
+                let entry = self
+                    .set_by_ids
+                    .entry(ids.clone())
+                    .or_insert((route.nexthop_set, 0));
+                if entry.1 == 0 {
+                    for i in ids {
+                        let spec = self
+                            .nh_by_spec
+                            .values()
+                            .find(|n| n.id == *i)
+                            .expect("checked")
+                            .spec;
+                        self.nh_by_spec.get_mut(&spec).expect("present").refs += 1;
+                    }
+                }
+                entry.1 += 1;
+                (RouteTarget::NextHops(specs), route.nexthop_set)
+            } else {
+                continue; // left for prune_foreign
+            };
+            self.routes.insert(net, target);
+            adopted += 1;
+        }
+        // Ids in use are not handed out again; unused next hops are freed.
+        self.nh_ids.reserve_below(max_nh + 1, |id| {
+            self.nh_by_spec.values().any(|n| n.id == id)
+        });
+        self.set_ids.reserve_below(max_set + 1, |id| {
+            self.set_by_ids.values().any(|(s, _)| *s == id)
+        });
+        let unused: Vec<NextHopSpec> = self
+            .nh_by_spec
+            .values()
+            .filter(|n| n.refs == 0)
+            .map(|n| n.spec)
+            .collect();
+        for spec in unused {
+            let id = self.nh_by_spec.remove(&spec).expect("present").id;
+            self.nh_ids.give(id);
+            self.created.retain(|(i, _)| *i != id);
+        }
+        Ok(adopted)
     }
 
     /// Deletes routes found in the maps that this table did not write (left by an earlier
@@ -317,14 +538,28 @@ impl Tables {
         }
         let port = self.ports[&spec.ifindex];
         let id = self.nh_ids.take()?;
+        let (gateway, flags) = match spec.gateway {
+            IpAddr::V4(a) => {
+                let mut g = [0; 16];
+                g[..4].copy_from_slice(&a.octets());
+                (g, 0)
+            }
+            IpAddr::V6(a) => (a.octets(), NH_F_IPV6),
+        };
         let value = NextHop {
             ifindex: spec.ifindex,
-            flags: 0,
+            flags,
             mtu: port.mtu,
             src_mac: port.mac,
             dst_mac: [0; 6],
+            gateway,
         };
-        if let Err(e) = self.write_nexthop(id, value) {
+        // Fresh counters and health for a fresh (or reused) id, and the liveness word,
+        // before any set can point here.
+        let written = self
+            .reset_nexthop_state(id, port.up)
+            .and_then(|()| self.write_nexthop(id, value));
+        if let Err(e) = written {
             self.nh_ids.give(id);
             return Err(e);
         }
@@ -337,6 +572,7 @@ impl Tables {
                 refs: 1,
             },
         );
+        self.created.push((id, spec));
         Ok(id)
     }
 
@@ -354,6 +590,7 @@ impl Tables {
         if nh.refs == 0 {
             self.nh_by_spec.remove(&spec);
             self.nh_ids.give(id);
+            self.freed.push(id);
         }
     }
 
@@ -412,6 +649,19 @@ impl Tables {
             self.set_ids.give(set_id);
             ids.into_iter().for_each(|id| self.release_nexthop(id));
         }
+    }
+
+    fn reset_nexthop_state(&mut self, id: u32, up: bool) -> Result<(), TableError> {
+        let err = |e| TableError::Map("next-hop state", e);
+        let zeros = PerCpuValues::try_from(vec![Counter::default(); self.cpus])
+            .map_err(|e| TableError::Io("next-hop counters", e))?;
+        self.nh_stats.set(id, zeros, 0).map_err(err)?;
+        self.health
+            .set(id, NextHopHealth::default(), 0)
+            .map_err(err)?;
+        self.live
+            .set(id, if up { NH_LIVE } else { 0 }, 0)
+            .map_err(err)
     }
 
     fn write_nexthop(&mut self, id: u32, value: NextHop) -> Result<(), TableError> {

@@ -235,3 +235,115 @@ fn fib_fallback_asks_the_kernel_when_on() {
         &Expect::Pass(Reason::PassFibNotForwarded),
     );
 }
+
+/// Next hops in preference order: the fast path takes the first live one with a MAC.
+#[test]
+fn a_dead_primary_moves_traffic_to_the_backup_with_one_write() {
+    use x0_common::NextHopHealth;
+    use x0_dataplane::tables::NextHopSpec;
+    const BACKUP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xb, 0x03];
+    let mut fx = Fixture::new();
+    let gw = |s: &str| NextHopSpec {
+        gateway: s.parse().unwrap(),
+        ifindex: PORT_A,
+    };
+    let t = fx.dp().tables();
+    // Two routes share the same primary and backup.
+    for prefix in ["198.18.2.0/24", "198.18.3.0/24"] {
+        t.upsert(
+            prefix.parse().unwrap(),
+            RouteTarget::NextHops(vec![gw("198.18.12.2"), gw("198.18.12.3")]),
+        )
+        .unwrap();
+    }
+    t.set_neighbour(PORT_A, "198.18.12.3".parse().unwrap(), Some(BACKUP_MAC))
+        .unwrap();
+    let primary = t
+        .nexthops()
+        .find(|n| n.spec == gw("198.18.12.2"))
+        .unwrap()
+        .id;
+    let backup = t
+        .nexthops()
+        .find(|n| n.spec == gw("198.18.12.3"))
+        .unwrap()
+        .id;
+    let via = |mac: [u8; 6], dst: [u8; 4]| {
+        let mut f = udp4_forwarded([198, 18, 1, 2], dst, 64, b"x");
+        f[..6].copy_from_slice(&mac);
+        f
+    };
+    for dst in [[198, 18, 2, 2], [198, 18, 3, 3]] {
+        let frame = udp4([198, 18, 1, 2], dst, 64, b"x");
+        check(
+            &mut fx,
+            "primary",
+            &frame,
+            &Expect::Redirect {
+                ifindex: PORT_A,
+                frame: via(common::NEIGH_MAC, dst),
+                reason: Reason::ForwardedRoute,
+            },
+        );
+    }
+    // One write: the primary is dead for every route that uses it.
+    fx.dp()
+        .tables()
+        .apply_health(primary, false, &NextHopHealth::default())
+        .unwrap();
+    for dst in [[198, 18, 2, 2], [198, 18, 3, 3]] {
+        let frame = udp4([198, 18, 1, 2], dst, 64, b"x");
+        check(
+            &mut fx,
+            "backup",
+            &frame,
+            &Expect::Redirect {
+                ifindex: PORT_A,
+                frame: via(BACKUP_MAC, dst),
+                reason: Reason::ForwardedRoute,
+            },
+        );
+    }
+    // Both dead: the kernel decides.
+    fx.dp()
+        .tables()
+        .apply_health(backup, false, &NextHopHealth::default())
+        .unwrap();
+    check(
+        &mut fx,
+        "none live",
+        &udp4([198, 18, 1, 2], [198, 18, 2, 2], 64, b"x"),
+        &Expect::Pass(Reason::PassNoLiveNexthop),
+    );
+    // A live primary without a MAC is skipped for a live backup that has one.
+    fx.dp()
+        .tables()
+        .apply_health(backup, true, &NextHopHealth::default())
+        .unwrap();
+    fx.dp()
+        .tables()
+        .apply_health(primary, true, &NextHopHealth::default())
+        .unwrap();
+    fx.dp()
+        .tables()
+        .set_neighbour(PORT_A, "198.18.12.2".parse().unwrap(), None)
+        .unwrap();
+    let dst = [198, 18, 2, 2];
+    check(
+        &mut fx,
+        "primary unresolved",
+        &udp4([198, 18, 1, 2], dst, 64, b"x"),
+        &Expect::Redirect {
+            ifindex: PORT_A,
+            frame: via(BACKUP_MAC, dst),
+            reason: Reason::ForwardedRoute,
+        },
+    );
+    // Per-next-hop counters moved with the traffic.
+    let stats = fx.dp().nexthop_counters().unwrap();
+    assert_eq!(
+        stats[&primary].packets, 2,
+        "two packets went via the primary"
+    );
+    assert_eq!(stats[&backup].packets, 3, "three via the backup");
+}

@@ -15,7 +15,7 @@ use nix::{
     unistd::Pid,
 };
 use x0_dataplane::{
-    config::{Config, InterfaceConfig},
+    config::{BfdOverride, Config, InterfaceConfig},
     counters::{CounterMaps, Counters},
 };
 
@@ -252,14 +252,35 @@ impl Lab {
                 .iter()
                 .map(|e| InterfaceConfig {
                     name: e.iface.clone(),
+                    bfd: (r.bfd.is_some()
+                        && self
+                            .topo
+                            .peer_of(router, &e.iface)
+                            .is_some_and(|p| self.topo.is_router(&p.node)))
+                    .then(BfdOverride::default),
                 })
                 .collect(),
             routes: r.routes.clone(),
+            failover: r.failover.clone(),
+            bfd: r.bfd.clone().unwrap_or_default(),
+            bfd_peers: Vec::new(),
         })
     }
 
     /// Starts (or restarts) the router's x0-dataplane with its generated config.
     pub fn start_dataplane(&self, router: &str) -> Result<()> {
+        self.start_dataplane_with(router, &[])
+    }
+
+    /// `x0-dataplane detach` for the router: programs off its interfaces, pins removed.
+    pub fn detach_dataplane(&self, router: &str) -> Result<()> {
+        let bin = self.dataplane_bin.to_string_lossy().into_owned();
+        let pins = self.pin_root(router).to_string_lossy().into_owned();
+        exec_ok(&self.ns(router), &[&bin, "detach", "--pin-root", &pins]).map(|_| ())
+    }
+
+    /// Like `start_dataplane`, with extra arguments for `x0-dataplane run`.
+    pub fn start_dataplane_with(&self, router: &str, extra: &[&str]) -> Result<()> {
         let config = self.dataplane_config(router)?;
         let config_path = self.file(router, "toml");
         fs::write(&config_path, toml::to_string(&config)?)?;
@@ -278,6 +299,7 @@ impl Lab {
                 .arg(&config_path)
                 .arg("--ready-file")
                 .arg(self.file(router, "ready"))
+                .args(extra)
                 .env(
                     "RUST_LOG",
                     std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),

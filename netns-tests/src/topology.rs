@@ -6,7 +6,10 @@ use std::{collections::HashSet, net::IpAddr, path::Path};
 use anyhow::{Context, Result, bail};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use x0_dataplane::{XdpModeChoice, config::RouteConfig};
+use x0_dataplane::{
+    XdpModeChoice,
+    config::{BfdDefaults, FailoverConfig, RouteConfig},
+};
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +48,11 @@ pub struct Router {
     pub kernel_routes: Vec<String>,
     #[serde(default)]
     pub xdp_mode: XdpModeChoice,
+    /// BFD timers; when set, BFD runs on every interface that faces another router.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdDefaults>,
+    #[serde(default)]
+    pub failover: FailoverConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -140,6 +148,23 @@ impl Topology {
             .flat_map(|l| [&l.a, &l.b])
             .filter(|e| e.node == node)
             .collect()
+    }
+
+    /// The node at the other end of `node`'s interface `iface`.
+    pub fn peer_of(&self, node: &str, iface: &str) -> Option<&End> {
+        self.links.iter().find_map(|l| {
+            if l.a.node == node && l.a.iface == iface {
+                Some(&l.b)
+            } else if l.b.node == node && l.b.iface == iface {
+                Some(&l.a)
+            } else {
+                None
+            }
+        })
+    }
+
+    pub fn is_router(&self, node: &str) -> bool {
+        self.router(node).is_some()
     }
 
     /// The first address of `node` in the given family (for traffic tests).

@@ -22,6 +22,7 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 fn a_config_naming_a_missing_interface_is_refused_and_nothing_is_attached() {
     let lab = common::lab("line.toml", |_| {});
     lab.stop_dataplane("r1").unwrap();
+    lab.detach_dataplane("r1").unwrap();
     let pin_root = lab.pin_root("r1");
     let config = lab.dir.join("bad.toml");
     std::fs::write(

@@ -90,20 +90,70 @@ fn ping_through_xdp_shows_the_ttl_decremented_once() {
     assert!(out.contains("ttl=63"), "hop limit 64 - 1:\n{out}");
 }
 
+fn xdp_attached(lab: &x0_lab::Lab, node: &str, iface: &str) -> bool {
+    netns::exec_ok(&lab.ns(node), &["ip", "link", "show", "dev", iface])
+        .unwrap()
+        .contains("xdp")
+}
+
 #[test]
-fn sigterm_detaches_and_unpins() {
-    let lab = common::lab("line.toml", |_| {});
-    let r1 = lab.ns("r1");
-    let link = netns::exec_ok(&r1, &["ip", "link", "show", "dev", "eth1"]).unwrap();
-    assert!(
-        link.contains("xdp"),
-        "program attached while running:\n{link}"
-    );
+fn sigterm_leaves_forwarding_running_and_detach_removes_it() {
+    let lab = common::lab("line.toml", |t| t.routers[0].kernel_forwarding = false);
+    assert!(xdp_attached(&lab, "r1", "eth1"), "attached while running");
     lab.stop_dataplane("r1").unwrap();
-    let link = netns::exec_ok(&r1, &["ip", "link", "show", "dev", "eth1"]).unwrap();
     assert!(
-        !link.contains("xdp"),
-        "program detached after SIGTERM:\n{link}"
+        xdp_attached(&lab, "r1", "eth1"),
+        "still attached with the daemon gone"
+    );
+    assert!(
+        lab.pin_root("r1")
+            .join(x0_common::map_names::STATS)
+            .exists(),
+        "maps still pinned"
+    );
+    let h2 = common::addr(&lab, "h2", false);
+    assert_eq!(
+        traffic::ping(&lab, "h1", h2, 10).unwrap(),
+        10,
+        "XDP forwards with no daemon (kernel forwarding is off)"
+    );
+    lab.detach_dataplane("r1").unwrap();
+    assert!(
+        !xdp_attached(&lab, "r1", "eth1") && !xdp_attached(&lab, "r1", "eth2"),
+        "detached"
+    );
+    assert!(
+        !lab.pin_root("r1")
+            .join(x0_common::map_names::STATS)
+            .exists(),
+        "pins removed"
+    );
+    assert!(
+        !lab.pin_root("r1").join("links").exists(),
+        "link pins removed"
+    );
+    assert_eq!(
+        traffic::ping(&lab, "h1", h2, 3).unwrap(),
+        0,
+        "nothing forwards any more"
+    );
+}
+
+#[test]
+fn detach_on_exit_takes_everything_down_on_sigterm() {
+    let lab = common::lab("line.toml", |_| {});
+    lab.stop_dataplane("r1").unwrap();
+    lab.detach_dataplane("r1").unwrap();
+    lab.start_dataplane_with("r1", &["--detach-on-exit"])
+        .unwrap();
+    lab.wait_ready("r1", std::time::Duration::from_secs(10))
+        .unwrap();
+    assert!(xdp_attached(&lab, "r1", "eth1"));
+    lab.stop_dataplane("r1").unwrap();
+    assert!(
+        !xdp_attached(&lab, "r1", "eth1"),
+        "detached on SIGTERM:\n{}",
+        lab.dataplane_log("r1")
     );
     assert!(
         !lab.pin_root("r1")

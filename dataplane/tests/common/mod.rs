@@ -112,7 +112,7 @@ impl Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         if let Some(dp) = self.dp.take() {
-            let _ = dp.shutdown();
+            let _ = dp.shutdown(true);
         }
     }
 }

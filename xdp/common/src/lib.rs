@@ -36,8 +36,12 @@ pub mod map_names {
     pub const STATS: &str = "X0_STATS";
     pub const IF_STATS: &str = "X0_IF_STATS";
     pub const IF_STATS_HIGH: &str = "X0_IF_STATS_HI";
+    pub const NEXTHOP_LIVE: &str = "X0_NH_LIVE";
+    pub const NEXTHOP_STATS: &str = "X0_NH_STATS";
+    pub const NEXTHOP_HEALTH: &str = "X0_NH_HEALTH";
+    pub const NEIGH_SEEN: &str = "X0_NEIGH_SEEN";
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 13] = [
         ROUTES_V4,
         ROUTES_V6,
         NEXTHOP_SETS,
@@ -47,6 +51,10 @@ pub mod map_names {
         STATS,
         IF_STATS,
         IF_STATS_HIGH,
+        NEXTHOP_LIVE,
+        NEXTHOP_STATS,
+        NEXTHOP_HEALTH,
+        NEIGH_SEEN,
     ];
 }
 
@@ -94,10 +102,54 @@ pub struct NextHop {
     pub mtu: u32,
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
+    /// The neighbour's address (IPv4 in the first 4 bytes unless `NH_F_IPV6`), so that a
+    /// restarted daemon can adopt the next hops it finds in the pinned maps.
+    pub gateway: [u8; 16],
 }
 
 /// `dst_mac` holds the neighbour's resolved MAC address.
 pub const NH_F_RESOLVED: u32 = 1;
+/// `gateway` is an IPv6 address.
+pub const NH_F_IPV6: u32 = 2;
+
+/// `X0_NH_LIVE[id]`: the next hop may carry traffic. Its own 4-byte word, so that one
+/// aligned write flips it atomically for every route that uses the next hop.
+pub const NH_LIVE: u32 = 1;
+
+/// What the daemon knows of a next hop's health (written by user space only; pinned, so a
+/// restarted daemon and `x0-dataplane stats` read it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHopHealth {
+    /// `HEALTH_*`.
+    pub state: u32,
+    /// Flap penalty x 1000 (decays; sets the hold-down).
+    pub penalty_milli: u32,
+    /// Times traffic moved onto this next hop from another.
+    pub switches_to: u64,
+    /// Times traffic moved away from it.
+    pub switches_from: u64,
+    /// Unix time of the last switch to or from it, ns (0: never).
+    pub last_switch_unix_ns: u64,
+    /// Unix time at which a held-down next hop becomes live, ns.
+    pub hold_until_unix_ns: u64,
+}
+
+pub const HEALTH_UP: u32 = 0;
+pub const HEALTH_DOWN: u32 = 1;
+pub const HEALTH_HOLD_DOWN: u32 = 2;
+
+/// Key of `X0_NEIGH_SEEN`: a neighbour is a source MAC on an interface.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NeighKey {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// Neighbours whose last frame time is kept (LRU).
+pub const MAX_NEIGHBOURS: u32 = 4_096;
 
 /// Global switches, at index 0 of the config array.
 #[repr(C)]
@@ -144,4 +196,6 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::IfCounters {}
+    unsafe impl aya::Pod for super::NextHopHealth {}
+    unsafe impl aya::Pod for super::NeighKey {}
 }

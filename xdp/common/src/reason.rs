@@ -70,6 +70,7 @@ reasons! {
     DropMalformedL3 = 20, Dropped, "drop_malformed_l3", "truncated or invalid IP header (length, version, checksum)";
     DropRedirectFailed = 21, Dropped, "drop_redirect_failed", "bpf_redirect_map failed";
     PassNoNexthop = 22, Passed, "pass_no_nexthop", "route points to a missing next-hop set or next hop";
+    PassNoLiveNexthop = 23, Passed, "pass_no_live_nexthop", "every next hop of the route is down: the kernel decides";
 }
 
 /// Number of counters in `X0_STATS`.

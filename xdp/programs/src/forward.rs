@@ -1,21 +1,25 @@
 //! The forwarding decision: parse, classify, look up, rewrite, redirect.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use x0_common::{CFG_F_FIB_FALLBACK, NH_F_RESOLVED, NextHop, ROUTE_F_LOCAL, Reason, Route};
+use x0_common::{
+    CFG_F_FIB_FALLBACK, MAX_NEXTHOPS_PER_SET, NH_F_RESOLVED, NH_LIVE, ROUTE_F_LOCAL, Reason, Route,
+};
 
 use crate::{
     checksum, fib,
-    maps::{self, X0_NEXTHOPS, X0_NH_SETS, X0_ROUTES_V4, X0_ROUTES_V6, X0_TX_PORTS},
+    maps::{self, X0_NEXTHOPS, X0_NH_LIVE, X0_NH_SETS, X0_ROUTES_V4, X0_ROUTES_V6, X0_TX_PORTS},
     packet::{
         ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, Ipv4Hdr, Ipv6Hdr, frame_len, header,
     },
 };
 
-/// What to return, why, and the egress interface (0 when not redirected).
+/// What to return, why, the egress interface and the next hop (0 when not redirected /
+/// not through a next hop of ours).
 pub struct Outcome {
     pub action: u32,
     pub reason: Reason,
     pub egress: u32,
+    pub nexthop: u32,
 }
 
 #[inline(always)]
@@ -24,6 +28,7 @@ fn pass(reason: Reason) -> Outcome {
         action: xdp_action::XDP_PASS,
         reason,
         egress: 0,
+        nexthop: 0,
     }
 }
 
@@ -33,12 +38,15 @@ fn drop(reason: Reason) -> Outcome {
         action: xdp_action::XDP_DROP,
         reason,
         egress: 0,
+        nexthop: 0,
     }
 }
 
 /// Where the lookup says to send the frame.
 struct Egress {
     ifindex: u32,
+    /// Next-hop id (0 for the FIB path).
+    nexthop: u32,
     mtu: u32,
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
@@ -49,6 +57,7 @@ pub fn process(ctx: &XdpContext) -> Outcome {
     let Some(eth) = header::<EthHdr>(ctx, 0) else {
         return drop(Reason::DropMalformedL2);
     };
+    maps::stamp_neighbour(ctx, unsafe { (*eth).src });
     match u16::from_be_bytes(unsafe { (*eth).ethertype }) {
         ETH_P_IP => ipv4(ctx, eth),
         ETH_P_IPV6 => ipv6(ctx, eth),
@@ -101,6 +110,7 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr) -> Outcome {
                 Ok(e) if X0_TX_PORTS.get(e.ifindex).is_none() => return pass(Reason::PassNoTxPort),
                 Ok(e) => Egress {
                     ifindex: e.ifindex,
+                    nexthop: 0,
                     mtu: u32::MAX, // bpf_fib_lookup already checked tot_len against the MTU
                     src_mac: e.src_mac,
                     dst_mac: e.dst_mac,
@@ -186,6 +196,7 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr) -> Outcome {
                 Ok(e) if X0_TX_PORTS.get(e.ifindex).is_none() => return pass(Reason::PassNoTxPort),
                 Ok(e) => Egress {
                     ifindex: e.ifindex,
+                    nexthop: 0,
                     mtu: u32::MAX,
                     src_mac: e.src_mac,
                     dst_mac: e.dst_mac,
@@ -213,10 +224,9 @@ fn is_loopback_or_unspecified(a: &[u8; 16]) -> bool {
     high == 0 && a[15] <= 1
 }
 
-/// The first next hop of the route's set. User space only builds next hops on ports it
-/// has put into X0_TX_PORTS, so this path skips that lookup (a broken promise shows as
-/// drop_redirect_failed). (The failover issue walks the set for the first
-/// live one; the layout already holds eight.)
+/// The first live next hop of the route's set that has a MAC, in preference order.
+/// User space only builds next hops on ports it has put into X0_TX_PORTS, so this path
+/// skips that lookup (a broken promise shows as drop_redirect_failed).
 #[inline(always)]
 fn nexthop_egress(route: &Route) -> Result<Egress, Reason> {
     if route.flags & ROUTE_F_LOCAL != 0 {
@@ -228,18 +238,36 @@ fn nexthop_egress(route: &Route) -> Result<Egress, Reason> {
     if set.len == 0 {
         return Err(Reason::PassNoNexthop);
     }
-    let nh: &NextHop = X0_NEXTHOPS
-        .get(set.nexthops[0])
-        .ok_or(Reason::PassNoNexthop)?;
-    if nh.flags & NH_F_RESOLVED == 0 {
-        return Err(Reason::PassNoNeighbour);
+    let mut live_unresolved = false;
+    for i in 0..MAX_NEXTHOPS_PER_SET {
+        if i as u32 >= set.len {
+            break;
+        }
+        let id = set.nexthops[i];
+        match X0_NH_LIVE.get(id) {
+            Some(live) if *live & NH_LIVE != 0 => {}
+            _ => continue,
+        }
+        let Some(nh) = X0_NEXTHOPS.get(id) else {
+            continue;
+        };
+        if nh.flags & NH_F_RESOLVED == 0 {
+            live_unresolved = true;
+            continue;
+        }
+        return Ok(Egress {
+            ifindex: nh.ifindex,
+            nexthop: id,
+            mtu: nh.mtu,
+            src_mac: nh.src_mac,
+            dst_mac: nh.dst_mac,
+            reason: Reason::ForwardedRoute,
+        });
     }
-    Ok(Egress {
-        ifindex: nh.ifindex,
-        mtu: nh.mtu,
-        src_mac: nh.src_mac,
-        dst_mac: nh.dst_mac,
-        reason: Reason::ForwardedRoute,
+    Err(if live_unresolved {
+        Reason::PassNoNeighbour
+    } else {
+        Reason::PassNoLiveNexthop
     })
 }
 
@@ -254,6 +282,7 @@ fn redirect(eth: *mut EthHdr, egress: &Egress) -> Outcome {
             action,
             reason: egress.reason,
             egress: egress.ifindex,
+            nexthop: egress.nexthop,
         },
         Err(_) => drop(Reason::DropRedirectFailed),
     }

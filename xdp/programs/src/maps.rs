@@ -3,13 +3,15 @@
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
+    helpers::bpf_ktime_get_ns,
     macros::map,
-    maps::{Array, DevMapHash, LpmTrie, PerCpuArray, PerCpuHashMap},
+    maps::{Array, DevMapHash, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::XdpContext,
 };
 use x0_common::{
-    Config, Counter, IF_STATS_ARRAY_LEN, IfCounters, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_PORTS,
-    MAX_ROUTES_V4, MAX_ROUTES_V6, NextHop, NextHopSet, Route,
+    Config, Counter, IF_STATS_ARRAY_LEN, IfCounters, MAX_NEIGHBOURS, MAX_NEXTHOP_SETS,
+    MAX_NEXTHOPS, MAX_PORTS, MAX_ROUTES_V4, MAX_ROUTES_V6, NeighKey, NextHop, NextHopHealth,
+    NextHopSet, Route,
     reason::{REASON_COUNT, Verdict},
 };
 
@@ -35,6 +37,19 @@ pub static X0_STATS: PerCpuArray<Counter> = PerCpuArray::pinned(REASON_COUNT, 0)
 pub static X0_IF_STATS: PerCpuArray<IfCounters> = PerCpuArray::pinned(IF_STATS_ARRAY_LEN, 0);
 #[map]
 pub static X0_IF_STATS_HI: PerCpuHashMap<u32, IfCounters> = PerCpuHashMap::pinned(MAX_PORTS, 0);
+
+/// Liveness word per next hop (`NH_LIVE`).
+#[map]
+pub static X0_NH_LIVE: Array<u32> = Array::pinned(MAX_NEXTHOPS, 0);
+/// Packets and bytes forwarded through each next hop.
+#[map]
+pub static X0_NH_STATS: PerCpuArray<Counter> = PerCpuArray::pinned(MAX_NEXTHOPS, 0);
+/// Written by user space only; declared here so that it is created and pinned with the rest.
+#[map]
+pub static X0_NH_HEALTH: Array<NextHopHealth> = Array::pinned(MAX_NEXTHOPS, 0);
+/// Monotonic time (ns) of the last frame from each neighbour: passive liveness.
+#[map]
+pub static X0_NEIGH_SEEN: LruHashMap<NeighKey, u64> = LruHashMap::pinned(MAX_NEIGHBOURS, 0);
 
 #[inline(always)]
 pub fn config_flags() -> u32 {
@@ -71,6 +86,29 @@ pub fn count(ctx: &XdpContext, outcome: &Outcome) {
         && let Some(c) = if_counters(outcome.egress)
     {
         add(unsafe { &mut (*c).tx }, bytes);
+    }
+    if outcome.nexthop != 0
+        && let Some(c) = X0_NH_STATS.get_ptr_mut(outcome.nexthop)
+    {
+        add(unsafe { &mut *c }, bytes);
+    }
+}
+
+/// Stamps the time of this frame for its sender (passive liveness: a neighbour that keeps
+/// sending is alive, whatever its probes say).
+#[inline(always)]
+pub fn stamp_neighbour(ctx: &XdpContext, src_mac: [u8; 6]) {
+    let key = NeighKey {
+        ifindex: ctx.ingress_ifindex() as u32,
+        mac: src_mac,
+        _pad: [0; 2],
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    match X0_NEIGH_SEEN.get_ptr_mut(&key) {
+        Some(t) => unsafe { *t = now },
+        None => {
+            let _ = X0_NEIGH_SEEN.insert(&key, &now, 0);
+        }
     }
 }
 

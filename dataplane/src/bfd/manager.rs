@@ -1,0 +1,293 @@
+//! The BFD thread: runs every session's timers and packets on its own OS thread (raised to
+//! real-time priority where allowed), so that probes keep their pace when the host is
+//! busy. Talks to the daemon through channels.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        mpsc::{Receiver, Sender, TryRecvError, channel},
+    },
+    time::{Duration, Instant},
+};
+
+use super::{
+    packet::{BfdState, ControlPacket, Malformed},
+    session::{Change, Session, SessionConfig},
+    transport::{Path, Transport},
+};
+use crate::{config::BfdTimers, tables::NextHopSpec};
+
+/// A session to run, for one next hop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionSpec {
+    pub path: Path,
+    pub timers: BfdTimers,
+}
+
+pub enum Command {
+    Add(NextHopSpec, SessionSpec),
+    Remove(NextHopSpec),
+    Stop,
+}
+
+/// A session changed state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateEvent {
+    pub nexthop: NextHopSpec,
+    pub change: Change,
+    pub at: Instant,
+}
+
+/// What the BFD thread has seen (malformed packets never reach a session).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BfdStats {
+    pub rx_valid: u64,
+    pub rx_malformed: HashMap<Malformed, u64>,
+    /// Not TTL/hop limit 255 (RFC 5881: not from a neighbour on the link).
+    pub rx_bad_ttl: u64,
+    /// Valid, but for no session of ours.
+    pub rx_no_session: u64,
+    pub tx: u64,
+    pub tx_errors: u64,
+}
+
+/// A session as the daemon sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub nexthop: NextHopSpec,
+    pub path: Path,
+    pub state: BfdState,
+    pub remote_state: BfdState,
+    pub local_disc: u32,
+    pub remote_disc: u32,
+    pub tx_interval: Duration,
+    pub detection_time: Duration,
+}
+
+pub struct BfdHandle {
+    commands: Sender<Command>,
+    pub stats: Arc<Mutex<BfdStats>>,
+    pub sessions: Arc<Mutex<Vec<SessionInfo>>>,
+    pub transport: &'static str,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BfdHandle {
+    pub fn add(&self, nexthop: NextHopSpec, spec: SessionSpec) {
+        let _ = self.commands.send(Command::Add(nexthop, spec));
+    }
+    pub fn remove(&self, nexthop: NextHopSpec) {
+        let _ = self.commands.send(Command::Remove(nexthop));
+    }
+}
+
+impl Drop for BfdHandle {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Entry {
+    nexthop: NextHopSpec,
+    path: Path,
+    session: Session,
+}
+
+/// Starts the BFD thread over `transport`; state changes arrive on `events`.
+pub fn spawn(
+    transport: Box<dyn Transport>,
+    events: Sender<StateEvent>,
+) -> std::io::Result<BfdHandle> {
+    let (tx, rx) = channel();
+    let stats = Arc::new(Mutex::new(BfdStats::default()));
+    let sessions = Arc::new(Mutex::new(Vec::new()));
+    let name = transport.name();
+    let (st, se) = (stats.clone(), sessions.clone());
+    let thread = std::thread::Builder::new()
+        .name("bfd".into())
+        .spawn(move || run(transport, rx, events, st, se))?;
+    Ok(BfdHandle {
+        commands: tx,
+        stats,
+        sessions,
+        transport: name,
+        thread: Some(thread),
+    })
+}
+
+fn raise_priority() {
+    let param = libc::sched_param { sched_priority: 10 };
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if rc == 0 {
+        tracing::info!("BFD thread runs at real-time priority (SCHED_FIFO 10)");
+    } else {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "BFD thread keeps normal priority");
+    }
+}
+
+fn discriminator(seed: &mut u64) -> u32 {
+    loop {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        let d = (*seed >> 16) as u32;
+        if d != 0 {
+            return d;
+        }
+    }
+}
+
+fn run(
+    mut transport: Box<dyn Transport>,
+    commands: Receiver<Command>,
+    events: Sender<StateEvent>,
+    stats: Arc<Mutex<BfdStats>>,
+    infos: Arc<Mutex<Vec<SessionInfo>>>,
+) {
+    raise_priority();
+    let mut seed = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id() as u64);
+        h.finish() | 1
+    };
+    let mut sessions: HashMap<u32, Entry> = HashMap::new();
+    let mut last_publish = Instant::now();
+    loop {
+        loop {
+            match commands.try_recv() {
+                Ok(Command::Add(nexthop, spec)) => {
+                    if sessions.values().any(|e| e.nexthop == nexthop) {
+                        continue;
+                    }
+                    if let Err(e) = transport.open_path(&spec.path) {
+                        tracing::warn!(peer = %spec.path.peer, iface = %spec.path.ifname, error = %e, "BFD session not started");
+                        continue;
+                    }
+                    let cfg = SessionConfig {
+                        desired_min_tx: Duration::from_millis(spec.timers.tx_interval_ms as u64),
+                        required_min_rx: Duration::from_millis(spec.timers.rx_interval_ms as u64),
+                        detect_mult: spec.timers.multiplier,
+                    };
+                    let mut disc = discriminator(&mut seed);
+                    while sessions.contains_key(&disc) {
+                        disc = discriminator(&mut seed);
+                    }
+                    tracing::info!(peer = %spec.path.peer, iface = %spec.path.ifname, local = %spec.path.local, disc, "BFD session started");
+                    sessions.insert(
+                        disc,
+                        Entry {
+                            nexthop,
+                            path: spec.path,
+                            session: Session::new(cfg, disc, Instant::now()),
+                        },
+                    );
+                }
+                Ok(Command::Remove(nexthop)) => {
+                    if let Some(d) = sessions
+                        .iter()
+                        .find(|(_, e)| e.nexthop == nexthop)
+                        .map(|(d, _)| *d)
+                    {
+                        let e = sessions.remove(&d).expect("found");
+                        transport.close_path(&e.path);
+                    }
+                }
+                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+
+        let now = Instant::now();
+        let mut next = now + Duration::from_millis(50);
+        for e in sessions.values_mut() {
+            let (change, packet) = e.session.poll_timers(now);
+            if let Some(c) = change {
+                report(&events, e, c, now);
+            }
+            if let Some(p) = packet {
+                let ok = transport.send(&e.path, &p.encode()).is_ok();
+                let mut s = stats.lock().expect("stats");
+                if ok { s.tx += 1 } else { s.tx_errors += 1 }
+            }
+            next = next.min(e.session.next_deadline(now));
+        }
+
+        let wait = next.saturating_duration_since(Instant::now());
+        match transport.recv(wait) {
+            Ok(Some(r)) => {
+                let now = Instant::now();
+                let mut s = stats.lock().expect("stats");
+                if r.ttl != 255 {
+                    s.rx_bad_ttl += 1;
+                    continue;
+                }
+                let p = match ControlPacket::decode(&r.payload) {
+                    Ok(p) => p,
+                    Err(m) => {
+                        *s.rx_malformed.entry(m).or_default() += 1;
+                        continue;
+                    }
+                };
+                // Demultiplex: by our discriminator, or (when the peer does not know it
+                // yet) by the source address and interface (RFC 5881 section 3).
+                let disc = if p.your_disc != 0 {
+                    Some(p.your_disc).filter(|d| sessions.contains_key(d))
+                } else {
+                    sessions
+                        .iter()
+                        .find(|(_, e)| e.path.peer == r.src && e.path.ifindex == r.ifindex)
+                        .map(|(d, _)| *d)
+                };
+                let Some(e) = disc.and_then(|d| sessions.get_mut(&d)) else {
+                    s.rx_no_session += 1;
+                    continue;
+                };
+                s.rx_valid += 1;
+                drop(s);
+                if let Some(c) = e.session.on_packet(&p, now) {
+                    report(&events, e, c, now);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "BFD receive");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+
+        if last_publish.elapsed() >= Duration::from_millis(100) {
+            last_publish = Instant::now();
+            let list = sessions
+                .values()
+                .map(|e| SessionInfo {
+                    nexthop: e.nexthop,
+                    path: e.path.clone(),
+                    state: e.session.state(),
+                    remote_state: e.session.remote_state(),
+                    local_disc: e.session.local_disc(),
+                    remote_disc: e.session.remote_disc(),
+                    tx_interval: e.session.tx_interval(),
+                    detection_time: e.session.detection_time(),
+                })
+                .collect();
+            *infos.lock().expect("infos") = list;
+        }
+    }
+}
+
+fn report(events: &Sender<StateEvent>, e: &Entry, change: Change, at: Instant) {
+    tracing::info!(
+        peer = %e.path.peer, iface = %e.path.ifname, from = change.from.name(), to = change.to.name(),
+        diag = ?change.diag, "BFD session state"
+    );
+    let _ = events.send(StateEvent {
+        nexthop: e.nexthop,
+        change,
+        at,
+    });
+}
