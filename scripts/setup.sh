@@ -9,7 +9,7 @@ BPF_LINKER_VERSION="${X0_BPF_LINKER_VERSION:-0.13.0}"
 APT_PACKAGES=(
   llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev   # bpf-linker links against LLVM 22
   iproute2 iputils-ping ethtool                        # the namespace lab
-  python3                                              # small traffic helpers in the lab
+  frr                                                  # bfdd: a standard BFD peer for interop tests
 )
 
 log() { printf '[setup] %s\n' "$*"; }

@@ -156,3 +156,105 @@ pub fn render(c: &Counters, names: &BTreeMap<u32, String>, all: bool) -> String 
     }
     s
 }
+
+/// One next hop as `stats` shows it: where, its liveness, its traffic and its switches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NextHopReport {
+    pub id: u32,
+    pub gateway: std::net::IpAddr,
+    pub ifindex: u32,
+    pub live: bool,
+    /// "up", "down" or "hold-down".
+    pub state: &'static str,
+    pub packets: u64,
+    pub bytes: u64,
+    pub switches_to: u64,
+    pub switches_from: u64,
+    /// Unix time of the last switch to or from it, ns (0: never).
+    pub last_switch_unix_ns: u64,
+}
+
+/// Every next hop in the pinned maps, with its counters and health.
+pub fn read_nexthops(pin_root: &Path) -> Result<Vec<NextHopReport>> {
+    use aya::maps::Array;
+    use x0_common::{
+        HEALTH_DOWN, HEALTH_HOLD_DOWN, MAX_NEXTHOPS, NH_F_IPV6, NH_LIVE, NextHop, NextHopHealth,
+    };
+    let open = |name: &str| -> Result<Map> {
+        let p = pin_root.join(name);
+        let data = MapData::from_pin(&p).with_context(|| format!("opening {}", p.display()))?;
+        Map::from_map_data(data).with_context(|| format!("reading {}", p.display()))
+    };
+    let nexthops: Array<MapData, NextHop> = open(map_names::NEXTHOPS)?.try_into()?;
+    let live: Array<MapData, u32> = open(map_names::NEXTHOP_LIVE)?.try_into()?;
+    let health: Array<MapData, NextHopHealth> = open(map_names::NEXTHOP_HEALTH)?.try_into()?;
+    let stats: PerCpuArray<MapData, Counter> = open(map_names::NEXTHOP_STATS)?.try_into()?;
+    let mut out = Vec::new();
+    for id in 1..MAX_NEXTHOPS {
+        let nh = nexthops.get(&id, 0)?;
+        if nh.ifindex == 0 {
+            continue;
+        }
+        let gateway = if nh.flags & NH_F_IPV6 != 0 {
+            std::net::IpAddr::from(nh.gateway)
+        } else {
+            std::net::IpAddr::from(<[u8; 4]>::try_from(&nh.gateway[..4]).expect("4 bytes"))
+        };
+        let h = health.get(&id, 0)?;
+        let (packets, bytes) = stats
+            .get(&id, 0)?
+            .iter()
+            .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
+        out.push(NextHopReport {
+            id,
+            gateway,
+            ifindex: nh.ifindex,
+            live: live.get(&id, 0)? & NH_LIVE != 0,
+            state: match h.state {
+                HEALTH_DOWN => "down",
+                HEALTH_HOLD_DOWN => "hold-down",
+                _ => "up",
+            },
+            packets,
+            bytes,
+            switches_to: h.switches_to,
+            switches_from: h.switches_from,
+            last_switch_unix_ns: h.last_switch_unix_ns,
+        });
+    }
+    Ok(out)
+}
+
+/// The next hops as a table.
+pub fn render_nexthops(nhs: &[NextHopReport], names: &BTreeMap<u32, String>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>4} {:<28} {:<10} {:<10} {:>12} {:>14} {:>6} {:>6}  last switch",
+        "id", "next hop", "interface", "state", "packets", "bytes", "to", "from"
+    );
+    for n in nhs {
+        let name = names.get(&n.ifindex).map(String::as_str).unwrap_or("?");
+        let last = if n.last_switch_unix_ns == 0 {
+            "never".to_string()
+        } else {
+            let ago = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|now| now.as_nanos() as u64)
+                .unwrap_or(0)
+                .saturating_sub(n.last_switch_unix_ns);
+            format!("{:.1?} ago", std::time::Duration::from_nanos(ago))
+        };
+        let state = if n.live {
+            n.state.to_string()
+        } else {
+            format!("{} (dead)", n.state)
+        };
+        let _ = writeln!(
+            s,
+            "{:>4} {:<28} {:<10} {:<10} {:>12} {:>14} {:>6} {:>6}  {last}",
+            n.id, n.gateway, name, state, n.packets, n.bytes, n.switches_to, n.switches_from
+        );
+    }
+    s
+}

@@ -370,8 +370,8 @@ impl HealthMonitor {
             e.record.hold_until_unix_ns = 0;
         }
         tracing::info!(
-            nexthop = %event.nexthop.gateway, ifindex = event.nexthop.ifindex, from = event.from.name(),
-            to = event.to.name(), source = event.source.name(), reason = %event.reason, "next hop state"
+            nexthop = %event.nexthop.gateway, ifindex = event.nexthop.ifindex, from = %event.from.name(),
+            to = %event.to.name(), source = %event.source.name(), reason = %event.reason, "next hop state"
         );
         if self.history.len() == HISTORY {
             self.history.pop_front();

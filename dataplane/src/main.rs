@@ -107,14 +107,21 @@ fn real_main(cli: Cli) -> Result<()> {
             all,
         } => {
             let counters = CounterMaps::from_pins(&pin_root)?.read()?;
+            let nexthops = x0_dataplane::counters::read_nexthops(&pin_root)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&counters)?);
+                let all = serde_json::json!({ "reasons": counters.reasons, "interfaces": counters.interfaces, "nexthops": nexthops });
+                println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
                 let names: BTreeMap<u32, String> = Netlink::connect()
                     .and_then(|nl| nl.links())
                     .map(|ls| ls.into_iter().map(|l| (l.ifindex, l.name)).collect())
                     .unwrap_or_default();
                 print!("{}", render(&counters, &names, all));
+                println!();
+                print!(
+                    "{}",
+                    x0_dataplane::counters::render_nexthops(&nexthops, &names)
+                );
             }
             Ok(())
         }

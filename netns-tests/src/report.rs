@@ -51,5 +51,10 @@ pub fn router_counters(lab: &Lab, router: &str) -> Result<String> {
     for end in lab.topo.ifaces_of(router) {
         names.insert(lab.ifindex(router, &end.iface)?, end.iface.clone());
     }
-    Ok(render(&c, &names, false))
+    let nhs = x0_dataplane::counters::read_nexthops(&lab.pin_root(router))?;
+    Ok(format!(
+        "{}\n{}",
+        render(&c, &names, false),
+        x0_dataplane::counters::render_nexthops(&nhs, &names)
+    ))
 }

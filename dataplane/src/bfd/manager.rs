@@ -282,7 +282,7 @@ fn run(
 
 fn report(events: &Sender<StateEvent>, e: &Entry, change: Change, at: Instant) {
     tracing::info!(
-        peer = %e.path.peer, iface = %e.path.ifname, from = change.from.name(), to = change.to.name(),
+        peer = %e.path.peer, iface = %e.path.ifname, from = %change.from.name(), to = %change.to.name(),
         diag = ?change.diag, "BFD session state"
     );
     let _ = events.send(StateEvent {

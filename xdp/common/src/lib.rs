@@ -65,6 +65,8 @@ pub mod program_names {
     /// A trivial XDP_PASS program: the benchmarks' baseline, and what lab hosts attach so
     /// that frames redirected into their veth are accepted.
     pub const PASS: &str = "x0_pass";
+    /// Drops everything: the XDP_DROP ceiling in benchmarks, and the lab's black-hole.
+    pub const DROP: &str = "x0_drop";
 }
 
 /// Value of the route maps (key: `prefix_len: u32` then the address bytes, network order).

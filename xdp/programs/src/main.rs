@@ -25,6 +25,12 @@ pub fn x0_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// Drops every frame: the XDP_DROP ceiling in benchmarks, and the lab's black-hole.
+#[xdp]
+pub fn x0_drop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_DROP
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
