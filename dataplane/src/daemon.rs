@@ -325,9 +325,10 @@ impl Node {
                 if let Some(ago) = self
                     .dp
                     .neighbour_last_seen(&ev.nexthop, self.dp.tables_ref())
-                    && ago < Duration::from_millis(50)
+                    && ago < ev.detection_time / 2
                 {
-                    // Its frames still arrive: ours do not reach it.
+                    // Frames from it within half a detection time: it is sending, so the
+                    // failure is on our side of the path (or it told us so).
                     reason.push_str(&format!(
                         "; one-way failure: frames from it still arrive ({ago:?} ago)"
                     ));

@@ -25,14 +25,15 @@ fn fault_pin(lab: &Lab, node: &str, iface: &str) -> PathBuf {
         .join(format!("{node}-{iface}"))
 }
 
-/// Makes `iface` of `node` drop every frame it receives, from now on.
-pub fn drop_ingress(lab: &Lab, node: &str, iface: &str) -> Result<()> {
+/// Makes `iface` of `node` drop every frame it receives, from now on. Returns the moment
+/// the drop program took over (loading it beforehand takes a while).
+pub fn drop_ingress(lab: &Lab, node: &str, iface: &str) -> Result<std::time::SystemTime> {
     let ns = lab.ns(node);
     let router_link = lab.pin_root(node).join("links").join(iface);
     let fault_dir = lab.dir.join("bpf").join("faults");
     let fault = fault_pin(lab, node, iface);
     let iface = iface.to_string();
-    netns::in_netns(&ns, move || -> Result<()> {
+    netns::in_netns(&ns, move || -> Result<std::time::SystemTime> {
         std::fs::create_dir_all(&fault_dir)?;
         // The object's maps go to a directory of their own: nothing is shared with routers.
         let mut ebpf = EbpfLoader::new()
@@ -44,16 +45,19 @@ pub fn drop_ingress(lab: &Lab, node: &str, iface: &str) -> Result<()> {
             .context("x0_drop")?
             .try_into()?;
         prog.load()?;
+        let at;
         if router_link.exists() {
             let link = XdpLink::try_from(FdLink::from(PinnedLink::from_pin(&router_link)?))?;
+            at = std::time::SystemTime::now();
             let id = prog.attach_to_link(link).context("swapping in x0_drop")?;
             let _ = FdLink::try_from(prog.take_link(id)?)?; // the pin keeps it
         } else {
             let index = nix::net::if_::if_nametoindex(iface.as_str())?;
+            at = std::time::SystemTime::now();
             let id = prog.attach_to_if_index(index, XdpMode::Driver)?;
             FdLink::try_from(prog.take_link(id)?)?.pin(&fault)?;
         }
-        Ok(())
+        Ok(at)
     })
 }
 

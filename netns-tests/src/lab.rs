@@ -263,7 +263,7 @@ impl Lab {
             routes: r.routes.clone(),
             failover: r.failover.clone(),
             bfd: r.bfd.clone().unwrap_or_default(),
-            bfd_peers: Vec::new(),
+            bfd_peers: r.bfd_peers.clone(),
         })
     }
 
@@ -379,12 +379,26 @@ impl Lab {
     /// Removes everything the lab called `name` created.
     pub fn down_by_name(name: &str) -> Result<()> {
         let dir = Path::new(LAB_ROOT).join(name);
-        if let Ok(entries) = fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                if e.path().extension().is_some_and(|x| x == "pid") {
-                    let _ = stop_pid_file(&e.path(), Signal::SIGTERM);
-                }
+        // Daemons' pid files: in the lab directory, and one level down (bfdd's own dir).
+        let mut pid_files = Vec::new();
+        for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.path().is_dir() && e.file_name() != "bpf" {
+                pid_files.extend(
+                    fs::read_dir(e.path())
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .map(|x| x.path()),
+                );
+            } else {
+                pid_files.push(e.path());
             }
+        }
+        for p in pid_files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "pid"))
+        {
+            let _ = stop_pid_file(p, Signal::SIGTERM);
         }
         if let Ok(list) = fs::read_to_string(dir.join("namespaces")) {
             for ns in list.lines().filter(|l| !l.is_empty()) {

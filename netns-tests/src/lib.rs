@@ -2,6 +2,7 @@
 //! real `x0-dataplane`, traffic between them, and teardown that survives failed tests.
 
 pub mod faults;
+pub mod frr;
 pub mod lab;
 pub mod netns;
 pub mod report;

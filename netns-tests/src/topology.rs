@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use x0_dataplane::{
     XdpModeChoice,
-    config::{BfdDefaults, FailoverConfig, RouteConfig},
+    config::{BfdDefaults, BfdPeerConfig, FailoverConfig, RouteConfig},
 };
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -53,6 +53,9 @@ pub struct Router {
     pub bfd: Option<BfdDefaults>,
     #[serde(default)]
     pub failover: FailoverConfig,
+    /// BFD to these neighbours too (for example a host running bfdd).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bfd_peers: Vec<BfdPeerConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -106,6 +106,10 @@ fn silent_black_hole_is_caught_by_bfd() {
         r.outage()
     );
     assert!(log.contains("BFD session down"), "{log}");
+    assert!(
+        !log.contains("one-way"),
+        "both directions were cut: not a one-way failure\n{log}"
+    );
     let primary = r1_nexthop(&lab, "198.18.12.2");
     assert!(!primary.live, "{primary:?}");
 }

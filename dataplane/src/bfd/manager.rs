@@ -37,6 +37,8 @@ pub struct StateEvent {
     pub nexthop: NextHopSpec,
     pub change: Change,
     pub at: Instant,
+    /// The session's detection time when it changed.
+    pub detection_time: Duration,
 }
 
 /// What the BFD thread has seen (malformed packets never reach a session).
@@ -285,9 +287,11 @@ fn report(events: &Sender<StateEvent>, e: &Entry, change: Change, at: Instant) {
         peer = %e.path.peer, iface = %e.path.ifname, from = %change.from.name(), to = %change.to.name(),
         diag = ?change.diag, "BFD session state"
     );
+    let detection_time = e.session.detection_time();
     let _ = events.send(StateEvent {
         nexthop: e.nexthop,
         change,
         at,
+        detection_time,
     });
 }

@@ -107,11 +107,19 @@ impl Session {
 
     /// A valid packet for this session arrived (RFC 5880 6.8.6).
     pub fn on_packet(&mut self, p: &ControlPacket, now: Instant) -> Option<Change> {
-        self.remote_disc = p.my_disc;
+        let interval_before = self.tx_interval();
         self.remote_state = p.state;
         self.remote_min_rx = Duration::from_micros(p.required_min_rx as u64);
         self.remote_desired_tx = Duration::from_micros(p.desired_min_tx as u64);
         self.remote_detect_mult = p.detect_mult;
+        self.remote_disc = p.my_disc;
+        // The peer now accepts packets faster (typically: it came Up and left its 1 s
+        // slow start): do not wait out the old, longer interval.
+        let interval = self.tx_interval();
+        if interval < interval_before {
+            let sooner = now + self.jittered(interval);
+            self.next_tx = self.next_tx.min(sooner);
+        }
         if p.final_ && self.poll_active {
             self.poll_active = false;
         }
@@ -383,6 +391,31 @@ mod tests {
         let (_, p) = s.poll_timers(now + MS);
         let p = p.expect("final sent");
         assert!(p.final_ && !p.poll);
+    }
+
+    /// A peer that leaves its slow start (RequiredMinRx 1 s -> 10 ms) gets our packets at
+    /// the fast rate at once, not after the old 1 s interval (as FRR's bfdd does).
+    #[test]
+    fn a_faster_peer_reschedules_the_next_packet() {
+        let now = Instant::now();
+        let mut s = Session::new(cfg(), 7, now);
+        let mut peer = Session::new(cfg(), 8, now).packet();
+        peer.required_min_rx = 1_000_000;
+        peer.state = BfdState::Init;
+        peer.your_disc = 7;
+        assert_eq!(s.on_packet(&peer, now).unwrap().to, BfdState::Up);
+        s.poll_timers(now); // the Poll, at once
+        assert!(
+            s.next_deadline(now) >= now + 750 * MS,
+            "1 s while the peer asks for it"
+        );
+        peer.state = BfdState::Up;
+        peer.required_min_rx = 10_000;
+        s.on_packet(&peer, now + MS);
+        assert!(
+            s.next_deadline(now + MS) <= now + 11 * MS,
+            "rescheduled to the fast interval"
+        );
     }
 
     #[test]

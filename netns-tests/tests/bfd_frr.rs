@@ -1,0 +1,108 @@
+//! x0-dataplane's BFD against a standard implementation: FRR's bfdd in a neighbour namespace.
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use x0_dataplane::config::{BfdDefaults, BfdOverride, BfdPeerConfig};
+use x0_lab::{faults, frr::Bfdd};
+
+/// The wall-clock time of the first log line after `after` containing all of `needles`.
+fn log_time(log: &str, needles: &[&str], after: SystemTime) -> Option<SystemTime> {
+    log.lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .filter_map(line_time)
+        .find(|t| *t >= after)
+}
+
+fn line_time(line: &str) -> Option<SystemTime> {
+    let ts = line.split_whitespace().next()?; // 2026-11-22T04:47:58.049292Z
+    let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, min, s) = (
+        t.next()?.parse::<u64>().ok()?,
+        t.next()?.parse::<u64>().ok()?,
+        t.next()?.parse::<f64>().ok()?,
+    );
+    // Days since the epoch (civil calendar, Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146097 + doe - 719468) as u64;
+    Some(
+        SystemTime::UNIX_EPOCH
+            + Duration::from_secs_f64((days * 86400 + h * 3600 + min * 60) as f64 + s),
+    )
+}
+
+#[test]
+fn a_session_with_frr_bfdd_comes_up_and_goes_down_within_the_detect_time() {
+    let lab = common::lab("line.toml", |t| {
+        let r1 = &mut t.routers[0];
+        r1.bfd = Some(BfdDefaults::default()); // 10 ms x 3
+        r1.bfd_peers = vec![BfdPeerConfig {
+            address: "198.18.2.2".parse().unwrap(),
+            settings: BfdOverride::default(),
+        }];
+    });
+    let bfdd = Bfdd::start(&lab, "h2", &[("198.18.2.1", "198.18.2.2")], 10).unwrap();
+    let start = Instant::now();
+    loop {
+        let peers = bfdd.peers().unwrap_or_default();
+        if lab
+            .dataplane_log("r1")
+            .contains("peer=198.18.2.2 iface=eth2 from=Init to=Up")
+            || lab
+                .dataplane_log("r1")
+                .contains("peer=198.18.2.2 iface=eth2 from=Down to=Up")
+        {
+            assert!(peers.to_lowercase().contains("up"), "bfdd agrees:\n{peers}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no session:\n{}\n{peers}\n{}",
+            lab.dataplane_log("r1"),
+            bfdd.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500)); // the Poll/Final to 10 ms timers
+    // bfdd's packets no longer reach r1.
+    let cut = faults::drop_ingress(&lab, "r1", "eth2").unwrap();
+    let start = Instant::now();
+    let down = loop {
+        if let Some(t) = log_time(
+            &lab.dataplane_log("r1"),
+            &["peer=198.18.2.2", "to=Down"],
+            cut,
+        ) {
+            break t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "never went down:\n{}",
+            lab.dataplane_log("r1")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let detect = down.duration_since(cut).unwrap_or_default();
+    println!(
+        "x0-dataplane declared bfdd down {detect:?} after its packets stopped (detect time 30 ms)"
+    );
+    assert!(
+        detect < Duration::from_millis(60),
+        "took {detect:?}:\n{}",
+        lab.dataplane_log("r1")
+    );
+    assert!(
+        lab.dataplane_log("r1")
+            .contains("diag=ControlDetectionExpired"),
+        "{}",
+        lab.dataplane_log("r1")
+    );
+}
