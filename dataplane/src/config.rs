@@ -479,4 +479,80 @@ via = [{ gateway = "2001:db8:12::2", interface = "eth1" }]
         let err = format!("{:#}", Config::parse(&twice).unwrap_err());
         assert!(err.contains("interface[1].name"), "{err}");
     }
+
+    #[test]
+    fn bfd_settings_inherit_from_defaults_to_interface_to_peer() {
+        let text = r#"
+[bfd]
+tx_interval_ms = 20
+multiplier = 4
+
+[[interface]]
+name = "eth1"
+bfd = { rx_interval_ms = 30 }
+
+[[interface]]
+name = "eth2"
+
+[[bfd_peer]]
+address = "198.18.12.9"
+tx_interval_ms = 50
+
+[[bfd_peer]]
+address = "198.18.12.8"
+enabled = false
+"#;
+        let c = Config::parse(text).unwrap();
+        let t = |iface: &str, peer: &str| c.bfd_for(iface, peer.parse().unwrap());
+        assert_eq!(
+            t("eth2", "198.18.13.3"),
+            None,
+            "off unless an interface or peer turns it on"
+        );
+        assert_eq!(
+            t("eth1", "198.18.12.2"),
+            Some(BfdTimers {
+                tx_interval_ms: 20,
+                rx_interval_ms: 30,
+                multiplier: 4
+            })
+        );
+        assert_eq!(
+            t("eth1", "198.18.12.9"),
+            Some(BfdTimers {
+                tx_interval_ms: 50,
+                rx_interval_ms: 30,
+                multiplier: 4
+            })
+        );
+        assert_eq!(
+            t("eth2", "198.18.12.9"),
+            Some(BfdTimers {
+                tx_interval_ms: 50,
+                rx_interval_ms: 10,
+                multiplier: 4
+            })
+        );
+        assert_eq!(t("eth1", "198.18.12.8"), None, "a peer can turn it off");
+
+        for (bad, field) in [
+            ("[bfd]\nmultiplier = 0\n", "bfd.multiplier"),
+            ("[bfd]\ntransport = \"carrier-pigeon\"\n", "bfd.transport"),
+            (
+                "[[interface]]\nname = \"eth1\"\nbfd = { tx_interval_ms = 0 }\n",
+                "interface[0].bfd.tx_interval_ms",
+            ),
+            (
+                "[[bfd_peer]]\naddress = \"198.18.12.9\"\nrx_interval_ms = 70000\n",
+                "bfd_peer[0].rx_interval_ms",
+            ),
+            (
+                "[failover]\nhold_down_ms = 90000\n",
+                "failover.hold_down_ms",
+            ),
+        ] {
+            let err = format!("{:#}", Config::parse(bad).unwrap_err());
+            assert!(err.contains(field), "{bad}: {err}");
+        }
+    }
 }

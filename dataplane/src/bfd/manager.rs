@@ -295,3 +295,206 @@ fn report(events: &Sender<StateEvent>, e: &Entry, change: Change, at: Instant) {
         detection_time,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{io, sync::mpsc};
+
+    use super::*;
+    use crate::bfd::{session::SessionConfig, transport::Received};
+
+    /// A transport over channels: what the thread sends comes out of `sent`, and `inbox`
+    /// feeds it packets.
+    struct ChannelTransport {
+        inbox: mpsc::Receiver<Received>,
+        sent: mpsc::Sender<Vec<u8>>,
+    }
+
+    impl Transport for ChannelTransport {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+        fn open_path(&mut self, _: &Path) -> io::Result<()> {
+            Ok(())
+        }
+        fn close_path(&mut self, _: &Path) {}
+        fn send(&mut self, _: &Path, packet: &[u8]) -> io::Result<()> {
+            let _ = self.sent.send(packet.to_vec());
+            Ok(())
+        }
+        fn recv(&mut self, timeout: Duration) -> io::Result<Option<Received>> {
+            Ok(self.inbox.recv_timeout(timeout).ok())
+        }
+    }
+
+    fn wait(what: &str, mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !f() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "timed out: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn malformed_packets_are_dropped_and_counted_without_touching_the_session() {
+        let (inbox_tx, inbox) = mpsc::channel();
+        let (sent, sent_rx) = mpsc::channel();
+        let (events_tx, events) = mpsc::channel();
+        let handle = spawn(Box::new(ChannelTransport { inbox, sent }), events_tx).unwrap();
+        let nexthop = NextHopSpec {
+            gateway: "198.18.12.2".parse().unwrap(),
+            ifindex: 3,
+        };
+        let path = Path {
+            ifindex: 3,
+            ifname: "eth1".into(),
+            local: "198.18.12.1".parse().unwrap(),
+            peer: nexthop.gateway,
+        };
+        handle.add(
+            nexthop,
+            SessionSpec {
+                path,
+                timers: BfdTimers {
+                    tx_interval_ms: 10,
+                    rx_interval_ms: 10,
+                    multiplier: 3,
+                },
+            },
+        );
+
+        // A peer session, answering on its own thread, brings ours Up and keeps it Up.
+        let cfg = SessionConfig {
+            desired_min_tx: Duration::from_millis(10),
+            required_min_rx: Duration::from_millis(10),
+            detect_mult: 3,
+        };
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (peer_stop, peer_inbox) = (stop.clone(), inbox_tx.clone());
+        let (last_tx, last_rx) = mpsc::channel::<Vec<u8>>();
+        let peer_thread = std::thread::spawn(move || {
+            let mut peer = Session::new(cfg, 77, Instant::now());
+            while !peer_stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(bytes) = sent_rx.recv_timeout(Duration::from_millis(1)) {
+                    peer.on_packet(&ControlPacket::decode(&bytes).unwrap(), Instant::now());
+                }
+                if let (_, Some(p)) = peer.poll_timers(Instant::now()) {
+                    let bytes = p.encode().to_vec();
+                    let _ = last_tx.send(bytes.clone());
+                    let _ = peer_inbox.send(Received {
+                        src: "198.18.12.2".parse().unwrap(),
+                        ifindex: 3,
+                        ttl: 255,
+                        payload: bytes,
+                    });
+                }
+            }
+        });
+        let deliver = |bytes: Vec<u8>, ttl: u8| {
+            inbox_tx
+                .send(Received {
+                    src: nexthop.gateway,
+                    ifindex: 3,
+                    ttl,
+                    payload: bytes,
+                })
+                .unwrap();
+        };
+        wait("session up", || {
+            events.try_iter().any(|e| e.change.to == BfdState::Up)
+        });
+        wait("published", || {
+            handle
+                .sessions
+                .lock()
+                .unwrap()
+                .first()
+                .is_some_and(|s| s.state == BfdState::Up)
+        });
+        let before = handle.sessions.lock().unwrap()[0].clone();
+        let valid_before = handle.stats.lock().unwrap().rx_valid;
+
+        // Malformed: each must be counted under its reason and change nothing.
+        let good = {
+            let latest = last_rx
+                .try_iter()
+                .last()
+                .unwrap_or_else(|| last_rx.recv().unwrap());
+            let mut p = ControlPacket::decode(&latest).unwrap();
+            p.state = BfdState::Down; // would take the session down if it were accepted
+            p.encode()
+        };
+        let mut bad: Vec<(Vec<u8>, Malformed)> = vec![
+            (good[..20].to_vec(), Malformed::Short),
+            (
+                {
+                    let mut b = good.to_vec();
+                    b[0] = (2 << 5) | b[0] & 0x1f;
+                    b
+                },
+                Malformed::Version,
+            ),
+            (
+                {
+                    let mut b = good.to_vec();
+                    b[3] = 30;
+                    b
+                },
+                Malformed::Length,
+            ),
+            (
+                {
+                    let mut b = good.to_vec();
+                    b[2] = 0;
+                    b
+                },
+                Malformed::DetectMult,
+            ),
+            (
+                {
+                    let mut b = good.to_vec();
+                    b[4..8].copy_from_slice(&[0; 4]);
+                    b
+                },
+                Malformed::MyDiscZero,
+            ),
+        ];
+        bad.push((
+            {
+                let mut b = good.to_vec();
+                b[1] = (3 << 6) | 0x01;
+                b
+            },
+            Malformed::Multipoint,
+        ));
+        for (bytes, _) in &bad {
+            deliver(bytes.clone(), 255);
+        }
+        deliver(good.to_vec(), 64); // right packet, wrong TTL: not from a neighbour
+        wait("counted", || {
+            let s = handle.stats.lock().unwrap();
+            s.rx_malformed.values().sum::<u64>() == bad.len() as u64 && s.rx_bad_ttl == 1
+        });
+        let stats = handle.stats.lock().unwrap().clone();
+        for (_, reason) in &bad {
+            assert_eq!(stats.rx_malformed.get(reason), Some(&1), "{reason:?}");
+        }
+        assert!(stats.rx_valid >= valid_before);
+        std::thread::sleep(Duration::from_millis(150)); // let the session list republish
+        let after = handle.sessions.lock().unwrap()[0].clone();
+        assert_eq!(
+            (after.state, after.remote_disc, after.local_disc),
+            (before.state, before.remote_disc, before.local_disc)
+        );
+        assert!(
+            events.try_iter().all(|e| e.change.to != BfdState::Down),
+            "no state change from bad packets"
+        );
+        assert_eq!(after.state, BfdState::Up);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        peer_thread.join().unwrap();
+    }
+}
