@@ -70,7 +70,8 @@ pub struct BfdDefaults {
     pub tx_interval_ms: u32,
     pub rx_interval_ms: u32,
     pub multiplier: u8,
-    /// "auto" (AF_XDP, falling back to a UDP socket), "af-xdp" or "udp".
+    /// "auto": AF_XDP sockets fed by the XDP program, a UDP socket where they cannot bind
+    /// (logged); "udp": UDP sockets only.
     pub transport: String,
 }
 
@@ -231,9 +232,9 @@ impl Config {
                 multiplier: Some(self.bfd.multiplier),
             },
         )?;
-        if !["auto", "af-xdp", "udp"].contains(&self.bfd.transport.as_str()) {
+        if !["auto", "udp"].contains(&self.bfd.transport.as_str()) {
             bail!(
-                "bfd.transport: {:?} is not one of auto, af-xdp, udp",
+                "bfd.transport: {:?} is not one of auto, udp",
                 self.bfd.transport
             );
         }

@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use x0_common::{CFG_F_FIB_FALLBACK, Config, NeighKey, map_names, program_names};
 
 use crate::{
-    XDP_OBJECT, bpffs,
+    XDP_OBJECT,
+    bfd::xsk_transport::XskMaps,
+    bpffs,
     counters::{CounterMaps, Counters},
     netlink::Link,
     tables::{NextHopSpec, PortInfo, TableMaps, Tables},
@@ -84,6 +86,8 @@ pub struct Dataplane {
     /// Maps of an earlier run were found pinned and taken over.
     adopted: bool,
     neigh_seen: HashMap<MapData, NeighKey, u64>,
+    /// For the BFD AF_XDP transport, which takes them.
+    xsk_maps: Option<XskMaps>,
     pin_root: PathBuf,
     tables: Tables,
     tx_ports: DevMapHash<MapData>,
@@ -145,6 +149,10 @@ impl Dataplane {
         Ok(Self {
             adopted,
             neigh_seen: take(&mut ebpf, map_names::NEIGH_SEEN)?,
+            xsk_maps: Some(XskMaps {
+                xsks: take(&mut ebpf, map_names::XSKS)?,
+                slots: take(&mut ebpf, map_names::XSK_SLOTS)?,
+            }),
             tx_ports: take(&mut ebpf, map_names::TX_PORTS)?,
             config: take(&mut ebpf, map_names::CONFIG)?,
             ebpf,
@@ -153,6 +161,11 @@ impl Dataplane {
             counters,
             ports: BTreeMap::new(),
         })
+    }
+
+    /// The maps that steer BFD packets to AF_XDP sockets (once).
+    pub fn take_xsk_maps(&mut self) -> Option<XskMaps> {
+        self.xsk_maps.take()
     }
 
     pub fn adopted(&self) -> bool {

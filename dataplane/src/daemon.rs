@@ -18,7 +18,8 @@ use crate::{
     bfd::{
         manager::{self, BfdHandle, SessionSpec, StateEvent},
         packet::BfdState,
-        transport::{Path, UdpTransport},
+        transport::{Path, Transport, UdpTransport},
+        xsk_transport::XskTransport,
     },
     config::Config,
     health::{HealthConfig, HealthMonitor, Update},
@@ -211,6 +212,19 @@ impl Node {
                 timers,
             },
         );
+        self.tell_bfd_macs(spec);
+    }
+
+    /// The MACs BFD frames to this next hop carry (AF_XDP builds whole frames).
+    fn tell_bfd_macs(&self, spec: NextHopSpec) {
+        let (Some(bfd), Some(link)) = (&self.bfd, self.ports.get(&spec.ifindex)) else {
+            return;
+        };
+        let Some(nh) = self.dp.tables_ref().nexthops().find(|n| n.spec == spec) else {
+            return;
+        };
+        let dst = (nh.value.flags & x0_common::NH_F_RESOLVED != 0).then_some(nh.value.dst_mac);
+        bfd.neighbour(spec, link.mac, dst);
     }
 
     /// Our address on the next hop's interface, in its subnet if there is one.
@@ -239,6 +253,10 @@ impl Node {
         match event {
             Event::Neighbour(n) => {
                 if self.dp.tables().set_neighbour(n.ifindex, n.addr, n.mac)? {
+                    self.tell_bfd_macs(NextHopSpec {
+                        gateway: n.addr,
+                        ifindex: n.ifindex,
+                    });
                     match n.mac {
                         Some(mac) => {
                             tracing::info!(gateway = %n.addr, ifindex = n.ifindex, mac = %fmt_mac(&mac), "next hop resolved")
@@ -348,16 +366,28 @@ pub fn fmt_mac(m: &[u8; 6]) -> String {
     )
 }
 
-/// Starts BFD over the configured transport (AF_XDP is not available yet: UDP).
-fn start_bfd(config: &Config, events: mpsc::Sender<StateEvent>) -> Result<BfdHandle> {
-    if config.bfd.transport == "af-xdp" {
-        anyhow::bail!(
-            "bfd.transport: af-xdp is not available in this build; use \"udp\" or \"auto\""
-        );
-    }
-    let transport = UdpTransport::new().context("opening the BFD UDP sockets (port 3784)")?;
-    tracing::info!(transport = "udp", "BFD transport: UDP sockets (RFC 5881)");
-    Ok(manager::spawn(Box::new(transport), events)?)
+/// Starts BFD: over AF_XDP sockets fed by the XDP program where they bind ("auto"), with
+/// UDP sockets underneath; or over UDP sockets only ("udp").
+fn start_bfd(
+    config: &Config,
+    dp: &mut Dataplane,
+    events: mpsc::Sender<StateEvent>,
+) -> Result<BfdHandle> {
+    let udp = UdpTransport::new().context("opening the BFD UDP sockets (port 3784)")?;
+    let maps = dp.take_xsk_maps();
+    let transport: Box<dyn Transport> = match (config.bfd.transport.as_str(), maps) {
+        ("auto", Some(maps)) => {
+            tracing::info!(
+                "BFD transport: AF_XDP sockets fed by the XDP program, UDP where they cannot bind"
+            );
+            Box::new(XskTransport::new(udp, maps))
+        }
+        _ => {
+            tracing::info!("BFD transport: UDP sockets (RFC 5881)");
+            Box::new(udp)
+        }
+    };
+    Ok(manager::spawn(transport, events)?)
 }
 
 /// Runs until SIGTERM or SIGINT.
@@ -382,8 +412,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         .flat_map(|r| r.via.iter())
         .any(|(gw, iface)| opts.config.bfd_for(iface, *gw).is_some());
     let (bfd_tx, bfd_rx) = mpsc::channel();
+    let mut dp = dp;
     let bfd = if wants_bfd {
-        Some(start_bfd(&opts.config, bfd_tx)?)
+        Some(start_bfd(&opts.config, &mut dp, bfd_tx)?)
     } else {
         None
     };

@@ -28,37 +28,64 @@ fn fault_pin(lab: &Lab, node: &str, iface: &str) -> PathBuf {
 /// Makes `iface` of `node` drop every frame it receives, from now on. Returns the moment
 /// the drop program took over (loading it beforehand takes a while).
 pub fn drop_ingress(lab: &Lab, node: &str, iface: &str) -> Result<std::time::SystemTime> {
-    let ns = lab.ns(node);
-    let router_link = lab.pin_root(node).join("links").join(iface);
+    drop_ingress_all(lab, &[(node, iface)])
+}
+
+/// Like `drop_ingress` on several interfaces at (nearly) the same instant: the program is
+/// loaded first, then swapped into every router port one after the other.
+pub fn drop_ingress_all(lab: &Lab, ends: &[(&str, &str)]) -> Result<std::time::SystemTime> {
     let fault_dir = lab.dir.join("bpf").join("faults");
-    let fault = fault_pin(lab, node, iface);
-    let iface = iface.to_string();
-    netns::in_netns(&ns, move || -> Result<std::time::SystemTime> {
-        std::fs::create_dir_all(&fault_dir)?;
-        // The object's maps go to a directory of their own: nothing is shared with routers.
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&fault_dir)
-            .load(x0_dataplane::XDP_OBJECT)
-            .context("loading x0_drop")?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(program_names::DROP)
-            .context("x0_drop")?
-            .try_into()?;
-        prog.load()?;
-        let at;
-        if router_link.exists() {
-            let link = XdpLink::try_from(FdLink::from(PinnedLink::from_pin(&router_link)?))?;
-            at = std::time::SystemTime::now();
-            let id = prog.attach_to_link(link).context("swapping in x0_drop")?;
-            let _ = FdLink::try_from(prog.take_link(id)?)?; // the pin keeps it
-        } else {
+    std::fs::create_dir_all(&fault_dir)?;
+    // The object's maps go to a directory of their own: nothing is shared with routers.
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(&fault_dir)
+        .load(x0_dataplane::XDP_OBJECT)
+        .context("loading x0_drop")?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(program_names::DROP)
+        .context("x0_drop")?
+        .try_into()?;
+    prog.load()?;
+    let (routers, others): (Vec<_>, Vec<_>) = ends
+        .iter()
+        .partition(|(node, iface)| lab.pin_root(node).join("links").join(iface).exists());
+    let links = routers
+        .iter()
+        .map(|(node, iface)| {
+            let pin = lab.pin_root(node).join("links").join(iface);
+            Ok(XdpLink::try_from(FdLink::from(PinnedLink::from_pin(
+                &pin,
+            )?))?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let at = std::time::SystemTime::now();
+    for link in links {
+        let id = prog.attach_to_link(link).context("swapping in x0_drop")?;
+        let _ = FdLink::try_from(prog.take_link(id)?)?; // the router's pin keeps it
+    }
+    for (node, iface) in others {
+        // A fresh attachment needs the interface's namespace (ifindex), so its own program.
+        let (fault, dir, iface) = (
+            fault_pin(lab, node, iface),
+            fault_dir.clone(),
+            iface.to_string(),
+        );
+        netns::in_netns(&lab.ns(node), move || -> Result<()> {
+            let mut ebpf = EbpfLoader::new()
+                .default_map_pin_directory(&dir)
+                .load(x0_dataplane::XDP_OBJECT)?;
+            let prog: &mut Xdp = ebpf
+                .program_mut(program_names::DROP)
+                .context("x0_drop")?
+                .try_into()?;
+            prog.load()?;
             let index = nix::net::if_::if_nametoindex(iface.as_str())?;
-            at = std::time::SystemTime::now();
             let id = prog.attach_to_if_index(index, XdpMode::Driver)?;
             FdLink::try_from(prog.take_link(id)?)?.pin(&fault)?;
-        }
-        Ok(at)
-    })
+            Ok(())
+        })?;
+    }
+    Ok(at)
 }
 
 /// Ends a `drop_ingress` on an interface that had no router program. (On a router port,

@@ -99,6 +99,12 @@ fn a_session_with_frr_bfdd_comes_up_and_goes_down_within_the_detect_time() {
         "took {detect:?}:\n{}",
         lab.dataplane_log("r1")
     );
+    let log = lab.dataplane_log("r1");
+    assert!(
+        log.contains("BFD on this interface runs over AF_XDP")
+            && log.contains("BFD packets are leaving through AF_XDP"),
+        "bfdd talked to our AF_XDP sockets: {log}"
+    );
     assert!(
         lab.dataplane_log("r1")
             .contains("diag=ControlDetectionExpired"),

@@ -9,16 +9,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use x0_dataplane::{config::BfdDefaults, counters::NextHopReport};
+use x0_dataplane::counters::NextHopReport;
 use x0_lab::{Lab, faults, netns, traffic};
 
 const RATE: u64 = 10_000;
 
+/// diamond.toml runs BFD at 10 ms x 3 between routers.
 fn diamond() -> Lab {
     common::lab("diamond.toml", |t| {
-        for r in &mut t.routers {
-            r.bfd = Some(BfdDefaults::default()); // 10 ms x 3
-        }
+        assert!(t.routers.iter().all(|r| r.bfd.is_some()))
     })
 }
 
@@ -95,8 +94,7 @@ fn silent_black_hole_is_caught_by_bfd() {
     let r = stream_while(&lab, 2, || {
         std::thread::sleep(Duration::from_millis(500));
         // Both ends stay UP; everything crossing r1-r2 is dropped, both ways.
-        faults::drop_ingress(&lab, "r2", "eth0").unwrap();
-        faults::drop_ingress(&lab, "r1", "eth1").unwrap();
+        faults::drop_ingress_all(&lab, &[("r2", "eth0"), ("r1", "eth1")]).unwrap();
     });
     println!("black-hole: {r:?}, outage {:?}", r.outage());
     let log = lab.dataplane_log("r1");
@@ -112,6 +110,55 @@ fn silent_black_hole_is_caught_by_bfd() {
     );
     let primary = r1_nexthop(&lab, "198.18.12.2");
     assert!(!primary.live, "{primary:?}");
+}
+
+#[test]
+fn bfd_over_plain_udp_sockets_catches_the_black_hole_too() {
+    let lab = common::lab("diamond.toml", |t| {
+        for r in &mut t.routers {
+            r.bfd.as_mut().unwrap().transport = "udp".into();
+        }
+    });
+    wait_bfd_up(&lab);
+    std::thread::sleep(Duration::from_millis(300));
+    let r = stream_while(&lab, 2, || {
+        std::thread::sleep(Duration::from_millis(500));
+        faults::drop_ingress_all(&lab, &[("r2", "eth0"), ("r1", "eth1")]).unwrap();
+    });
+    let log = lab.dataplane_log("r1");
+    assert!(
+        log.contains("BFD transport: UDP sockets") && !log.contains("AF_XDP (copy mode)"),
+        "{log}"
+    );
+    assert!(r.outage() < Duration::from_millis(100), "{r:?}");
+    assert_eq!(
+        lab.counters("r1")
+            .unwrap()
+            .get(x0_common::Reason::ToBfdSocket),
+        0,
+        "nothing went to an XSK"
+    );
+}
+
+#[test]
+fn bfd_runs_over_af_xdp_in_both_directions() {
+    let lab = diamond();
+    wait_bfd_up(&lab);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = lab.dataplane_log("r1");
+    assert!(
+        log.contains("BFD on this interface runs over AF_XDP (copy mode) iface=eth1"),
+        "{log}"
+    );
+    assert!(
+        log.contains("BFD packets are leaving through AF_XDP"),
+        "{log}"
+    );
+    let c = lab.counters("r1").unwrap();
+    assert!(
+        c.get(x0_common::Reason::ToBfdSocket) > 50,
+        "the XDP program fed the XSKs: {c:?}"
+    );
 }
 
 #[test]

@@ -27,6 +27,9 @@ pub struct SessionSpec {
 
 pub enum Command {
     Add(NextHopSpec, SessionSpec),
+    /// The MACs for a session's frames (source: our port; destination: the neighbour's,
+    /// None while unresolved).
+    Neighbour(NextHopSpec, [u8; 6], Option<[u8; 6]>),
     Remove(NextHopSpec),
     Stop,
 }
@@ -52,6 +55,9 @@ pub struct BfdStats {
     pub rx_no_session: u64,
     pub tx: u64,
     pub tx_errors: u64,
+    /// Of `tx`: sent through AF_XDP, and through UDP sockets.
+    pub tx_af_xdp: u64,
+    pub tx_udp: u64,
 }
 
 /// A session as the daemon sees it.
@@ -78,6 +84,11 @@ pub struct BfdHandle {
 impl BfdHandle {
     pub fn add(&self, nexthop: NextHopSpec, spec: SessionSpec) {
         let _ = self.commands.send(Command::Add(nexthop, spec));
+    }
+    pub fn neighbour(&self, nexthop: NextHopSpec, src_mac: [u8; 6], dst_mac: Option<[u8; 6]>) {
+        let _ = self
+            .commands
+            .send(Command::Neighbour(nexthop, src_mac, dst_mac));
     }
     pub fn remove(&self, nexthop: NextHopSpec) {
         let _ = self.commands.send(Command::Remove(nexthop));
@@ -189,6 +200,11 @@ fn run(
                         },
                     );
                 }
+                Ok(Command::Neighbour(nexthop, src, dst)) => {
+                    if let Some(e) = sessions.values().find(|e| e.nexthop == nexthop) {
+                        transport.set_neighbour(&e.path, src, dst);
+                    }
+                }
                 Ok(Command::Remove(nexthop)) => {
                     if let Some(d) = sessions
                         .iter()
@@ -264,6 +280,14 @@ fn run(
 
         if last_publish.elapsed() >= Duration::from_millis(100) {
             last_publish = Instant::now();
+            let (xsk, udp) = transport.sent();
+            {
+                let mut s = stats.lock().expect("stats");
+                if s.tx_af_xdp == 0 && xsk > 0 {
+                    tracing::info!("BFD packets are leaving through AF_XDP");
+                }
+                (s.tx_af_xdp, s.tx_udp) = (xsk, udp);
+            }
             let list = sessions
                 .values()
                 .map(|e| SessionInfo {
@@ -318,6 +342,9 @@ mod tests {
             Ok(())
         }
         fn close_path(&mut self, _: &Path) {}
+        fn sent(&self) -> (u64, u64) {
+            (0, 0)
+        }
         fn send(&mut self, _: &Path, packet: &[u8]) -> io::Result<()> {
             let _ = self.sent.send(packet.to_vec());
             Ok(())

@@ -5,3 +5,5 @@ pub mod manager;
 pub mod packet;
 pub mod session;
 pub mod transport;
+pub mod xsk;
+pub mod xsk_transport;

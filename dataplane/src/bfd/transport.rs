@@ -39,6 +39,10 @@ pub trait Transport: Send {
     fn send(&mut self, path: &Path, packet: &[u8]) -> io::Result<()>;
     /// Waits up to `timeout` for one packet.
     fn recv(&mut self, timeout: Duration) -> io::Result<Option<Received>>;
+    /// Packets sent so far through AF_XDP and through UDP sockets.
+    fn sent(&self) -> (u64, u64);
+    /// The MACs to put on frames for this path (transports that build whole frames).
+    fn set_neighbour(&mut self, _path: &Path, _src_mac: [u8; 6], _dst_mac: Option<[u8; 6]>) {}
 }
 
 pub struct UdpTransport {
@@ -47,6 +51,7 @@ pub struct UdpTransport {
     tx: HashMap<Path, UdpSocket>,
     next_port: u16,
     buf: Vec<u8>,
+    sent: u64,
 }
 
 fn setsockopt_int(fd: i32, level: i32, name: i32, value: i32) -> io::Result<()> {
@@ -92,7 +97,31 @@ impl UdpTransport {
             tx: HashMap::new(),
             next_port: 49152,
             buf: vec![0; 2048],
+            sent: 0,
         })
+    }
+
+    /// The receive sockets, for polling together with other sources.
+    pub fn fds(&self) -> [std::os::fd::RawFd; 2] {
+        [self.rx4.as_raw_fd(), self.rx6.as_raw_fd()]
+    }
+
+    /// A packet if one is waiting.
+    pub fn try_recv(&mut self) -> io::Result<Option<Received>> {
+        for v6 in [false, true] {
+            if let Some(r) = self.recv_from(v6)? {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The UDP source port of a path's session.
+    pub fn port_of(&self, path: &Path) -> Option<u16> {
+        self.tx
+            .get(path)
+            .and_then(|s| s.local_addr().ok())
+            .map(|a| a.port())
     }
 
     fn recv_from(&mut self, v6: bool) -> io::Result<Option<Received>> {
@@ -243,45 +272,51 @@ impl Transport for UdpTransport {
             .tx
             .get(path)
             .ok_or_else(|| io::Error::other("path not open"))?;
-        sock.send_to(packet, SocketAddr::new(path.peer, BFD_PORT))
-            .map(|_| ())
+        sock.send_to(packet, SocketAddr::new(path.peer, BFD_PORT))?;
+        self.sent += 1;
+        Ok(())
+    }
+
+    fn sent(&self) -> (u64, u64) {
+        (0, self.sent)
     }
 
     fn recv(&mut self, timeout: Duration) -> io::Result<Option<Received>> {
-        for v6 in [false, true] {
-            if let Some(r) = self.recv_from(v6)? {
-                return Ok(Some(r));
-            }
+        if let Some(r) = self.try_recv()? {
+            return Ok(Some(r));
         }
-        let mut fds = [
-            libc::pollfd {
-                fd: self.rx4.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.rx6.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(None)
-            } else {
-                Err(e)
-            };
-        }
-        for (i, v6) in [(0, false), (1, true)] {
-            if fds[i].revents & libc::POLLIN != 0
-                && let Some(r) = self.recv_from(v6)?
-            {
-                return Ok(Some(r));
-            }
-        }
-        Ok(None)
+        wait_readable(&self.fds(), timeout)?;
+        self.try_recv()
     }
+}
+
+/// Waits until one of `fds` is readable or `timeout` passes (microsecond precision).
+pub fn wait_readable(fds: &[std::os::fd::RawFd], timeout: Duration) -> io::Result<()> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    let rc = unsafe {
+        libc::ppoll(
+            pfds.as_mut_ptr(),
+            pfds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
 }

@@ -40,8 +40,10 @@ pub mod map_names {
     pub const NEXTHOP_STATS: &str = "X0_NH_STATS";
     pub const NEXTHOP_HEALTH: &str = "X0_NH_HEALTH";
     pub const NEIGH_SEEN: &str = "X0_NEIGH_SEEN";
+    pub const XSKS: &str = "X0_XSKS";
+    pub const XSK_SLOTS: &str = "X0_XSK_SLOTS";
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 15] = [
         ROUTES_V4,
         ROUTES_V6,
         NEXTHOP_SETS,
@@ -55,6 +57,8 @@ pub mod map_names {
         NEXTHOP_STATS,
         NEXTHOP_HEALTH,
         NEIGH_SEEN,
+        XSKS,
+        XSK_SLOTS,
     ];
 }
 
@@ -149,6 +153,15 @@ pub struct NeighKey {
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
 }
+
+/// AF_XDP sockets for BFD (one per interface queue) and the key of their slot:
+/// `xsk_slot_key(ifindex, queue)` -> index in `X0_XSKS`.
+pub const MAX_XSKS: u32 = 64;
+pub const fn xsk_slot_key(ifindex: u32, queue: u32) -> u64 {
+    ((ifindex as u64) << 32) | queue as u64
+}
+/// UDP port of single-hop BFD control packets (RFC 5881).
+pub const BFD_CONTROL_PORT: u16 = 3784;
 
 /// Neighbours whose last frame time is kept (LRU).
 pub const MAX_NEIGHBOURS: u32 = 4_096;

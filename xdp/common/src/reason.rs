@@ -71,6 +71,7 @@ reasons! {
     DropRedirectFailed = 21, Dropped, "drop_redirect_failed", "bpf_redirect_map failed";
     PassNoNexthop = 22, Passed, "pass_no_nexthop", "route points to a missing next-hop set or next hop";
     PassNoLiveNexthop = 23, Passed, "pass_no_live_nexthop", "every next hop of the route is down: the kernel decides";
+    ToBfdSocket = 24, Passed, "to_bfd_xsk", "BFD control packet for this router, handed to x0-dataplane's AF_XDP socket";
 }
 
 /// Number of counters in `X0_STATS`.

@@ -2,12 +2,16 @@
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use x0_common::{
-    CFG_F_FIB_FALLBACK, MAX_NEXTHOPS_PER_SET, NH_F_RESOLVED, NH_LIVE, ROUTE_F_LOCAL, Reason, Route,
+    BFD_CONTROL_PORT, CFG_F_FIB_FALLBACK, MAX_NEXTHOPS_PER_SET, NH_F_RESOLVED, NH_LIVE,
+    ROUTE_F_LOCAL, Reason, Route, xsk_slot_key,
 };
 
 use crate::{
     checksum, fib,
-    maps::{self, X0_NEXTHOPS, X0_NH_LIVE, X0_NH_SETS, X0_ROUTES_V4, X0_ROUTES_V6, X0_TX_PORTS},
+    maps::{
+        self, X0_NEXTHOPS, X0_NH_LIVE, X0_NH_SETS, X0_ROUTES_V4, X0_ROUTES_V6, X0_TX_PORTS,
+        X0_XSK_SLOTS, X0_XSKS,
+    },
     packet::{
         ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, Ipv4Hdr, Ipv6Hdr, frame_len, header,
     },
@@ -100,6 +104,7 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr) -> Outcome {
     let egress = match X0_ROUTES_V4.get(&key) {
         Some(route) => match nexthop_egress(route) {
             Ok(e) => e,
+            Err(Reason::PassLocal) => return local(ctx, ip.protocol, ip.ttl, ETH_HLEN + 20),
             Err(reason) => return pass(reason),
         },
         None => {
@@ -186,6 +191,9 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr) -> Outcome {
     let egress = match X0_ROUTES_V6.get(&key) {
         Some(route) => match nexthop_egress(route) {
             Ok(e) => e,
+            Err(Reason::PassLocal) => {
+                return local(ctx, ip.next_header, ip.hop_limit, ETH_HLEN + 40);
+            }
             Err(reason) => return pass(reason),
         },
         None => {
@@ -215,6 +223,37 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr) -> Outcome {
     ip.hop_limit -= 1;
     redirect(eth, &egress)
 }
+
+/// A packet for this router. Single-hop BFD control packets (UDP 3784, TTL 255) go to
+/// x0-dataplane's AF_XDP socket for the interface queue when it has one, so that BFD
+/// does not wait on a busy kernel; everything else (and BFD without a socket) to the kernel.
+#[inline(always)]
+fn local(ctx: &XdpContext, protocol: u8, ttl: u8, l4: usize) -> Outcome {
+    if protocol != IPPROTO_UDP || ttl != 255 {
+        return pass(Reason::PassLocal);
+    }
+    let Some(udp) = header::<[u8; 8]>(ctx, l4) else {
+        return pass(Reason::PassLocal);
+    };
+    if u16::from_be_bytes([unsafe { (*udp)[2] }, unsafe { (*udp)[3] }]) != BFD_CONTROL_PORT {
+        return pass(Reason::PassLocal);
+    }
+    let key = xsk_slot_key(ctx.ingress_ifindex() as u32, ctx.rx_queue_index());
+    let Some(slot) = (unsafe { X0_XSK_SLOTS.get(key) }) else {
+        return pass(Reason::PassLocal);
+    };
+    match X0_XSKS.redirect(*slot, xdp_action::XDP_PASS as u64) {
+        Ok(action) if action == xdp_action::XDP_REDIRECT => Outcome {
+            action,
+            reason: Reason::ToBfdSocket,
+            egress: 0,
+            nexthop: 0,
+        },
+        _ => pass(Reason::PassLocal),
+    }
+}
+
+const IPPROTO_UDP: u8 = 17;
 
 fn is_loopback_or_unspecified(a: &[u8; 16]) -> bool {
     let mut high = 0u8;

@@ -5,13 +5,13 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::bpf_ktime_get_ns,
     macros::map,
-    maps::{Array, DevMapHash, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, XskMap},
     programs::XdpContext,
 };
 use x0_common::{
     Config, Counter, IF_STATS_ARRAY_LEN, IfCounters, MAX_NEIGHBOURS, MAX_NEXTHOP_SETS,
-    MAX_NEXTHOPS, MAX_PORTS, MAX_ROUTES_V4, MAX_ROUTES_V6, NeighKey, NextHop, NextHopHealth,
-    NextHopSet, Route,
+    MAX_NEXTHOPS, MAX_PORTS, MAX_ROUTES_V4, MAX_ROUTES_V6, MAX_XSKS, NeighKey, NextHop,
+    NextHopHealth, NextHopSet, Route,
     reason::{REASON_COUNT, Verdict},
 };
 
@@ -50,6 +50,12 @@ pub static X0_NH_HEALTH: Array<NextHopHealth> = Array::pinned(MAX_NEXTHOPS, 0);
 /// Monotonic time (ns) of the last frame from each neighbour: passive liveness.
 #[map]
 pub static X0_NEIGH_SEEN: LruHashMap<NeighKey, u64> = LruHashMap::pinned(MAX_NEIGHBOURS, 0);
+
+/// BFD's AF_XDP sockets, and which slot serves an (ifindex, queue).
+#[map]
+pub static X0_XSKS: XskMap = XskMap::pinned(MAX_XSKS, 0);
+#[map]
+pub static X0_XSK_SLOTS: HashMap<u64, u32> = HashMap::pinned(MAX_XSKS, 0);
 
 #[inline(always)]
 pub fn config_flags() -> u32 {
@@ -104,10 +110,10 @@ pub fn stamp_neighbour(ctx: &XdpContext, src_mac: [u8; 6]) {
         _pad: [0; 2],
     };
     let now = unsafe { bpf_ktime_get_ns() };
-    match X0_NEIGH_SEEN.get_ptr_mut(&key) {
+    match X0_NEIGH_SEEN.get_ptr_mut(key) {
         Some(t) => unsafe { *t = now },
         None => {
-            let _ = X0_NEIGH_SEEN.insert(&key, &now, 0);
+            let _ = X0_NEIGH_SEEN.insert(key, now, 0);
         }
     }
 }
