@@ -1,5 +1,6 @@
 //! `x0-bench`: benchmarks that measure x0tta6bl4 beside a baseline measured in the same run.
 
+mod failover;
 mod test_run_cost;
 
 use std::process::ExitCode;
@@ -22,11 +23,18 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Failover outage on the diamond lab, per failure type, with p50/p99/max.
+    Failover {
+        /// Repetitions per failure type.
+        #[arg(long, default_value_t = 20)]
+        reps: u32,
+    },
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::TestRunCost { quick } => test_run_cost::run(quick),
+        Command::Failover { reps } => failover::run(reps),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -58,11 +58,40 @@ pub fn drop_ingress_all(lab: &Lab, ends: &[(&str, &str)]) -> Result<std::time::S
             )?))?)
         })
         .collect::<Result<Vec<_>>>()?;
+    // The kernel's XDP dispatcher is rebuilt (~10 ms) the first time a program is
+    // attached; do that on a spare veth first, so that the swaps below land microseconds
+    // apart and both ends fail together.
+    let warm_ns = format!("{}-warm", lab.name);
+    let _ = netns::ip(&["netns", "del", &warm_ns]);
+    netns::ip(&["netns", "add", &warm_ns])?;
+    let warmed = (|| -> Result<()> {
+        netns::ip(&[
+            "-n", &warm_ns, "link", "add", "w0", "type", "veth", "peer", "name", "w1",
+        ])?;
+        netns::ip(&["-n", &warm_ns, "link", "set", "w0", "up"])?;
+        let file = std::fs::File::open(format!("/run/netns/{warm_ns}"))?;
+        std::thread::scope(|s| {
+            s.spawn(|| -> Result<()> {
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)?;
+                let index = nix::net::if_::if_nametoindex("w0")?;
+                prog.attach_to_if_index(index, XdpMode::Driver)?;
+                Ok(())
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("warm-up thread panicked"))?
+        })
+    })();
     let at = std::time::SystemTime::now();
-    for link in links {
-        let id = prog.attach_to_link(link).context("swapping in x0_drop")?;
-        let _ = FdLink::try_from(prog.take_link(id)?)?; // the router's pin keeps it
-    }
+    let swapped = (|| -> Result<()> {
+        warmed?;
+        for link in links {
+            let id = prog.attach_to_link(link).context("swapping in x0_drop")?;
+            let _ = FdLink::try_from(prog.take_link(id)?)?; // the router's pin keeps it
+        }
+        Ok(())
+    })();
+    let _ = netns::ip(&["netns", "del", &warm_ns]);
+    swapped?;
     for (node, iface) in others {
         // A fresh attachment needs the interface's namespace (ifindex), so its own program.
         let (fault, dir, iface) = (
@@ -97,4 +126,68 @@ pub fn restore(lab: &Lab, node: &str, iface: &str) -> Result<()> {
 
 fn remove(p: &Path) -> Result<()> {
     std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))
+}
+
+/// The kinds of failure the lab injects on a link between two routers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Failure {
+    /// `ip link set down` on the far end: the near end loses carrier.
+    Carrier,
+    /// Both ends stay UP and drop everything they receive.
+    Blackhole,
+}
+
+/// The two ends (node, interface) of the link between routers `a` and `b`.
+pub fn link_ends(lab: &Lab, a: &str, b: &str) -> Result<((String, String), (String, String))> {
+    lab.topo
+        .links
+        .iter()
+        .find_map(|l| {
+            if l.a.node == a && l.b.node == b {
+                Some((
+                    (l.a.node.clone(), l.a.iface.clone()),
+                    (l.b.node.clone(), l.b.iface.clone()),
+                ))
+            } else if l.a.node == b && l.b.node == a {
+                Some((
+                    (l.b.node.clone(), l.b.iface.clone()),
+                    (l.a.node.clone(), l.a.iface.clone()),
+                ))
+            } else {
+                None
+            }
+        })
+        .with_context(|| format!("no link between {a} and {b}"))
+}
+
+/// Fails the link between `a` and `b` as seen from `a`. Returns when the failure began.
+pub fn fail(lab: &Lab, a: &str, b: &str, kind: Failure) -> Result<std::time::SystemTime> {
+    let (near, far) = link_ends(lab, a, b)?;
+    match kind {
+        Failure::Carrier => {
+            let at = std::time::SystemTime::now();
+            netns::exec_ok(&lab.ns(&far.0), &["ip", "link", "set", &far.1, "down"])?;
+            Ok(at)
+        }
+        Failure::Blackhole => drop_ingress_all(lab, &[(&far.0, &far.1), (&near.0, &near.1)]),
+    }
+}
+
+/// Undoes `fail`: the far end comes up again, or both routers' dataplanes are restarted
+/// (hitlessly), which puts their own program back into the links.
+pub fn repair(lab: &Lab, a: &str, b: &str, kind: Failure) -> Result<()> {
+    let (near, far) = link_ends(lab, a, b)?;
+    match kind {
+        Failure::Carrier => {
+            netns::exec_ok(&lab.ns(&far.0), &["ip", "link", "set", &far.1, "up"]).map(|_| ())
+        }
+        Failure::Blackhole => {
+            for node in [&near.0, &far.0] {
+                lab.stop_dataplane(node)?;
+                lab.start_dataplane(node)?;
+                lab.wait_ready(node, std::time::Duration::from_secs(10))?;
+            }
+            Ok(())
+        }
+    }
 }

@@ -50,6 +50,23 @@ enum Command {
         rate: u64,
         #[arg(long)]
         ipv6: bool,
+        /// Fail the link between two routers (\"r1-r2\") while the stream runs.
+        #[arg(long)]
+        fail: Option<String>,
+        #[arg(long, value_enum, default_value = "carrier")]
+        failure: x0_lab::faults::Failure,
+        /// When to fail it, after the stream starts.
+        #[arg(long, default_value_t = 500)]
+        fail_after_ms: u64,
+    },
+    /// Repair a link failed by `traffic --fail`.
+    Repair {
+        #[arg(long, default_value = "x0lab")]
+        name: String,
+        /// The link, \"r1-r2\".
+        link: String,
+        #[arg(long, value_enum, default_value = "carrier")]
+        failure: x0_lab::faults::Failure,
     },
     /// Ping between two nodes.
     Ping {
@@ -120,10 +137,32 @@ fn real_main(cli: Cli) -> Result<()> {
             count,
             rate,
             ipv6,
+            fail,
+            failure,
+            fail_after_ms,
         } => {
             let (lab, dst) = open_with_target(&name, &to, ipv6)?;
             println!("UDP {from} -> {to} ({dst}): {count} packets at {rate}/s");
-            let r = traffic::udp_stream(&lab, &from, &to, dst, 9999, count, rate)?;
+            let r = std::thread::scope(|s| -> Result<traffic::StreamReport> {
+                let stream =
+                    s.spawn(|| traffic::udp_stream(&lab, &from, &to, dst, 9999, count, rate));
+                if let Some(link) = &fail {
+                    let (a, b) = link
+                        .split_once('-')
+                        .context("--fail wants a link like r1-r2")?;
+                    std::thread::sleep(std::time::Duration::from_millis(fail_after_ms));
+                    let at = x0_lab::faults::fail(&lab, a, b, failure)?;
+                    let at = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                    println!(
+                        "  {failure:?} on {link} after {fail_after_ms} ms (at unix {}.{:06})",
+                        at.as_secs(),
+                        at.subsec_micros()
+                    );
+                }
+                stream
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("stream panicked"))?
+            })?;
             println!(
                 "  sent {}  received {}  lost {}  outage (lost x interval) {:.1?}  largest gap {:.1?}",
                 r.sent,
@@ -133,6 +172,15 @@ fn real_main(cli: Cli) -> Result<()> {
                 r.max_gap
             );
             Ok(())
+        }
+        Command::Repair {
+            name,
+            link,
+            failure,
+        } => {
+            let lab = Lab::open(&name)?;
+            let (a, b) = link.split_once('-').context("a link like r1-r2")?;
+            x0_lab::faults::repair(&lab, a, b, failure)
         }
         Command::Ping {
             name,
