@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The x0tta6bl4 demo: a small mesh in network namespaces (h1 - r1 - {r2, r3} - r4 - h2),
-# x0-dataplane forwarding in every router with XDP, traffic from h1 to h2, and the
-# counters that show who forwarded what. Tears everything down at the end.
+# x0-dataplane forwarding in every router with XDP, traffic from h1 to h2, the primary
+# link failing in the middle of a stream (carrier loss, then a silent black-hole caught by
+# BFD) with the measured outage, and the counters that show who forwarded what.
+# Tears everything down at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -18,7 +20,7 @@ echo
 echo "== topology: netns-tests/topologies/diamond.toml"
 cat <<'PIC'
             +-- r2 --+
-   h1 -- r1          r4 -- h2        r2: primary path, r3: backup (failover issue)
+   h1 -- r1          r4 -- h2        r2: primary path, r3: precomputed backup
             +-- r3 --+
 PIC
 $LAB up netns-tests/topologies/diamond.toml --name $NAME --dataplane-bin ./target/release/x0-dataplane
@@ -32,6 +34,20 @@ echo
 echo "== UDP streams h1 -> h2 (10,000 packets at 10,000/s each)"
 $LAB traffic --name $NAME --from h1 --to h2 --count 10000 --rate 10000
 $LAB traffic --name $NAME --from h1 --to h2 --count 10000 --rate 10000 --ipv6
+
+for failure in carrier blackhole; do
+  echo
+  case $failure in
+    carrier) echo "== failure: carrier loss on r1-r2 (ip link set down on r2's side) in the middle of a stream" ;;
+    blackhole) echo "== failure: silent black-hole on r1-r2 (both ends stay UP, drop everything; BFD 10 ms x 3)" ;;
+  esac
+  $LAB traffic --name $NAME --from h1 --to h2 --count 20000 --rate 10000 --fail r1-r2 --failure $failure --fail-after-ms 800
+  echo "   r1's next hops after the failure:"
+  $LAB stats r1 --name $NAME | sed -n '/next hop/,$p' | sed 's/^/   /'
+  echo "   repairing r1-r2; traffic returns to r2 after BFD is up again and the 2 s hold-down"
+  $LAB repair --name $NAME r1-r2 --failure $failure
+  sleep 5
+done
 
 echo
 echo "== counters of every router (x0-lab stats)"

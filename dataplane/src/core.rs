@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, HashMap, Map, MapData},
+    maps::{Array, DevMapHash, Map, MapData},
     programs::{
         TestRun, TestRunOptions, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -17,7 +17,7 @@ use aya::{
     },
 };
 use serde::{Deserialize, Serialize};
-use x0_common::{CFG_F_FIB_FALLBACK, Config, NeighKey, map_names, program_names};
+use x0_common::{CFG_F_FIB_FALLBACK, Config, map_names, program_names};
 
 use crate::{
     XDP_OBJECT,
@@ -25,7 +25,7 @@ use crate::{
     bpffs,
     counters::{CounterMaps, Counters},
     netlink::Link,
-    tables::{NextHopSpec, PortInfo, TableMaps, Tables},
+    tables::{PortInfo, TableMaps, Tables},
 };
 
 /// How to attach: native (driver) mode is what makes XDP fast; generic mode works
@@ -85,7 +85,6 @@ pub struct Dataplane {
     ebpf: Ebpf,
     /// Maps of an earlier run were found pinned and taken over.
     adopted: bool,
-    neigh_seen: HashMap<MapData, NeighKey, u64>,
     /// For the BFD AF_XDP transport, which takes them.
     xsk_maps: Option<XskMaps>,
     pin_root: PathBuf,
@@ -132,6 +131,7 @@ impl Dataplane {
             live: take(&mut ebpf, map_names::NEXTHOP_LIVE)?,
             nh_stats: take(&mut ebpf, map_names::NEXTHOP_STATS)?,
             health: take(&mut ebpf, map_names::NEXTHOP_HEALTH)?,
+            neigh_seen: take(&mut ebpf, map_names::NEIGH_SEEN)?,
         });
         let mut tables = tables;
         let adopted_routes = tables.adopt()?;
@@ -148,7 +148,6 @@ impl Dataplane {
         };
         Ok(Self {
             adopted,
-            neigh_seen: take(&mut ebpf, map_names::NEIGH_SEEN)?,
             xsk_maps: Some(XskMaps {
                 xsks: take(&mut ebpf, map_names::XSKS)?,
                 slots: take(&mut ebpf, map_names::XSK_SLOTS)?,
@@ -170,25 +169,6 @@ impl Dataplane {
 
     pub fn adopted(&self) -> bool {
         self.adopted
-    }
-
-    /// How long ago the fast path last saw a frame from the next hop's neighbour (passive
-    /// liveness), if it ever did.
-    pub fn neighbour_last_seen(
-        &self,
-        spec: &NextHopSpec,
-        tables: &Tables,
-    ) -> Option<std::time::Duration> {
-        let nh = tables.nexthops().find(|n| n.spec == *spec)?;
-        let key = NeighKey {
-            ifindex: spec.ifindex,
-            mac: nh.value.dst_mac,
-            _pad: [0; 2],
-        };
-        let seen = self.neigh_seen.get(&key, 0).ok()?;
-        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
-        let now_ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
-        Some(std::time::Duration::from_nanos(now_ns.saturating_sub(seen)))
     }
 
     pub fn pin_root(&self) -> &Path {

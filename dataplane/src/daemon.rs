@@ -340,9 +340,7 @@ impl Node {
             (_, BfdState::Up) => self.health.bfd(id, true, "BFD session up", now, wall),
             (BfdState::Up, _) => {
                 let mut reason = format!("BFD session down ({:?})", ev.change.diag);
-                if let Some(ago) = self
-                    .dp
-                    .neighbour_last_seen(&ev.nexthop, self.dp.tables_ref())
+                if let Some(ago) = self.dp.tables_ref().neighbour_last_seen(&ev.nexthop)
                     && ago < ev.detection_time / 2
                 {
                     // Frames from it within half a detection time: it is sending, so the

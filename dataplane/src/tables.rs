@@ -15,8 +15,9 @@ use aya::maps::{Array, LpmTrie, MapData, PerCpuArray, PerCpuValues, lpm_trie::Ke
 use ipnet::IpNet;
 use thiserror::Error;
 use x0_common::{
-    Counter, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_NEXTHOPS_PER_SET, NH_F_IPV6, NH_F_RESOLVED,
-    NH_LIVE, NextHop, NextHopHealth, NextHopSet, ROUTE_F_LOCAL, Route,
+    Counter, IF_STATS_ARRAY_LEN, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_NEXTHOPS_PER_SET,
+    NEIGH_PER_PORT, NH_F_IPV6, NH_F_RESOLVED, NH_LIVE, NextHop, NextHopHealth, NextHopSet,
+    PortNeighbours, ROUTE_F_LOCAL, Route, mac_key,
 };
 
 /// A next hop as configured: a gateway reached through an interface.
@@ -120,6 +121,8 @@ pub struct TableMaps {
     pub live: Array<MapData, u32>,
     pub nh_stats: PerCpuArray<MapData, Counter>,
     pub health: Array<MapData, NextHopHealth>,
+    /// Neighbours whose frames the fast path time-stamps (passive liveness).
+    pub neigh_seen: Array<MapData, PortNeighbours>,
 }
 
 pub struct Tables {
@@ -130,6 +133,7 @@ pub struct Tables {
     live: Array<MapData, u32>,
     nh_stats: PerCpuArray<MapData, Counter>,
     health: Array<MapData, NextHopHealth>,
+    neigh_seen: Array<MapData, PortNeighbours>,
     /// Next hops created or freed since the daemon last asked (it tells the health monitor).
     created: Vec<(u32, NextHopSpec)>,
     freed: Vec<u32>,
@@ -152,6 +156,7 @@ impl Tables {
             live,
             nh_stats,
             health,
+            neigh_seen,
         } = maps;
         Self {
             routes_v4,
@@ -161,6 +166,7 @@ impl Tables {
             live,
             nh_stats,
             health,
+            neigh_seen,
             created: Vec::new(),
             freed: Vec::new(),
             cpus: aya::util::nr_cpus().unwrap_or(1),
@@ -507,10 +513,69 @@ impl Tables {
         if value == nh.value {
             return Ok(false);
         }
+        let old = nh.value;
         nh.value = value;
         let id = nh.id;
         self.write_nexthop(id, value)?;
+        self.track_neighbour(ifindex, old, value);
         Ok(true)
+    }
+
+    /// Keeps each port's `X0_NEIGH_SEEN` slots holding the resolved MACs of its next hops,
+    /// so that the fast path stamps their frames. A port tracks up to NEIGH_PER_PORT.
+    fn track_neighbour(&mut self, ifindex: u32, _old: NextHop, _new: NextHop) {
+        if ifindex >= IF_STATS_ARRAY_LEN {
+            return;
+        }
+        let mut wanted: Vec<u64> = self
+            .nh_by_spec
+            .values()
+            .filter(|n| n.spec.ifindex == ifindex && n.value.flags & NH_F_RESOLVED != 0)
+            .map(|n| mac_key(n.value.dst_mac))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        let Ok(mut port) = self.neigh_seen.get(&ifindex, 0) else {
+            return;
+        };
+        let before = port;
+        // Keep the slots (and times) of MACs still wanted, free the rest, then fill.
+        for i in 0..NEIGH_PER_PORT {
+            if !wanted.contains(&port.macs[i]) {
+                port.macs[i] = 0;
+                port.seen_ns[i] = 0;
+            }
+        }
+        for mac in wanted {
+            if port.macs.contains(&mac) {
+                continue;
+            }
+            match port.macs.iter().position(|m| *m == 0) {
+                Some(i) => port.macs[i] = mac,
+                None => tracing::debug!(ifindex, "more neighbours than passive-liveness slots"),
+            }
+        }
+        if port != before {
+            let _ = self.neigh_seen.set(ifindex, port, 0);
+        }
+    }
+
+    /// How long ago (coarse monotonic clock) the fast path last saw a frame from the
+    /// next hop's neighbour, if it ever did.
+    pub fn neighbour_last_seen(&self, spec: &NextHopSpec) -> Option<std::time::Duration> {
+        let nh = self.nh_by_spec.get(spec)?;
+        let port = self.neigh_seen.get(&spec.ifindex, 0).ok()?;
+        let slot = port
+            .macs
+            .iter()
+            .position(|m| *m == mac_key(nh.value.dst_mac))?;
+        let seen = port.seen_ns[slot];
+        if seen == 0 {
+            return None;
+        }
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE).ok()?;
+        let now_ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
+        Some(std::time::Duration::from_nanos(now_ns.saturating_sub(seen)))
     }
 
     fn check_nexthops(&self, prefix: IpNet, specs: &[NextHopSpec]) -> Result<(), TableError> {

@@ -347,3 +347,35 @@ fn a_dead_primary_moves_traffic_to_the_backup_with_one_write() {
     );
     assert_eq!(stats[&backup].packets, 3, "three via the backup");
 }
+
+/// Passive liveness: a frame whose source is a tracked neighbour stamps its time; other
+/// sources stamp nothing.
+#[test]
+fn frames_from_a_neighbour_stamp_its_last_seen_time() {
+    use x0_dataplane::tables::NextHopSpec;
+    let mut fx = Fixture::new();
+    let spec = NextHopSpec {
+        gateway: "198.18.12.2".parse().unwrap(),
+        ifindex: PORT_A,
+    };
+    assert_eq!(
+        fx.dp().tables_ref().neighbour_last_seen(&spec),
+        None,
+        "nothing seen yet"
+    );
+    let mut from_host = udp4([198, 18, 1, 2], [198, 18, 2, 2], 64, b"x");
+    fx.dp().test_run(&from_host).unwrap();
+    assert_eq!(
+        fx.dp().tables_ref().neighbour_last_seen(&spec),
+        None,
+        "a frame from another MAC"
+    );
+    from_host[6..12].copy_from_slice(&common::NEIGH_MAC);
+    fx.dp().test_run(&from_host).unwrap();
+    let ago = fx
+        .dp()
+        .tables_ref()
+        .neighbour_last_seen(&spec)
+        .expect("stamped");
+    assert!(ago < std::time::Duration::from_millis(100), "{ago:?}");
+}

@@ -145,13 +145,23 @@ pub const HEALTH_UP: u32 = 0;
 pub const HEALTH_DOWN: u32 = 1;
 pub const HEALTH_HOLD_DOWN: u32 = 2;
 
-/// Key of `X0_NEIGH_SEEN`: a neighbour is a source MAC on an interface.
+/// `X0_NEIGH_SEEN[ifindex]`: the neighbours tracked on a port (the MACs of its next hops)
+/// and the coarse monotonic time (ns) of their last frame. A direct array index and four
+/// compares per frame: the cheapest way to stamp every frame.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct NeighKey {
-    pub ifindex: u32,
-    pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortNeighbours {
+    /// `mac_key(mac)` of each tracked neighbour; 0: free slot.
+    pub macs: [u64; NEIGH_PER_PORT],
+    pub seen_ns: [u64; NEIGH_PER_PORT],
+}
+
+/// Neighbours tracked per port (a point-to-point mesh link has one).
+pub const NEIGH_PER_PORT: usize = 4;
+
+/// A MAC as the integer both sides compare.
+pub const fn mac_key(m: [u8; 6]) -> u64 {
+    u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0])
 }
 
 /// AF_XDP sockets for BFD (one per interface queue) and the key of their slot:
@@ -162,9 +172,6 @@ pub const fn xsk_slot_key(ifindex: u32, queue: u32) -> u64 {
 }
 /// UDP port of single-hop BFD control packets (RFC 5881).
 pub const BFD_CONTROL_PORT: u16 = 3784;
-
-/// Neighbours whose last frame time is kept (LRU).
-pub const MAX_NEIGHBOURS: u32 = 4_096;
 
 /// Global switches, at index 0 of the config array.
 #[repr(C)]
@@ -212,5 +219,5 @@ mod pod {
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::IfCounters {}
     unsafe impl aya::Pod for super::NextHopHealth {}
-    unsafe impl aya::Pod for super::NeighKey {}
+    unsafe impl aya::Pod for super::PortNeighbours {}
 }

@@ -3,15 +3,15 @@
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::bpf_ktime_get_ns,
+    helpers::bpf_ktime_get_coarse_ns,
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, XskMap},
+    maps::{Array, DevMapHash, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, XskMap},
     programs::XdpContext,
 };
 use x0_common::{
-    Config, Counter, IF_STATS_ARRAY_LEN, IfCounters, MAX_NEIGHBOURS, MAX_NEXTHOP_SETS,
-    MAX_NEXTHOPS, MAX_PORTS, MAX_ROUTES_V4, MAX_ROUTES_V6, MAX_XSKS, NeighKey, NextHop,
-    NextHopHealth, NextHopSet, Route,
+    Config, Counter, IF_STATS_ARRAY_LEN, IfCounters, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_PORTS,
+    MAX_ROUTES_V4, MAX_ROUTES_V6, MAX_XSKS, NEIGH_PER_PORT, NextHop, NextHopHealth, NextHopSet,
+    PortNeighbours, Route, mac_key,
     reason::{REASON_COUNT, Verdict},
 };
 
@@ -47,9 +47,10 @@ pub static X0_NH_STATS: PerCpuArray<Counter> = PerCpuArray::pinned(MAX_NEXTHOPS,
 /// Written by user space only; declared here so that it is created and pinned with the rest.
 #[map]
 pub static X0_NH_HEALTH: Array<NextHopHealth> = Array::pinned(MAX_NEXTHOPS, 0);
-/// Monotonic time (ns) of the last frame from each neighbour: passive liveness.
+/// Passive liveness: per port, its tracked neighbours and when each last sent a frame.
+/// User space fills in the MACs; the program only stamps.
 #[map]
-pub static X0_NEIGH_SEEN: LruHashMap<NeighKey, u64> = LruHashMap::pinned(MAX_NEIGHBOURS, 0);
+pub static X0_NEIGH_SEEN: Array<PortNeighbours> = Array::pinned(IF_STATS_ARRAY_LEN, 0);
 
 /// BFD's AF_XDP sockets, and which slot serves an (ifindex, queue).
 #[map]
@@ -100,20 +101,20 @@ pub fn count(ctx: &XdpContext, outcome: &Outcome) {
     }
 }
 
-/// Stamps the time of this frame for its sender (passive liveness: a neighbour that keeps
-/// sending is alive, whatever its probes say).
+/// Stamps the time of this frame for its sender if it is a neighbour we track (passive
+/// liveness: a neighbour that keeps sending is alive, whatever its probes say). The coarse
+/// clock (jiffies resolution) is cheap, and liveness is judged in tens of milliseconds.
 #[inline(always)]
 pub fn stamp_neighbour(ctx: &XdpContext, src_mac: [u8; 6]) {
-    let key = NeighKey {
-        ifindex: ctx.ingress_ifindex() as u32,
-        mac: src_mac,
-        _pad: [0; 2],
+    let Some(port) = X0_NEIGH_SEEN.get_ptr_mut(ctx.ingress_ifindex() as u32) else {
+        return;
     };
-    let now = unsafe { bpf_ktime_get_ns() };
-    match X0_NEIGH_SEEN.get_ptr_mut(key) {
-        Some(t) => unsafe { *t = now },
-        None => {
-            let _ = X0_NEIGH_SEEN.insert(key, now, 0);
+    let key = mac_key(src_mac);
+    let port = unsafe { &mut *port };
+    for i in 0..NEIGH_PER_PORT {
+        if port.macs[i] == key {
+            port.seen_ns[i] = unsafe { bpf_ktime_get_coarse_ns() };
+            return;
         }
     }
 }
