@@ -143,15 +143,15 @@ impl Lab {
             ip(&["-n", &ns, "link", "set", "lo", "up"])?;
             // No duplicate address detection: addresses, link-local ones included, are
             // usable at once, so neighbour discovery works from the first packet.
+            // And IPv6 addresses survive a link going down (the kernel flushes them by
+            // default), as a router's configured addresses would.
             for key in ["all", "default"] {
-                exec_ok(
-                    &ns,
-                    &[
-                        "sysctl",
-                        "-qw",
-                        &format!("net.ipv6.conf.{key}.accept_dad=0"),
-                    ],
-                )?;
+                for setting in ["accept_dad=0", "keep_addr_on_down=1"] {
+                    exec_ok(
+                        &ns,
+                        &["sysctl", "-qw", &format!("net.ipv6.conf.{key}.{setting}")],
+                    )?;
+                }
             }
         }
         for r in &self.topo.routers {
