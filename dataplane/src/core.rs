@@ -131,7 +131,7 @@ impl Dataplane {
             live: take(&mut ebpf, map_names::NEXTHOP_LIVE)?,
             nh_stats: take(&mut ebpf, map_names::NEXTHOP_STATS)?,
             health: take(&mut ebpf, map_names::NEXTHOP_HEALTH)?,
-            neigh_seen: take(&mut ebpf, map_names::NEIGH_SEEN)?,
+            port_state: take(&mut ebpf, map_names::PORTS)?,
         });
         let mut tables = tables;
         let adopted_routes = tables.adopt()?;

@@ -17,7 +17,7 @@ use thiserror::Error;
 use x0_common::{
     Counter, IF_STATS_ARRAY_LEN, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_NEXTHOPS_PER_SET,
     NEIGH_PER_PORT, NH_F_IPV6, NH_F_RESOLVED, NH_LIVE, NextHop, NextHopHealth, NextHopSet,
-    PortNeighbours, ROUTE_F_LOCAL, Route, mac_key,
+    PortState, ROUTE_F_LOCAL, Route, mac_key,
 };
 
 /// A next hop as configured: a gateway reached through an interface.
@@ -122,7 +122,7 @@ pub struct TableMaps {
     pub nh_stats: PerCpuArray<MapData, Counter>,
     pub health: Array<MapData, NextHopHealth>,
     /// Neighbours whose frames the fast path time-stamps (passive liveness).
-    pub neigh_seen: Array<MapData, PortNeighbours>,
+    pub port_state: Array<MapData, PortState>,
 }
 
 pub struct Tables {
@@ -133,7 +133,7 @@ pub struct Tables {
     live: Array<MapData, u32>,
     nh_stats: PerCpuArray<MapData, Counter>,
     health: Array<MapData, NextHopHealth>,
-    neigh_seen: Array<MapData, PortNeighbours>,
+    port_state: Array<MapData, PortState>,
     /// Next hops created or freed since the daemon last asked (it tells the health monitor).
     created: Vec<(u32, NextHopSpec)>,
     freed: Vec<u32>,
@@ -156,7 +156,7 @@ impl Tables {
             live,
             nh_stats,
             health,
-            neigh_seen,
+            port_state,
         } = maps;
         Self {
             routes_v4,
@@ -166,7 +166,7 @@ impl Tables {
             live,
             nh_stats,
             health,
-            neigh_seen,
+            port_state,
             created: Vec::new(),
             freed: Vec::new(),
             cpus: aya::util::nr_cpus().unwrap_or(1),
@@ -182,6 +182,19 @@ impl Tables {
     /// Declares (or updates) an egress port; next hops on it take its MAC and MTU.
     pub fn set_port(&mut self, ifindex: u32, info: PortInfo) -> Result<(), TableError> {
         self.ports.insert(ifindex, info);
+        // The fast path forwards only frames addressed to the port's own MAC.
+        if ifindex < IF_STATS_ARRAY_LEN {
+            let mut state = self
+                .port_state
+                .get(&ifindex, 0)
+                .map_err(|e| TableError::Map("ports", e))?;
+            if state.own_mac != mac_key(info.mac) {
+                state.own_mac = mac_key(info.mac);
+                self.port_state
+                    .set(ifindex, state, 0)
+                    .map_err(|e| TableError::Map("ports", e))?;
+            }
+        }
         let ids: Vec<NextHopSpec> = self
             .nh_by_spec
             .keys()
@@ -521,7 +534,7 @@ impl Tables {
         Ok(true)
     }
 
-    /// Keeps each port's `X0_NEIGH_SEEN` slots holding the resolved MACs of its next hops,
+    /// Keeps each port's `X0_PORTS` slots holding the resolved MACs of its next hops,
     /// so that the fast path stamps their frames. A port tracks up to NEIGH_PER_PORT.
     fn track_neighbour(&mut self, ifindex: u32, _old: NextHop, _new: NextHop) {
         if ifindex >= IF_STATS_ARRAY_LEN {
@@ -535,7 +548,7 @@ impl Tables {
             .collect();
         wanted.sort();
         wanted.dedup();
-        let Ok(mut port) = self.neigh_seen.get(&ifindex, 0) else {
+        let Ok(mut port) = self.port_state.get(&ifindex, 0) else {
             return;
         };
         let before = port;
@@ -556,7 +569,7 @@ impl Tables {
             }
         }
         if port != before {
-            let _ = self.neigh_seen.set(ifindex, port, 0);
+            let _ = self.port_state.set(ifindex, port, 0);
         }
     }
 
@@ -564,7 +577,7 @@ impl Tables {
     /// next hop's neighbour, if it ever did.
     pub fn neighbour_last_seen(&self, spec: &NextHopSpec) -> Option<std::time::Duration> {
         let nh = self.nh_by_spec.get(spec)?;
-        let port = self.neigh_seen.get(&spec.ifindex, 0).ok()?;
+        let port = self.port_state.get(&spec.ifindex, 0).ok()?;
         let slot = port
             .macs
             .iter()

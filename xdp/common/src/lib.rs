@@ -39,7 +39,7 @@ pub mod map_names {
     pub const NEXTHOP_LIVE: &str = "X0_NH_LIVE";
     pub const NEXTHOP_STATS: &str = "X0_NH_STATS";
     pub const NEXTHOP_HEALTH: &str = "X0_NH_HEALTH";
-    pub const NEIGH_SEEN: &str = "X0_NEIGH_SEEN";
+    pub const PORTS: &str = "X0_PORTS";
     pub const XSKS: &str = "X0_XSKS";
     pub const XSK_SLOTS: &str = "X0_XSK_SLOTS";
     /// Every map, for pinning and cleanup.
@@ -56,7 +56,7 @@ pub mod map_names {
         NEXTHOP_LIVE,
         NEXTHOP_STATS,
         NEXTHOP_HEALTH,
-        NEIGH_SEEN,
+        PORTS,
         XSKS,
         XSK_SLOTS,
     ];
@@ -145,12 +145,15 @@ pub const HEALTH_UP: u32 = 0;
 pub const HEALTH_DOWN: u32 = 1;
 pub const HEALTH_HOLD_DOWN: u32 = 2;
 
-/// `X0_NEIGH_SEEN[ifindex]`: the neighbours tracked on a port (the MACs of its next hops)
-/// and the coarse monotonic time (ns) of their last frame. A direct array index and four
-/// compares per frame: the cheapest way to stamp every frame.
+/// `X0_PORTS[ifindex]` (ifindex below `IF_STATS_ARRAY_LEN`): the port's own MAC (frames
+/// addressed to another MAC are never forwarded), the neighbours tracked on it (the MACs of
+/// its next hops) and the coarse monotonic time (ns) of their last frame. A direct array
+/// index and a few compares per frame.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PortNeighbours {
+pub struct PortState {
+    /// `mac_key` of the port's MAC; 0: not an x0tta6bl4 port (no check).
+    pub own_mac: u64,
     /// `mac_key(mac)` of each tracked neighbour; 0: free slot.
     pub macs: [u64; NEIGH_PER_PORT],
     pub seen_ns: [u64; NEIGH_PER_PORT],
@@ -219,5 +222,5 @@ mod pod {
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::IfCounters {}
     unsafe impl aya::Pod for super::NextHopHealth {}
-    unsafe impl aya::Pod for super::PortNeighbours {}
+    unsafe impl aya::Pod for super::PortState {}
 }

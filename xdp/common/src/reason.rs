@@ -72,7 +72,20 @@ reasons! {
     PassNoNexthop = 22, Passed, "pass_no_nexthop", "route points to a missing next-hop set or next hop";
     PassNoLiveNexthop = 23, Passed, "pass_no_live_nexthop", "every next hop of the route is down: the kernel decides";
     ToBfdSocket = 24, Passed, "to_bfd_xsk", "BFD control packet for this router, handed to x0-dataplane's AF_XDP socket";
+    PassOtherHost = 25, Passed, "pass_other_host", "unicast to another MAC: not ours to forward (the kernel drops it)";
 }
+
+// Counters are indexed by value and listed in `ALL` in declaration order: keep them equal.
+const _: () = {
+    let mut i = 0;
+    while i < Reason::ALL.len() {
+        assert!(
+            Reason::ALL[i] as usize == i,
+            "reason values must follow their order"
+        );
+        i += 1;
+    }
+};
 
 /// Number of counters in `X0_STATS`.
 pub const REASON_COUNT: u32 = Reason::ALL.len() as u32;

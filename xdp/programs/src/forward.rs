@@ -61,16 +61,16 @@ pub fn process(ctx: &XdpContext) -> Outcome {
     let Some(eth) = header::<EthHdr>(ctx, 0) else {
         return drop(Reason::DropMalformedL2);
     };
-    maps::stamp_neighbour(ctx, unsafe { (*eth).src });
+    let for_us = maps::ingress_port(ctx, unsafe { &*eth });
     match u16::from_be_bytes(unsafe { (*eth).ethertype }) {
-        ETH_P_IP => ipv4(ctx, eth),
-        ETH_P_IPV6 => ipv6(ctx, eth),
+        ETH_P_IP => ipv4(ctx, eth, for_us),
+        ETH_P_IPV6 => ipv6(ctx, eth, for_us),
         ETH_P_ARP => pass(Reason::PassArp),
         _ => pass(Reason::PassNonIp),
     }
 }
 
-fn ipv4(ctx: &XdpContext, eth: *mut EthHdr) -> Outcome {
+fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, for_us: bool) -> Outcome {
     let Some(ip) = header::<Ipv4Hdr>(ctx, ETH_HLEN) else {
         return drop(Reason::DropMalformedL3);
     };
@@ -131,6 +131,9 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr) -> Outcome {
     if tot_len as u32 > egress.mtu {
         return pass(Reason::PassTooBig);
     }
+    if !for_us {
+        return pass(Reason::PassOtherHost);
+    }
     // TTL shares a 16-bit checksum word with the protocol byte.
     let old = u16::from_be_bytes([ip.ttl, ip.protocol]);
     ip.ttl -= 1;
@@ -152,7 +155,7 @@ const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_ICMPV6: u8 = 58;
 
-fn ipv6(ctx: &XdpContext, eth: *mut EthHdr) -> Outcome {
+fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, for_us: bool) -> Outcome {
     let Some(ip) = header::<Ipv6Hdr>(ctx, ETH_HLEN) else {
         return drop(Reason::DropMalformedL3);
     };
@@ -219,6 +222,9 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr) -> Outcome {
     }
     if (payload_len + 40) as u32 > egress.mtu {
         return pass(Reason::PassTooBig);
+    }
+    if !for_us {
+        return pass(Reason::PassOtherHost);
     }
     ip.hop_limit -= 1;
     redirect(eth, &egress)

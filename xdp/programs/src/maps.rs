@@ -11,11 +11,14 @@ use aya_ebpf::{
 use x0_common::{
     Config, Counter, IF_STATS_ARRAY_LEN, IfCounters, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_PORTS,
     MAX_ROUTES_V4, MAX_ROUTES_V6, MAX_XSKS, NEIGH_PER_PORT, NextHop, NextHopHealth, NextHopSet,
-    PortNeighbours, Route, mac_key,
+    PortState, Route, mac_key,
     reason::{REASON_COUNT, Verdict},
 };
 
-use crate::{forward::Outcome, packet};
+use crate::{
+    forward::Outcome,
+    packet::{self, EthHdr},
+};
 
 #[map]
 pub static X0_ROUTES_V4: LpmTrie<[u8; 4], Route> = LpmTrie::pinned(MAX_ROUTES_V4, 0);
@@ -50,7 +53,7 @@ pub static X0_NH_HEALTH: Array<NextHopHealth> = Array::pinned(MAX_NEXTHOPS, 0);
 /// Passive liveness: per port, its tracked neighbours and when each last sent a frame.
 /// User space fills in the MACs; the program only stamps.
 #[map]
-pub static X0_NEIGH_SEEN: Array<PortNeighbours> = Array::pinned(IF_STATS_ARRAY_LEN, 0);
+pub static X0_PORTS: Array<PortState> = Array::pinned(IF_STATS_ARRAY_LEN, 0);
 
 /// BFD's AF_XDP sockets, and which slot serves an (ifindex, queue).
 #[map]
@@ -101,22 +104,24 @@ pub fn count(ctx: &XdpContext, outcome: &Outcome) {
     }
 }
 
-/// Stamps the time of this frame for its sender if it is a neighbour we track (passive
-/// liveness: a neighbour that keeps sending is alive, whatever its probes say). The coarse
-/// clock (jiffies resolution) is cheap, and liveness is judged in tens of milliseconds.
+/// Per-port work done once per frame: stamps the sender's time if it is a neighbour we
+/// track (passive liveness: a neighbour that keeps sending is alive, whatever its probes
+/// say; the coarse clock is cheap and liveness is judged in tens of milliseconds), and
+/// says whether the frame is addressed to this port's MAC, the only frames we may forward.
 #[inline(always)]
-pub fn stamp_neighbour(ctx: &XdpContext, src_mac: [u8; 6]) {
-    let Some(port) = X0_NEIGH_SEEN.get_ptr_mut(ctx.ingress_ifindex() as u32) else {
-        return;
+pub fn ingress_port(ctx: &XdpContext, eth: &EthHdr) -> bool {
+    let Some(port) = X0_PORTS.get_ptr_mut(ctx.ingress_ifindex() as u32) else {
+        return true; // ifindex beyond the array: no check
     };
-    let key = mac_key(src_mac);
     let port = unsafe { &mut *port };
+    let key = mac_key(eth.src);
     for i in 0..NEIGH_PER_PORT {
         if port.macs[i] == key {
             port.seen_ns[i] = unsafe { bpf_ktime_get_coarse_ns() };
-            return;
+            break;
         }
     }
+    port.own_mac == 0 || port.own_mac == mac_key(eth.dst)
 }
 
 /// The interface's counters: a direct index for the usual small ifindex, else a hash
