@@ -6,6 +6,7 @@
 //! both sides and never contain uninitialised padding.
 #![no_std]
 
+pub mod policy;
 pub mod reason;
 
 pub use reason::Reason;
@@ -42,8 +43,18 @@ pub mod map_names {
     pub const PORTS: &str = "X0_PORTS";
     pub const XSKS: &str = "X0_XSKS";
     pub const XSK_SLOTS: &str = "X0_XSK_SLOTS";
+    pub const POLICY: &str = "X0_POLICY";
+    pub const IDENTITIES_V4: &str = "X0_IDENT_V4";
+    pub const IDENTITIES_V6: &str = "X0_IDENT_V6";
+    pub const RULES: &str = "X0_RULES";
+    pub const RATE: &str = "X0_RATE";
+    pub const RULE_STATS: &str = "X0_RULE_STATS";
+    pub const CONNTRACK: &str = "X0_CT";
+    pub const TRACE: &str = "X0_TRACE";
+    pub const DROPS: &str = "X0_DROPS";
+    pub const DROP_BUDGET: &str = "X0_DROP_BUDGET";
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 25] = [
         ROUTES_V4,
         ROUTES_V6,
         NEXTHOP_SETS,
@@ -59,6 +70,16 @@ pub mod map_names {
         PORTS,
         XSKS,
         XSK_SLOTS,
+        POLICY,
+        IDENTITIES_V4,
+        IDENTITIES_V6,
+        RULES,
+        RATE,
+        RULE_STATS,
+        CONNTRACK,
+        TRACE,
+        DROPS,
+        DROP_BUDGET,
     ];
 }
 
@@ -154,6 +175,10 @@ pub const HEALTH_HOLD_DOWN: u32 = 2;
 pub struct PortState {
     /// `mac_key` of the port's MAC; 0: not an x0tta6bl4 port (no check).
     pub own_mac: u64,
+    /// Policy default for traffic arriving here that no rule decides: `ACTION_ALLOW`
+    /// (transit) or `ACTION_DENY` (zero-trust); 0 counts as allow.
+    pub default_action: u32,
+    pub _pad: u32,
     /// `mac_key(mac)` of each tracked neighbour; 0: free slot.
     pub macs: [u64; NEIGH_PER_PORT],
     pub seen_ns: [u64; NEIGH_PER_PORT],
@@ -223,4 +248,12 @@ mod pod {
     unsafe impl aya::Pod for super::IfCounters {}
     unsafe impl aya::Pod for super::NextHopHealth {}
     unsafe impl aya::Pod for super::PortState {}
+    unsafe impl aya::Pod for super::policy::PolicyState {}
+    unsafe impl aya::Pod for super::policy::RulePairKey {}
+    unsafe impl aya::Pod for super::policy::RuleList {}
+    unsafe impl aya::Pod for super::policy::RateLimit {}
+    unsafe impl aya::Pod for super::policy::CtKey {}
+    unsafe impl aya::Pod for super::policy::CtEntry {}
+    unsafe impl aya::Pod for super::policy::Trace {}
+    unsafe impl aya::Pod for super::policy::DropEvent {}
 }

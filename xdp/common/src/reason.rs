@@ -73,6 +73,11 @@ reasons! {
     PassNoLiveNexthop = 23, Passed, "pass_no_live_nexthop", "every next hop of the route is down: the kernel decides";
     ToBfdSocket = 24, Passed, "to_bfd_xsk", "BFD control packet for this router, handed to x0-dataplane's AF_XDP socket";
     PassOtherHost = 25, Passed, "pass_other_host", "unicast to another MAC: not ours to forward (the kernel drops it)";
+    DropPolicyDeny = 26, Dropped, "drop_policy_deny", "a deny rule matched (rule id in the drop events)";
+    DropDefaultDeny = 27, Dropped, "drop_default_deny", "no rule allowed it on a zero-trust (default deny) interface";
+    DropRateLimited = 28, Dropped, "drop_rate_limited", "over the allow rule's rate limit";
+    DropConntrackFull = 29, Dropped, "drop_conntrack_full", "a new flow, allowed, but the connection table is full";
+    DropMalformedL4 = 30, Dropped, "drop_malformed_l4", "TCP/UDP header truncated (policy needs the ports)";
 }
 
 // Counters are indexed by value and listed in `ALL` in declaration order: keep them equal.

@@ -1,0 +1,206 @@
+//! Zero-trust policy: the compiled form both sides share. See docs/DESIGN.md, "Policy".
+//!
+//! Two copies of everything (version 0 and 1) live in the same maps, told apart by a
+//! version field in each key; `X0_POLICY[0].generation & 1` names the copy in force. User
+//! space writes the other copy, then flips the generation with one 4-byte write, so a
+//! packet (which reads the generation once) sees the old or the new policy, never a mix.
+
+/// Addresses that match no identity prefix.
+pub const IDENTITY_WORLD: u32 = 0;
+/// "Any identity" in a rule.
+pub const IDENTITY_ANY: u32 = u32::MAX;
+/// "Any protocol" in a rule entry.
+pub const PROTO_ANY: u8 = 0;
+
+/// Rules per (source, destination) identity pair, wildcards included.
+pub const RULES_PER_PAIR: usize = 32;
+/// Rule ids are 1..=MAX_RULES.
+pub const MAX_RULES: u32 = 16_383;
+/// Identity prefixes per address family and version.
+pub const MAX_IDENTITY_PREFIXES: u32 = 65_536;
+/// (source, destination) pairs with rules, per version.
+pub const MAX_RULE_PAIRS: u32 = 65_536;
+/// Default connection-tracking capacity (the config can change it).
+pub const CT_DEFAULT_ENTRIES: u32 = 262_144;
+
+pub const ACTION_ALLOW: u8 = 1;
+pub const ACTION_DENY: u8 = 2;
+
+/// `X0_POLICY[0]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyState {
+    /// Bumped by every policy change; its low bit is the version in force.
+    pub generation: u32,
+    /// `POLICY_F_*`.
+    pub flags: u32,
+}
+
+/// Policy is enforced (off: no lookups, no connection tracking).
+pub const POLICY_F_ENABLED: u32 = 1;
+
+/// Key of `X0_RULES`: the rules between two identities (either may be `IDENTITY_ANY`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RulePairKey {
+    pub version: u32,
+    pub src: u32,
+    pub dst: u32,
+}
+
+/// One compiled rule within a pair.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleEntry {
+    /// Destination port range, inclusive (0..=65535 for any).
+    pub port_lo: u16,
+    pub port_hi: u16,
+    /// IP protocol number, or `PROTO_ANY`.
+    pub proto: u8,
+    /// `ACTION_*`.
+    pub action: u8,
+    /// Larger is more specific: the most specific allow is the one counted.
+    pub specificity: u16,
+    pub rule_id: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleList {
+    pub len: u32,
+    pub entries: [RuleEntry; RULES_PER_PAIR],
+}
+
+impl Default for RuleList {
+    fn default() -> Self {
+        Self { len: 0, entries: [RuleEntry::default(); RULES_PER_PAIR] }
+    }
+}
+
+/// Upper bounds of a rule's rate limit (packets/s and burst), so that the fast path's
+/// token arithmetic cannot overflow.
+pub const MAX_RATE_PPS: u64 = 10_000_000;
+pub const MAX_BURST: u64 = 10_000_000;
+
+/// `X0_RATE[version * (MAX_RULES + 1) + rule_id]`: a token bucket (rate 0: no limit).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimit {
+    pub rate_pps: u64,
+    pub burst: u64,
+    /// Tokens x 1e9 (so that refills of less than one packet add up).
+    pub tokens_nano: u64,
+    pub last_ns: u64,
+}
+
+/// Index of a rule's rate limiter and counter.
+pub const fn rule_slot(version: u32, rule_id: u32) -> u32 {
+    (version & 1) * (MAX_RULES + 1) + rule_id
+}
+
+/// A flow, with its two ends in a canonical order (the lower address/port first), so that
+/// both directions find the same entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    pub addr_a: [u8; 16],
+    pub addr_b: [u8; 16],
+    pub port_a: u16,
+    pub port_b: u16,
+    pub proto: u8,
+    /// 4 or 6.
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtEntry {
+    /// Monotonic ns of the last packet.
+    pub last_ns: u64,
+    /// Policy generation the flow was allowed under: a later policy re-checks it.
+    pub generation: u32,
+    /// The allow rule (0: default allow).
+    pub rule_id: u32,
+    /// `CT_F_*`.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// The flow was opened by end A (else by end B).
+pub const CT_F_INITIATOR_A: u32 = 1;
+/// TCP: the reply direction has been seen (established).
+pub const CT_F_REPLIED: u32 = 2;
+pub const CT_F_FIN_A: u32 = 4;
+pub const CT_F_FIN_B: u32 = 8;
+pub const CT_F_RST: u32 = 16;
+
+/// Idle timeouts, ns: how long an entry stays valid without packets.
+pub const CT_TIMEOUT_TCP_OPENING: u64 = 30_000_000_000;
+pub const CT_TIMEOUT_TCP_ESTABLISHED: u64 = 3_600_000_000_000;
+pub const CT_TIMEOUT_TCP_CLOSING: u64 = 10_000_000_000;
+pub const CT_TIMEOUT_UDP: u64 = 60_000_000_000;
+pub const CT_TIMEOUT_OTHER: u64 = 30_000_000_000;
+
+/// The idle timeout of an entry in its current state.
+pub const fn ct_timeout(proto: u8, flags: u32) -> u64 {
+    match proto {
+        6 => {
+            if flags & CT_F_RST != 0 || (flags & CT_F_FIN_A != 0 && flags & CT_F_FIN_B != 0) {
+                CT_TIMEOUT_TCP_CLOSING
+            } else if flags & CT_F_REPLIED != 0 {
+                CT_TIMEOUT_TCP_ESTABLISHED
+            } else {
+                CT_TIMEOUT_TCP_OPENING
+            }
+        }
+        17 => CT_TIMEOUT_UDP,
+        _ => CT_TIMEOUT_OTHER,
+    }
+}
+
+/// Metadata that makes a BPF_PROG_TEST_RUN an explanation: the program then records its
+/// decision in `X0_TRACE` and changes no state (no flow entry, no tokens, no counters).
+pub const EXPLAIN_MAGIC: u64 = 0x5831_4558_504c_4149; // "X1EXPLAI"
+
+/// `X0_TRACE[0]` (per CPU): what the program decided on an explained packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trace {
+    /// `Reason` of the verdict.
+    pub reason: u32,
+    /// Route prefix length matched (0xff: none / FIB).
+    pub route_prefix_len: u32,
+    pub nexthop: u32,
+    pub egress_ifindex: u32,
+    pub src_identity: u32,
+    pub dst_identity: u32,
+    /// The rule that decided (0: none, the default action).
+    pub rule_id: u32,
+    /// `TRACE_F_*`.
+    pub flags: u32,
+}
+
+pub const TRACE_F_POLICY_CHECKED: u32 = 1;
+pub const TRACE_F_CONNTRACK_HIT: u32 = 2;
+pub const TRACE_F_DEFAULT_ACTION: u32 = 4;
+
+/// Sampled drop event (ring buffer `X0_DROPS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropEvent {
+    pub ktime_ns: u64,
+    pub ifindex: u32,
+    pub reason: u32,
+    pub rule_id: u32,
+    pub family: u8,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub _pad: [u8; 6],
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+}
+
+/// Drop events per second and CPU at most (a flood cannot starve the reader).
+pub const DROP_EVENTS_PER_SEC: u64 = 1_000;
