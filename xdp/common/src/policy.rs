@@ -73,7 +73,10 @@ pub struct RuleList {
 
 impl Default for RuleList {
     fn default() -> Self {
-        Self { len: 0, entries: [RuleEntry::default(); RULES_PER_PAIR] }
+        Self {
+            len: 0,
+            entries: [RuleEntry::default(); RULES_PER_PAIR],
+        }
     }
 }
 

@@ -8,8 +8,6 @@ use x0_common::{
 
 use crate::{
     checksum, fib,
-    maps::Ingress,
-    policy,
     maps::{
         self, X0_NEXTHOPS, X0_NH_LIVE, X0_NH_SETS, X0_ROUTES_V4, X0_ROUTES_V6, X0_TX_PORTS,
         X0_XSK_SLOTS, X0_XSKS,
@@ -53,28 +51,26 @@ struct Egress {
     ifindex: u32,
     /// Next-hop id (0 for the FIB path).
     nexthop: u32,
-    /// Length of the matched route prefix (0xff for the FIB path).
-    prefix_len: u32,
     mtu: u32,
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
     reason: Reason,
 }
 
-pub fn process(ctx: &XdpContext, explain: bool) -> Outcome {
+pub fn process(ctx: &XdpContext) -> Outcome {
     let Some(eth) = header::<EthHdr>(ctx, 0) else {
         return drop(Reason::DropMalformedL2);
     };
-    let ingress = maps::ingress_port(ctx, unsafe { &*eth }, explain);
+    let for_us = maps::ingress_port(ctx, unsafe { &*eth });
     match u16::from_be_bytes(unsafe { (*eth).ethertype }) {
-        ETH_P_IP => ipv4(ctx, eth, &ingress, explain),
-        ETH_P_IPV6 => ipv6(ctx, eth, &ingress, explain),
+        ETH_P_IP => ipv4(ctx, eth, for_us),
+        ETH_P_IPV6 => ipv6(ctx, eth, for_us),
         ETH_P_ARP => pass(Reason::PassArp),
         _ => pass(Reason::PassNonIp),
     }
 }
 
-fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) -> Outcome {
+fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, for_us: bool) -> Outcome {
     let Some(ip) = header::<Ipv4Hdr>(ctx, ETH_HLEN) else {
         return drop(Reason::DropMalformedL3);
     };
@@ -120,7 +116,6 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
                 Ok(e) => Egress {
                     ifindex: e.ifindex,
                     nexthop: 0,
-                    prefix_len: 0xff,
                     mtu: u32::MAX, // bpf_fib_lookup already checked tot_len against the MTU
                     src_mac: e.src_mac,
                     dst_mac: e.dst_mac,
@@ -136,26 +131,15 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
     if tot_len as u32 > egress.mtu {
         return pass(Reason::PassTooBig);
     }
-    if !ingress.for_us {
+    if !for_us {
         return pass(Reason::PassOtherHost);
-    }
-    if let Some(generation) = policy::generation() {
-        let mut src = [0u8; 16];
-        let mut dst = [0u8; 16];
-        src[..4].copy_from_slice(&ip.src);
-        dst[..4].copy_from_slice(&ip.dst);
-        let verdict = policy::flow(ctx, 4, ip.protocol, src, dst, ETH_HLEN + 20)
-            .and_then(|f| policy::check(ctx, &f, generation, ingress.default_deny, explain));
-        if let Err(reason) = verdict {
-            return drop(reason);
-        }
     }
     // TTL shares a 16-bit checksum word with the protocol byte.
     let old = u16::from_be_bytes([ip.ttl, ip.protocol]);
     ip.ttl -= 1;
     let new = u16::from_be_bytes([ip.ttl, ip.protocol]);
     ip.check = checksum::update(u16::from_be_bytes(ip.check), old, new).to_be_bytes();
-    redirect(eth, &egress, explain)
+    redirect(eth, &egress)
 }
 
 fn ipv4_checksum_ok(ip: &Ipv4Hdr) -> bool {
@@ -171,7 +155,7 @@ const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_ICMPV6: u8 = 58;
 
-fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) -> Outcome {
+fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, for_us: bool) -> Outcome {
     let Some(ip) = header::<Ipv6Hdr>(ctx, ETH_HLEN) else {
         return drop(Reason::DropMalformedL3);
     };
@@ -224,7 +208,6 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
                 Ok(e) => Egress {
                     ifindex: e.ifindex,
                     nexthop: 0,
-                    prefix_len: 0xff,
                     mtu: u32::MAX,
                     src_mac: e.src_mac,
                     dst_mac: e.dst_mac,
@@ -240,18 +223,11 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
     if (payload_len + 40) as u32 > egress.mtu {
         return pass(Reason::PassTooBig);
     }
-    if !ingress.for_us {
+    if !for_us {
         return pass(Reason::PassOtherHost);
     }
-    if let Some(generation) = policy::generation() {
-        let verdict = policy::flow(ctx, 6, ip.next_header, ip.src, ip.dst, ETH_HLEN + 40)
-            .and_then(|f| policy::check(ctx, &f, generation, ingress.default_deny, explain));
-        if let Err(reason) = verdict {
-            return drop(reason);
-        }
-    }
     ip.hop_limit -= 1;
-    redirect(eth, &egress, explain)
+    redirect(eth, &egress)
 }
 
 /// A packet for this router. Single-hop BFD control packets (UDP 3784, TTL 255) go to
@@ -327,7 +303,6 @@ fn nexthop_egress(route: &Route) -> Result<Egress, Reason> {
         return Ok(Egress {
             ifindex: nh.ifindex,
             nexthop: id,
-            prefix_len: (route.flags >> 8) & 0xff,
             mtu: nh.mtu,
             src_mac: nh.src_mac,
             dst_mac: nh.dst_mac,
@@ -342,12 +317,7 @@ fn nexthop_egress(route: &Route) -> Result<Egress, Reason> {
 }
 
 #[inline(always)]
-fn redirect(eth: *mut EthHdr, egress: &Egress, explain: bool) -> Outcome {
-    maps::trace(explain, |t| {
-        t.route_prefix_len = egress.prefix_len;
-        t.nexthop = egress.nexthop;
-        t.egress_ifindex = egress.ifindex;
-    });
+fn redirect(eth: *mut EthHdr, egress: &Egress) -> Outcome {
     unsafe {
         (*eth).dst = egress.dst_mac;
         (*eth).src = egress.src_mac;

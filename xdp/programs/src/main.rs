@@ -7,37 +7,15 @@ mod fib;
 mod forward;
 mod maps;
 mod packet;
-mod policy;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
 /// Forwards IPv4/IPv6 from the route maps (or the kernel FIB), passes the rest to the kernel.
 #[xdp]
 pub fn x0_forward(ctx: XdpContext) -> u32 {
-    let explain = is_explained(&ctx);
-    if explain {
-        maps::trace(true, |t| *t = Default::default());
-    }
-    let outcome = forward::process(&ctx, explain);
-    if explain {
-        // An explanation changes nothing: the trace is its only output.
-        maps::trace(true, |t| t.reason = outcome.reason as u32);
-    } else {
-        maps::count(&ctx, &outcome);
-    }
+    let outcome = forward::process(&ctx);
+    maps::count(&ctx, &outcome);
     outcome.action
-}
-
-/// `x0-dataplane explain` runs the program with EXPLAIN_MAGIC as metadata before the frame;
-/// real frames carry no metadata here.
-#[inline(always)]
-fn is_explained(ctx: &XdpContext) -> bool {
-    let meta = ctx.metadata();
-    if meta + 8 > ctx.data() {
-        return false;
-    }
-    let magic = unsafe { core::ptr::read_unaligned(meta as *const u64) };
-    magic == x0_common::policy::EXPLAIN_MAGIC
 }
 
 /// Does nothing but XDP_PASS: the benchmarks' baseline, and the program lab hosts attach so
