@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, Map, MapData},
+    maps::{Array, DevMapHash, Map, MapData, ProgramArray},
     programs::{
         TestRun, TestRunOptions, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -17,7 +17,7 @@ use aya::{
     },
 };
 use serde::{Deserialize, Serialize};
-use x0_common::{CFG_F_FIB_FALLBACK, Config, map_names, program_names};
+use x0_common::{CFG_F_FIB_FALLBACK, Config, map_names, policy::JUMP_POLICY, program_names};
 
 use crate::{
     XDP_OBJECT,
@@ -115,7 +115,11 @@ impl Dataplane {
             .default_map_pin_directory(pin_root)
             .load(XDP_OBJECT)
             .context("loading the XDP object")?;
-        for name in [program_names::FORWARD, program_names::PASS] {
+        for name in [
+            program_names::FORWARD,
+            program_names::PASS,
+            program_names::POLICY,
+        ] {
             let prog: &mut Xdp = ebpf
                 .program_mut(name)
                 .with_context(|| format!("program {name} missing"))?
@@ -123,6 +127,14 @@ impl Dataplane {
             prog.load()
                 .with_context(|| format!("verifying program {name}"))?;
         }
+        // x0_forward tail-calls x0_policy when policy is on.
+        let mut jump: ProgramArray<MapData> = take(&mut ebpf, map_names::JUMP)?;
+        let policy: &Xdp = ebpf
+            .program(program_names::POLICY)
+            .expect("loaded")
+            .try_into()?;
+        jump.set(JUMP_POLICY, policy.fd()?, 0)
+            .context("installing x0_policy")?;
         let tables = Tables::new(TableMaps {
             routes_v4: take(&mut ebpf, map_names::ROUTES_V4)?,
             routes_v6: take(&mut ebpf, map_names::ROUTES_V6)?,

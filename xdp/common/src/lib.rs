@@ -53,8 +53,10 @@ pub mod map_names {
     pub const TRACE: &str = "X0_TRACE";
     pub const DROPS: &str = "X0_DROPS";
     pub const DROP_BUDGET: &str = "X0_DROP_BUDGET";
+    pub const JUMP: &str = "X0_JUMP";
+    pub const PENDING: &str = "X0_PENDING";
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 25] = [
+    pub const ALL: [&str; 27] = [
         ROUTES_V4,
         ROUTES_V6,
         NEXTHOP_SETS,
@@ -80,6 +82,8 @@ pub mod map_names {
         TRACE,
         DROPS,
         DROP_BUDGET,
+        JUMP,
+        PENDING,
     ];
 }
 
@@ -92,6 +96,8 @@ pub mod program_names {
     pub const PASS: &str = "x0_pass";
     /// Drops everything: the XDP_DROP ceiling in benchmarks, and the lab's black-hole.
     pub const DROP: &str = "x0_drop";
+    /// Policy, tail-called by `x0_forward` when policy is on; finishes the forwarding.
+    pub const POLICY: &str = "x0_policy";
 }
 
 /// Value of the route maps (key: `prefix_len: u32` then the address bytes, network order).
@@ -256,4 +262,5 @@ mod pod {
     unsafe impl aya::Pod for super::policy::CtEntry {}
     unsafe impl aya::Pod for super::policy::Trace {}
     unsafe impl aya::Pod for super::policy::DropEvent {}
+    unsafe impl aya::Pod for super::policy::Pending {}
 }

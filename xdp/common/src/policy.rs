@@ -162,6 +162,44 @@ pub const fn ct_timeout(proto: u8, flags: u32) -> u64 {
     }
 }
 
+/// `X0_PENDING[0]` (per CPU): what `x0_forward` decided for a packet before it tail-calls
+/// `x0_policy`, which checks policy and then finishes the forwarding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    pub egress_ifindex: u32,
+    pub nexthop: u32,
+    pub mtu: u32,
+    /// `Reason` the packet is forwarded with (route or FIB).
+    pub reason: u32,
+    pub generation: u32,
+    /// 4 or 6.
+    pub family: u8,
+    pub default_deny: u8,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    /// The packet's flow, filled in by `x0_policy` (kept here, off the small BPF stack).
+    pub flow: Flow,
+}
+
+/// What policy looks at in a packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flow {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    /// 4 or 6.
+    pub family: u8,
+    pub proto: u8,
+    pub tcp_flags: u8,
+    pub _pad: u8,
+}
+
+/// Slot of `x0_policy` in the `X0_JUMP` program array.
+pub const JUMP_POLICY: u32 = 0;
+
 /// Metadata that makes a BPF_PROG_TEST_RUN an explanation: the program then records its
 /// decision in `X0_TRACE` and changes no state (no flow entry, no tokens, no counters).
 pub const EXPLAIN_MAGIC: u64 = 0x5831_4558_504c_4149; // "X1EXPLAI"

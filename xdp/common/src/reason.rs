@@ -78,6 +78,7 @@ reasons! {
     DropRateLimited = 28, Dropped, "drop_rate_limited", "over the allow rule's rate limit";
     DropConntrackFull = 29, Dropped, "drop_conntrack_full", "a new flow, allowed, but the connection table is full";
     DropMalformedL4 = 30, Dropped, "drop_malformed_l4", "TCP/UDP header truncated (policy needs the ports)";
+    DropPolicyUnavailable = 31, Dropped, "drop_policy_unavailable", "policy is on but its program is not loaded: fail closed";
 }
 
 // Counters are indexed by value and listed in `ALL` in declaration order: keep them equal.

@@ -8,13 +8,15 @@ use x0_common::{
 
 use crate::{
     checksum, fib,
+    maps::Ingress,
     maps::{
-        self, X0_NEXTHOPS, X0_NH_LIVE, X0_NH_SETS, X0_ROUTES_V4, X0_ROUTES_V6, X0_TX_PORTS,
-        X0_XSK_SLOTS, X0_XSKS,
+        self, X0_NEXTHOPS, X0_NH_LIVE, X0_NH_SETS, X0_PENDING, X0_ROUTES_V4, X0_ROUTES_V6,
+        X0_TX_PORTS, X0_XSK_SLOTS, X0_XSKS,
     },
     packet::{
         ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, Ipv4Hdr, Ipv6Hdr, frame_len, header,
     },
+    policy,
 };
 
 /// What to return, why, the egress interface and the next hop (0 when not redirected /
@@ -47,7 +49,7 @@ fn drop(reason: Reason) -> Outcome {
 }
 
 /// Where the lookup says to send the frame.
-struct Egress {
+pub struct Egress {
     ifindex: u32,
     /// Next-hop id (0 for the FIB path).
     nexthop: u32,
@@ -61,16 +63,16 @@ pub fn process(ctx: &XdpContext) -> Outcome {
     let Some(eth) = header::<EthHdr>(ctx, 0) else {
         return drop(Reason::DropMalformedL2);
     };
-    let for_us = maps::ingress_port(ctx, unsafe { &*eth });
+    let ingress = maps::ingress_port(ctx, unsafe { &*eth });
     match u16::from_be_bytes(unsafe { (*eth).ethertype }) {
-        ETH_P_IP => ipv4(ctx, eth, for_us),
-        ETH_P_IPV6 => ipv6(ctx, eth, for_us),
+        ETH_P_IP => ipv4(ctx, eth, &ingress),
+        ETH_P_IPV6 => ipv6(ctx, eth, &ingress),
         ETH_P_ARP => pass(Reason::PassArp),
         _ => pass(Reason::PassNonIp),
     }
 }
 
-fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, for_us: bool) -> Outcome {
+fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress) -> Outcome {
     let Some(ip) = header::<Ipv4Hdr>(ctx, ETH_HLEN) else {
         return drop(Reason::DropMalformedL3);
     };
@@ -131,15 +133,24 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, for_us: bool) -> Outcome {
     if tot_len as u32 > egress.mtu {
         return pass(Reason::PassTooBig);
     }
-    if !for_us {
+    if !ingress.for_us {
         return pass(Reason::PassOtherHost);
     }
+    if let Some(generation) = policy::generation() {
+        return to_policy(4, &egress, generation, ingress.default_deny);
+    }
+    forward_v4(ip, eth, &egress)
+}
+
+/// Decrements the TTL (RFC 1624 checksum update), rewrites the MACs and redirects.
+#[inline(always)]
+pub fn forward_v4(ip: &mut Ipv4Hdr, eth: *mut EthHdr, egress: &Egress) -> Outcome {
     // TTL shares a 16-bit checksum word with the protocol byte.
     let old = u16::from_be_bytes([ip.ttl, ip.protocol]);
     ip.ttl -= 1;
     let new = u16::from_be_bytes([ip.ttl, ip.protocol]);
     ip.check = checksum::update(u16::from_be_bytes(ip.check), old, new).to_be_bytes();
-    redirect(eth, &egress)
+    redirect(eth, egress)
 }
 
 fn ipv4_checksum_ok(ip: &Ipv4Hdr) -> bool {
@@ -155,7 +166,7 @@ const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_ICMPV6: u8 = 58;
 
-fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, for_us: bool) -> Outcome {
+fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress) -> Outcome {
     let Some(ip) = header::<Ipv6Hdr>(ctx, ETH_HLEN) else {
         return drop(Reason::DropMalformedL3);
     };
@@ -223,11 +234,112 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, for_us: bool) -> Outcome {
     if (payload_len + 40) as u32 > egress.mtu {
         return pass(Reason::PassTooBig);
     }
-    if !for_us {
+    if !ingress.for_us {
         return pass(Reason::PassOtherHost);
     }
+    if let Some(generation) = policy::generation() {
+        return to_policy(6, &egress, generation, ingress.default_deny);
+    }
+    forward_v6(ip, eth, &egress)
+}
+
+/// Decrements the hop limit, rewrites the MACs and redirects.
+#[inline(always)]
+pub fn forward_v6(ip: &mut Ipv6Hdr, eth: *mut EthHdr, egress: &Egress) -> Outcome {
     ip.hop_limit -= 1;
-    redirect(eth, &egress)
+    redirect(eth, egress)
+}
+
+/// Policy is on: leaves the decision so far for `x0_policy`, which x0_forward then
+/// tail-calls (the kernel allows tail calls only from the program's main function).
+#[inline(always)]
+fn to_policy(family: u8, egress: &Egress, generation: u32, default_deny: bool) -> Outcome {
+    let Some(p) = X0_PENDING.get_ptr_mut(0) else {
+        return drop(Reason::DropPolicyUnavailable);
+    };
+    let p = unsafe { &mut *p };
+    p.egress_ifindex = egress.ifindex;
+    p.nexthop = egress.nexthop;
+    p.mtu = egress.mtu;
+    p.reason = egress.reason as u32;
+    p.generation = generation;
+    p.family = family;
+    p.default_deny = default_deny as u8;
+    p.src_mac = egress.src_mac;
+    p.dst_mac = egress.dst_mac;
+    Outcome {
+        action: TAIL_CALL_POLICY,
+        reason: Reason::DropPolicyUnavailable,
+        egress: 0,
+        nexthop: 0,
+    }
+}
+
+/// The `action` of an outcome that asks for `x0_policy`; should the tail call fail, the
+/// packet is dropped with the outcome's reason (fail closed).
+pub const TAIL_CALL_POLICY: u32 = u32::MAX;
+
+/// `x0_policy`'s work: policy on the packet `x0_forward` routed, then the forwarding.
+#[inline(always)]
+pub fn after_policy(ctx: &XdpContext, explain: bool) -> Outcome {
+    let Some(p) = X0_PENDING.get_ptr_mut(0) else {
+        return drop(Reason::DropPolicyUnavailable);
+    };
+    let p = unsafe { &mut *p };
+    let Some(eth) = header::<EthHdr>(ctx, 0) else {
+        return drop(Reason::DropMalformedL2);
+    };
+    let default_deny = p.default_deny != 0;
+    let verdict = if p.family == 4 {
+        let Some(ip) = header::<Ipv4Hdr>(ctx, ETH_HLEN) else {
+            return drop(Reason::DropMalformedL3);
+        };
+        let ip = unsafe { &*ip };
+        p.flow.family = 4;
+        p.flow.proto = ip.protocol;
+        p.flow.src = [0; 16];
+        p.flow.dst = [0; 16];
+        p.flow.src[..4].copy_from_slice(&ip.src);
+        p.flow.dst[..4].copy_from_slice(&ip.dst);
+        policy::read_flow(ctx, &mut p.flow, ETH_HLEN + 20)
+    } else {
+        let Some(ip) = header::<Ipv6Hdr>(ctx, ETH_HLEN) else {
+            return drop(Reason::DropMalformedL3);
+        };
+        let ip = unsafe { &*ip };
+        p.flow.family = 6;
+        p.flow.proto = ip.next_header;
+        p.flow.src = ip.src;
+        p.flow.dst = ip.dst;
+        policy::read_flow(ctx, &mut p.flow, ETH_HLEN + 40)
+    };
+    if let Err(r) =
+        verdict.and_then(|()| policy::check(ctx, &p.flow, p.generation, default_deny, explain))
+    {
+        return drop(r);
+    }
+    let Some(reason) = Reason::from_u32(p.reason) else {
+        return drop(Reason::DropPolicyUnavailable);
+    };
+    let egress = Egress {
+        ifindex: p.egress_ifindex,
+        nexthop: p.nexthop,
+        mtu: p.mtu,
+        src_mac: p.src_mac,
+        dst_mac: p.dst_mac,
+        reason,
+    };
+    if p.family == 4 {
+        match header::<Ipv4Hdr>(ctx, ETH_HLEN) {
+            Some(ip) => forward_v4(unsafe { &mut *ip }, eth, &egress),
+            None => drop(Reason::DropMalformedL3),
+        }
+    } else {
+        match header::<Ipv6Hdr>(ctx, ETH_HLEN) {
+            Some(ip) => forward_v6(unsafe { &mut *ip }, eth, &egress),
+            None => drop(Reason::DropMalformedL3),
+        }
+    }
 }
 
 /// A packet for this router. Single-hop BFD control packets (UDP 3784, TTL 255) go to

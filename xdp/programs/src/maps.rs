@@ -2,16 +2,23 @@
 //! (aya reuses a pinned map of the same name under its pin path), and the counting.
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::bpf_ktime_get_coarse_ns,
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, XskMap},
+    maps::{
+        Array, DevMapHash, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf,
+        XskMap,
+    },
     programs::XdpContext,
 };
 use x0_common::{
     Config, Counter, IF_STATS_ARRAY_LEN, IfCounters, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_PORTS,
     MAX_ROUTES_V4, MAX_ROUTES_V6, MAX_XSKS, NEIGH_PER_PORT, NextHop, NextHopHealth, NextHopSet,
     PortState, Route, mac_key,
+    policy::{
+        ACTION_DENY, CT_DEFAULT_ENTRIES, CtEntry, CtKey, MAX_IDENTITY_PREFIXES, MAX_RULE_PAIRS,
+        MAX_RULES, Pending, PolicyState, RateLimit, RuleList, RulePairKey, Trace,
+    },
     reason::{REASON_COUNT, Verdict},
 };
 
@@ -61,6 +68,46 @@ pub static X0_XSKS: XskMap = XskMap::pinned(MAX_XSKS, 0);
 #[map]
 pub static X0_XSK_SLOTS: HashMap<u64, u32> = HashMap::pinned(MAX_XSKS, 0);
 
+/// Policy: the generation in force, identities by prefix (the version is the first key
+/// byte), rules by identity pair, rate limiters and counters by rule, flows, drop events.
+#[map]
+pub static X0_POLICY: Array<PolicyState> = Array::pinned(1, 0);
+#[map]
+pub static X0_IDENT_V4: LpmTrie<[u8; 5], u32> = LpmTrie::pinned(2 * MAX_IDENTITY_PREFIXES, 0);
+#[map]
+pub static X0_IDENT_V6: LpmTrie<[u8; 17], u32> = LpmTrie::pinned(2 * MAX_IDENTITY_PREFIXES, 0);
+#[map]
+pub static X0_RULES: HashMap<RulePairKey, RuleList> =
+    HashMap::pinned(2 * MAX_RULE_PAIRS, BPF_F_NO_PREALLOC);
+#[map]
+pub static X0_RATE: Array<RateLimit> = Array::pinned(2 * (MAX_RULES + 1), 0);
+#[map]
+pub static X0_RULE_STATS: PerCpuArray<Counter> = PerCpuArray::pinned(2 * (MAX_RULES + 1), 0);
+#[map]
+pub static X0_CT: HashMap<CtKey, CtEntry> = HashMap::pinned(CT_DEFAULT_ENTRIES, 0);
+/// What the program decided on an explained packet (see `EXPLAIN_MAGIC`).
+#[map]
+pub static X0_TRACE: PerCpuArray<Trace> = PerCpuArray::pinned(1, 0);
+#[map]
+pub static X0_DROPS: RingBuf = RingBuf::pinned(256 * 1024, 0);
+/// Per CPU: [window start ns, events in the window].
+#[map]
+pub static X0_DROP_BUDGET: PerCpuArray<[u64; 2]> = PerCpuArray::pinned(1, 0);
+/// `x0_policy`, tail-called when policy is on (a program of its own keeps each program
+/// within the verifier's limits, and costs nothing when policy is off).
+#[map]
+pub static X0_JUMP: ProgramArray = ProgramArray::pinned(1, 0);
+#[map]
+pub static X0_PENDING: PerCpuArray<Pending> = PerCpuArray::pinned(1, 0);
+
+/// Fills in the explanation when the packet is being explained.
+#[inline(always)]
+pub fn trace(explain: bool, f: impl FnOnce(&mut Trace)) {
+    if explain && let Some(t) = X0_TRACE.get_ptr_mut(0) {
+        f(unsafe { &mut *t });
+    }
+}
+
 #[inline(always)]
 pub fn config_flags() -> u32 {
     match X0_CONFIG.get(0) {
@@ -109,9 +156,12 @@ pub fn count(ctx: &XdpContext, outcome: &Outcome) {
 /// say; the coarse clock is cheap and liveness is judged in tens of milliseconds), and
 /// says whether the frame is addressed to this port's MAC, the only frames we may forward.
 #[inline(always)]
-pub fn ingress_port(ctx: &XdpContext, eth: &EthHdr) -> bool {
+pub fn ingress_port(ctx: &XdpContext, eth: &EthHdr) -> Ingress {
     let Some(port) = X0_PORTS.get_ptr_mut(ctx.ingress_ifindex() as u32) else {
-        return true; // ifindex beyond the array: no check
+        return Ingress {
+            for_us: true,
+            default_deny: false,
+        }; // beyond the array: no check
     };
     let port = unsafe { &mut *port };
     let key = mac_key(eth.src);
@@ -121,7 +171,18 @@ pub fn ingress_port(ctx: &XdpContext, eth: &EthHdr) -> bool {
             break;
         }
     }
-    port.own_mac == 0 || port.own_mac == mac_key(eth.dst)
+    Ingress {
+        for_us: port.own_mac == 0 || port.own_mac == mac_key(eth.dst),
+        default_deny: port.default_action == ACTION_DENY as u32,
+    }
+}
+
+/// What the ingress port says about a frame.
+pub struct Ingress {
+    /// Addressed to the port's MAC (or the port is not checked): may be forwarded.
+    pub for_us: bool,
+    /// Policy default on this port is deny (zero-trust).
+    pub default_deny: bool,
 }
 
 /// The interface's counters: a direct index for the usual small ifindex, else a hash

@@ -1,0 +1,419 @@
+//! Zero-trust policy on forwarded packets: connection tracking first (replies and known
+//! flows pass), then for a new flow the identities of both ends and the rules between
+//! them (a fixed number of lookups, whatever the number of rules), then the ingress
+//! interface's default. See docs/DESIGN.md, "Policy".
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns, bpf_loop},
+    maps::lpm_trie::Key,
+    programs::XdpContext,
+};
+use x0_common::{
+    Counter, Reason,
+    policy::{
+        ACTION_DENY, CT_F_FIN_A, CT_F_FIN_B, CT_F_INITIATOR_A, CT_F_REPLIED, CT_F_RST, CtEntry,
+        CtKey, DROP_EVENTS_PER_SEC, DropEvent, Flow, IDENTITY_ANY, IDENTITY_WORLD,
+        POLICY_F_ENABLED, PROTO_ANY, RULES_PER_PAIR, RuleList, RulePairKey, TRACE_F_CONNTRACK_HIT,
+        TRACE_F_DEFAULT_ACTION, TRACE_F_POLICY_CHECKED, ct_timeout, rule_slot,
+    },
+};
+
+use crate::{
+    maps::{
+        X0_CT, X0_DROP_BUDGET, X0_DROPS, X0_IDENT_V4, X0_IDENT_V6, X0_POLICY, X0_RATE,
+        X0_RULE_STATS, X0_RULES, trace,
+    },
+    packet::header,
+};
+
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+
+const TCP_FIN: u8 = 0x01;
+const TCP_RST: u8 = 0x04;
+
+/// The generation in force, if policy is on.
+#[inline(always)]
+pub fn generation() -> Option<u32> {
+    let state = X0_POLICY.get(0)?;
+    (state.flags & POLICY_F_ENABLED != 0).then_some(state.generation)
+}
+
+/// Fills in `f` from the packet: addresses, protocol, and the ports (and TCP flags) of the
+/// transport header at `l4`. ICMP echo uses its identifier as the source port, so that
+/// request and reply are one flow.
+#[inline(always)]
+pub fn read_flow(ctx: &XdpContext, f: &mut Flow, l4: usize) -> Result<(), Reason> {
+    f.sport = 0;
+    f.dport = 0;
+    f.tcp_flags = 0;
+    match f.proto {
+        IPPROTO_TCP => {
+            let h = header::<[u8; 20]>(ctx, l4).ok_or(Reason::DropMalformedL4)?;
+            let h = unsafe { &*h };
+            f.sport = u16::from_be_bytes([h[0], h[1]]);
+            f.dport = u16::from_be_bytes([h[2], h[3]]);
+            f.tcp_flags = h[13];
+        }
+        IPPROTO_UDP => {
+            let h = header::<[u8; 8]>(ctx, l4).ok_or(Reason::DropMalformedL4)?;
+            let h = unsafe { &*h };
+            f.sport = u16::from_be_bytes([h[0], h[1]]);
+            f.dport = u16::from_be_bytes([h[2], h[3]]);
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            if let Some(h) = header::<[u8; 8]>(ctx, l4) {
+                let h = unsafe { &*h };
+                // Echo request / reply (ICMP 8/0, ICMPv6 128/129): the identifier.
+                if matches!(h[0], 0 | 8 | 128 | 129) {
+                    f.sport = u16::from_be_bytes([h[4], h[5]]);
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The policy verdict for a packet about to be forwarded. `Err` carries the drop reason.
+/// A function of its own (not inlined): the BPF stack is 512 bytes per call chain, and the
+/// forwarding path's locals and policy's must not share one frame.
+#[inline(never)]
+pub fn check(
+    ctx: &XdpContext,
+    f: &Flow,
+    generation: u32,
+    default_deny: bool,
+    explain: bool,
+) -> Result<(), Reason> {
+    let (key, from_a) = ct_key(f);
+    let now = unsafe { bpf_ktime_get_ns() };
+    // A known flow allowed under an older policy is judged again, in its original
+    // direction (a reply is not a new flow of its own).
+    let mut revalidate_reply = false;
+    let mut known = false;
+    if let Some(entry) = X0_CT.get_ptr_mut(&key) {
+        let e = unsafe { &mut *entry };
+        let fresh = now.saturating_sub(e.last_ns) < ct_timeout(f.proto, e.flags);
+        if fresh && e.generation == generation {
+            trace(explain, |t| {
+                t.flags |= TRACE_F_CONNTRACK_HIT | TRACE_F_POLICY_CHECKED;
+                t.rule_id = e.rule_id;
+            });
+            rate_limit(generation, e.rule_id, now, explain)
+                .map_err(|r| emit(ctx, f, r, e.rule_id, explain))?;
+            if !explain {
+                e.last_ns = now;
+                track(e, f, from_a);
+                count_rule(generation, e.rule_id);
+            }
+            return Ok(());
+        }
+        if fresh {
+            known = true;
+            revalidate_reply = from_a != (e.flags & CT_F_INITIATOR_A != 0);
+        }
+    }
+
+    let rule = match evaluate(f, generation, explain, revalidate_reply) {
+        Decision::Deny(rule) => return Err(emit(ctx, f, Reason::DropPolicyDeny, rule, explain)),
+        Decision::Allow(rule) => rule,
+        Decision::NoMatch if default_deny => {
+            trace(explain, |t| t.flags |= TRACE_F_DEFAULT_ACTION);
+            return Err(emit(ctx, f, Reason::DropDefaultDeny, 0, explain));
+        }
+        Decision::NoMatch => {
+            trace(explain, |t| t.flags |= TRACE_F_DEFAULT_ACTION);
+            0
+        }
+    };
+    rate_limit(generation, rule, now, explain).map_err(|r| emit(ctx, f, r, rule, explain))?;
+    if explain {
+        return Ok(());
+    }
+    if known && let Some(entry) = X0_CT.get_ptr_mut(&key) {
+        let e = unsafe { &mut *entry };
+        e.generation = generation;
+        e.rule_id = rule;
+        e.last_ns = now;
+        track(e, f, from_a);
+        count_rule(generation, rule);
+        return Ok(());
+    }
+    let mut entry = CtEntry {
+        last_ns: now,
+        generation,
+        rule_id: rule,
+        flags: if from_a { CT_F_INITIATOR_A } else { 0 },
+        _pad: 0,
+    };
+    track(&mut entry, f, from_a);
+    if X0_CT.insert(&key, &entry, 0).is_err() {
+        // Full: existing flows keep their entries; a new one is refused rather than let
+        // through untracked (its replies would then be judged as new flows).
+        return Err(emit(ctx, f, Reason::DropConntrackFull, rule, explain));
+    }
+    count_rule(generation, rule);
+    Ok(())
+}
+
+/// Follows a TCP flow's state from its flags (replies seen, FINs, RST).
+#[inline(always)]
+fn track(e: &mut CtEntry, f: &Flow, from_a: bool) {
+    if from_a != (e.flags & CT_F_INITIATOR_A != 0) {
+        e.flags |= CT_F_REPLIED;
+    }
+    if f.proto == IPPROTO_TCP {
+        if f.tcp_flags & TCP_RST != 0 {
+            e.flags |= CT_F_RST;
+        }
+        if f.tcp_flags & TCP_FIN != 0 {
+            e.flags |= if from_a { CT_F_FIN_A } else { CT_F_FIN_B };
+        }
+    }
+}
+
+enum Decision {
+    Allow(u32),
+    Deny(u32),
+    NoMatch,
+}
+
+/// The identity of an address: the longest identity prefix that contains it.
+#[inline(always)]
+fn identity(family: u8, addr: &[u8; 16], version: u8) -> u32 {
+    if family == 4 {
+        let key = Key::new(40, [version, addr[0], addr[1], addr[2], addr[3]]);
+        X0_IDENT_V4.get(&key).copied().unwrap_or(IDENTITY_WORLD)
+    } else {
+        let mut data = [0u8; 17];
+        data[0] = version;
+        data[1..].copy_from_slice(addr);
+        X0_IDENT_V6
+            .get(&Key::new(136, data))
+            .copied()
+            .unwrap_or(IDENTITY_WORLD)
+    }
+}
+
+/// Rules between the two identities, with wildcards: four lookups at most. Deny wins; of
+/// the allows, the most specific.
+/// `reversed`: judge the flow in the other direction (a reply whose flow is re-checked).
+#[inline(never)]
+fn evaluate(f: &Flow, generation: u32, explain: bool, reversed: bool) -> Decision {
+    let version = generation & 1;
+    let (src_addr, dst_addr, dport) = if reversed {
+        (&f.dst, &f.src, f.sport)
+    } else {
+        (&f.src, &f.dst, f.dport)
+    };
+    let src = identity(f.family, src_addr, version as u8);
+    let dst = identity(f.family, dst_addr, version as u8);
+    trace(explain, |t| {
+        t.flags |= TRACE_F_POLICY_CHECKED;
+        t.src_identity = src;
+        t.dst_identity = dst;
+    });
+    let mut scan = Scan {
+        list: core::ptr::null(),
+        proto: f.proto,
+        dport,
+        deny: 0,
+        best: 0,
+        best_spec: 0,
+    };
+    let pairs = [
+        (src, dst),
+        (src, IDENTITY_ANY),
+        (IDENTITY_ANY, dst),
+        (IDENTITY_ANY, IDENTITY_ANY),
+    ];
+    for (s, d) in pairs {
+        let Some(list) = X0_RULES.get_ptr(RulePairKey {
+            version,
+            src: s,
+            dst: d,
+        }) else {
+            continue;
+        };
+        scan.list = list;
+        let len = unsafe { (*list).len }.min(RULES_PER_PAIR as u32);
+        // bpf_loop: the verifier checks the body once, not once per rule.
+        unsafe {
+            bpf_loop(
+                len,
+                scan_entry as *mut c_void,
+                &mut scan as *mut Scan as *mut c_void,
+                0,
+            );
+        }
+        if scan.deny != 0 {
+            let rule = scan.deny;
+            trace(explain, |t| t.rule_id = rule);
+            return Decision::Deny(rule);
+        }
+    }
+    if scan.best == 0 {
+        return Decision::NoMatch;
+    }
+    let rule = scan.best;
+    trace(explain, |t| t.rule_id = rule);
+    Decision::Allow(rule)
+}
+
+/// State of the scan of one rule list.
+struct Scan {
+    list: *const RuleList,
+    proto: u8,
+    dport: u16,
+    /// First deny rule that matched (0: none).
+    deny: u32,
+    best: u32,
+    best_spec: u16,
+}
+
+/// One rule of the list: returns 1 to stop (a deny matched), 0 to go on.
+extern "C" fn scan_entry(index: u32, ctx: *mut c_void) -> i64 {
+    let scan = unsafe { &mut *(ctx as *mut Scan) };
+    if index as usize >= RULES_PER_PAIR || scan.list.is_null() {
+        return 1;
+    }
+    let e = unsafe { &(*scan.list).entries[index as usize] };
+    if (e.proto != PROTO_ANY && e.proto != scan.proto)
+        || scan.dport < e.port_lo
+        || scan.dport > e.port_hi
+    {
+        return 0;
+    }
+    if e.action == ACTION_DENY {
+        scan.deny = e.rule_id;
+        return 1;
+    }
+    if scan.best == 0 || e.specificity > scan.best_spec {
+        scan.best = e.rule_id;
+        scan.best_spec = e.specificity;
+    }
+    0
+}
+
+/// The rule's token bucket (if it has a rate): refill by elapsed time, take one token.
+#[inline(always)]
+fn rate_limit(generation: u32, rule: u32, now: u64, explain: bool) -> Result<(), Reason> {
+    if rule == 0 {
+        return Ok(());
+    }
+    let Some(b) = X0_RATE.get_ptr_mut(rule_slot(generation, rule)) else {
+        return Ok(());
+    };
+    let b = unsafe { &mut *b };
+    if b.rate_pps == 0 {
+        return Ok(());
+    }
+    // Racy across CPUs by design: a bucket shared by all CPUs without a lock can let a
+    // few extra packets through under contention, never fewer.
+    // User space bounds rate (<= 10^7/s) and burst (<= 10^7), and the elapsed time is
+    // capped at 10 s: the products stay far below 2^64 (the BPF target has no 128-bit
+    // multiply for a saturating one).
+    let cap = b.burst * 1_000_000_000;
+    let elapsed = now.saturating_sub(b.last_ns).min(10_000_000_000);
+    let tokens = (b.tokens_nano + elapsed * b.rate_pps).min(cap);
+    if tokens < 1_000_000_000 {
+        return Err(Reason::DropRateLimited);
+    }
+    if !explain {
+        b.tokens_nano = tokens - 1_000_000_000;
+        b.last_ns = now;
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn count_rule(generation: u32, rule: u32) {
+    if let Some(c) = X0_RULE_STATS.get_ptr_mut(rule_slot(generation, rule)) {
+        let c: &mut Counter = unsafe { &mut *c };
+        c.packets += 1;
+    }
+}
+
+/// The flow key with the ends in canonical order, and whether the packet comes from end A.
+#[inline(always)]
+fn ct_key(f: &Flow) -> (CtKey, bool) {
+    let mut from_a = true;
+    let mut i = 0;
+    while i < 16 {
+        if f.src[i] != f.dst[i] {
+            from_a = f.src[i] < f.dst[i];
+            break;
+        }
+        i += 1;
+    }
+    if i == 16 {
+        from_a = f.sport <= f.dport;
+    }
+    let key = if from_a {
+        CtKey {
+            addr_a: f.src,
+            addr_b: f.dst,
+            port_a: f.sport,
+            port_b: f.dport,
+            proto: f.proto,
+            family: f.family,
+            _pad: [0; 2],
+        }
+    } else {
+        CtKey {
+            addr_a: f.dst,
+            addr_b: f.src,
+            port_a: f.dport,
+            port_b: f.sport,
+            proto: f.proto,
+            family: f.family,
+            _pad: [0; 2],
+        }
+    };
+    (key, from_a)
+}
+
+/// Sends a sampled drop event (at most DROP_EVENTS_PER_SEC per CPU) and returns `reason`.
+#[inline(never)]
+pub fn emit(ctx: &XdpContext, f: &Flow, reason: Reason, rule: u32, explain: bool) -> Reason {
+    if explain {
+        return reason;
+    }
+    let Some(budget) = X0_DROP_BUDGET.get_ptr_mut(0) else {
+        return reason;
+    };
+    let budget = unsafe { &mut *budget };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if now.saturating_sub(budget[0]) >= 1_000_000_000 {
+        budget[0] = now;
+        budget[1] = 0;
+    }
+    if budget[1] >= DROP_EVENTS_PER_SEC {
+        return reason;
+    }
+    budget[1] += 1;
+    // Written in place in the ring buffer: no copy on the (small) BPF stack.
+    if let Some(mut entry) = X0_DROPS.reserve::<DropEvent>(0) {
+        let e = entry.as_mut_ptr();
+        unsafe {
+            (*e).ktime_ns = now;
+            (*e).ifindex = ctx.ingress_ifindex() as u32;
+            (*e).reason = reason as u32;
+            (*e).rule_id = rule;
+            (*e).family = f.family;
+            (*e).proto = f.proto;
+            (*e).sport = f.sport;
+            (*e).dport = f.dport;
+            (*e)._pad = [0; 6];
+            (*e).src = f.src;
+            (*e).dst = f.dst;
+        }
+        entry.submit(0);
+    }
+    reason
+}
