@@ -96,7 +96,7 @@ pub fn check(
     // direction (a reply is not a new flow of its own).
     let mut revalidate_reply = false;
     let mut known = false;
-    if let Some(entry) = X0_CT.get_ptr_mut(&key) {
+    if let Some(entry) = X0_CT.get_ptr_mut(key) {
         let e = unsafe { &mut *entry };
         let fresh = now.saturating_sub(e.last_ns) < ct_timeout(f.proto, e.flags);
         if fresh && e.generation == generation {
@@ -135,7 +135,7 @@ pub fn check(
     if explain {
         return Ok(());
     }
-    if known && let Some(entry) = X0_CT.get_ptr_mut(&key) {
+    if known && let Some(entry) = X0_CT.get_ptr_mut(key) {
         let e = unsafe { &mut *entry };
         e.generation = generation;
         e.rule_id = rule;
@@ -152,7 +152,7 @@ pub fn check(
         _pad: 0,
     };
     track(&mut entry, f, from_a);
-    if X0_CT.insert(&key, &entry, 0).is_err() {
+    if X0_CT.insert(key, entry, 0).is_err() {
         // Full: existing flows keep their entries; a new one is refused rather than let
         // through untracked (its replies would then be judged as new flows).
         return Err(emit(ctx, f, Reason::DropConntrackFull, rule, explain));
@@ -188,13 +188,13 @@ enum Decision {
 fn identity(family: u8, addr: &[u8; 16], version: u8) -> u32 {
     if family == 4 {
         let key = Key::new(40, [version, addr[0], addr[1], addr[2], addr[3]]);
-        X0_IDENT_V4.get(&key).copied().unwrap_or(IDENTITY_WORLD)
+        X0_IDENT_V4.get(key).copied().unwrap_or(IDENTITY_WORLD)
     } else {
         let mut data = [0u8; 17];
         data[0] = version;
         data[1..].copy_from_slice(addr);
         X0_IDENT_V6
-            .get(&Key::new(136, data))
+            .get(Key::new(136, data))
             .copied()
             .unwrap_or(IDENTITY_WORLD)
     }
