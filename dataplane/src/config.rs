@@ -11,7 +11,10 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use x0_common::MAX_NEXTHOPS_PER_SET;
 
-use crate::{DEFAULT_PIN_ROOT, XdpModeChoice};
+use crate::{
+    DEFAULT_PIN_ROOT, XdpModeChoice,
+    policy::{CompiledPolicy, IdentityConfig, RuleConfig, compile},
+};
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +41,12 @@ pub struct Config {
     /// Per-neighbour BFD settings (override the interface's and the defaults).
     #[serde(default, rename = "bfd_peer")]
     pub bfd_peers: Vec<BfdPeerConfig>,
+    /// Policy: identities by address prefix ...
+    #[serde(default, rename = "identity", skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<IdentityConfig>,
+    /// ... and the rules between them.
+    #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleConfig>,
 }
 
 /// When a failed next hop is used again.
@@ -120,6 +129,10 @@ pub struct InterfaceConfig {
     /// BFD to the next hops on this interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bfd: Option<BfdOverride>,
+    /// Policy default for traffic arriving here that no rule decides: "allow" (transit,
+    /// the default) or "deny" (zero-trust).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -167,7 +180,18 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         config.routes()?;
         config.validate_bfd()?;
+        config.policy()?;
         Ok(config)
+    }
+
+    /// The policy, validated and compiled.
+    pub fn policy(&self) -> Result<CompiledPolicy> {
+        let ifaces: Vec<(String, Option<String>)> = self
+            .interfaces
+            .iter()
+            .map(|i| (i.name.clone(), i.policy.clone()))
+            .collect();
+        compile(&self.identities, &self.rules, &ifaces)
     }
 
     /// BFD timers for a neighbour on an interface, or None when BFD is off for it.

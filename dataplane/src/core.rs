@@ -25,6 +25,7 @@ use crate::{
     bpffs,
     counters::{CounterMaps, Counters},
     netlink::Link,
+    policy::{CompiledPolicy, PolicyMaps},
     tables::{PortInfo, TableMaps, Tables},
 };
 
@@ -85,6 +86,7 @@ pub struct Dataplane {
     ebpf: Ebpf,
     /// Maps of an earlier run were found pinned and taken over.
     adopted: bool,
+    policy: PolicyMaps,
     /// For the BFD AF_XDP transport, which takes them.
     xsk_maps: Option<XskMaps>,
     pin_root: PathBuf,
@@ -109,10 +111,16 @@ impl Dataplane {
     /// Loads the programs and creates (or adopts, if already pinned there) the maps
     /// under `pin_root`. Attaches nothing.
     pub fn load(pin_root: &Path) -> Result<Self> {
+        Self::load_with(pin_root, x0_common::policy::CT_DEFAULT_ENTRIES)
+    }
+
+    /// Like `load`, with the connection table's capacity (when the maps are new).
+    pub fn load_with(pin_root: &Path, conntrack_entries: u32) -> Result<Self> {
         bpffs::prepare(pin_root)?;
         let adopted = pin_root.join(map_names::STATS).exists();
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pin_root)
+            .map_max_entries(map_names::CONNTRACK, conntrack_entries)
             .load(XDP_OBJECT)
             .context("loading the XDP object")?;
         for name in [
@@ -160,6 +168,13 @@ impl Dataplane {
         };
         Ok(Self {
             adopted,
+            policy: PolicyMaps {
+                state: take(&mut ebpf, map_names::POLICY)?,
+                ident_v4: take(&mut ebpf, map_names::IDENTITIES_V4)?,
+                ident_v6: take(&mut ebpf, map_names::IDENTITIES_V6)?,
+                rules: take(&mut ebpf, map_names::RULES)?,
+                rate: take(&mut ebpf, map_names::RATE)?,
+            },
             xsk_maps: Some(XskMaps {
                 xsks: take(&mut ebpf, map_names::XSKS)?,
                 slots: take(&mut ebpf, map_names::XSK_SLOTS)?,
@@ -172,6 +187,21 @@ impl Dataplane {
             counters,
             ports: BTreeMap::new(),
         })
+    }
+
+    /// Installs a compiled policy atomically (see policy.rs); `ifindex_of` names the
+    /// interfaces. Returns the new policy generation.
+    pub fn install_policy(
+        &mut self,
+        p: &CompiledPolicy,
+        ifindex_of: &dyn Fn(&str) -> Option<u32>,
+    ) -> Result<u32> {
+        let ports: Vec<u32> = self.tables.ports().map(|(i, _)| *i).collect();
+        let tables = &mut self.tables;
+        let mut set_default = |ifindex: u32, version: u32, deny: bool| -> Result<()> {
+            Ok(tables.set_port_default(ifindex, version, deny)?)
+        };
+        self.policy.install(p, ifindex_of, &mut set_default, &ports)
     }
 
     /// The maps that steer BFD packets to AF_XDP sockets (once).

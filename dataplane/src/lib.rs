@@ -9,6 +9,7 @@ pub mod counters;
 pub mod daemon;
 pub mod health;
 pub mod netlink;
+pub mod policy;
 pub mod tables;
 
 pub use crate::core::{AttachMode, Dataplane, XdpModeChoice};

@@ -218,6 +218,30 @@ impl Tables {
         self.routes.iter().map(|(p, (t, _))| (p, t))
     }
 
+    /// Records a port's policy default (deny or allow) for a policy version.
+    pub fn set_port_default(
+        &mut self,
+        ifindex: u32,
+        version: u32,
+        deny: bool,
+    ) -> Result<(), TableError> {
+        if ifindex >= IF_STATS_ARRAY_LEN {
+            return Ok(());
+        }
+        let err = |e| TableError::Map("ports", e);
+        let mut state = self.port_state.get(&ifindex, 0).map_err(err)?;
+        let action = if deny {
+            x0_common::policy::ACTION_DENY
+        } else {
+            x0_common::policy::ACTION_ALLOW
+        } as u32;
+        if state.default_action[(version & 1) as usize] != action {
+            state.default_action[(version & 1) as usize] = action;
+            self.port_state.set(ifindex, state, 0).map_err(err)?;
+        }
+        Ok(())
+    }
+
     /// Writes a next hop's liveness word and health record (from the health monitor).
     pub fn apply_health(
         &mut self,

@@ -258,12 +258,15 @@ impl Lab {
                             .peer_of(router, &e.iface)
                             .is_some_and(|p| self.topo.is_router(&p.node)))
                     .then(BfdOverride::default),
+                    policy: r.zero_trust.contains(&e.iface).then(|| "deny".to_string()),
                 })
                 .collect(),
             routes: r.routes.clone(),
             failover: r.failover.clone(),
             bfd: r.bfd.clone().unwrap_or_default(),
             bfd_peers: r.bfd_peers.clone(),
+            identities: r.identities.clone(),
+            rules: r.rules.clone(),
         })
     }
 

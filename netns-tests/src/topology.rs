@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use x0_dataplane::{
     XdpModeChoice,
     config::{BfdDefaults, BfdPeerConfig, FailoverConfig, RouteConfig},
+    policy::{IdentityConfig, RuleConfig},
 };
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -56,6 +57,14 @@ pub struct Router {
     /// BFD to these neighbours too (for example a host running bfdd).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bfd_peers: Vec<BfdPeerConfig>,
+    /// Policy (the dataplane config's format).
+    #[serde(default, rename = "identity", skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<IdentityConfig>,
+    #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleConfig>,
+    /// Interfaces whose policy default is deny (zero-trust); the others are transit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zero_trust: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

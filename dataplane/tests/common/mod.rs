@@ -37,6 +37,11 @@ impl Fixture {
     /// - 198.18.7.0/24 via a port with a 576-byte MTU,
     /// - FIB fallback off, so anything else is "no route".
     pub fn new() -> Self {
+        Self::with_conntrack(x0_common::policy::CT_DEFAULT_ENTRIES)
+    }
+
+    /// The same, with a connection table of `entries`.
+    pub fn with_conntrack(entries: u32) -> Self {
         assert!(
             nix::unistd::Uid::effective().is_root(),
             "BPF_PROG_TEST_RUN tests need root (CAP_BPF and CAP_NET_ADMIN); run them through ./scripts/test.sh"
@@ -46,7 +51,7 @@ impl Fixture {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        let mut dp = Dataplane::load(&pin_root).expect("load the XDP object");
+        let mut dp = Dataplane::load_with(&pin_root, entries).expect("load the XDP object");
         dp.set_fib_fallback(false).unwrap();
         dp.add_port(&Link {
             ifindex: PORT_A,

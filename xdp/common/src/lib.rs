@@ -181,10 +181,9 @@ pub const HEALTH_HOLD_DOWN: u32 = 2;
 pub struct PortState {
     /// `mac_key` of the port's MAC; 0: not an x0tta6bl4 port (no check).
     pub own_mac: u64,
-    /// Policy default for traffic arriving here that no rule decides: `ACTION_ALLOW`
-    /// (transit) or `ACTION_DENY` (zero-trust); 0 counts as allow.
-    pub default_action: u32,
-    pub _pad: u32,
+    /// Policy default for traffic arriving here that no rule decides, per policy version
+    /// (see policy.rs): `ACTION_ALLOW` (transit) or `ACTION_DENY` (zero-trust); 0: allow.
+    pub default_action: [u32; 2],
     /// `mac_key(mac)` of each tracked neighbour; 0: free slot.
     pub macs: [u64; NEIGH_PER_PORT],
     pub seen_ns: [u64; NEIGH_PER_PORT],

@@ -137,7 +137,7 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress) -> Outcome {
         return pass(Reason::PassOtherHost);
     }
     if let Some(generation) = policy::generation() {
-        return to_policy(4, &egress, generation, ingress.default_deny);
+        return to_policy(4, &egress, generation, ingress.default_deny_in(generation));
     }
     forward_v4(ip, eth, &egress)
 }
@@ -238,7 +238,7 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress) -> Outcome {
         return pass(Reason::PassOtherHost);
     }
     if let Some(generation) = policy::generation() {
-        return to_policy(6, &egress, generation, ingress.default_deny);
+        return to_policy(6, &egress, generation, ingress.default_deny_in(generation));
     }
     forward_v6(ip, eth, &egress)
 }

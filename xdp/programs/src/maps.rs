@@ -160,7 +160,7 @@ pub fn ingress_port(ctx: &XdpContext, eth: &EthHdr) -> Ingress {
     let Some(port) = X0_PORTS.get_ptr_mut(ctx.ingress_ifindex() as u32) else {
         return Ingress {
             for_us: true,
-            default_deny: false,
+            default_deny: [false; 2],
         }; // beyond the array: no check
     };
     let port = unsafe { &mut *port };
@@ -173,7 +173,10 @@ pub fn ingress_port(ctx: &XdpContext, eth: &EthHdr) -> Ingress {
     }
     Ingress {
         for_us: port.own_mac == 0 || port.own_mac == mac_key(eth.dst),
-        default_deny: port.default_action == ACTION_DENY as u32,
+        default_deny: [
+            port.default_action[0] == ACTION_DENY as u32,
+            port.default_action[1] == ACTION_DENY as u32,
+        ],
     }
 }
 
@@ -181,8 +184,21 @@ pub fn ingress_port(ctx: &XdpContext, eth: &EthHdr) -> Ingress {
 pub struct Ingress {
     /// Addressed to the port's MAC (or the port is not checked): may be forwarded.
     pub for_us: bool,
-    /// Policy default on this port is deny (zero-trust).
-    pub default_deny: bool,
+    /// Policy default on this port is deny (zero-trust), per policy version.
+    pub default_deny: [bool; 2],
+}
+
+impl Ingress {
+    /// The default of the policy version of `generation`. (A branch, not an index: LLVM
+    /// turns the index into pointer arithmetic the verifier refuses.)
+    #[inline(always)]
+    pub fn default_deny_in(&self, generation: u32) -> bool {
+        if generation & 1 == 0 {
+            self.default_deny[0]
+        } else {
+            self.default_deny[1]
+        }
+    }
 }
 
 /// The interface's counters: a direct index for the usual small ifindex, else a hash

@@ -1,0 +1,457 @@
+//! Zero-trust policy through BPF_PROG_TEST_RUN on the real kernel (needs root): each rule
+//! dimension, deny over allow, default actions, rate limits, connection tracking (return
+//! traffic, a full table) and a policy change racing a stream of packets.
+
+mod common;
+mod fixtures;
+
+use common::{Fixture, HOST_MAC, PORT_A_MAC};
+use etherparse::PacketBuilder;
+use x0_common::Reason;
+use x0_dataplane::{config::Config, policy::CompiledPolicy};
+
+const XDP_DROP: u32 = 1;
+const XDP_REDIRECT: u32 = 4;
+
+const H1: [u8; 4] = [198, 18, 1, 2];
+const H2: [u8; 4] = [198, 18, 2, 2];
+
+/// Compiles the `[[identity]]`, `[[rule]]` and interface policy of a config snippet.
+fn policy(port_default: &str, body: &str) -> CompiledPolicy {
+    let text = format!("[[interface]]\nname = \"lo\"\npolicy = \"{port_default}\"\n{body}");
+    Config::parse(&text)
+        .unwrap_or_else(|e| panic!("{e:#}\n{text}"))
+        .policy()
+        .unwrap()
+}
+
+const IDENTITIES: &str = r#"
+[[identity]]
+name = "h1"
+id = 101
+prefixes = ["198.18.1.0/24"]
+
+[[identity]]
+name = "h2"
+id = 102
+prefixes = ["198.18.2.0/24"]
+"#;
+
+/// Installs `p`, after giving h1's subnet a route too (replies go there).
+fn install(fx: &mut Fixture, p: &CompiledPolicy) {
+    use x0_dataplane::tables::{NextHopSpec, RouteTarget};
+    let back = NextHopSpec {
+        gateway: "198.18.12.2".parse().unwrap(),
+        ifindex: common::PORT_A,
+    };
+    fx.dp()
+        .tables()
+        .upsert(
+            "198.18.1.0/24".parse().unwrap(),
+            RouteTarget::NextHops(vec![back]),
+        )
+        .unwrap();
+    fx.dp()
+        .install_policy(p, &|name| (name == "lo").then_some(1))
+        .unwrap();
+}
+
+fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(HOST_MAC, PORT_A_MAC)
+        .ipv4(src, dst, 64)
+        .udp(sport, dport)
+        .write(&mut v, b"x")
+        .unwrap();
+    v
+}
+
+fn tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, syn: bool, ack: bool) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(HOST_MAC, PORT_A_MAC)
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 1, 64240);
+    if syn {
+        b = b.syn();
+    }
+    if ack {
+        b = b.ack(1);
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, &[]).unwrap();
+    v
+}
+
+/// Runs `frame` and checks the verdict and the one reason counter that moved.
+fn expect(fx: &mut Fixture, what: &str, frame: &[u8], reason: Reason) {
+    let before = fx.counters();
+    let (action, _) = fx.dp().test_run(frame).unwrap();
+    let after = fx.counters();
+    let moved: Vec<_> = Reason::ALL
+        .iter()
+        .filter(|r| after.get(**r) != before.get(**r))
+        .map(|r| r.name())
+        .collect();
+    assert_eq!(moved, vec![reason.name()], "{what}: counters that moved");
+    let want = if reason == Reason::ForwardedRoute {
+        XDP_REDIRECT
+    } else {
+        XDP_DROP
+    };
+    assert_eq!(action, want, "{what}: XDP action");
+}
+
+#[test]
+fn each_rule_dimension_decides() {
+    let mut fx = Fixture::new();
+    // Both identities routed through port A (lo).
+    let extra = r#"
+[[rule]]
+from = "h1"
+to = "h2"
+proto = "udp"
+ports = "5000"
+action = "allow"
+
+[[rule]]
+from = "any"
+to = "h2"
+proto = "tcp"
+ports = "8000-8010"
+action = "allow"
+
+[[rule]]
+from = "world"
+to = "h2"
+proto = "icmp"
+action = "allow"
+"#;
+    install(&mut fx, &policy("deny", &format!("{IDENTITIES}{extra}")));
+    expect(
+        &mut fx,
+        "udp 5000 from h1: allowed",
+        &udp(H1, H2, 40000, 5000),
+        Reason::ForwardedRoute,
+    );
+    expect(
+        &mut fx,
+        "udp 5001 from h1: port",
+        &udp(H1, H2, 40000, 5001),
+        Reason::DropDefaultDeny,
+    );
+    expect(
+        &mut fx,
+        "tcp 5000 from h1: protocol",
+        &tcp(H1, H2, 40000, 5000, true, false),
+        Reason::DropDefaultDeny,
+    );
+    expect(
+        &mut fx,
+        "udp 5000 to h1: destination",
+        &udp(H2, H1, 40000, 5000),
+        Reason::DropDefaultDeny,
+    );
+    expect(
+        &mut fx,
+        "udp 5000 from world: source",
+        &udp([203, 0, 113, 7], H2, 40000, 5000),
+        Reason::DropDefaultDeny,
+    );
+    expect(
+        &mut fx,
+        "tcp 8005 from anyone: range",
+        &tcp([203, 0, 113, 7], H2, 40001, 8005, true, false),
+        Reason::ForwardedRoute,
+    );
+    expect(
+        &mut fx,
+        "tcp 8011: past the range",
+        &tcp([203, 0, 113, 7], H2, 40002, 8011, true, false),
+        Reason::DropDefaultDeny,
+    );
+    let mut icmp = Vec::new();
+    PacketBuilder::ethernet2(HOST_MAC, PORT_A_MAC)
+        .ipv4([203, 0, 113, 7], H2, 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut icmp, b"ping")
+        .unwrap();
+    expect(&mut fx, "icmp from world", &icmp, Reason::ForwardedRoute);
+}
+
+#[test]
+fn deny_wins_over_allow_and_defaults_decide_the_rest() {
+    let mut fx = Fixture::new();
+    let rules = r#"
+[[rule]]
+from = "h1"
+to = "any"
+proto = "udp"
+action = "allow"
+
+[[rule]]
+from = "h1"
+to = "h2"
+proto = "udp"
+ports = "5000-5010"
+action = "deny"
+"#;
+    install(&mut fx, &policy("deny", &format!("{IDENTITIES}{rules}")));
+    expect(
+        &mut fx,
+        "5005: deny inside the allow",
+        &udp(H1, H2, 40000, 5005),
+        Reason::DropPolicyDeny,
+    );
+    expect(
+        &mut fx,
+        "6000: the allow",
+        &udp(H1, H2, 40000, 6000),
+        Reason::ForwardedRoute,
+    );
+    expect(
+        &mut fx,
+        "no rule, zero-trust port",
+        &udp(H2, H1, 40000, 6000),
+        Reason::DropDefaultDeny,
+    );
+    // The same rules on a transit port: what no rule decides is allowed; denies still deny.
+    install(&mut fx, &policy("allow", &format!("{IDENTITIES}{rules}")));
+    expect(
+        &mut fx,
+        "no rule, transit port",
+        &udp(H2, H1, 40001, 6000),
+        Reason::ForwardedRoute,
+    );
+    expect(
+        &mut fx,
+        "deny on a transit port",
+        &udp(H1, H2, 40002, 5005),
+        Reason::DropPolicyDeny,
+    );
+}
+
+#[test]
+fn a_rate_limit_lets_the_burst_through_and_drops_the_excess() {
+    let mut fx = Fixture::new();
+    let rules = r#"
+[[rule]]
+from = "h1"
+to = "h2"
+proto = "udp"
+ports = "5000"
+action = "allow"
+rate = { pps = 1, burst = 5 }
+"#;
+    install(&mut fx, &policy("deny", &format!("{IDENTITIES}{rules}")));
+    for i in 0..5 {
+        expect(
+            &mut fx,
+            &format!("burst packet {i}"),
+            &udp(H1, H2, 40000, 5000),
+            Reason::ForwardedRoute,
+        );
+    }
+    for i in 0..3 {
+        expect(
+            &mut fx,
+            &format!("excess packet {i}"),
+            &udp(H1, H2, 40000, 5000),
+            Reason::DropRateLimited,
+        );
+    }
+}
+
+#[test]
+fn replies_pass_through_conntrack_and_unsolicited_traffic_does_not() {
+    let mut fx = Fixture::new();
+    let rules = r#"
+[[rule]]
+from = "h1"
+to = "h2"
+proto = "tcp"
+ports = "443"
+action = "allow"
+"#;
+    install(&mut fx, &policy("deny", &format!("{IDENTITIES}{rules}")));
+    expect(
+        &mut fx,
+        "h1 SYN",
+        &tcp(H1, H2, 40000, 443, true, false),
+        Reason::ForwardedRoute,
+    );
+    expect(
+        &mut fx,
+        "h2 SYN-ACK (reply)",
+        &tcp(H2, H1, 443, 40000, true, true),
+        Reason::ForwardedRoute,
+    );
+    expect(
+        &mut fx,
+        "h1 ACK",
+        &tcp(H1, H2, 40000, 443, false, true),
+        Reason::ForwardedRoute,
+    );
+    expect(
+        &mut fx,
+        "h2 data (reply)",
+        &tcp(H2, H1, 443, 40000, false, true),
+        Reason::ForwardedRoute,
+    );
+    expect(
+        &mut fx,
+        "h2 opens its own connection",
+        &tcp(H2, H1, 443, 40001, true, false),
+        Reason::DropDefaultDeny,
+    );
+    expect(
+        &mut fx,
+        "h2 to another port of h1",
+        &tcp(H2, H1, 40000, 22, true, false),
+        Reason::DropDefaultDeny,
+    );
+}
+
+#[test]
+fn a_full_connection_table_keeps_existing_flows_and_refuses_new_ones() {
+    let mut fx = Fixture::with_conntrack(4);
+    let rules = r#"
+[[rule]]
+from = "h1"
+to = "h2"
+proto = "udp"
+action = "allow"
+"#;
+    install(&mut fx, &policy("deny", &format!("{IDENTITIES}{rules}")));
+    for port in 0..4 {
+        expect(
+            &mut fx,
+            "filling",
+            &udp(H1, H2, 40000 + port, 5000),
+            Reason::ForwardedRoute,
+        );
+    }
+    expect(
+        &mut fx,
+        "a new allowed flow, table full",
+        &udp(H1, H2, 41000, 5000),
+        Reason::DropConntrackFull,
+    );
+    expect(
+        &mut fx,
+        "an existing flow",
+        &udp(H1, H2, 40002, 5000),
+        Reason::ForwardedRoute,
+    );
+    expect(
+        &mut fx,
+        "its reply",
+        &udp(H2, H1, 5000, 40002),
+        Reason::ForwardedRoute,
+    );
+    expect(
+        &mut fx,
+        "denied stays denied (no fail-open)",
+        &udp(H2, H1, 5000, 41001),
+        Reason::DropDefaultDeny,
+    );
+}
+
+/// A stream of packets while the policy flips between two versions whose identities and
+/// rules only make sense together: a packet that mixed them would fall to the default.
+#[test]
+fn no_packet_sees_a_mixed_policy() {
+    let mut fx = Fixture::new();
+    let p1 = policy(
+        "deny",
+        &format!(
+            "{IDENTITIES}\n[[rule]]\nfrom = \"h1\"\nto = \"h2\"\nproto = \"udp\"\naction = \"allow\"\n"
+        ),
+    );
+    let moved = IDENTITIES.replace("id = 101", "id = 201");
+    let p2 = policy(
+        "deny",
+        &format!(
+            "{moved}\n[[rule]]\nfrom = \"h1\"\nto = \"h2\"\nproto = \"udp\"\naction = \"deny\"\n"
+        ),
+    );
+    install(&mut fx, &p1);
+    let dp = fx.dp.take().unwrap();
+    let dp = std::sync::Mutex::new(dp);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (mut allowed, mut denied, mut mixed) = (0, 0, 0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..400 {
+                let p = if i % 2 == 0 { &p2 } else { &p1 };
+                dp.lock()
+                    .unwrap()
+                    .install_policy(p, &|n| (n == "lo").then_some(1))
+                    .unwrap();
+                std::thread::yield_now();
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        let mut sport = 1024u16;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            sport = sport.wrapping_add(1).max(1024); // a new flow each time: always judged
+            let frame = udp(H1, H2, sport, 5000);
+            let before = dp.lock().unwrap().counters().unwrap();
+            let (_, _) = dp.lock().unwrap().test_run(&frame).unwrap();
+            let after = dp.lock().unwrap().counters().unwrap();
+            let d = |r: Reason| after.get(r) - before.get(r);
+            allowed += d(Reason::ForwardedRoute);
+            denied += d(Reason::DropPolicyDeny);
+            mixed += d(Reason::DropDefaultDeny);
+        }
+    });
+    fx.dp = Some(dp.into_inner().unwrap());
+    println!("allowed {allowed}, denied {denied}, mixed {mixed}");
+    assert_eq!(
+        mixed, 0,
+        "a packet saw identities of one version and rules of the other"
+    );
+    assert!(
+        allowed > 0 && denied > 0,
+        "both versions were in force at some point"
+    );
+}
+
+#[test]
+fn invalid_policies_are_refused_with_the_field_named() {
+    let base = IDENTITIES.to_string();
+    let cases = [
+        (
+            "[[rule]]\nfrom = \"h9\"\nto = \"h2\"\naction = \"allow\"\n",
+            "rule[0].from",
+        ),
+        (
+            "[[rule]]\nfrom = \"h1\"\nto = \"h2\"\nproto = \"sctpx\"\naction = \"allow\"\n",
+            "rule[0].proto",
+        ),
+        (
+            "[[rule]]\nfrom = \"h1\"\nto = \"h2\"\nproto = \"udp\"\nports = \"6000-5000\"\naction = \"allow\"\n",
+            "rule[0].ports",
+        ),
+        (
+            "[[rule]]\nfrom = \"h1\"\nto = \"h2\"\naction = \"maybe\"\n",
+            "rule[0].action",
+        ),
+        (
+            "[[identity]]\nname = \"h3\"\nid = 103\nprefixes = [\"198.18.3.1/24\"]\n",
+            "identity[2].prefixes[0]",
+        ),
+        (
+            "[[identity]]\nname = \"h3\"\nid = 101\nprefixes = [\"198.18.3.0/24\"]\n",
+            "identity[2].id",
+        ),
+        (
+            "[[rule]]\nfrom = \"h1\"\nto = \"h2\"\nproto = \"udp\"\naction = \"allow\"\nrate = { pps = 0, burst = 1 }\n",
+            "rule[0].rate.pps",
+        ),
+    ];
+    for (snippet, field) in cases {
+        let text = format!("{base}{snippet}");
+        let err = format!("{:#}", Config::parse(&text).unwrap_err());
+        assert!(err.contains(field), "{snippet}: {err}");
+    }
+    let _ = fixtures::cases; // the shared fixtures module is compiled here too
+}
