@@ -71,6 +71,7 @@ pub fn remove_all_pins(pin_root: &Path) -> Result<()> {
         }
         let _ = std::fs::remove_dir(&links);
     }
+    let _ = std::fs::remove_file(pin_root.join(crate::explain::PROGRAM_PIN));
     bpffs::remove_pins(pin_root, &map_names::ALL)
 }
 
@@ -135,6 +136,16 @@ impl Dataplane {
             prog.load()
                 .with_context(|| format!("verifying program {name}"))?;
         }
+        // Pinned for `x0-dataplane explain`, which runs it on probe packets.
+        let forward_pin = pin_root.join(crate::explain::PROGRAM_PIN);
+        let _ = std::fs::remove_file(&forward_pin);
+        let forward: &mut Xdp = ebpf
+            .program_mut(program_names::FORWARD)
+            .expect("loaded")
+            .try_into()?;
+        forward
+            .pin(&forward_pin)
+            .with_context(|| format!("pinning {}", forward_pin.display()))?;
         // x0_forward tail-calls x0_policy when policy is on.
         let mut jump: ProgramArray<MapData> = take(&mut ebpf, map_names::JUMP)?;
         let policy: &Xdp = ebpf

@@ -31,11 +31,15 @@ use crate::{
 const RESOLVE_RETRY: Duration = Duration::from_secs(1);
 /// How long start-up waits for next hops to resolve before declaring itself ready.
 const READY_WAIT: Duration = Duration::from_secs(3);
+/// How often expired flows are removed from the connection table.
+const CONNTRACK_GC: Duration = Duration::from_secs(5);
 /// How often hold-downs are checked.
 const HEALTH_TICK: Duration = Duration::from_millis(5);
 
 pub struct RunOptions {
     pub config: Config,
+    /// Where the config came from: SIGHUP reads it again and applies its policy.
+    pub config_path: Option<PathBuf>,
     /// Touched once every interface is attached (for supervisors and the lab).
     pub ready_file: Option<PathBuf>,
     /// Detach and unpin everything on exit (default: keep forwarding for the next daemon).
@@ -94,6 +98,15 @@ pub fn bring_up(config: &Config, nl: &Netlink) -> Result<(Dataplane, HashMap<u32
                 .upsert(r.prefix, RouteTarget::NextHops(specs))
                 .with_context(|| format!("route[{i}] ({})", r.prefix))?;
         }
+        let policy = config.policy()?;
+        let generation = dp.install_policy(&policy, &|name| ports.get(name).map(|l| l.ifindex))?;
+        tracing::info!(
+            generation,
+            enabled = policy.enabled,
+            identities = policy.identities.len(),
+            rule_pairs = policy.pairs.len(),
+            "policy installed"
+        );
         let pruned = dp.tables().prune_foreign()?;
         if pruned > 0 {
             tracing::info!(
@@ -357,6 +370,35 @@ impl Node {
     }
 }
 
+/// SIGHUP: reads the config again and installs its policy; an invalid one is refused with
+/// the field named and the policy in force stays.
+fn reload_policy(shared: &Shared, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        return tracing::warn!("SIGHUP: no config file to read again");
+    };
+    let policy = match Config::from_file(path).and_then(|c| c.policy()) {
+        Ok(p) => p,
+        Err(e) => {
+            return tracing::error!(error = %format!("{e:#}"), "SIGHUP: config refused; the policy in force stays");
+        }
+    };
+    let mut guard = shared.lock().expect("node lock");
+    let Some(node) = guard.as_mut() else { return };
+    let names: HashMap<String, u32> = node
+        .ports
+        .values()
+        .map(|l| (l.name.clone(), l.ifindex))
+        .collect();
+    match node.dp.install_policy(&policy, &|n| names.get(n).copied()) {
+        Ok(generation) => tracing::info!(
+            generation,
+            enabled = policy.enabled,
+            "SIGHUP: policy installed"
+        ),
+        Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: policy not installed"),
+    }
+}
+
 pub fn fmt_mac(m: &[u8; 6]) -> String {
     format!(
         "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
@@ -509,10 +551,29 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         }
     });
 
+    // Expired flows leave the connection table (the fast path only ignores them).
+    let pin_root = opts.config.pin_root.clone();
+    std::thread::Builder::new()
+        .name("conntrack-gc".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(CONNTRACK_GC);
+                match crate::policy::expire_flows(&pin_root) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(expired = n, "connection table swept"),
+                    Err(e) => tracing::warn!(error = %e, "connection table sweep"),
+                }
+            }
+        })?;
+
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM"); break; }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT"); break; }
+            _ = hup.recv() => reload_policy(&shared, opts.config_path.as_deref()),
+        }
     }
     let node = shared.lock().expect("node lock").take().expect("running");
     drop(node.bfd);

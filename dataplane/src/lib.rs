@@ -7,6 +7,7 @@ pub mod config;
 pub mod core;
 pub mod counters;
 pub mod daemon;
+pub mod explain;
 pub mod health;
 pub mod netlink;
 pub mod policy;

@@ -50,10 +50,49 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Run the live fast path on a packet you describe and print what decided its fate.
+    Explain {
+        #[arg(long, default_value = DEFAULT_PIN_ROOT)]
+        pin_root: PathBuf,
+        /// The interface the packet arrives on.
+        #[arg(long = "in")]
+        ingress: String,
+        #[arg(long)]
+        src: String,
+        #[arg(long)]
+        dst: String,
+        /// tcp (a SYN), udp or icmp (an echo request).
+        #[arg(long, default_value = "udp")]
+        proto: String,
+        #[arg(long, default_value_t = 40000)]
+        sport: u16,
+        #[arg(long, default_value_t = 0)]
+        dport: u16,
+        /// The daemon's config, to name identities and rules.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Live streams from the fast path.
+    Monitor {
+        #[command(subcommand)]
+        what: MonitorWhat,
+    },
     /// Detach the programs and remove every pin (run it with no daemon running).
     Detach {
         #[arg(long, default_value = DEFAULT_PIN_ROOT)]
         pin_root: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum MonitorWhat {
+    /// Sampled drop events (at most 1000/s per CPU): reason, rule, interface, 5-tuple.
+    Drops {
+        #[arg(long, default_value = DEFAULT_PIN_ROOT)]
+        pin_root: PathBuf,
+        /// Stop after this many (0: run until interrupted).
+        #[arg(long, default_value_t = 0)]
+        count: usize,
     },
 }
 
@@ -81,6 +120,7 @@ fn real_main(cli: Cli) -> Result<()> {
             ready_file,
             detach_on_exit,
         } => {
+            let config_path = Some(config.clone());
             let config = Config::from_file(&config)?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -88,6 +128,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 .build()?;
             rt.block_on(daemon::run(RunOptions {
                 config,
+                config_path,
                 ready_file,
                 detach_on_exit,
             }))
@@ -125,6 +166,73 @@ fn real_main(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Explain {
+            pin_root,
+            ingress,
+            src,
+            dst,
+            proto,
+            sport,
+            dport,
+            config,
+        } => {
+            use x0_dataplane::{explain, policy};
+            let probe = explain::Probe {
+                ingress,
+                src: policy::parse_addr(&src, "--src")?,
+                dst: policy::parse_addr(&dst, "--dst")?,
+                proto,
+                sport,
+                dport,
+            };
+            let e = explain::explain(&pin_root, &probe)?;
+            let config = config.map(|c| Config::from_file(&c)).transpose()?;
+            let compiled = config
+                .as_ref()
+                .map(|c| c.policy())
+                .transpose()?
+                .unwrap_or_default();
+            let names: BTreeMap<u32, String> = Netlink::connect()
+                .and_then(|nl| nl.links())
+                .map(|ls| ls.into_iter().map(|l| (l.ifindex, l.name)).collect())
+                .unwrap_or_default();
+            let rule = |id: u32| match (
+                id,
+                config.as_ref().and_then(|c| c.rules.get(id as usize - 1)),
+            ) {
+                (0, _) => "no rule".to_string(),
+                (id, Some(r)) => format!(
+                    "rule {id} (rule[{}]: {} {} -> {} {}{})",
+                    id - 1,
+                    r.action,
+                    r.from,
+                    r.to,
+                    r.proto,
+                    r.ports
+                        .as_ref()
+                        .map(|p| format!(" {p}"))
+                        .unwrap_or_default()
+                ),
+                (id, None) => format!("rule {id}"),
+            };
+            print!(
+                "{}",
+                explain::render(
+                    &probe,
+                    &e,
+                    &|id| policy::identity_name(&compiled.names, id),
+                    &rule,
+                    &|i| names
+                        .get(&i)
+                        .cloned()
+                        .unwrap_or_else(|| format!("ifindex {i}"))
+                )
+            );
+            Ok(())
+        }
+        Command::Monitor {
+            what: MonitorWhat::Drops { pin_root, count },
+        } => x0_dataplane::explain::monitor_drops(&pin_root, count, &mut std::io::stdout()),
         Command::Detach { pin_root } => {
             x0_dataplane::core::remove_all_pins(&pin_root)?;
             println!("detached; removed the pins under {}", pin_root.display());

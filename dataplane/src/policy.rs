@@ -406,3 +406,26 @@ pub fn parse_addr(s: &str, field: &str) -> Result<IpAddr> {
     s.parse()
         .map_err(|_| anyhow::anyhow!("{field}: {s:?} is not an IP address"))
 }
+
+/// Removes the flows whose idle timeout has passed from the pinned connection table.
+/// Returns how many.
+pub fn expire_flows(pin_root: &std::path::Path) -> Result<usize> {
+    use aya::maps::Map;
+    use x0_common::{
+        map_names,
+        policy::{CtEntry, CtKey, ct_timeout},
+    };
+    let data = MapData::from_pin(pin_root.join(map_names::CONNTRACK))?;
+    let mut ct: BpfHashMap<MapData, CtKey, CtEntry> = Map::from_map_data(data)?.try_into()?;
+    let now = monotonic_ns();
+    let expired: Vec<CtKey> = ct
+        .iter()
+        .flatten()
+        .filter(|(k, e)| now.saturating_sub(e.last_ns) >= ct_timeout(k.proto, e.flags))
+        .map(|(k, _)| k)
+        .collect();
+    for k in &expired {
+        let _ = ct.remove(k);
+    }
+    Ok(expired.len())
+}

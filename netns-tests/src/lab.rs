@@ -275,6 +275,17 @@ impl Lab {
         self.start_dataplane_with(router, &[])
     }
 
+    /// Writes a new config for the router's running dataplane and sends it SIGHUP, which
+    /// applies its policy without a restart.
+    pub fn reload_dataplane(&self, router: &str, config: &Config) -> Result<()> {
+        fs::write(self.file(router, "toml"), toml::to_string(config)?)?;
+        let pid = self
+            .pid(router)
+            .with_context(|| format!("{router} is not running"))?;
+        kill(pid, Signal::SIGHUP).with_context(|| format!("SIGHUP to {router}"))?;
+        Ok(())
+    }
+
     /// `x0-dataplane detach` for the router: programs off its interfaces, pins removed.
     pub fn detach_dataplane(&self, router: &str) -> Result<()> {
         let bin = self.dataplane_bin.to_string_lossy().into_owned();

@@ -71,6 +71,10 @@ pub fn udp_stream(
 ) -> Result<StreamReport> {
     let dst = SocketAddr::new(to, port);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    // The receiver stops 500 ms after the sender is done (not after 500 ms of silence: a
+    // stream may start out blocked).
+    let sender_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = sender_done.clone();
     let receiver =
         netns::spawn_in_netns(&lab.ns(to_node), move || -> Result<(u64, u64, Duration)> {
             let sock = UdpSocket::bind(dst).with_context(|| format!("bind {dst}"))?;
@@ -109,7 +113,9 @@ pub fn udp_stream(
                             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                         ) =>
                     {
-                        break;
+                        if done.load(std::sync::atomic::Ordering::Acquire) {
+                            break;
+                        }
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -142,7 +148,9 @@ pub fn udp_stream(
                 .with_context(|| format!("send to {dst}"))?;
         }
         Ok(count)
-    })?;
+    });
+    sender_done.store(true, std::sync::atomic::Ordering::Release);
+    let sent = sent?;
     let (received, lost, max_gap) = receiver
         .join()
         .map_err(|_| anyhow::anyhow!("receiver panicked"))??;
@@ -156,4 +164,62 @@ pub fn udp_stream(
         interval,
         max_gap,
     })
+}
+
+/// Opens a TCP connection from `from` to `to` (node `to_node`) on `port`, sends "hello"
+/// and reads "world" back: proves both directions of a connection cross the path.
+pub fn tcp_exchange(
+    lab: &Lab,
+    from: &str,
+    to_node: &str,
+    to: IpAddr,
+    port: u16,
+    timeout: Duration,
+) -> Result<()> {
+    use std::io::{Read, Write};
+    let addr = SocketAddr::new(to, port);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = netns::spawn_in_netns(&lab.ns(to_node), move || -> Result<()> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let _ = ready_tx.send(());
+        let start = Instant::now();
+        let (mut conn, _) = loop {
+            match listener.accept() {
+                Ok(c) => break c,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock && start.elapsed() < timeout =>
+                {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        conn.set_nonblocking(false)?;
+        conn.set_read_timeout(Some(timeout))?;
+        let mut buf = [0u8; 5];
+        conn.read_exact(&mut buf)?;
+        conn.write_all(b"world")?;
+        Ok(())
+    })?;
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .context("listener did not start")?;
+    let client = netns::in_netns(&lab.ns(from), move || -> Result<()> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
+            .with_context(|| format!("connect {addr}"))?;
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(b"hello")?;
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf)?;
+        if &buf != b"world" {
+            bail!("unexpected reply {buf:?}");
+        }
+        Ok(())
+    });
+    let served = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("server panicked"))?;
+    client?;
+    served
 }
