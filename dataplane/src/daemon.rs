@@ -354,9 +354,10 @@ impl Node {
             (BfdState::Up, _) => {
                 let mut reason = format!("BFD session down ({:?})", ev.change.diag);
                 if let Some(ago) = self.dp.tables_ref().neighbour_last_seen(&ev.nexthop)
-                    && ago < ev.detection_time / 2
+                    && ago < ev.detection_time * 2 / 3
                 {
-                    // Frames from it within half a detection time: it is sending, so the
+                    // Frames from it within 2/3 of a detection time (a silent peer is >= 1
+                    // detection time, less the coarse clock's 4 ms): it is sending, so the
                     // failure is on our side of the path (or it told us so).
                     reason.push_str(&format!(
                         "; one-way failure: frames from it still arrive ({ago:?} ago)"
