@@ -1,6 +1,7 @@
 //! `x0-bench`: benchmarks that measure x0tta6bl4 beside a baseline measured in the same run.
 
 mod failover;
+mod policy_cost;
 mod test_run_cost;
 
 use std::process::ExitCode;
@@ -23,6 +24,12 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Per-packet cost of policy (0, 100, 10,000 rules; 1,000 identities) beside
+    /// forwarding without policy.
+    PolicyCost {
+        #[arg(long)]
+        quick: bool,
+    },
     /// Failover outage on the diamond lab, per failure type, with p50/p99/max.
     Failover {
         /// Repetitions per failure type.
@@ -35,6 +42,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::TestRunCost { quick } => test_run_cost::run(quick),
         Command::Failover { reps } => failover::run(reps),
+        Command::PolicyCost { quick } => policy_cost::run(quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

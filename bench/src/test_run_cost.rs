@@ -19,6 +19,9 @@ use x0_dataplane::{
 };
 
 const REPEAT: u32 = 250;
+/// The port's MAC, and the next hop's too: the program forwards only frames addressed to
+/// the port, and a repeated run sees the frame the previous run rewrote.
+const PORT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const START_TTL: u8 = 255;
 const XDP_PASS: u32 = 2;
 const XDP_REDIRECT: u32 = 4;
@@ -117,7 +120,7 @@ fn install_routes(dp: &mut Dataplane, n: u32) -> Result<Vec<Ipv4Addr>> {
     dp.add_port(&Link {
         ifindex: 1,
         name: "lo".into(),
-        mac: [2, 0, 0, 0, 0, 1],
+        mac: PORT_MAC,
         mtu: 1500,
         up: true,
     })?;
@@ -152,14 +155,14 @@ fn install_routes(dp: &mut Dataplane, n: u32) -> Result<Vec<Ipv4Addr>> {
             dsts.push(net.hosts().next().unwrap_or(net.addr()));
         }
     }
-    t.set_neighbour(1, gw, Some([2, 0, 0, 0, 0, 2]))?;
+    t.set_neighbour(1, gw, Some(PORT_MAC))?;
     eprintln!("  {n} routes installed in {:.2?}", started.elapsed());
     Ok(dsts)
 }
 
 fn frame(dst: Ipv4Addr) -> Vec<u8> {
     let mut v = Vec::new();
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 4])
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 3], PORT_MAC)
         .ipv4([198, 18, 1, 2], dst.octets(), START_TTL)
         .udp(4000, 5000)
         .write(&mut v, &[0u8; 22]) // 14 + 20 + 8 + 22 = 64 bytes

@@ -385,9 +385,9 @@ impl PolicyMaps {
     }
 }
 
-/// CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns.
+/// CLOCK_MONOTONIC_COARSE in ns, the clock of bpf_ktime_get_coarse_ns (flows, buckets).
 pub fn monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
         .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
         .unwrap_or(0)
 }

@@ -119,7 +119,7 @@ pub struct CtKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtEntry {
-    /// Monotonic ns of the last packet.
+    /// Coarse monotonic ns (bpf_ktime_get_coarse_ns) of the last packet.
     pub last_ns: u64,
     /// Policy generation the flow was allowed under: a later policy re-checks it.
     pub generation: u32,
