@@ -6,10 +6,11 @@
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
-use anyhow::{Context, Result, ensure};
-use aya::programs::{TestRun, TestRunOptions};
+use anyhow::{Result, ensure};
 use etherparse::PacketBuilder;
 use x0_common::program_names;
+
+use crate::test_run_cost::{REPEAT, run_batch};
 use x0_dataplane::{
     Dataplane,
     netlink::Link,
@@ -17,7 +18,6 @@ use x0_dataplane::{
     tables::{NextHopSpec, RouteTarget},
 };
 
-const REPEAT: u32 = 250;
 /// The port's MAC, and the next hop's too: the program forwards only frames addressed to
 /// the port, and a repeated run sees the frame the previous run rewrote.
 const PORT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -86,24 +86,6 @@ fn frame(dport: u16, ttl: u8) -> Vec<u8> {
     v
 }
 
-fn batch(prog: &aya::programs::Xdp, f: &[u8], want: u32) -> Result<f64> {
-    let mut out = vec![0u8; f.len() + 64];
-    let r = prog
-        .test_run(TestRunOptions {
-            data_in: Some(f),
-            data_out: Some(&mut out),
-            repeat: REPEAT,
-            ..Default::default()
-        })
-        .context("BPF_PROG_TEST_RUN")?;
-    ensure!(
-        r.return_value == want,
-        "verdict {} (wanted {want})",
-        r.return_value
-    );
-    Ok(r.duration.as_nanos() as f64)
-}
-
 pub fn run(quick: bool) -> Result<()> {
     ensure!(
         nix::unistd::Uid::effective().is_root(),
@@ -142,7 +124,9 @@ pub fn run(quick: bool) -> Result<()> {
         let mut rows = Vec::new();
         let measure = |dp: &Dataplane, f: &[u8], want: u32| -> Result<Vec<f64>> {
             let prog = dp.program(program_names::FORWARD)?;
-            (0..batches).map(|_| batch(prog, f, want)).collect()
+            (0..batches)
+                .map(|_| run_batch(prog, f, want, None))
+                .collect()
         };
         let (action, _) = dp.test_run(&forward)?;
         ensure!(

@@ -18,7 +18,7 @@ use x0_dataplane::{
     tables::{NextHopSpec, RouteTarget},
 };
 
-const REPEAT: u32 = 250;
+pub const REPEAT: u32 = 250;
 /// The port's MAC, and the next hop's too: the program forwards only frames addressed to
 /// the port, and a repeated run sees the frame the previous run rewrote.
 const PORT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -172,7 +172,7 @@ fn frame(dst: Ipv4Addr) -> Vec<u8> {
 
 /// One BPF_PROG_TEST_RUN call of REPEAT runs; returns the kernel's ns per run after
 /// checking the verdict (and the final TTL, which proves every run forwarded).
-fn run_batch(
+pub fn run_batch(
     prog: &aya::programs::Xdp,
     frame: &[u8],
     want: u32,
