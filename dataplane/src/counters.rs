@@ -258,3 +258,30 @@ pub fn render_nexthops(nhs: &[NextHopReport], names: &BTreeMap<u32, String>) -> 
     }
     s
 }
+
+/// Packets allowed by each rule of the policy in force (rule id -> packets), rules with
+/// none left out.
+pub fn read_rule_hits(pin_root: &Path) -> Result<BTreeMap<u32, u64>> {
+    use aya::maps::Array;
+    use x0_common::policy::{MAX_RULES, PolicyState, rule_slot};
+    let open = |name: &str| -> Result<Map> {
+        let p = pin_root.join(name);
+        let data = MapData::from_pin(&p).with_context(|| format!("opening {}", p.display()))?;
+        Map::from_map_data(data).with_context(|| format!("reading {}", p.display()))
+    };
+    let state: Array<MapData, PolicyState> = open(map_names::POLICY)?.try_into()?;
+    let generation = state.get(&0, 0)?.generation;
+    let stats: PerCpuArray<MapData, Counter> = open(map_names::RULE_STATS)?.try_into()?;
+    let mut out = BTreeMap::new();
+    for id in 1..=MAX_RULES {
+        let packets: u64 = stats
+            .get(&rule_slot(generation, id), 0)?
+            .iter()
+            .map(|c| c.packets)
+            .sum();
+        if packets > 0 {
+            out.insert(id, packets);
+        }
+    }
+    Ok(out)
+}

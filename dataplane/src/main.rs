@@ -149,8 +149,9 @@ fn real_main(cli: Cli) -> Result<()> {
         } => {
             let counters = CounterMaps::from_pins(&pin_root)?.read()?;
             let nexthops = x0_dataplane::counters::read_nexthops(&pin_root)?;
+            let rules = x0_dataplane::counters::read_rule_hits(&pin_root)?;
             if json {
-                let all = serde_json::json!({ "reasons": counters.reasons, "interfaces": counters.interfaces, "nexthops": nexthops });
+                let all = serde_json::json!({ "reasons": counters.reasons, "interfaces": counters.interfaces, "nexthops": nexthops, "rules": rules });
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
                 let names: BTreeMap<u32, String> = Netlink::connect()

@@ -112,6 +112,22 @@ fn udp_5000_passes_5001_does_not_and_explain_agrees() {
         "r1 dropped the 5001 stream"
     );
 
+    // Rule 1 (allow h1 -> h2 udp 5000) counted every packet it let through.
+    let bin = default_dataplane_bin().unwrap();
+    let json = netns::exec_ok(
+        &lab.ns("r1"),
+        &[
+            bin.to_str().unwrap(),
+            "stats",
+            "--json",
+            "--pin-root",
+            lab.pin_root("r1").to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["rules"]["1"].as_u64(), Some(500), "{}", json["rules"]);
+
     let e = explain(&lab, "r1", "eth0", "198.18.1.2", "198.18.2.2", "udp", 5000);
     assert!(
         e.contains("verdict  FORWARD")
