@@ -379,3 +379,30 @@ fn frames_from_a_neighbour_stamp_its_last_seen_time() {
         .expect("stamped");
     assert!(ago < std::time::Duration::from_millis(100), "{ago:?}");
 }
+
+/// Drops outside policy are sampled too: a malformed frame shows up in the drop stream
+/// with its interface and reason.
+#[test]
+fn a_malformed_frame_reaches_the_drop_stream() {
+    let mut fx = Fixture::new();
+    let mut frame = udp4([198, 18, 1, 2], [198, 18, 2, 2], 64, b"x");
+    frame[24] ^= 0x01; // bad IPv4 header checksum
+    let (action, _) = fx.dp().test_run(&frame).unwrap();
+    assert_eq!(action, XDP_DROP);
+    let pin_root = fx.pin_root.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let r = x0_dataplane::explain::monitor_drops(&pin_root, 1, &mut out)
+            .map(|()| String::from_utf8(out).unwrap());
+        let _ = tx.send(r);
+    });
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("an event within 5 s")
+        .unwrap();
+    assert!(
+        line.starts_with("drop drop_malformed_l3 rule=0 ifindex=1"),
+        "{line}"
+    );
+}

@@ -51,6 +51,9 @@ fn finish(ctx: &XdpContext, outcome: &forward::Outcome, explain: bool) {
         });
     } else {
         maps::count(ctx, outcome);
+        if outcome.action == xdp_action::XDP_DROP && !policy::emitted_by_policy(outcome.reason) {
+            policy::emit_basic(ctx, outcome.reason);
+        }
     }
 }
 

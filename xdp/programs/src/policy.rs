@@ -380,15 +380,11 @@ fn ct_key(f: &Flow) -> (CtKey, bool) {
     (key, from_a)
 }
 
-/// Sends a sampled drop event (at most DROP_EVENTS_PER_SEC per CPU) and returns `reason`.
-#[inline(never)]
-pub fn emit(ctx: &XdpContext, f: &Flow, reason: Reason, rule: u32, explain: bool) -> Reason {
-    if explain {
-        return reason;
-    }
-    let Some(budget) = X0_DROP_BUDGET.get_ptr_mut(0) else {
-        return reason;
-    };
+/// Takes one event from this CPU's budget (at most DROP_EVENTS_PER_SEC per second), so
+/// that a flood of drops cannot flood the reader. Returns the time if there was one.
+#[inline(always)]
+fn drop_budget() -> Option<u64> {
+    let budget = X0_DROP_BUDGET.get_ptr_mut(0)?;
     let budget = unsafe { &mut *budget };
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     if now.saturating_sub(budget[0]) >= 1_000_000_000 {
@@ -396,9 +392,49 @@ pub fn emit(ctx: &XdpContext, f: &Flow, reason: Reason, rule: u32, explain: bool
         budget[1] = 0;
     }
     if budget[1] >= DROP_EVENTS_PER_SEC {
-        return reason;
+        return None;
     }
     budget[1] += 1;
+    Some(now)
+}
+
+/// A sampled drop event for a drop outside policy (malformed, policy unavailable, ...):
+/// the interface and the reason, no flow.
+#[inline(never)]
+pub fn emit_basic(ctx: &XdpContext, reason: Reason) {
+    let Some(now) = drop_budget() else { return };
+    if let Some(mut entry) = X0_DROPS.reserve::<DropEvent>(0) {
+        let e = entry.as_mut_ptr();
+        unsafe {
+            core::ptr::write_bytes(e, 0, 1);
+            (*e).ktime_ns = now;
+            (*e).ifindex = ctx.ingress_ifindex() as u32;
+            (*e).reason = reason as u32;
+        }
+        entry.submit(0);
+    }
+}
+
+/// Whether `check` already sent the event for this drop reason.
+pub fn emitted_by_policy(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::DropPolicyDeny
+            | Reason::DropDefaultDeny
+            | Reason::DropRateLimited
+            | Reason::DropConntrackFull
+    )
+}
+
+/// Sends a sampled drop event (at most DROP_EVENTS_PER_SEC per CPU) and returns `reason`.
+#[inline(never)]
+pub fn emit(ctx: &XdpContext, f: &Flow, reason: Reason, rule: u32, explain: bool) -> Reason {
+    if explain {
+        return reason;
+    }
+    let Some(now) = drop_budget() else {
+        return reason;
+    };
     // Written in place in the ring buffer: no copy on the (small) BPF stack.
     if let Some(mut entry) = X0_DROPS.reserve::<DropEvent>(0) {
         let e = entry.as_mut_ptr();
