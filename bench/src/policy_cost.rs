@@ -9,18 +9,12 @@ use std::{net::Ipv4Addr, path::PathBuf};
 use anyhow::{Result, ensure};
 use etherparse::PacketBuilder;
 use x0_common::program_names;
-
-use crate::test_run_cost::{REPEAT, run_batch};
 use x0_dataplane::{
     Dataplane,
-    netlink::Link,
     policy::{IdentityConfig, RuleConfig, compile},
-    tables::{NextHopSpec, RouteTarget},
 };
 
-/// The port's MAC, and the next hop's too: the program forwards only frames addressed to
-/// the port, and a repeated run sees the frame the previous run rewrote.
-const PORT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+use crate::test_run_cost::{PORT_MAC, REPEAT, lo_port, resolve_gateway, run_batch};
 
 struct Row {
     name: String,
@@ -101,23 +95,9 @@ pub fn run(quick: bool) -> Result<()> {
     ));
     let mut dp = Dataplane::load(&pin_root)?;
     let result = (|| -> Result<Vec<Row>> {
-        dp.set_fib_fallback(false)?;
-        dp.add_port(&Link {
-            ifindex: 1,
-            name: "lo".into(),
-            mac: PORT_MAC,
-            mtu: 1500,
-            up: true,
-        })?;
-        let gw = "192.0.2.2".parse()?;
-        dp.tables().upsert(
-            "10.0.0.0/8".parse()?,
-            RouteTarget::NextHops(vec![NextHopSpec {
-                gateway: gw,
-                ifindex: 1,
-            }]),
-        )?;
-        dp.tables().set_neighbour(1, gw, Some(PORT_MAC))?;
+        let via = lo_port(&mut dp)?;
+        dp.tables().upsert("10.0.0.0/8".parse()?, via)?;
+        resolve_gateway(&mut dp)?;
         let lo = |n: &str| (n == "lo").then_some(1);
         let forward = frame(5000, 255);
         let judged = frame(7777, 64); // no rule: the zero-trust default drops it, every time

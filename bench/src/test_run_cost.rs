@@ -21,7 +21,34 @@ use x0_dataplane::{
 pub const REPEAT: u32 = 250;
 /// The port's MAC, and the next hop's too: the program forwards only frames addressed to
 /// the port, and a repeated run sees the frame the previous run rewrote.
-const PORT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+pub const PORT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+/// The next hop every benchmark route goes through (on `lo`, resolved to PORT_MAC).
+pub const GATEWAY: &str = "192.0.2.2";
+
+/// Makes `lo` (ifindex 1, a real interface the DEVMAP takes) the only port, FIB fallback
+/// off; returns the route target through GATEWAY. Call `resolve_gateway` once a route
+/// uses it.
+pub fn lo_port(dp: &mut Dataplane) -> Result<RouteTarget> {
+    dp.set_fib_fallback(false)?;
+    dp.add_port(&Link {
+        ifindex: 1,
+        name: "lo".into(),
+        mac: PORT_MAC,
+        mtu: 1500,
+        up: true,
+    })?;
+    Ok(RouteTarget::NextHops(vec![NextHopSpec {
+        gateway: GATEWAY.parse()?,
+        ifindex: 1,
+    }]))
+}
+
+/// Gives GATEWAY its MAC (the port's own: see PORT_MAC).
+pub fn resolve_gateway(dp: &mut Dataplane) -> Result<()> {
+    dp.tables()
+        .set_neighbour(1, GATEWAY.parse()?, Some(PORT_MAC))?;
+    Ok(())
+}
 const START_TTL: u8 = 255;
 const XDP_PASS: u32 = 2;
 const XDP_REDIRECT: u32 = 4;
@@ -116,19 +143,7 @@ pub fn run(quick: bool) -> Result<()> {
 /// 100.64.0.0/10 and above) through one resolved next hop; returns destinations inside
 /// some of them.
 fn install_routes(dp: &mut Dataplane, n: u32) -> Result<Vec<Ipv4Addr>> {
-    dp.set_fib_fallback(false)?;
-    dp.add_port(&Link {
-        ifindex: 1,
-        name: "lo".into(),
-        mac: PORT_MAC,
-        mtu: 1500,
-        up: true,
-    })?;
-    let gw = "192.0.2.2".parse()?;
-    let via = RouteTarget::NextHops(vec![NextHopSpec {
-        gateway: gw,
-        ifindex: 1,
-    }]);
+    let via = lo_port(dp)?;
     let t = dp.tables();
     let started = Instant::now();
     let mut rng = 0x2545_f491_4f6c_dd1du64;
@@ -155,7 +170,7 @@ fn install_routes(dp: &mut Dataplane, n: u32) -> Result<Vec<Ipv4Addr>> {
             dsts.push(net.hosts().next().unwrap_or(net.addr()));
         }
     }
-    t.set_neighbour(1, gw, Some(PORT_MAC))?;
+    resolve_gateway(dp)?;
     eprintln!("  {n} routes installed in {:.2?}", started.elapsed());
     Ok(dsts)
 }

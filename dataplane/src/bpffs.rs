@@ -62,3 +62,28 @@ pub fn remove_pins(pin_root: &Path, names: &[&str]) -> Result<()> {
     let _ = fs::remove_dir(pin_root);
     Ok(())
 }
+
+/// Opens the map pinned as `name` under `pin_root`, typed.
+pub fn open_pinned<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+    pin_root: &Path,
+    name: &str,
+) -> Result<T> {
+    let p = pin_root.join(name);
+    let data = aya::maps::MapData::from_pin(&p).with_context(|| {
+        format!(
+            "opening {} (is x0-dataplane running, or was it detached?)",
+            p.display()
+        )
+    })?;
+    let map =
+        aya::maps::Map::from_map_data(data).with_context(|| format!("reading {}", p.display()))?;
+    T::try_from(map).with_context(|| format!("{} has an unexpected type", p.display()))
+}
+
+/// CLOCK_MONOTONIC_COARSE in ns: the clock of `bpf_ktime_get_coarse_ns`, which stamps
+/// neighbours' frames, flows and token buckets.
+pub fn coarse_now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}

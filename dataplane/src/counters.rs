@@ -2,10 +2,12 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, path::Path};
 
-use anyhow::{Context, Result};
-use aya::maps::{Map, MapData, PerCpuArray, PerCpuHashMap};
+use anyhow::Result;
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use serde::Serialize;
 use x0_common::{Counter, IfCounters, Reason, map_names};
+
+use crate::bpffs::open_pinned;
 
 /// Counters summed over all CPUs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -49,15 +51,10 @@ pub struct CounterMaps {
 impl CounterMaps {
     /// Opens the pinned counter maps of a running (or detached) dataplane.
     pub fn from_pins(pin_root: &Path) -> Result<Self> {
-        let open = |name: &str| -> Result<Map> {
-            let p = pin_root.join(name);
-            let data = MapData::from_pin(&p).with_context(|| format!("opening {}", p.display()))?;
-            Map::from_map_data(data).with_context(|| format!("reading {}", p.display()))
-        };
         Ok(Self {
-            stats: open(map_names::STATS)?.try_into()?,
-            if_stats: open(map_names::IF_STATS)?.try_into()?,
-            if_stats_high: open(map_names::IF_STATS_HIGH)?.try_into()?,
+            stats: open_pinned(pin_root, map_names::STATS)?,
+            if_stats: open_pinned(pin_root, map_names::IF_STATS)?,
+            if_stats_high: open_pinned(pin_root, map_names::IF_STATS_HIGH)?,
         })
     }
 
@@ -177,29 +174,18 @@ pub struct NextHopReport {
 /// Every next hop in the pinned maps, with its counters and health.
 pub fn read_nexthops(pin_root: &Path) -> Result<Vec<NextHopReport>> {
     use aya::maps::Array;
-    use x0_common::{
-        HEALTH_DOWN, HEALTH_HOLD_DOWN, MAX_NEXTHOPS, NH_F_IPV6, NH_LIVE, NextHop, NextHopHealth,
-    };
-    let open = |name: &str| -> Result<Map> {
-        let p = pin_root.join(name);
-        let data = MapData::from_pin(&p).with_context(|| format!("opening {}", p.display()))?;
-        Map::from_map_data(data).with_context(|| format!("reading {}", p.display()))
-    };
-    let nexthops: Array<MapData, NextHop> = open(map_names::NEXTHOPS)?.try_into()?;
-    let live: Array<MapData, u32> = open(map_names::NEXTHOP_LIVE)?.try_into()?;
-    let health: Array<MapData, NextHopHealth> = open(map_names::NEXTHOP_HEALTH)?.try_into()?;
-    let stats: PerCpuArray<MapData, Counter> = open(map_names::NEXTHOP_STATS)?.try_into()?;
+    use x0_common::{HEALTH_DOWN, HEALTH_HOLD_DOWN, MAX_NEXTHOPS, NH_LIVE, NextHop, NextHopHealth};
+    let nexthops: Array<MapData, NextHop> = open_pinned(pin_root, map_names::NEXTHOPS)?;
+    let live: Array<MapData, u32> = open_pinned(pin_root, map_names::NEXTHOP_LIVE)?;
+    let health: Array<MapData, NextHopHealth> = open_pinned(pin_root, map_names::NEXTHOP_HEALTH)?;
+    let stats: PerCpuArray<MapData, Counter> = open_pinned(pin_root, map_names::NEXTHOP_STATS)?;
     let mut out = Vec::new();
     for id in 1..MAX_NEXTHOPS {
         let nh = nexthops.get(&id, 0)?;
         if nh.ifindex == 0 {
             continue;
         }
-        let gateway = if nh.flags & NH_F_IPV6 != 0 {
-            std::net::IpAddr::from(nh.gateway)
-        } else {
-            std::net::IpAddr::from(<[u8; 4]>::try_from(&nh.gateway[..4]).expect("4 bytes"))
-        };
+        let gateway = nh.gateway_ip();
         let h = health.get(&id, 0)?;
         let (packets, bytes) = stats
             .get(&id, 0)?
@@ -264,14 +250,9 @@ pub fn render_nexthops(nhs: &[NextHopReport], names: &BTreeMap<u32, String>) -> 
 pub fn read_rule_hits(pin_root: &Path) -> Result<BTreeMap<u32, u64>> {
     use aya::maps::Array;
     use x0_common::policy::{MAX_RULES, PolicyState, rule_slot};
-    let open = |name: &str| -> Result<Map> {
-        let p = pin_root.join(name);
-        let data = MapData::from_pin(&p).with_context(|| format!("opening {}", p.display()))?;
-        Map::from_map_data(data).with_context(|| format!("reading {}", p.display()))
-    };
-    let state: Array<MapData, PolicyState> = open(map_names::POLICY)?.try_into()?;
+    let state: Array<MapData, PolicyState> = open_pinned(pin_root, map_names::POLICY)?;
     let generation = state.get(&0, 0)?.generation;
-    let stats: PerCpuArray<MapData, Counter> = open(map_names::RULE_STATS)?.try_into()?;
+    let stats: PerCpuArray<MapData, Counter> = open_pinned(pin_root, map_names::RULE_STATS)?;
     let mut out = BTreeMap::new();
     for id in 1..=MAX_RULES {
         let packets: u64 = stats

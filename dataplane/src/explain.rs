@@ -8,9 +8,10 @@
 
 use std::{fmt::Write as _, net::IpAddr, os::fd::AsRawFd, path::Path, time::Duration};
 
+use crate::bpffs::open_pinned;
 use anyhow::{Context, Result, bail};
 use aya::{
-    maps::{Array, Map, MapData, PerCpuArray, PerCpuValues, RingBuf},
+    maps::{Array, MapData, PerCpuArray, PerCpuValues, RingBuf},
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use aya_obj::programs::XdpAttachType;
@@ -50,13 +51,6 @@ impl Explanation {
     pub fn reason(&self) -> Option<Reason> {
         Reason::from_u32(self.trace.reason)
     }
-}
-
-fn open<T: TryFrom<Map, Error = aya::maps::MapError>>(pin_root: &Path, name: &str) -> Result<T> {
-    let p = pin_root.join(name);
-    let data = MapData::from_pin(&p)
-        .with_context(|| format!("opening {} (is x0-dataplane running?)", p.display()))?;
-    Ok(T::try_from(Map::from_map_data(data)?)?)
 }
 
 fn frame(p: &Probe, dst_mac: [u8; 6]) -> Result<Vec<u8>> {
@@ -101,7 +95,7 @@ fn frame(p: &Probe, dst_mac: [u8; 6]) -> Result<Vec<u8>> {
 pub fn explain(pin_root: &Path, p: &Probe) -> Result<Explanation> {
     let ifindex = nix::net::if_::if_nametoindex(p.ingress.as_str())
         .map_err(|_| anyhow::anyhow!("--in: no interface named {:?} here", p.ingress))?;
-    let ports: Array<MapData, PortState> = open(pin_root, map_names::PORTS)?;
+    let ports: Array<MapData, PortState> = open_pinned(pin_root, map_names::PORTS)?;
     let own = ports.get(&ifindex, 0).map(|s| s.own_mac).unwrap_or(0);
     if own == 0 {
         bail!("--in: {} is not an x0tta6bl4 port", p.ingress);
@@ -117,7 +111,7 @@ pub fn explain(pin_root: &Path, p: &Probe) -> Result<Explanation> {
         .collect();
 
     // Every CPU's trace gets a sentinel the program overwrites on the CPU that runs it.
-    let mut traces: PerCpuArray<MapData, Trace> = open(pin_root, map_names::TRACE)?;
+    let mut traces: PerCpuArray<MapData, Trace> = open_pinned(pin_root, map_names::TRACE)?;
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
     let sentinel = Trace {
         reason: u32::MAX,
@@ -146,13 +140,9 @@ pub fn explain(pin_root: &Path, p: &Probe) -> Result<Explanation> {
         .context("the program left no trace")?;
     let nexthop_gateway = (trace.nexthop != 0)
         .then(|| -> Result<IpAddr> {
-            let nhs: Array<MapData, NextHop> = open(pin_root, map_names::NEXTHOPS)?;
+            let nhs: Array<MapData, NextHop> = open_pinned(pin_root, map_names::NEXTHOPS)?;
             let nh = nhs.get(&trace.nexthop, 0)?;
-            Ok(if nh.flags & x0_common::NH_F_IPV6 != 0 {
-                IpAddr::from(nh.gateway)
-            } else {
-                IpAddr::from(<[u8; 4]>::try_from(&nh.gateway[..4]).expect("4 bytes"))
-            })
+            Ok(nh.gateway_ip())
         })
         .transpose()?;
     Ok(Explanation {
@@ -226,7 +216,7 @@ pub fn render(
 
 /// Prints sampled drop events as they come, `count` of them (0: until interrupted).
 pub fn monitor_drops(pin_root: &Path, count: usize, out: &mut dyn std::io::Write) -> Result<()> {
-    let mut ring: RingBuf<MapData> = open(pin_root, map_names::DROPS)?;
+    let mut ring: RingBuf<MapData> = open_pinned(pin_root, map_names::DROPS)?;
     let mut seen = 0;
     loop {
         while let Some(item) = ring.next() {

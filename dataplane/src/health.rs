@@ -40,7 +40,6 @@ pub enum Source {
     Carrier,
     Bfd,
     HoldDown,
-    Config,
 }
 
 impl Source {
@@ -49,7 +48,6 @@ impl Source {
             Source::Carrier => "carrier",
             Source::Bfd => "bfd",
             Source::HoldDown => "hold-down",
-            Source::Config => "config",
         }
     }
 }

@@ -311,7 +311,7 @@ impl PolicyMaps {
             )?;
         }
         // Every rule slot of this version: fresh buckets for the rules with a rate.
-        let now = monotonic_ns();
+        let now = crate::bpffs::coarse_now_ns();
         let rates: HashMap<u32, (u64, u64)> =
             p.rates.iter().map(|(id, r, b)| (*id, (*r, *b))).collect();
         for id in 1..=MAX_RULES {
@@ -385,13 +385,6 @@ impl PolicyMaps {
     }
 }
 
-/// CLOCK_MONOTONIC_COARSE in ns, the clock of bpf_ktime_get_coarse_ns (flows, buckets).
-pub fn monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
-}
-
 /// The identity name of an id, for people.
 pub fn identity_name(names: &BTreeMap<u32, String>, id: u32) -> String {
     match id {
@@ -410,14 +403,13 @@ pub fn parse_addr(s: &str, field: &str) -> Result<IpAddr> {
 /// Removes the flows whose idle timeout has passed from the pinned connection table.
 /// Returns how many.
 pub fn expire_flows(pin_root: &std::path::Path) -> Result<usize> {
-    use aya::maps::Map;
     use x0_common::{
         map_names,
         policy::{CtEntry, CtKey, ct_timeout},
     };
-    let data = MapData::from_pin(pin_root.join(map_names::CONNTRACK))?;
-    let mut ct: BpfHashMap<MapData, CtKey, CtEntry> = Map::from_map_data(data)?.try_into()?;
-    let now = monotonic_ns();
+    let mut ct: BpfHashMap<MapData, CtKey, CtEntry> =
+        crate::bpffs::open_pinned(pin_root, map_names::CONNTRACK)?;
+    let now = crate::bpffs::coarse_now_ns();
     let expired: Vec<CtKey> = ct
         .iter()
         .flatten()

@@ -386,13 +386,8 @@ impl Tables {
             if value.ifindex == 0 {
                 continue;
             }
-            let gateway = if value.flags & NH_F_IPV6 != 0 {
-                IpAddr::from(value.gateway)
-            } else {
-                IpAddr::from(<[u8; 4]>::try_from(&value.gateway[..4]).expect("4 bytes"))
-            };
             let spec = NextHopSpec {
-                gateway,
+                gateway: value.gateway_ip(),
                 ifindex: value.ifindex,
             };
             self.nh_by_spec.insert(
@@ -550,17 +545,16 @@ impl Tables {
         if value == nh.value {
             return Ok(false);
         }
-        let old = nh.value;
         nh.value = value;
         let id = nh.id;
         self.write_nexthop(id, value)?;
-        self.track_neighbour(ifindex, old, value);
+        self.track_neighbour(ifindex);
         Ok(true)
     }
 
     /// Keeps each port's `X0_PORTS` slots holding the resolved MACs of its next hops,
     /// so that the fast path stamps their frames. A port tracks up to NEIGH_PER_PORT.
-    fn track_neighbour(&mut self, ifindex: u32, _old: NextHop, _new: NextHop) {
+    fn track_neighbour(&mut self, ifindex: u32) {
         if ifindex >= IF_STATS_ARRAY_LEN {
             return;
         }
@@ -610,9 +604,9 @@ impl Tables {
         if seen == 0 {
             return None;
         }
-        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE).ok()?;
-        let now_ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
-        Some(std::time::Duration::from_nanos(now_ns.saturating_sub(seen)))
+        Some(std::time::Duration::from_nanos(
+            crate::bpffs::coarse_now_ns().saturating_sub(seen),
+        ))
     }
 
     fn check_nexthops(&self, prefix: IpNet, specs: &[NextHopSpec]) -> Result<(), TableError> {

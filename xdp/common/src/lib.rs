@@ -140,6 +140,18 @@ pub struct NextHop {
     pub gateway: [u8; 16],
 }
 
+impl NextHop {
+    /// The neighbour's address, of the family `NH_F_IPV6` says.
+    pub fn gateway_ip(&self) -> core::net::IpAddr {
+        if self.flags & NH_F_IPV6 != 0 {
+            core::net::IpAddr::from(self.gateway)
+        } else {
+            let g = self.gateway;
+            core::net::IpAddr::from([g[0], g[1], g[2], g[3]])
+        }
+    }
+}
+
 /// `dst_mac` holds the neighbour's resolved MAC address.
 pub const NH_F_RESOLVED: u32 = 1;
 /// `gateway` is an IPv6 address.
