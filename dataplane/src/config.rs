@@ -47,6 +47,9 @@ pub struct Config {
     /// ... and the rules between them.
     #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleConfig>,
+    /// The gRPC control API (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<crate::api::config::ApiConfig>,
 }
 
 /// When a failed next hop is used again.
@@ -181,6 +184,9 @@ impl Config {
         config.routes()?;
         config.validate_bfd()?;
         config.policy()?;
+        if let Some(api) = &config.api {
+            api.validate()?;
+        }
         Ok(config)
     }
 
@@ -301,63 +307,69 @@ impl Config {
         }
         let mut out: Vec<ValidRoute> = Vec::new();
         for (i, r) in self.routes.iter().enumerate() {
-            let prefix: IpNet = r.prefix.parse().map_err(|_| {
-                anyhow::anyhow!(
-                    "route[{i}].prefix: {:?} is not an address/length prefix",
-                    r.prefix
-                )
+            let via: Vec<(String, String)> = r
+                .via
+                .iter()
+                .map(|nh| (nh.gateway.to_string(), nh.interface.clone()))
+                .collect();
+            let route = validate_route(&format!("route[{i}]"), &r.prefix, &via, &|name| {
+                seen_ifaces.contains(name)
             })?;
-            if prefix.trunc() != prefix {
-                bail!(
-                    "route[{i}].prefix: {prefix} has host bits set (did you mean {}?)",
-                    prefix.trunc()
-                );
+            if out.iter().any(|o| o.prefix == route.prefix) {
+                bail!("route[{i}].prefix: {} is configured twice", route.prefix);
             }
-            if out.iter().any(|o| o.prefix == prefix) {
-                bail!("route[{i}].prefix: {prefix} is configured twice");
-            }
-            if r.via.is_empty() || r.via.len() > MAX_NEXTHOPS_PER_SET {
-                bail!(
-                    "route[{i}].via: needs 1 to {MAX_NEXTHOPS_PER_SET} next hops, has {}",
-                    r.via.len()
-                );
-            }
-            let mut via = Vec::new();
-            for (j, nh) in r.via.iter().enumerate() {
-                if nh.gateway.is_ipv4() != prefix.addr().is_ipv4() {
-                    bail!(
-                        "route[{i}].via[{j}].gateway: {} is not of the family of {prefix}",
-                        nh.gateway
-                    );
-                }
-                if nh.gateway.is_unspecified()
-                    || nh.gateway.is_multicast()
-                    || nh.gateway.is_loopback()
-                {
-                    bail!(
-                        "route[{i}].via[{j}].gateway: {} cannot be a next hop",
-                        nh.gateway
-                    );
-                }
-                if !seen_ifaces.contains(nh.interface.as_str()) {
-                    bail!(
-                        "route[{i}].via[{j}].interface: {:?} is not one of the configured interfaces",
-                        nh.interface
-                    );
-                }
-                if via.contains(&(nh.gateway, nh.interface.clone())) {
-                    bail!(
-                        "route[{i}].via[{j}]: {} via {} is listed twice",
-                        nh.gateway,
-                        nh.interface
-                    );
-                }
-                via.push((nh.gateway, nh.interface.clone()));
-            }
-            out.push(ValidRoute { prefix, via });
+            out.push(route);
         }
         Ok(out)
     }
+}
+
+/// Checks one route given as text (from the config or the API); errors start with
+/// `field` ("route[3]", "route") and name the part that is wrong. `via` is (gateway,
+/// interface) in preference order.
+pub fn validate_route(
+    field: &str,
+    prefix: &str,
+    via: &[(String, String)],
+    interface_known: &dyn Fn(&str) -> bool,
+) -> Result<ValidRoute> {
+    let prefix: IpNet = prefix.trim().parse().map_err(|_| {
+        anyhow::anyhow!("{field}.prefix: {prefix:?} is not an address/length prefix")
+    })?;
+    if prefix.trunc() != prefix {
+        bail!(
+            "{field}.prefix: {prefix} has host bits set (did you mean {}?)",
+            prefix.trunc()
+        );
+    }
+    if via.is_empty() || via.len() > MAX_NEXTHOPS_PER_SET {
+        bail!(
+            "{field}.via: needs 1 to {MAX_NEXTHOPS_PER_SET} next hops, has {}",
+            via.len()
+        );
+    }
+    let mut out = Vec::new();
+    for (j, (gateway, interface)) in via.iter().enumerate() {
+        let gw: IpAddr = gateway.trim().parse().map_err(|_| {
+            anyhow::anyhow!("{field}.via[{j}].gateway: {gateway:?} is not an address")
+        })?;
+        if gw.is_ipv4() != prefix.addr().is_ipv4() {
+            bail!("{field}.via[{j}].gateway: {gw} is not of the family of {prefix}");
+        }
+        if gw.is_unspecified() || gw.is_multicast() || gw.is_loopback() {
+            bail!("{field}.via[{j}].gateway: {gw} cannot be a next hop");
+        }
+        if !interface_known(interface) {
+            bail!(
+                "{field}.via[{j}].interface: {interface:?} is not one of the configured interfaces"
+            );
+        }
+        if out.contains(&(gw, interface.clone())) {
+            bail!("{field}.via[{j}]: {gw} via {interface} is listed twice");
+        }
+        out.push((gw, interface.clone()));
+    }
+    Ok(ValidRoute { prefix, via: out })
 }
 
 #[cfg(test)]

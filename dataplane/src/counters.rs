@@ -173,14 +173,23 @@ pub struct NextHopReport {
 
 /// Every next hop in the pinned maps, with its counters and health.
 pub fn read_nexthops(pin_root: &Path) -> Result<Vec<NextHopReport>> {
+    read_nexthops_of(pin_root, 1..x0_common::MAX_NEXTHOPS)
+}
+
+/// The next hops with these ids (unused ids are skipped): the daemon knows its ids and
+/// spares the scan of the whole array.
+pub fn read_nexthops_of(
+    pin_root: &Path,
+    ids: impl IntoIterator<Item = u32>,
+) -> Result<Vec<NextHopReport>> {
     use aya::maps::Array;
-    use x0_common::{HEALTH_DOWN, HEALTH_HOLD_DOWN, MAX_NEXTHOPS, NH_LIVE, NextHop, NextHopHealth};
+    use x0_common::{HEALTH_DOWN, HEALTH_HOLD_DOWN, NH_LIVE, NextHop, NextHopHealth};
     let nexthops: Array<MapData, NextHop> = open_pinned(pin_root, map_names::NEXTHOPS)?;
     let live: Array<MapData, u32> = open_pinned(pin_root, map_names::NEXTHOP_LIVE)?;
     let health: Array<MapData, NextHopHealth> = open_pinned(pin_root, map_names::NEXTHOP_HEALTH)?;
     let stats: PerCpuArray<MapData, Counter> = open_pinned(pin_root, map_names::NEXTHOP_STATS)?;
     let mut out = Vec::new();
-    for id in 1..MAX_NEXTHOPS {
+    for id in ids {
         let nh = nexthops.get(&id, 0)?;
         if nh.ifindex == 0 {
             continue;

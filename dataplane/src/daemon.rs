@@ -3,7 +3,7 @@
 //! BFD to switch to backups, and on exit leave forwarding running unless told to detach.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     net::IpAddr,
     path::PathBuf,
     sync::{Arc, Mutex, mpsc},
@@ -21,9 +21,12 @@ use crate::{
         transport::{Path, Transport, UdpTransport},
         xsk_transport::XskTransport,
     },
-    config::Config,
-    health::{HealthConfig, HealthMonitor, Update},
+    config::{Config, ValidRoute},
+    control::{Control, compile_spec},
+    events::{Event as ApiEvent, EventBus, EventKind},
+    health::{HealthConfig, HealthMonitor, Journal, Update},
     netlink::{Event, Events, Link, LocalAddr, Netlink},
+    state::{ApiState, PolicySpec, StateStore},
     tables::{NextHopSpec, PortInfo, RouteTarget},
 };
 
@@ -46,23 +49,70 @@ pub struct RunOptions {
     pub detach_on_exit: bool,
 }
 
-/// Everything the event sources share, behind one lock.
-struct Node {
-    dp: Dataplane,
-    health: HealthMonitor,
-    nl: Netlink,
-    config: Config,
-    ports: HashMap<u32, Link>,
-    addrs: Vec<LocalAddr>,
-    bfd: Option<BfdHandle>,
+/// Everything the event sources and the API share, behind one lock.
+pub(crate) struct Node {
+    pub(crate) dp: Dataplane,
+    pub(crate) health: HealthMonitor,
+    pub(crate) nl: Netlink,
+    pub(crate) config: Config,
+    pub(crate) ports: HashMap<u32, Link>,
+    pub(crate) addrs: Vec<LocalAddr>,
+    pub(crate) bfd: Option<BfdHandle>,
+    pub(crate) events: Arc<EventBus>,
+    /// Routes set through the API (the rest are the config's or local addresses).
+    pub(crate) api_routes: BTreeMap<IpNet, ValidRoute>,
+    /// A policy set through the API, in force instead of the config's.
+    pub(crate) api_policy: Option<PolicySpec>,
+    pub(crate) store: Option<StateStore>,
+    pub(crate) policy_generation: u32,
+    pub(crate) policy_enabled: bool,
+    pub(crate) started: SystemTime,
 }
 
-type Shared = Arc<Mutex<Option<Node>>>;
+pub(crate) type Shared = Arc<Mutex<Option<Node>>>;
 
-/// Builds the dataplane from the config. On error, what this run attached is taken down
-/// again, unless it had adopted a running one (which is left forwarding as it was).
-pub fn bring_up(config: &Config, nl: &Netlink) -> Result<(Dataplane, HashMap<u32, Link>)> {
-    let routes = config.routes()?;
+/// What `bring_up` built.
+pub struct BroughtUp {
+    pub dp: Dataplane,
+    pub ports: HashMap<u32, Link>,
+    /// The saved API routes that were installed.
+    pub api_routes: BTreeMap<IpNet, ValidRoute>,
+    pub policy_generation: u32,
+    pub policy_enabled: bool,
+}
+
+/// Builds the dataplane from the config and the API's saved state (its routes replace
+/// the config's for the same prefix; its policy replaces the config's). On error, what
+/// this run attached is taken down again, unless it had adopted a running one (which is
+/// left forwarding as it was).
+pub fn bring_up(config: &Config, nl: &Netlink, api: &ApiState) -> Result<BroughtUp> {
+    let mut routes = config.routes()?;
+    let known = |name: &str| config.interfaces.iter().any(|i| i.name == name);
+    let mut api_routes = BTreeMap::new();
+    for (i, r) in api.routes.iter().enumerate() {
+        let via: Vec<(String, String)> = r
+            .via
+            .iter()
+            .map(|nh| (nh.gateway.to_string(), nh.interface.clone()))
+            .collect();
+        match crate::config::validate_route(
+            &format!("saved API route[{i}]"),
+            &r.prefix,
+            &via,
+            &known,
+        ) {
+            Ok(v) => {
+                routes.retain(|c| c.prefix != v.prefix);
+                routes.push(v.clone());
+                api_routes.insert(v.prefix, v);
+            }
+            // The config changed under it (an interface went away): say so loudly; it
+            // stays in the state file until the API changes routes again.
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "a saved API route no longer fits the config; not installed")
+            }
+        }
+    }
     let links = nl.links()?;
     let mut ports: HashMap<&str, Link> = HashMap::new();
     for (i, iface) in config.interfaces.iter().enumerate() {
@@ -77,6 +127,7 @@ pub fn bring_up(config: &Config, nl: &Netlink) -> Result<(Dataplane, HashMap<u32
 
     let mut dp = Dataplane::load(&config.pin_root)?;
     let adopted = dp.adopted();
+    let mut policy_state = (0, false);
     let result = (|| -> Result<()> {
         dp.set_fib_fallback(config.fib_fallback)?;
         for link in ports.values() {
@@ -98,8 +149,12 @@ pub fn bring_up(config: &Config, nl: &Netlink) -> Result<(Dataplane, HashMap<u32
                 .upsert(r.prefix, RouteTarget::NextHops(specs))
                 .with_context(|| format!("route[{i}] ({})", r.prefix))?;
         }
-        let policy = config.policy()?;
+        let policy = match &api.policy {
+            Some(spec) => compile_spec(spec, config).context("the policy saved by the API")?,
+            None => config.policy()?,
+        };
         let generation = dp.install_policy(&policy, &|name| ports.get(name).map(|l| l.ifindex))?;
+        policy_state = (generation, policy.enabled);
         tracing::info!(
             generation,
             enabled = policy.enabled,
@@ -107,6 +162,23 @@ pub fn bring_up(config: &Config, nl: &Netlink) -> Result<(Dataplane, HashMap<u32
             rule_pairs = policy.pairs.len(),
             "policy installed"
         );
+        // Routes an earlier run programmed that neither the config nor the API has now.
+        let desired: std::collections::HashSet<IpNet> = routes.iter().map(|r| r.prefix).collect();
+        let stale: Vec<IpNet> = dp
+            .tables_ref()
+            .routes()
+            .filter(|(p, t)| **t != RouteTarget::Local && !desired.contains(p))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in &stale {
+            dp.tables().remove(*p)?;
+        }
+        if !stale.is_empty() {
+            tracing::info!(
+                removed = stale.len(),
+                "removed adopted routes that are no longer configured"
+            );
+        }
         let pruned = dp.tables().prune_foreign()?;
         if pruned > 0 {
             tracing::info!(
@@ -124,7 +196,13 @@ pub fn bring_up(config: &Config, nl: &Netlink) -> Result<(Dataplane, HashMap<u32
         Ok(())
     })();
     match result {
-        Ok(()) => Ok((dp, ports.into_values().map(|l| (l.ifindex, l)).collect())),
+        Ok(()) => Ok(BroughtUp {
+            dp,
+            ports: ports.into_values().map(|l| (l.ifindex, l)).collect(),
+            api_routes,
+            policy_generation: policy_state.0,
+            policy_enabled: policy_state.1,
+        }),
         Err(e) => {
             if let Err(e2) = dp.shutdown(!adopted) {
                 tracing::warn!(error = %e2, "cleanup after a failed start");
@@ -170,17 +248,62 @@ fn resolve_missing(dp: &Dataplane, nl: &Netlink) {
 }
 
 impl Node {
-    /// Writes what the health monitor decided.
+    /// Writes what the health monitor decided, and publishes what changed.
     fn apply(&mut self, updates: Vec<Update>) {
         for u in updates {
             if let Err(e) = self.dp.tables().apply_health(u.id, u.live, &u.record) {
                 tracing::error!(id = u.id, error = %e, "next-hop liveness not written");
             }
         }
+        self.publish_journal();
+    }
+
+    fn publish_journal(&mut self) {
+        let journal = self.health.take_journal();
+        if journal.is_empty() {
+            return;
+        }
+        let names = self.port_names();
+        let hop = |s: crate::tables::NextHopSpec| {
+            (
+                s.gateway,
+                names.get(&s.ifindex).cloned().unwrap_or_default(),
+            )
+        };
+        for j in journal {
+            let event = match j {
+                Journal::State(e) => ApiEvent {
+                    at: e.at,
+                    reason: e.reason.clone(),
+                    kind: EventKind::NextHop {
+                        gateway: e.nexthop.gateway,
+                        interface: hop(e.nexthop).1,
+                        from: e.from.name(),
+                        to: e.to.name(),
+                        source: e.source.name(),
+                    },
+                },
+                Journal::Failover(f) => ApiEvent {
+                    at: f.at,
+                    reason: format!(
+                        "traffic of {} next-hop set(s) moved from {} to {}",
+                        f.sets,
+                        f.from.map_or("none".into(), |s| s.gateway.to_string()),
+                        f.to.map_or("none".into(), |s| s.gateway.to_string())
+                    ),
+                    kind: EventKind::Failover {
+                        from: f.from.map(hop),
+                        to: f.to.map(hop),
+                        sets: f.sets,
+                    },
+                },
+            };
+            self.events.publish(event);
+        }
     }
 
     /// Tells the health monitor and BFD about next hops created or freed by table changes.
-    fn sync_nexthops(&mut self) {
+    pub(crate) fn sync_nexthops(&mut self) {
         let (created, freed) = self.dp.tables().take_changes();
         let (now, wall) = (Instant::now(), SystemTime::now());
         for id in freed {
@@ -303,6 +426,22 @@ impl Node {
                         up: link.up,
                     },
                 )?;
+                if old.up != link.up || old.mtu != link.mtu {
+                    self.events.publish(ApiEvent {
+                        at: SystemTime::now(),
+                        reason: format!(
+                            "{} is {}, MTU {}",
+                            link.name,
+                            if link.up { "up" } else { "down" },
+                            link.mtu
+                        ),
+                        kind: EventKind::Link {
+                            interface: link.name.clone(),
+                            up: link.up,
+                            mtu: link.mtu,
+                        },
+                    });
+                }
                 if old.up != link.up {
                     let updates = self.health.carrier(
                         link.ifindex,
@@ -345,6 +484,24 @@ impl Node {
     }
 
     fn on_bfd(&mut self, ev: StateEvent) {
+        self.events.publish(ApiEvent {
+            at: SystemTime::now(),
+            reason: format!(
+                "BFD session with {} {:?} -> {:?} ({:?})",
+                ev.nexthop.gateway, ev.change.from, ev.change.to, ev.change.diag
+            ),
+            kind: EventKind::Bfd {
+                peer: ev.nexthop.gateway,
+                interface: self
+                    .port_names()
+                    .get(&ev.nexthop.ifindex)
+                    .cloned()
+                    .unwrap_or_default(),
+                from: format!("{:?}", ev.change.from),
+                to: format!("{:?}", ev.change.to),
+                diagnostic: format!("{:?}", ev.change.diag),
+            },
+        });
         let Some(id) = self.health.id_of(&ev.nexthop) else {
             return;
         };
@@ -377,7 +534,10 @@ fn reload_policy(shared: &Shared, path: Option<&std::path::Path>) {
     let Some(path) = path else {
         return tracing::warn!("SIGHUP: no config file to read again");
     };
-    let policy = match Config::from_file(path).and_then(|c| c.policy()) {
+    let (new_config, policy) = match Config::from_file(path).and_then(|c| {
+        let p = c.policy()?;
+        Ok((c, p))
+    }) {
         Ok(p) => p,
         Err(e) => {
             return tracing::error!(error = %format!("{e:#}"), "SIGHUP: config refused; the policy in force stays");
@@ -391,11 +551,27 @@ fn reload_policy(shared: &Shared, path: Option<&std::path::Path>) {
         .map(|l| (l.name.clone(), l.ifindex))
         .collect();
     match node.dp.install_policy(&policy, &|n| names.get(n).copied()) {
-        Ok(generation) => tracing::info!(
-            generation,
-            enabled = policy.enabled,
-            "SIGHUP: policy installed"
-        ),
+        Ok(generation) => {
+            tracing::info!(
+                generation,
+                enabled = policy.enabled,
+                "SIGHUP: policy installed (the config file's; a policy set through the API is dropped)"
+            );
+            node.policy_generation = generation;
+            node.policy_enabled = policy.enabled;
+            node.config.identities = new_config.identities;
+            node.config.rules = new_config.rules;
+            for iface in &mut node.config.interfaces {
+                iface.policy = new_config
+                    .interfaces
+                    .iter()
+                    .find(|i| i.name == iface.name)
+                    .and_then(|i| i.policy.clone());
+            }
+            if node.api_policy.take().is_some() {
+                node.save_state();
+            }
+        }
         Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: policy not installed"),
     }
 }
@@ -436,7 +612,22 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     // Subscribe before the first dump, so no change between the two is lost.
     let mut events = Events::subscribe()?;
     let nl = Netlink::connect()?;
-    let (dp, ports) = bring_up(&opts.config, &nl)?;
+    let store = opts
+        .config
+        .api
+        .as_ref()
+        .map(|a| StateStore::new(&a.state_dir));
+    let saved = match &store {
+        Some(s) => s.load()?,
+        None => ApiState::default(),
+    };
+    let BroughtUp {
+        dp,
+        ports,
+        api_routes,
+        policy_generation,
+        policy_enabled,
+    } = bring_up(&opts.config, &nl, &saved)?;
     for (ifindex, name, mode) in dp.attached() {
         tracing::info!(iface = name, ifindex, ?mode, "forwarding");
     }
@@ -450,8 +641,14 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         .config
         .routes()?
         .iter()
+        .chain(api_routes.values())
         .flat_map(|r| r.via.iter())
-        .any(|(gw, iface)| opts.config.bfd_for(iface, *gw).is_some());
+        .any(|(gw, iface)| opts.config.bfd_for(iface, *gw).is_some())
+        || opts
+            .config
+            .interfaces
+            .iter()
+            .any(|i| i.bfd.as_ref().is_some_and(|b| b.enabled != Some(false)));
     let (bfd_tx, bfd_rx) = mpsc::channel();
     let mut dp = dp;
     let bfd = if wants_bfd {
@@ -467,9 +664,28 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         ports,
         addrs: Netlink::connect()?.addresses()?,
         bfd,
+        events: Arc::new(EventBus::default()),
+        api_routes,
+        api_policy: saved.policy,
+        store,
+        policy_generation,
+        policy_enabled,
+        started: SystemTime::now(),
     };
     node.sync_nexthops();
+    let events_bus = node.events.clone();
     let shared: Shared = Arc::new(Mutex::new(Some(node)));
+    let api = match &opts.config.api {
+        Some(api_config) => Some(
+            crate::api::serve(
+                api_config.clone(),
+                Control::new(shared.clone(), events_bus, opts.config.pin_root.clone()),
+            )
+            .await
+            .context("starting the gRPC API")?,
+        ),
+        None => None,
+    };
 
     // Netlink events: neighbours, carrier, addresses.
     let ev_shared = shared.clone();
@@ -575,6 +791,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT"); break; }
             _ = hup.recv() => reload_policy(&shared, opts.config_path.as_deref()),
         }
+    }
+    if let Some(api) = api {
+        api.shutdown().await;
     }
     let node = shared.lock().expect("node lock").take().expect("running");
     drop(node.bfd);

@@ -214,42 +214,99 @@ pub fn render(
     s
 }
 
+/// One sampled drop, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DropRecord {
+    pub reason: &'static str,
+    pub ifindex: u32,
+    pub proto: u8,
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+    pub rule_id: u32,
+}
+
+impl DropRecord {
+    fn decode(item: &[u8]) -> Option<Self> {
+        if item.len() < size_of::<DropEvent>() {
+            return None;
+        }
+        // SAFETY: the program writes whole DropEvents; length checked above.
+        let e: DropEvent = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const DropEvent) };
+        let addr = |b: [u8; 16]| -> IpAddr {
+            if e.family == 4 {
+                IpAddr::from(<[u8; 4]>::try_from(&b[..4]).expect("4"))
+            } else {
+                IpAddr::from(b)
+            }
+        };
+        Some(Self {
+            reason: Reason::from_u32(e.reason).map_or("?", |r| r.name()),
+            ifindex: e.ifindex,
+            proto: e.proto,
+            src: addr(e.src),
+            sport: e.sport,
+            dst: addr(e.dst),
+            dport: e.dport,
+            rule_id: e.rule_id,
+        })
+    }
+}
+
+/// The drop ring's one consumer (a ring buffer has one reader: the daemon runs one and
+/// fans out to its API subscribers).
+pub struct DropReader {
+    ring: RingBuf<MapData>,
+}
+
+impl DropReader {
+    pub fn open(pin_root: &Path) -> Result<Self> {
+        Ok(Self {
+            ring: open_pinned(pin_root, map_names::DROPS)?,
+        })
+    }
+
+    /// Calls `f` for each drop until it returns false; waits up to `wait` for the first.
+    pub fn poll(&mut self, wait: Duration, f: &mut dyn FnMut(DropRecord) -> bool) -> Result<bool> {
+        for attempt in 0..2 {
+            let mut any = false;
+            while let Some(item) = self.ring.next() {
+                any = true;
+                if let Some(r) = DropRecord::decode(&item)
+                    && !f(r)
+                {
+                    return Ok(false);
+                }
+            }
+            if any || attempt == 1 {
+                break;
+            }
+            crate::bfd::transport::wait_readable(&[self.ring.as_raw_fd()], wait)?;
+        }
+        Ok(true)
+    }
+}
+
 /// Prints sampled drop events as they come, `count` of them (0: until interrupted).
 pub fn monitor_drops(pin_root: &Path, count: usize, out: &mut dyn std::io::Write) -> Result<()> {
-    let mut ring: RingBuf<MapData> = open_pinned(pin_root, map_names::DROPS)?;
+    let mut reader = DropReader::open(pin_root)?;
     let mut seen = 0;
     loop {
-        while let Some(item) = ring.next() {
-            if item.len() < size_of::<DropEvent>() {
-                continue;
-            }
-            let e: DropEvent =
-                unsafe { std::ptr::read_unaligned(item.as_ptr() as *const DropEvent) };
-            let addr = |b: [u8; 16]| -> IpAddr {
-                if e.family == 4 {
-                    IpAddr::from(<[u8; 4]>::try_from(&b[..4]).expect("4"))
-                } else {
-                    IpAddr::from(b)
-                }
-            };
-            let reason = Reason::from_u32(e.reason).map_or("?", |r| r.name());
-            writeln!(
+        let mut result = Ok(());
+        let go_on = reader.poll(Duration::from_millis(500), &mut |e| {
+            result = writeln!(
                 out,
-                "drop {reason} rule={} ifindex={} proto={} {}:{} -> {}:{}",
-                e.rule_id,
-                e.ifindex,
-                e.proto,
-                addr(e.src),
-                e.sport,
-                addr(e.dst),
-                e.dport
-            )?;
-            out.flush()?;
+                "drop {} rule={} ifindex={} proto={} {}:{} -> {}:{}",
+                e.reason, e.rule_id, e.ifindex, e.proto, e.src, e.sport, e.dst, e.dport
+            )
+            .and_then(|_| out.flush());
             seen += 1;
-            if count != 0 && seen >= count {
-                return Ok(());
-            }
+            result.is_ok() && (count == 0 || seen < count)
+        })?;
+        result?;
+        if !go_on {
+            return Ok(());
         }
-        crate::bfd::transport::wait_readable(&[ring.as_raw_fd()], Duration::from_millis(500))?;
     }
 }

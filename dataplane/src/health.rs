@@ -81,6 +81,22 @@ pub struct HealthEvent {
     pub reason: String,
 }
 
+/// Traffic of `sets` next-hop sets moved from one next hop to another (None: none live).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failover {
+    pub at: SystemTime,
+    pub from: Option<NextHopSpec>,
+    pub to: Option<NextHopSpec>,
+    pub sets: u32,
+}
+
+/// What happened since the daemon last asked (it publishes these as API events).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Journal {
+    State(HealthEvent),
+    Failover(Failover),
+}
+
 /// What the daemon must write: the liveness word and the health record of a next hop.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Update {
@@ -120,6 +136,7 @@ pub struct HealthMonitor {
     /// Every next-hop set in preference order, to know where traffic moves.
     sets: Vec<Vec<u32>>,
     history: VecDeque<HealthEvent>,
+    journal: Vec<Journal>,
 }
 
 fn unix_ns(t: SystemTime) -> u64 {
@@ -134,6 +151,7 @@ impl HealthMonitor {
             entries: HashMap::new(),
             sets: Vec::new(),
             history: VecDeque::new(),
+            journal: Vec::new(),
         }
     }
 
@@ -200,6 +218,11 @@ impl HealthMonitor {
 
     pub fn record(&self, id: u32) -> Option<NextHopHealth> {
         self.entries.get(&id).map(|e| e.record)
+    }
+
+    /// State changes and failovers since the last call.
+    pub fn take_journal(&mut self) -> Vec<Journal> {
+        std::mem::take(&mut self.journal)
     }
 
     pub fn history(&self) -> impl Iterator<Item = &HealthEvent> {
@@ -374,6 +397,7 @@ impl HealthMonitor {
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
+        self.journal.push(Journal::State(event.clone()));
         self.history.push_back(event);
     }
 
@@ -398,9 +422,19 @@ impl HealthMonitor {
             .map(|(b, a)| (*b, *a))
             .collect();
         moved.sort();
-        moved.dedup();
         let now_ns = unix_ns(wall);
-        for (from, to) in moved {
+        for (i, &(from, to)) in moved.iter().enumerate() {
+            if i > 0 && moved[i - 1] == (from, to) {
+                continue;
+            }
+            let sets = moved.iter().filter(|m| **m == (from, to)).count() as u32;
+            let spec = |id: Option<u32>| id.and_then(|id| self.entries.get(&id)).map(|e| e.spec);
+            self.journal.push(Journal::Failover(Failover {
+                at: wall,
+                from: spec(from),
+                to: spec(to),
+                sets,
+            }));
             if let Some(e) = from.and_then(|id| self.entries.get_mut(&id)) {
                 e.record.switches_from += 1;
                 e.record.last_switch_unix_ns = now_ns;

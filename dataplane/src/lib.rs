@@ -1,16 +1,20 @@
 //! x0tta6bl4's dataplane as a library: the daemon, its CLI, the lab and (later) the gRPC
 //! service are thin layers over these functions.
 
+pub mod api;
 pub mod bfd;
 pub mod bpffs;
 pub mod config;
+pub mod control;
 pub mod core;
 pub mod counters;
 pub mod daemon;
+pub mod events;
 pub mod explain;
 pub mod health;
 pub mod netlink;
 pub mod policy;
+pub mod state;
 pub mod tables;
 
 pub use crate::core::{AttachMode, Dataplane, XdpModeChoice};

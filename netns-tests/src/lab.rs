@@ -15,14 +15,20 @@ use nix::{
     unistd::Pid,
 };
 use x0_dataplane::{
+    api::config::{AllowConfig, ApiConfig, TlsConfig},
     config::{BfdOverride, Config, InterfaceConfig},
     counters::{CounterMaps, Counters},
 };
+use x0_identity::PqMode;
 
 use crate::{
     netns::{exec_ok, ip, run},
+    pki::{OPERATOR, Pki, TRUST_DOMAIN},
     topology::Topology,
 };
+
+/// Where each router's dataplane listens for mutual-TLS API clients (its own loopback).
+pub const API_ADDR: &str = "127.0.0.1:7443";
 
 /// Where labs keep their state (config files, logs, pids, the bpffs with the pins).
 pub const LAB_ROOT: &str = "/run/x0lab";
@@ -83,6 +89,14 @@ impl Lab {
             .args(["-t", "bpf", "bpf"])
             .arg(lab.dir.join("bpf")))?;
         lab.build()?;
+        let pki = Pki::create(&lab.dir.join("pki"))?;
+        for r in &lab.topo.routers {
+            pki.issue(
+                &format!("/router/{}", r.name),
+                &r.name,
+                Duration::from_secs(86_400),
+            )?;
+        }
         for r in lab.topo.routers.clone() {
             lab.start_dataplane(&r.name)?;
         }
@@ -267,7 +281,107 @@ impl Lab {
             bfd_peers: r.bfd_peers.clone(),
             identities: r.identities.clone(),
             rules: r.rules.clone(),
+            api: Some(self.api_config(router)?),
         })
+    }
+
+    /// The lab's trust domain.
+    pub fn pki(&self) -> Pki {
+        Pki::at(&self.dir.join("pki"))
+    }
+
+    /// The router's Unix API socket (in the shared mount namespace: usable from anywhere).
+    pub fn api_socket(&self, router: &str) -> PathBuf {
+        self.file(router, "sock")
+    }
+
+    /// The API config a router gets: both listeners (TCP on its loopback), its SVID
+    /// files, the operator allowed everything and brains routes; or the override a test
+    /// wrote with `set_api_config`.
+    pub fn api_config(&self, router: &str) -> Result<ApiConfig> {
+        let custom = self.file(router, "api.toml");
+        if custom.exists() {
+            return Ok(toml::from_str(&fs::read_to_string(custom)?)?);
+        }
+        let files = self.pki().files(router);
+        Ok(ApiConfig {
+            unix_socket: Some(self.api_socket(router)),
+            unix_mode: "0600".into(),
+            listen: Some(API_ADDR.parse().expect("valid")),
+            pq: PqMode::Required,
+            tls: Some(TlsConfig {
+                cert: Some(files.cert),
+                key: Some(files.key),
+                bundle: Some(files.bundle),
+                crls: files.crls,
+                workload_api: None,
+                reload_ms: 100,
+            }),
+            allow: vec![
+                AllowConfig {
+                    spiffe_id: format!("spiffe://{TRUST_DOMAIN}/orchestrator/*"),
+                    rpcs: vec!["*".into()],
+                },
+                AllowConfig {
+                    spiffe_id: format!("spiffe://{TRUST_DOMAIN}/brain/*"),
+                    rpcs: vec!["routes".into(), "read".into()],
+                },
+            ],
+            max_message_bytes: 16 << 20,
+            requests_per_sec: 1000,
+            request_burst: 2000,
+            state_dir: self.dir.join("state").join(router),
+        })
+    }
+
+    /// Replaces the API config of the router's next start.
+    pub fn set_api_config(&self, router: &str, api: &ApiConfig) -> Result<()> {
+        fs::write(self.file(router, "api.toml"), toml::to_string(api)?)?;
+        Ok(())
+    }
+
+    /// How x0ctl (the library) reaches the router over mutual TLS as SVID `svid` (use it
+    /// inside the router's namespace: the listener is on its loopback).
+    pub fn api_target(&self, svid: &str) -> x0ctl::client::Target {
+        x0ctl::client::Target {
+            addr: format!("https://{API_ADDR}"),
+            svid: Some(self.pki().files(svid)),
+            pq: PqMode::Required,
+            server_id: None,
+        }
+    }
+
+    /// Runs `x0ctl <args>` in the router's namespace against its TLS listener, as the
+    /// lab's operator. Returns stdout; a failure carries x0ctl's message.
+    pub fn x0ctl(&self, router: &str, args: &[&str]) -> Result<String> {
+        let bin = self
+            .dataplane_bin
+            .parent()
+            .map(|d| d.join("x0ctl"))
+            .filter(|p| p.is_file())
+            .context("x0ctl binary not found next to x0-dataplane (cargo build)")?;
+        let files = self.pki().files(OPERATOR);
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns(router)])
+            .arg(bin)
+            .arg("--addr")
+            .arg(format!("https://{API_ADDR}"))
+            .arg("--cert")
+            .arg(&files.cert)
+            .arg("--key")
+            .arg(&files.key)
+            .arg("--bundle")
+            .arg(&files.bundle)
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "x0ctl {} on {router}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Starts (or restarts) the router's x0-dataplane with its generated config.

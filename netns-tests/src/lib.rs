@@ -5,6 +5,7 @@ pub mod faults;
 pub mod frr;
 pub mod lab;
 pub mod netns;
+pub mod pki;
 pub mod report;
 pub mod topology;
 pub mod traffic;

@@ -1,0 +1,4 @@
+//! x0ctl as a library: connecting to a dataplane's API (for the CLI, the lab and tests).
+
+pub mod client;
+pub mod routes;

@@ -1,0 +1,642 @@
+//! The operations the control API offers, as plain functions over the running daemon's
+//! state. The gRPC service converts messages to and from these; the CLI and the config
+//! loader use the same table and policy functions underneath.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::IpAddr,
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+    time::{Duration, SystemTime},
+};
+
+use ipnet::IpNet;
+use tokio::sync::broadcast;
+use x0_common::{MAX_ROUTES_V4, MAX_ROUTES_V6, NH_F_RESOLVED};
+
+use crate::{
+    bfd::manager::{BfdStats, SessionInfo},
+    config::{NextHopConfig, RouteConfig, ValidRoute},
+    counters::{CounterMaps, Counters, NextHopReport},
+    daemon::{Node, Shared, fmt_mac},
+    events::EventBus,
+    explain::{DropReader, DropRecord, Explanation, Probe},
+    state::PolicySpec,
+    tables::{NextHopSpec, RouteTarget},
+};
+
+/// Why an operation was refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The request is malformed; the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// Valid, but not in this state (e.g. deleting a local-address route).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A table is full.
+    #[error("{0}")]
+    Exhausted(String),
+    #[error("{0}")]
+    Internal(String),
+    #[error("the dataplane is shutting down")]
+    Unavailable,
+}
+
+fn internal(e: impl std::fmt::Display) -> ControlError {
+    ControlError::Internal(format!("{e:#}"))
+}
+
+pub type ControlResult<T> = Result<T, ControlError>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Config,
+    Api,
+    Local,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteView {
+    pub prefix: IpNet,
+    /// (gateway, interface) in preference order; empty for local routes.
+    pub via: Vec<(IpAddr, String)>,
+    pub origin: Origin,
+}
+
+/// One operation of a batch (validated by the caller with `config::validate_route`).
+#[derive(Clone, Debug)]
+pub enum RouteOp {
+    Add(ValidRoute),
+    Replace(ValidRoute),
+    Delete(IpNet),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchResult {
+    pub added: u64,
+    pub replaced: u64,
+    pub deleted: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct InterfaceView {
+    pub name: String,
+    pub ifindex: u32,
+    pub mode: String,
+    pub up: bool,
+    pub mac: String,
+    pub mtu: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Info {
+    pub pin_root: PathBuf,
+    pub interfaces: Vec<InterfaceView>,
+    pub routes: u64,
+    pub fib_fallback: bool,
+    pub policy_generation: u32,
+    pub started: SystemTime,
+}
+
+#[derive(Clone, Debug)]
+pub struct NextHopView {
+    pub report: NextHopReport,
+    pub interface: String,
+    pub resolved: bool,
+    pub mac: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct BfdView {
+    pub sessions: Vec<SessionInfo>,
+    pub stats: BfdStats,
+    pub transport: &'static str,
+}
+
+#[derive(Clone, Debug)]
+pub struct PolicyView {
+    pub spec: PolicySpec,
+    pub generation: u32,
+    pub enabled: bool,
+    /// Packets allowed, by rule id (position + 1).
+    pub hits: BTreeMap<u32, u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct StatsView {
+    pub at: SystemTime,
+    pub counters: Counters,
+    pub interface_names: BTreeMap<u32, String>,
+    pub nexthops: Vec<NextHopView>,
+}
+
+/// A handle on the running daemon for the API. Cheap to clone.
+#[derive(Clone)]
+pub struct Control {
+    shared: Shared,
+    pub events: Arc<EventBus>,
+    pin_root: PathBuf,
+    drops: Arc<OnceLock<broadcast::Sender<(SystemTime, DropRecord)>>>,
+}
+
+impl Control {
+    pub(crate) fn new(shared: Shared, events: Arc<EventBus>, pin_root: PathBuf) -> Self {
+        Self {
+            shared,
+            events,
+            pin_root,
+            drops: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Node) -> ControlResult<T>) -> ControlResult<T> {
+        let mut guard = self.shared.lock().expect("node lock");
+        let node = guard.as_mut().ok_or(ControlError::Unavailable)?;
+        f(node)
+    }
+
+    /// Names of the dataplane's interfaces (the only ones routes may use).
+    pub fn interface_names(&self) -> ControlResult<Vec<String>> {
+        self.with(|n| Ok(n.config.interfaces.iter().map(|i| i.name.clone()).collect()))
+    }
+
+    pub fn info(&self) -> ControlResult<Info> {
+        self.with(|n| {
+            let modes: HashMap<u32, String> =
+                n.dp.attached()
+                    .map(|(i, _, m)| (i, format!("{m:?}").to_lowercase()))
+                    .collect();
+            let mut interfaces: Vec<InterfaceView> = n
+                .ports
+                .values()
+                .map(|l| InterfaceView {
+                    name: l.name.clone(),
+                    ifindex: l.ifindex,
+                    mode: modes.get(&l.ifindex).cloned().unwrap_or_default(),
+                    up: l.up,
+                    mac: fmt_mac(&l.mac),
+                    mtu: l.mtu,
+                })
+                .collect();
+            interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(Info {
+                pin_root: self.pin_root.clone(),
+                interfaces,
+                routes: n.dp.tables_ref().route_count() as u64,
+                fib_fallback: n.config.fib_fallback,
+                policy_generation: n.policy_generation,
+                started: n.started,
+            })
+        })
+    }
+
+    pub fn route_capacity() -> u64 {
+        u64::from(MAX_ROUTES_V4) + u64::from(MAX_ROUTES_V6)
+    }
+
+    pub fn routes(&self) -> ControlResult<Vec<RouteView>> {
+        self.with(|n| {
+            let names = n.port_names();
+            Ok(n.dp
+                .tables_ref()
+                .routes()
+                .map(|(prefix, target)| match target {
+                    RouteTarget::Local => RouteView {
+                        prefix: *prefix,
+                        via: Vec::new(),
+                        origin: Origin::Local,
+                    },
+                    RouteTarget::NextHops(specs) => RouteView {
+                        prefix: *prefix,
+                        via: specs
+                            .iter()
+                            .map(|s| {
+                                (
+                                    s.gateway,
+                                    names.get(&s.ifindex).cloned().unwrap_or_default(),
+                                )
+                            })
+                            .collect(),
+                        origin: if n.api_routes.contains_key(prefix) {
+                            Origin::Api
+                        } else {
+                            Origin::Config
+                        },
+                    },
+                })
+                .collect())
+        })
+    }
+
+    /// Applies `ops` in order, all or nothing: they are checked against the table first,
+    /// and if writing one fails, the ones before it are undone.
+    pub fn apply_routes(&self, ops: Vec<RouteOp>) -> ControlResult<BatchResult> {
+        self.with(|n| n.apply_routes(ops))
+    }
+
+    pub fn nexthops(&self) -> ControlResult<Vec<NextHopView>> {
+        self.with(|n| n.nexthop_views(&self.pin_root))
+    }
+
+    pub fn bfd(&self) -> ControlResult<BfdView> {
+        self.with(|n| {
+            Ok(match &n.bfd {
+                Some(b) => BfdView {
+                    sessions: b.sessions.lock().expect("bfd sessions lock").clone(),
+                    stats: b.stats.lock().expect("bfd stats lock").clone(),
+                    transport: b.transport,
+                },
+                None => BfdView {
+                    sessions: Vec::new(),
+                    stats: BfdStats::default(),
+                    transport: "",
+                },
+            })
+        })
+    }
+
+    pub fn policy(&self) -> ControlResult<PolicyView> {
+        let hits = crate::counters::read_rule_hits(&self.pin_root).map_err(internal)?;
+        self.with(|n| {
+            Ok(PolicyView {
+                spec: n.policy_spec(),
+                generation: n.policy_generation,
+                enabled: n.policy_enabled,
+                hits,
+            })
+        })
+    }
+
+    /// Validates, installs atomically and keeps `spec`; an invalid one changes nothing.
+    pub fn set_policy(&self, spec: PolicySpec) -> ControlResult<u32> {
+        self.with(|n| n.set_policy(spec))
+    }
+
+    pub fn stats(&self) -> ControlResult<StatsView> {
+        let counters = CounterMaps::from_pins(&self.pin_root)
+            .and_then(|m| m.read())
+            .map_err(internal)?;
+        self.with(|n| {
+            Ok(StatsView {
+                at: SystemTime::now(),
+                counters,
+                interface_names: n.port_names(),
+                nexthops: n.nexthop_views(&self.pin_root)?,
+            })
+        })
+    }
+
+    /// Runs the live program on the probe; returns the explanation and its text.
+    pub fn explain(&self, probe: &Probe) -> ControlResult<(Explanation, String, String, String)> {
+        let e = crate::explain::explain(&self.pin_root, probe)
+            .map_err(|e| ControlError::Invalid(format!("{e:#}")))?;
+        self.with(|n| {
+            let compiled = n.compiled_policy().unwrap_or_default();
+            let spec = n.policy_spec();
+            let names = n.port_names();
+            let ident = |id: u32| crate::policy::identity_name(&compiled.names, id);
+            let rule = |id: u32| match (id, spec.rules.get((id as usize).wrapping_sub(1))) {
+                (0, _) => "no rule".to_string(),
+                (id, Some(r)) => format!(
+                    "rule {id} ({} {} -> {} {}{})",
+                    r.action,
+                    r.from,
+                    r.to,
+                    r.proto,
+                    r.ports
+                        .as_ref()
+                        .map(|p| format!(" {p}"))
+                        .unwrap_or_default()
+                ),
+                (id, None) => format!("rule {id}"),
+            };
+            let text = crate::explain::render(probe, &e, &ident, &rule, &|i| {
+                names
+                    .get(&i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("ifindex {i}"))
+            });
+            let (src, dst) = (ident(e.trace.src_identity), ident(e.trace.dst_identity));
+            Ok((e, text, src, dst))
+        })
+    }
+
+    /// Interface names by ifindex.
+    pub fn port_names(&self) -> ControlResult<BTreeMap<u32, String>> {
+        self.with(|n| Ok(n.port_names()))
+    }
+
+    /// Sampled drops, from one reader of the drop ring shared by every subscriber.
+    pub fn subscribe_drops(&self) -> ControlResult<broadcast::Receiver<(SystemTime, DropRecord)>> {
+        if let Some(tx) = self.drops.get() {
+            return Ok(tx.subscribe());
+        }
+        let mut reader = DropReader::open(&self.pin_root).map_err(internal)?;
+        let (tx, rx) = broadcast::channel(4096);
+        if self.drops.set(tx.clone()).is_err() {
+            return Ok(self.drops.get().expect("set").subscribe());
+        }
+        let alive = self.shared.clone();
+        std::thread::Builder::new()
+            .name("drop-events".into())
+            .spawn(move || {
+                while alive.lock().expect("node lock").is_some() {
+                    let r = reader.poll(Duration::from_millis(250), &mut |d| {
+                        let _ = tx.send((SystemTime::now(), d));
+                        true
+                    });
+                    if let Err(e) = r {
+                        return tracing::error!(error = %e, "drop ring reader failed");
+                    }
+                }
+            })
+            .map_err(internal)?;
+        Ok(rx)
+    }
+}
+
+impl Node {
+    pub(crate) fn port_names(&self) -> BTreeMap<u32, String> {
+        self.ports
+            .values()
+            .map(|l| (l.ifindex, l.name.clone()))
+            .collect()
+    }
+
+    fn specs(&self, via: &[(IpAddr, String)]) -> ControlResult<Vec<NextHopSpec>> {
+        via.iter()
+            .map(|(gateway, name)| {
+                let link = self
+                    .ports
+                    .values()
+                    .find(|l| &l.name == name)
+                    .ok_or_else(|| {
+                        ControlError::Invalid(format!(
+                            "interface {name:?} is not one of the dataplane's"
+                        ))
+                    })?;
+                Ok(NextHopSpec {
+                    gateway: *gateway,
+                    ifindex: link.ifindex,
+                })
+            })
+            .collect()
+    }
+
+    fn apply_routes(&mut self, ops: Vec<RouteOp>) -> ControlResult<BatchResult> {
+        // Check the whole batch against a model of the table before touching it.
+        let mut model: HashMap<IpNet, bool> = self
+            .dp
+            .tables_ref()
+            .routes()
+            .map(|(p, t)| (*p, *t == RouteTarget::Local))
+            .collect();
+        let mut result = BatchResult::default();
+        let mut targets = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            let field = |what: &str| format!("operations[{i}].{what}");
+            match op {
+                RouteOp::Add(r) => {
+                    if model.contains_key(&r.prefix) {
+                        return Err(ControlError::AlreadyExists(format!(
+                            "{}: {} already has a route",
+                            field("add.prefix"),
+                            r.prefix
+                        )));
+                    }
+                    model.insert(r.prefix, false);
+                    result.added += 1;
+                    targets.push(Some(self.specs(&r.via)?));
+                }
+                RouteOp::Replace(r) => {
+                    if model.get(&r.prefix) == Some(&true) {
+                        return Err(ControlError::FailedPrecondition(format!(
+                            "{}: {} is an address of this router",
+                            field("replace.prefix"),
+                            r.prefix
+                        )));
+                    }
+                    if model.insert(r.prefix, false).is_some() {
+                        result.replaced += 1;
+                    } else {
+                        result.added += 1;
+                    }
+                    targets.push(Some(self.specs(&r.via)?));
+                }
+                RouteOp::Delete(p) => match model.remove(p) {
+                    None => {
+                        return Err(ControlError::NotFound(format!(
+                            "{}: {p} has no route",
+                            field("delete")
+                        )));
+                    }
+                    Some(true) => {
+                        return Err(ControlError::FailedPrecondition(format!(
+                            "{}: {p} is an address of this router",
+                            field("delete")
+                        )));
+                    }
+                    Some(false) => {
+                        result.deleted += 1;
+                        targets.push(None);
+                    }
+                },
+            }
+        }
+        let (v4, v6) = model.keys().fold((0u64, 0u64), |(a, b), p| match p {
+            IpNet::V4(_) => (a + 1, b),
+            IpNet::V6(_) => (a, b + 1),
+        });
+        if v4 > u64::from(MAX_ROUTES_V4) || v6 > u64::from(MAX_ROUTES_V6) {
+            return Err(ControlError::Exhausted(format!(
+                "the batch would leave {v4} IPv4 and {v6} IPv6 routes; the tables hold {MAX_ROUTES_V4} and {MAX_ROUTES_V6}"
+            )));
+        }
+
+        // Write, remembering what each prefix had first so that a failure can be undone.
+        let mut undo: Vec<(IpNet, Option<RouteTarget>)> = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut failure = None;
+        for (op, target) in ops.iter().zip(targets) {
+            let prefix = match op {
+                RouteOp::Add(r) | RouteOp::Replace(r) => r.prefix,
+                RouteOp::Delete(p) => *p,
+            };
+            if seen.insert(prefix) {
+                let before = self
+                    .dp
+                    .tables_ref()
+                    .routes()
+                    .find(|(p, _)| **p == prefix)
+                    .map(|(_, t)| t.clone());
+                undo.push((prefix, before));
+            }
+            let tables = self.dp.tables();
+            let r = match target {
+                Some(specs) => tables.upsert(prefix, RouteTarget::NextHops(specs)),
+                None => tables.remove(prefix),
+            };
+            if let Err(e) = r {
+                failure = Some((prefix, e));
+                break;
+            }
+        }
+        if let Some((prefix, e)) = failure {
+            for (p, before) in undo.into_iter().rev() {
+                let tables = self.dp.tables();
+                let r = match before {
+                    Some(t) => tables.upsert(p, t),
+                    None if tables.routes().any(|(q, _)| *q == p) => tables.remove(p),
+                    None => Ok(()),
+                };
+                if let Err(e) = r {
+                    tracing::error!(prefix = %p, error = %e, "undoing a failed batch");
+                }
+            }
+            self.sync_nexthops();
+            let msg = format!("{prefix}: {e}; the batch was undone");
+            return Err(if msg.contains("no free") || msg.contains("full") {
+                ControlError::Exhausted(msg)
+            } else {
+                ControlError::Internal(msg)
+            });
+        }
+        self.sync_nexthops();
+        for op in ops {
+            match op {
+                RouteOp::Add(r) | RouteOp::Replace(r) => {
+                    self.api_routes.insert(r.prefix, r);
+                }
+                RouteOp::Delete(p) => {
+                    if self.api_routes.remove(&p).is_none() {
+                        tracing::warn!(prefix = %p, "a route of the config file was deleted through the API; it comes back when the config is loaded again");
+                    }
+                }
+            }
+        }
+        self.save_state();
+        Ok(result)
+    }
+
+    /// Writes the API's routes and policy to disk; an error is logged (the change is in
+    /// force, but would not survive a restart).
+    pub(crate) fn save_state(&self) {
+        let Some(store) = &self.store else { return };
+        let state = crate::state::ApiState {
+            routes: self
+                .api_routes
+                .values()
+                .map(|r| RouteConfig {
+                    prefix: r.prefix.to_string(),
+                    via: r
+                        .via
+                        .iter()
+                        .map(|(gateway, interface)| NextHopConfig {
+                            gateway: *gateway,
+                            interface: interface.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            policy: self.api_policy.clone(),
+        };
+        if let Err(e) = store.save(&state) {
+            tracing::error!(error = %format!("{e:#}"), "API state not saved: it will not survive a restart");
+        }
+    }
+
+    fn nexthop_views(&self, pin_root: &std::path::Path) -> ControlResult<Vec<NextHopView>> {
+        let tables = self.dp.tables_ref();
+        let known: BTreeMap<u32, (bool, [u8; 6])> = tables
+            .nexthops()
+            .map(|n| (n.id, (n.value.flags & NH_F_RESOLVED != 0, n.value.dst_mac)))
+            .collect();
+        let names = self.port_names();
+        let reports =
+            crate::counters::read_nexthops_of(pin_root, known.keys().copied()).map_err(internal)?;
+        Ok(reports
+            .into_iter()
+            .map(|r| {
+                let (resolved, mac) = known.get(&r.id).copied().unwrap_or_default();
+                NextHopView {
+                    interface: names.get(&r.ifindex).cloned().unwrap_or_default(),
+                    resolved,
+                    mac: if resolved {
+                        fmt_mac(&mac)
+                    } else {
+                        String::new()
+                    },
+                    report: r,
+                }
+            })
+            .collect())
+    }
+
+    /// The policy in force, as a spec: the API's if one was set, else the config's.
+    pub(crate) fn policy_spec(&self) -> PolicySpec {
+        self.api_policy.clone().unwrap_or_else(|| PolicySpec {
+            identities: self.config.identities.clone(),
+            rules: self.config.rules.clone(),
+            defaults: self
+                .config
+                .interfaces
+                .iter()
+                .filter_map(|i| i.policy.clone().map(|p| (i.name.clone(), p)))
+                .collect(),
+        })
+    }
+
+    fn compiled_policy(&self) -> anyhow::Result<crate::policy::CompiledPolicy> {
+        compile_spec(&self.policy_spec(), &self.config)
+    }
+
+    fn set_policy(&mut self, spec: PolicySpec) -> ControlResult<u32> {
+        let compiled = compile_spec(&spec, &self.config)
+            .map_err(|e| ControlError::Invalid(format!("policy.{e:#}")))?;
+        let names: HashMap<String, u32> = self
+            .ports
+            .values()
+            .map(|l| (l.name.clone(), l.ifindex))
+            .collect();
+        let generation = self
+            .dp
+            .install_policy(&compiled, &|n| names.get(n).copied())
+            .map_err(internal)?;
+        self.policy_generation = generation;
+        self.policy_enabled = compiled.enabled;
+        self.api_policy = Some(spec);
+        self.save_state();
+        tracing::info!(
+            generation,
+            enabled = compiled.enabled,
+            "policy set through the API"
+        );
+        Ok(generation)
+    }
+}
+
+/// Compiles a policy spec against the config's interfaces; errors name the field.
+pub fn compile_spec(
+    spec: &PolicySpec,
+    config: &crate::config::Config,
+) -> anyhow::Result<crate::policy::CompiledPolicy> {
+    let mut ifaces: Vec<(String, Option<String>)> = config
+        .interfaces
+        .iter()
+        .map(|i| (i.name.clone(), None))
+        .collect();
+    for (i, (name, action)) in spec.defaults.iter().enumerate() {
+        let Some(slot) = ifaces.iter_mut().find(|(n, _)| n == name) else {
+            anyhow::bail!(
+                "defaults[{i}].interface: {name:?} is not one of the dataplane's interfaces"
+            );
+        };
+        slot.1 = Some(action.clone());
+    }
+    crate::policy::compile(&spec.identities, &spec.rules, &ifaces)
+}

@@ -1,0 +1,125 @@
+use rustls::pki_types::UnixTime;
+use x0_identity::ca::{self, RevokeTarget};
+use x0_identity::{PeerError, Side, Trust, TrustDomain, verify_peer};
+
+use crate::common::Lab;
+
+#[test]
+fn valid_svid_gives_its_id() {
+    let lab = Lab::new();
+    let server = lab.identity(&lab.issue("/router/r1", "server"));
+    let client = lab.identity(&lab.issue("/ctl/alice", "client"));
+    for side in [Side::Client, Side::Server] {
+        let id = verify_peer(&client.chain, side, server.trust(), UnixTime::now()).unwrap();
+        assert_eq!(id.to_string(), "spiffe://mesh.example/ctl/alice");
+    }
+}
+
+#[test]
+fn no_certificate() {
+    let lab = Lab::new();
+    let us = lab.identity(&lab.issue("/router/r1", "us"));
+    let err = verify_peer(&[], Side::Client, us.trust(), UnixTime::now()).unwrap_err();
+    assert!(matches!(err, PeerError::NoCertificate), "{err}");
+}
+
+#[test]
+fn expired() {
+    let lab = Lab::new();
+    let us = lab.identity(&lab.issue("/router/r1", "us"));
+    let old = lab.identity(&lab.issue_expired("/router/old", "old"));
+    let err = verify_peer(&old.chain, Side::Client, us.trust(), UnixTime::now()).unwrap_err();
+    assert!(matches!(err, PeerError::Expired { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("spiffe://mesh.example/router/old") && msg.contains("expired at"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn not_yet_valid() {
+    let lab = Lab::new();
+    let us = lab.identity(&lab.issue("/router/r1", "us"));
+    let early = lab.identity(&lab.issue_future("/router/early", "early"));
+    let err = verify_peer(&early.chain, Side::Server, us.trust(), UnixTime::now()).unwrap_err();
+    assert!(matches!(err, PeerError::NotYetValid { .. }), "{err}");
+    assert!(err.to_string().contains("is not valid before"), "{err}");
+}
+
+#[test]
+fn revoked() {
+    let lab = Lab::new();
+    let peer = lab.identity(&lab.issue("/router/bad", "bad"));
+    ca::revoke(&lab.ca_dir(), &RevokeTarget::Serial(peer.serial.clone())).unwrap();
+    // Loaded after the revocation: our CRL lists it.
+    let us = lab.identity(&lab.issue("/router/r1", "us"));
+    assert_eq!(us.trust().crl_count(), 1);
+    let err = verify_peer(&peer.chain, Side::Client, us.trust(), UnixTime::now()).unwrap_err();
+    assert!(matches!(err, PeerError::Revoked { .. }), "{err}");
+    // Unrevoked peers of the same CA still pass with that CRL.
+    let good = lab.identity(&lab.issue("/router/good", "good"));
+    verify_peer(&good.chain, Side::Client, us.trust(), UnixTime::now()).unwrap();
+}
+
+#[test]
+fn other_trust_domain_ca() {
+    let lab = Lab::new();
+    let us = lab.identity(&lab.issue("/router/r1", "us"));
+    let other = Lab::with_trust_domain("other.example");
+    let stranger = other.identity(&other.issue("/router/r1", "stranger"));
+    let err = verify_peer(&stranger.chain, Side::Client, us.trust(), UnixTime::now()).unwrap_err();
+    assert!(matches!(err, PeerError::UnknownIssuer { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "the certificate of spiffe://other.example/router/r1 is not signed by trust domain \
+         mesh.example's bundle"
+    );
+}
+
+#[test]
+fn our_ca_but_another_trust_domain_expected() {
+    // A bundle that (wrongly) signs for our trust domain is configured for another one.
+    let lab = Lab::new();
+    let peer = lab.identity(&lab.issue("/router/r1", "peer"));
+    let trust = Trust::new(
+        TrustDomain::new("other.example").unwrap(),
+        &peer.bundle,
+        &[],
+    )
+    .unwrap();
+    let err = verify_peer(&peer.chain, Side::Client, &trust, UnixTime::now()).unwrap_err();
+    assert!(matches!(err, PeerError::WrongTrustDomain { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "spiffe://mesh.example/router/r1 is not in trust domain other.example"
+    );
+}
+
+#[test]
+fn plain_tls_certificate_from_our_ca() {
+    let lab = Lab::new();
+    let us = lab.identity(&lab.issue("/router/r1", "us"));
+    let plain = lab.issue_plain("router.example", "plain");
+    let chain = vec![rustls::pki_types::pem::PemObject::from_pem_file(&plain.cert_path).unwrap()];
+    let err = verify_peer(&chain, Side::Client, us.trust(), UnixTime::now()).unwrap_err();
+    assert!(matches!(err, PeerError::NotSpiffe(_)), "{err}");
+    assert!(err.to_string().contains("SPIFFE ID"), "{err}");
+}
+
+#[test]
+fn peer_errors_map_to_tls_alert_errors() {
+    use rustls::CertificateError as C;
+    let e: rustls::Error = PeerError::Revoked { peer: "x".into() }.into();
+    assert_eq!(e, rustls::Error::InvalidCertificate(C::Revoked));
+    let e: rustls::Error = PeerError::UnknownIssuer {
+        peer: "x".into(),
+        trust_domain: "y".into(),
+    }
+    .into();
+    assert_eq!(e, rustls::Error::InvalidCertificate(C::UnknownIssuer));
+    let e: rustls::Error = PeerError::NoCertificate.into();
+    assert_eq!(e, rustls::Error::NoCertificatesPresented);
+    let e: rustls::Error = PeerError::NotSpiffe("no URI SAN".into()).into();
+    assert!(e.to_string().contains("no URI SAN"), "{e}");
+}

@@ -1,0 +1,21 @@
+//! Compiles proto/**/*.proto with protox (pure Rust: no protoc needed on build machines)
+//! and keeps the descriptor set for gRPC server reflection.
+
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &["x0tta6bl4/dataplane/v1/dataplane.proto"];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let fds = protox::compile(PROTOS, ["proto"])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("x0tta6bl4_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}
