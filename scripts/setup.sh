@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Installs everything x0tta6bl4 needs on a fresh Debian 12 machine, idempotently:
-# apt packages, the pinned nightly with rust-src, bpf-linker (LLVM 22), and a bpffs mount.
+# apt packages, the pinned nightly with rust-src, bpf-linker (LLVM 22), a Python virtualenv
+# with grpcio (for the Python client test of the gRPC API), and a bpffs mount.
 # Each step is skipped when what it installs is already there.
 set -euo pipefail
 
 NIGHTLY="${X0_NIGHTLY:-nightly-2026-05-19}"   # rustc 1.97 on LLVM 22, matches bpf-linker's LLVM
 BPF_LINKER_VERSION="${X0_BPF_LINKER_VERSION:-0.13.0}"
+PYENV="${X0_PYENV:-/opt/x0tta6bl4/pyenv}"     # netns-tests/tests/python_client.rs runs its python
+PY_REQUIREMENTS=(grpcio==1.85.1 grpcio-tools==1.85.1 grpcio-health-checking==1.85.1)
 APT_PACKAGES=(
   llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev   # bpf-linker links against LLVM 22
   iproute2 iputils-ping ethtool                        # the namespace lab
   frr                                                  # bfdd: a standard BFD peer for interop tests
+  python3-venv                                         # the virtualenv of the Python API client
 )
 
 log() { printf '[setup] %s\n' "$*"; }
@@ -55,6 +59,23 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   log "cargo-nextest: installing"
   cargo install --locked cargo-nextest
+fi
+
+# Built on Debian's python3, not whatever python3 comes first on PATH, so that it outlives
+# PATH changes. Present when the venv's python imports every pinned version.
+pyenv_ok() {
+  "$PYENV/bin/python" - "${PY_REQUIREMENTS[@]}" 2>/dev/null <<'EOF'
+import sys, importlib.metadata as m
+sys.exit(any(m.version(n) != v for n, v in (r.split("==") for r in sys.argv[1:])))
+EOF
+}
+if pyenv_ok; then
+  log "python: ${PYENV} has ${PY_REQUIREMENTS[*]}"
+else
+  log "python: installing ${PY_REQUIREMENTS[*]} into ${PYENV}"
+  /usr/bin/python3 -m venv "$PYENV"
+  "$PYENV/bin/pip" install -q --disable-pip-version-check --only-binary=:all: "${PY_REQUIREMENTS[@]}"
+  pyenv_ok || { log "python: ${PYENV} still lacks ${PY_REQUIREMENTS[*]}"; exit 1; }
 fi
 
 if ! mountpoint -q /sys/fs/bpf; then

@@ -3,11 +3,15 @@
 
 use std::{
     path::PathBuf,
+    pin::Pin,
     sync::{Arc, Mutex},
+    task::{Context as TaskContext, Poll},
+    time::Duration,
 };
 
 use anyhow::{Context, Result, anyhow, bail};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tonic::transport::{Channel, Endpoint, Uri};
 use x0_identity::{FileSource, IdPattern, Identity, PqMode};
 use x0_proto::dataplane::v1::dataplane_client::DataplaneClient;
@@ -98,7 +102,7 @@ pub async fn connect(t: &Target) -> Result<Connection> {
                 // SVIDs carry no DNS name: the verifier checks the SPIFFE ID instead.
                 let name = rustls::pki_types::ServerName::try_from("x0tta6bl4.invalid")
                     .expect("valid name");
-                let tls = tokio_rustls::TlsConnector::from(config)
+                let mut tls = tokio_rustls::TlsConnector::from(config)
                     .connect(name, tcp)
                     .await
                     .map_err(|e| {
@@ -107,6 +111,26 @@ pub async fn connect(t: &Target) -> Result<Connection> {
                             explain_tls(&e.to_string())
                         )
                     })?;
+                // In TLS 1.3 the server judges our certificate after our handshake is
+                // done: wait for its first bytes (HTTP/2 SETTINGS, sent at once) or its
+                // alert, so that a refusal is reported as such and not as a broken pipe.
+                let mut first = vec![0u8; 16 * 1024];
+                let n = match tokio::time::timeout(VERDICT_WAIT, tls.read(&mut first)).await {
+                    Ok(Ok(0)) => {
+                        return Err(anyhow!(
+                            "{hostport} closed the connection after the TLS handshake"
+                        ));
+                    }
+                    Ok(Ok(n)) => n,
+                    Ok(Err(e)) => {
+                        return Err(anyhow!(
+                            "TLS handshake with {hostport}: {}",
+                            explain_tls(&e.to_string())
+                        ));
+                    }
+                    Err(_) => 0,
+                };
+                first.truncate(n);
                 let (_, conn) = tls.get_ref();
                 *info.lock().expect("tls info lock") = Some(TlsInfo {
                     server_id: x0_identity::peer_spiffe_id(conn)
@@ -119,7 +143,11 @@ pub async fn connect(t: &Target) -> Result<Connection> {
                         .map(|c| c.to_vec())
                         .unwrap_or_default(),
                 });
-                Ok::<_, anyhow::Error>(TokioIo::new(tls))
+                Ok::<_, anyhow::Error>(TokioIo::new(Primed {
+                    first,
+                    pos: 0,
+                    inner: tls,
+                }))
             }
         }))
         .await
@@ -128,6 +156,52 @@ pub async fn connect(t: &Target) -> Result<Connection> {
         channel,
         tls: tls_info,
     })
+}
+
+/// How long a new connection waits for the server's first bytes or alert.
+const VERDICT_WAIT: Duration = Duration::from_secs(3);
+
+/// A stream whose first bytes were already read (the server's verdict on our certificate).
+struct Primed<S> {
+    first: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Primed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.pos < self.first.len() {
+            let n = buf.remaining().min(self.first.len() - self.pos);
+            let start = self.pos;
+            buf.put_slice(&self.first[start..start + n]);
+            self.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Primed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// An error and its causes on one line.
@@ -150,7 +224,11 @@ pub fn explain_tls(msg: &str) -> String {
     const ALERTS: &[(&str, &str)] = &[
         (
             "CertificateExpired",
-            "the server refused our certificate: it has expired",
+            "the server refused our certificate: expired or not yet valid",
+        ),
+        (
+            "CertificateUnknown",
+            "the server refused our certificate: not a SPIFFE X.509-SVID it accepts",
         ),
         (
             "CertificateRevoked",

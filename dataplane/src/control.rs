@@ -596,8 +596,15 @@ impl Node {
     }
 
     fn set_policy(&mut self, spec: PolicySpec) -> ControlResult<u32> {
-        let compiled = compile_spec(&spec, &self.config)
-            .map_err(|e| ControlError::Invalid(format!("policy.{e:#}")))?;
+        // Errors name the API's fields (the config's [[identity]] and [[rule]] are the
+        // message's `identities` and `rules`).
+        let compiled = compile_spec(&spec, &self.config).map_err(|e| {
+            let msg = format!("policy.{e:#}")
+                .replacen("policy.identity[", "policy.identities[", 1)
+                .replacen("policy.rule[", "policy.rules[", 1)
+                .replacen("policy.rule:", "policy.rules:", 1);
+            ControlError::Invalid(msg)
+        })?;
         let names: HashMap<String, u32> = self
             .ports
             .values()
@@ -636,6 +643,9 @@ pub fn compile_spec(
                 "defaults[{i}].interface: {name:?} is not one of the dataplane's interfaces"
             );
         };
+        if action != "allow" && action != "deny" {
+            anyhow::bail!("defaults[{i}].action: {action:?} is not allow or deny");
+        }
         slot.1 = Some(action.clone());
     }
     crate::policy::compile(&spec.identities, &spec.rules, &ifaces)

@@ -443,3 +443,395 @@ fn every_rpc_over_both_listeners() {
         )
     });
 }
+
+fn add_op(prefix: String, via: &[(&str, &str)]) -> pb::RouteOperation {
+    pb::RouteOperation {
+        op: Some(pb::route_operation::Op::Add(route(&prefix, via))),
+    }
+}
+
+fn batch_prefix(i: u32) -> String {
+    format!("10.{}.{}.0/24", 64 + (i >> 8), i & 255)
+}
+
+/// (prefix, next hops) of every API route.
+async fn api_routes(dp: &mut Client) -> Result<Vec<(String, Vec<String>)>> {
+    let mut v: Vec<(String, Vec<String>)> = list(dp, pb::RouteOrigin::Api)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let via = r
+                .next_hops
+                .iter()
+                .map(|n| format!("{}@{}", n.gateway, n.interface))
+                .collect();
+            (r.prefix, via)
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+#[test]
+fn batch_of_10000_routes_is_read_back_all_or_nothing_and_kept_across_restarts() {
+    const N: u32 = 10_000;
+    let lab = common::lab("line.toml", |_| {});
+    let mut expected: Vec<(String, Vec<String>)> = (0..N)
+        .map(|i| {
+            let via = if i % 2 == 0 {
+                vec!["198.18.2.2@eth2".to_string(), "198.18.1.2@eth1".to_string()]
+            } else {
+                vec!["198.18.1.2@eth1".to_string()]
+            };
+            (batch_prefix(i), via)
+        })
+        .collect();
+    expected.sort();
+    let target = lab.api_target(x0_lab::pki::OPERATOR);
+    let want = expected.clone();
+    with_client(&lab, target.clone(), move |mut dp, _| async move {
+        let ops: Vec<pb::RouteOperation> = (0..N)
+            .map(|i| {
+                if i % 2 == 0 {
+                    add_op(
+                        batch_prefix(i),
+                        &[("198.18.2.2", "eth2"), ("198.18.1.2", "eth1")],
+                    )
+                } else {
+                    add_op(batch_prefix(i), &[("198.18.1.2", "eth1")])
+                }
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let r = dp.batch_routes(tokio_stream::iter(ops)).await?.into_inner();
+        eprintln!("{N} routes in one batch over mTLS: {:?}", started.elapsed());
+        assert_eq!((r.added, r.replaced, r.deleted), (u64::from(N), 0, 0));
+        assert_eq!(api_routes(&mut dp).await?, want, "read back exactly");
+
+        // All or nothing: 100 new routes and then one that exists.
+        let mut ops: Vec<_> = (N..N + 100)
+            .map(|i| add_op(batch_prefix(i), &[("198.18.1.2", "eth1")]))
+            .collect();
+        ops.push(add_op(batch_prefix(7), &[("198.18.1.2", "eth1")]));
+        let e = dp.batch_routes(tokio_stream::iter(ops)).await.unwrap_err();
+        assert_eq!(e.code(), Code::AlreadyExists);
+        assert!(
+            e.message().starts_with("operations[100].add.prefix"),
+            "{}",
+            e.message()
+        );
+        // ... and one that is invalid in the middle.
+        let mut ops: Vec<_> = (N..N + 100)
+            .map(|i| add_op(batch_prefix(i), &[("198.18.1.2", "eth1")]))
+            .collect();
+        ops[50] = add_op("10.250.0.1/24".into(), &[("198.18.1.2", "eth1")]);
+        let e = dp.batch_routes(tokio_stream::iter(ops)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(
+            e.message().starts_with("operations[50].add.prefix"),
+            "{}",
+            e.message()
+        );
+        assert_eq!(
+            api_routes(&mut dp).await?,
+            want,
+            "neither failed batch left a trace"
+        );
+        Ok(())
+    });
+
+    // A restart adopts them; a cold start (pins removed, as after a reboot) reads them back
+    // from the state file.
+    lab.stop_dataplane("r1").unwrap();
+    lab.start_dataplane("r1").unwrap();
+    lab.wait_ready("r1", Duration::from_secs(30)).unwrap();
+    let want = expected.clone();
+    with_client(&lab, target.clone(), move |mut dp, _| async move {
+        assert_eq!(api_routes(&mut dp).await?, want, "after a restart");
+        Ok(())
+    });
+    lab.stop_dataplane("r1").unwrap();
+    lab.detach_dataplane("r1").unwrap();
+    lab.start_dataplane("r1").unwrap();
+    lab.wait_ready("r1", Duration::from_secs(30)).unwrap();
+    with_client(&lab, target, move |mut dp, _| async move {
+        assert_eq!(api_routes(&mut dp).await?, expected, "after a cold start");
+        let e = dp
+            .explain(pb::ExplainRequest {
+                ingress: "eth1".into(),
+                src: "198.18.1.2".into(),
+                dst: "10.64.0.9".into(),
+                proto: "udp".into(),
+                sport: 1,
+                dport: 2,
+            })
+            .await?
+            .into_inner();
+        assert_eq!(
+            (e.verdict.as_str(), e.next_hop.as_str()),
+            ("forward", "198.18.2.2"),
+            "{}",
+            e.text
+        );
+        Ok(())
+    });
+}
+
+/// What a refused request must leave as it was.
+async fn snapshot(dp: &mut Client) -> Result<String> {
+    let routes = list(dp, pb::RouteOrigin::Unspecified).await?;
+    let mut p = dp.get_policy(pb::GetPolicyRequest {}).await?.into_inner();
+    for r in &mut p.rules {
+        r.packets = 0;
+    }
+    Ok(format!("{routes:?}\n{p:?}"))
+}
+
+#[test]
+fn invalid_requests_are_refused_naming_the_field_and_change_nothing() {
+    let lab = common::lab("line.toml", |_| {});
+    with_client(&lab, unix_target(&lab), |mut dp, _| async move {
+        // A policy in force, so that a refused one visibly leaves it alone.
+        let good = pb::Policy {
+            identities: vec![pb::Identity {
+                name: "h1".into(),
+                id: 10,
+                prefixes: vec!["198.18.1.0/24".into()],
+            }],
+            rules: vec![pb::Rule {
+                from: "h1".into(),
+                to: "any".into(),
+                proto: "udp".into(),
+                action: "allow".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        dp.set_policy(pb::SetPolicyRequest {
+            policy: Some(good.clone()),
+        })
+        .await?;
+        dp.add_route(pb::AddRouteRequest {
+            route: Some(route("10.1.0.0/16", &[("198.18.2.2", "eth2")])),
+        })
+        .await?;
+        let before = snapshot(&mut dp).await?;
+
+        let r1 = |prefix: &str, via: &[(&str, &str)]| Some(route(prefix, via));
+        let nine: Vec<(String, String)> = (1..=9)
+            .map(|i| (format!("198.18.2.{}", i + 10), "eth2".to_string()))
+            .collect();
+        let nine: Vec<(&str, &str)> = nine.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let adds: Vec<(Option<pb::Route>, &str)> = vec![
+            (None, "route: missing"),
+            (r1("banana", &[("198.18.2.2", "eth2")]), "route.prefix"),
+            (
+                r1("10.2.0.1/16", &[("198.18.2.2", "eth2")]),
+                "route.prefix: 10.2.0.1/16 has host bits",
+            ),
+            (r1("10.2.0.0/33", &[("198.18.2.2", "eth2")]), "route.prefix"),
+            (r1("10.2.0.0/16", &[]), "route.next_hops: needs 1 to 8"),
+            (r1("10.2.0.0/16", &nine), "route.next_hops: needs 1 to 8"),
+            (
+                r1("10.2.0.0/16", &[("nonsense", "eth2")]),
+                "route.next_hops[0].gateway",
+            ),
+            (
+                r1("10.2.0.0/16", &[("2001:db8:2::2", "eth2")]),
+                "route.next_hops[0].gateway",
+            ),
+            (
+                r1("10.2.0.0/16", &[("224.0.0.5", "eth2")]),
+                "route.next_hops[0].gateway",
+            ),
+            (
+                r1("10.2.0.0/16", &[("198.18.2.2", "eth9")]),
+                "route.next_hops[0].interface",
+            ),
+            (
+                r1("10.2.0.0/16", &[("198.18.2.2", "")]),
+                "route.next_hops[0].interface",
+            ),
+            (
+                r1(
+                    "10.2.0.0/16",
+                    &[("198.18.2.2", "eth2"), ("198.18.2.2", "eth2")],
+                ),
+                "route.next_hops[1]",
+            ),
+        ];
+        for (route, field) in adds {
+            let e = dp
+                .add_route(pb::AddRouteRequest {
+                    route: route.clone(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{route:?}: {e:?}");
+            assert!(
+                e.message().starts_with(field),
+                "{route:?}: {:?} does not name {field}",
+                e.message()
+            );
+            let e = dp
+                .replace_route(pb::ReplaceRouteRequest { route })
+                .await
+                .unwrap_err();
+            assert!(e.message().starts_with(field), "replace: {:?}", e.message());
+            assert_eq!(snapshot(&mut dp).await?, before);
+        }
+        let e = dp
+            .delete_route(pb::DeleteRouteRequest {
+                prefix: "10.1.0.1/16".into(),
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            e.code() == Code::InvalidArgument && e.message().starts_with("prefix"),
+            "{e:?}"
+        );
+        let ops = vec![
+            add_op("10.3.0.0/16".into(), &[("198.18.2.2", "eth2")]),
+            pb::RouteOperation { op: None },
+        ];
+        let e = dp.batch_routes(tokio_stream::iter(ops)).await.unwrap_err();
+        assert!(
+            e.code() == Code::InvalidArgument && e.message().starts_with("operations[1]"),
+            "{e:?}"
+        );
+        assert_eq!(snapshot(&mut dp).await?, before);
+
+        let with = |f: &dyn Fn(&mut pb::Policy)| {
+            let mut p = good.clone();
+            f(&mut p);
+            Some(p)
+        };
+        let policies: Vec<(Option<pb::Policy>, &str)> = vec![
+            (None, "policy: missing"),
+            (
+                with(&|p| p.identities[0].name = "any".into()),
+                "policy.identities[0].name",
+            ),
+            (with(&|p| p.identities[0].id = 0), "policy.identities[0].id"),
+            (
+                with(&|p| p.identities[0].prefixes[0] = "zz".into()),
+                "policy.identities[0].prefixes[0]",
+            ),
+            (
+                with(&|p| p.rules[0].action = "maybe".into()),
+                "policy.rules[0].action",
+            ),
+            (
+                with(&|p| p.rules[0].from = "ghost".into()),
+                "policy.rules[0].from",
+            ),
+            (
+                with(&|p| p.rules[0].ports = "9-1".into()),
+                "policy.rules[0].ports",
+            ),
+            (
+                with(&|p| p.rules[0].rate = Some(pb::RateLimit { pps: 0, burst: 1 })),
+                "policy.rules[0].rate",
+            ),
+            (
+                with(&|p| {
+                    p.defaults.push(pb::InterfaceDefault {
+                        interface: "eth9".into(),
+                        action: "deny".into(),
+                    })
+                }),
+                "policy.defaults[0].interface",
+            ),
+            (
+                with(&|p| {
+                    p.defaults.push(pb::InterfaceDefault {
+                        interface: "eth1".into(),
+                        action: "perhaps".into(),
+                    })
+                }),
+                "policy.defaults[0].action",
+            ),
+        ];
+        for (policy, field) in policies {
+            let e = dp
+                .set_policy(pb::SetPolicyRequest {
+                    policy: policy.clone(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{policy:?}: {e:?}");
+            assert!(
+                e.message().starts_with(field),
+                "{:?} does not name {field}",
+                e.message()
+            );
+            assert_eq!(snapshot(&mut dp).await?, before);
+        }
+
+        let e = dp
+            .watch_stats(pb::WatchStatsRequest {
+                interval_ms: 5,
+                include_zero: false,
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            e.code() == Code::InvalidArgument && e.message().starts_with("interval_ms"),
+            "{e:?}"
+        );
+        let probe = pb::ExplainRequest {
+            ingress: "eth1".into(),
+            src: "198.18.1.2".into(),
+            dst: "198.18.2.2".into(),
+            proto: "udp".into(),
+            sport: 1,
+            dport: 2,
+        };
+        let explains: Vec<(pb::ExplainRequest, &str)> = vec![
+            (
+                pb::ExplainRequest {
+                    src: "x".into(),
+                    ..probe.clone()
+                },
+                "src",
+            ),
+            (
+                pb::ExplainRequest {
+                    dst: "2001:db8::1".into(),
+                    ..probe.clone()
+                },
+                "dst",
+            ),
+            (
+                pb::ExplainRequest {
+                    proto: "sctp".into(),
+                    ..probe.clone()
+                },
+                "proto",
+            ),
+            (
+                pb::ExplainRequest {
+                    ingress: "eth9".into(),
+                    ..probe.clone()
+                },
+                "ingress",
+            ),
+            (
+                pb::ExplainRequest {
+                    sport: 70_000,
+                    ..probe.clone()
+                },
+                "sport",
+            ),
+        ];
+        for (req, field) in explains {
+            let e = dp.explain(req).await.unwrap_err();
+            assert!(
+                e.code() == Code::InvalidArgument && e.message().starts_with(field),
+                "{field}: {e:?}"
+            );
+        }
+        assert_eq!(snapshot(&mut dp).await?, before);
+        Ok(())
+    });
+}
