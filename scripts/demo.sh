@@ -31,6 +31,20 @@ $LAB ping --name $NAME --from h1 --to h2 --count 10
 $LAB ping --name $NAME --from h1 --to h2 --count 10 --ipv6
 
 echo
+echo "== the control API: x0ctl over mutual TLS (SPIFFE SVIDs from the lab CA, X25519MLKEM768)"
+$LAB ctl --name $NAME r1 -- health | sed 's/^/   /'
+echo "   routes are programmed through the API: make r3 the primary for h2's subnet ..."
+$LAB ctl --name $NAME r1 -- route replace 198.18.2.0/24 --via 198.18.13.3@eth2 --via 198.18.12.2@eth1 | sed 's/^/   /'
+$LAB ctl --name $NAME r1 -- route list --origin api | sed 's/^/   /'
+$LAB ping --name $NAME --from h1 --to h2 --count 5
+echo "   r1's next hops (the pings went out through r3, 198.18.13.3):"
+$LAB ctl --name $NAME r1 -- nexthop list | sed 's/^/   /'
+echo "   ... and back to r2 first, as the config has it"
+$LAB ctl --name $NAME r1 -- route replace 198.18.2.0/24 --via 198.18.12.2@eth1 --via 198.18.13.3@eth2 | sed 's/^/   /'
+echo "   BFD sessions of r1:"
+$LAB ctl --name $NAME r1 -- bfd list | sed 's/^/   /'
+
+echo
 echo "== UDP streams h1 -> h2 (10,000 packets at 10,000/s each)"
 $LAB traffic --name $NAME --from h1 --to h2 --count 10000 --rate 10000
 $LAB traffic --name $NAME --from h1 --to h2 --count 10000 --rate 10000 --ipv6

@@ -81,6 +81,16 @@ enum Command {
         #[arg(long)]
         ipv6: bool,
     },
+    /// Run x0ctl against a router's API over mutual TLS, as the lab's operator
+    /// (spiffe://lab.x0tta6bl4/orchestrator/lab): `x0-lab ctl r1 -- route list`.
+    Ctl {
+        #[arg(long, default_value = "x0lab")]
+        name: String,
+        router: String,
+        /// x0ctl's arguments.
+        #[arg(last = true, required = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -122,6 +132,12 @@ fn real_main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Down { name } => Lab::down_by_name(&name),
+        Command::Ctl { name, router, args } => {
+            let lab = Lab::open(&name)?;
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            print!("{}", lab.x0ctl(&router, &args)?);
+            Ok(())
+        }
         Command::Stats { router, name } => {
             let lab = Lab::open(&name)?;
             match router {
