@@ -60,6 +60,14 @@ fn a_session_with_frr_bfdd_comes_up_and_goes_down_within_the_detect_time() {
                 .dataplane_log("r1")
                 .contains("peer=198.18.2.2 iface=eth2 from=Down to=Up")
         {
+            // bfdd reaches Up when our Up arrives, a packet interval after ours: ask again.
+            let agreed = Instant::now();
+            let mut peers = peers;
+            while !peers.to_lowercase().contains("up") && agreed.elapsed() < Duration::from_secs(2)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+                peers = bfdd.peers().unwrap_or_default();
+            }
             assert!(peers.to_lowercase().contains("up"), "bfdd agrees:\n{peers}");
             break;
         }
