@@ -1,0 +1,542 @@
+//! Up to k paths from one router to every other that share no link, and no node where
+//! that is possible, with the least total cost (Suurballe / Bhandari: successive shortest
+//! paths on a node-split graph).
+//!
+//! The flow network, built once per source: every router v becomes `in(v) -> out(v)`
+//! (capacity 1: node-disjoint), every up link u-v becomes `out(u) -> in(v)` and back
+//! (capacity 1: link-disjoint). Where k disjoint paths do not exist, the next paths may
+//! reuse elements through parallel "penalty" arcs whose costs dwarf any real path: sharing
+//! a link costs more than sharing a node, which costs more than any path, so the flow
+//! shares as few links as possible, then as few nodes, then is as cheap as possible.
+//!
+//! Work shared across destinations: one Dijkstra from the source gives every destination's
+//! first path and the potentials that keep reduced costs non-negative; each later path is
+//! a Dijkstra on the residual graph that stops as soon as the destination is settled, and
+//! only the arcs and potentials it touched are reset for the next destination.
+
+use std::{cmp::Reverse, collections::BinaryHeap};
+
+/// An undirected graph with costs, in compressed rows: the input of the computation.
+#[derive(Clone, Debug, Default)]
+pub struct CostGraph {
+    pub n: usize,
+    /// (a, b, cost >= 1) per link.
+    pub links: Vec<(usize, usize, u32)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Path {
+    /// Routers from the source to the destination, both included.
+    pub nodes: Vec<usize>,
+    pub cost: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathSet {
+    /// Cheapest first.
+    pub paths: Vec<Path>,
+    /// Links (a < b) that more than one path uses: single points of failure for this pair.
+    pub shared_links: Vec<(usize, usize)>,
+    /// Routers other than the ends that more than one path uses.
+    pub shared_nodes: Vec<usize>,
+}
+
+struct Arc {
+    to: u32,
+    cost: i64,
+    /// The link's own cost (0 for router arcs): what the path really costs.
+    real: u32,
+}
+
+/// The flow network for one source, reused for every destination.
+pub struct Network {
+    k: usize,
+    source: usize,
+    arcs: Vec<Arc>,
+    cap0: Vec<u32>,
+    cap: Vec<u32>,
+    /// Arcs out of each split node: `adj[off[v]..off[v + 1]]`.
+    off: Vec<u32>,
+    adj: Vec<u32>,
+    /// Potentials from the source's shortest-path tree, and the tree (parent arc).
+    pi: Vec<i64>,
+    tree: Vec<u32>,
+    // Scratch, reset through `touched` lists so that a destination costs what it uses.
+    delta: Vec<i64>,
+    delta_touched: Vec<u32>,
+    cap_touched: Vec<u32>,
+    dist: Vec<i64>,
+    stamp: Vec<u32>,
+    done: Vec<u32>,
+    parent: Vec<u32>,
+    generation: u32,
+    heap: BinaryHeap<Reverse<(i64, u32)>>,
+    /// The nodes the last search settled.
+    settled: Vec<u32>,
+}
+
+const NONE: u32 = u32::MAX;
+const INF: i64 = i64::MAX / 4;
+
+fn node_in(v: usize) -> usize {
+    2 * v
+}
+fn node_out(v: usize) -> usize {
+    2 * v + 1
+}
+
+impl Network {
+    /// Builds the network of `g` for paths from `source`, at most `k` per destination.
+    pub fn new(g: &CostGraph, source: usize, k: usize) -> Self {
+        assert!(source < g.n && k >= 1);
+        let total: i64 = g.links.iter().map(|l| i64::from(l.2)).sum::<i64>() + 1;
+        let p_node = total * k as i64;
+        let p_link = p_node * (g.n as i64 + 1);
+        let mut tails: Vec<u32> = Vec::new();
+        let mut arcs: Vec<Arc> = Vec::new();
+        let mut cap0: Vec<u32> = Vec::new();
+        let mut add = |u: usize, v: usize, cap: u32, cost: i64, real: u32| {
+            tails.push(u as u32);
+            arcs.push(Arc {
+                to: v as u32,
+                cost,
+                real,
+            });
+            cap0.push(cap);
+            tails.push(v as u32);
+            arcs.push(Arc {
+                to: u as u32,
+                cost: -cost,
+                real,
+            });
+            cap0.push(0);
+        };
+        let extra = (k - 1) as u32;
+        for v in 0..g.n {
+            add(node_in(v), node_out(v), 1, 0, 0);
+            if extra > 0 {
+                add(node_in(v), node_out(v), extra, p_node, 0);
+            }
+        }
+        for &(a, b, c) in &g.links {
+            for (u, v) in [(a, b), (b, a)] {
+                add(node_out(u), node_in(v), 1, i64::from(c), c);
+                if extra > 0 {
+                    add(node_out(u), node_in(v), extra, i64::from(c) + p_link, c);
+                }
+            }
+        }
+        let nodes = 2 * g.n;
+        let mut off = vec![0u32; nodes + 1];
+        for &t in &tails {
+            off[t as usize + 1] += 1;
+        }
+        for i in 0..nodes {
+            off[i + 1] += off[i];
+        }
+        let mut fill = off.clone();
+        let mut adj = vec![0u32; tails.len()];
+        for (a, &t) in tails.iter().enumerate() {
+            adj[fill[t as usize] as usize] = a as u32;
+            fill[t as usize] += 1;
+        }
+        let mut net = Network {
+            k,
+            source,
+            cap: cap0.clone(),
+            cap0,
+            arcs,
+            off,
+            adj,
+            pi: vec![0; nodes],
+            tree: vec![NONE; nodes],
+            delta: vec![0; nodes],
+            delta_touched: Vec::new(),
+            cap_touched: Vec::new(),
+            dist: vec![INF; nodes],
+            stamp: vec![0; nodes],
+            done: vec![0; nodes],
+            parent: vec![NONE; nodes],
+            generation: 0,
+            heap: BinaryHeap::new(),
+            settled: Vec::new(),
+        };
+        // The shared shortest-path tree: potentials, and every first path.
+        net.dijkstra(None);
+        for v in 0..nodes {
+            let d = net.distance(v);
+            net.pi[v] = if d >= INF { INF } else { d };
+            net.tree[v] = if net.stamp[v] == net.generation {
+                net.parent[v]
+            } else {
+                NONE
+            };
+        }
+        net
+    }
+
+    fn distance(&self, v: usize) -> i64 {
+        if self.stamp[v] == self.generation {
+            self.dist[v]
+        } else {
+            INF
+        }
+    }
+
+    fn potential(&self, v: usize) -> i64 {
+        self.pi[v] + self.delta[v]
+    }
+
+    /// Dijkstra from out(source) on the residual graph with reduced costs; stops once
+    /// `target` is settled. Leaves dist/parent/done stamped with the new generation.
+    fn dijkstra(&mut self, target: Option<usize>) -> bool {
+        self.generation += 1;
+        let g = self.generation;
+        let s = node_out(self.source);
+        self.heap.clear();
+        self.dist[s] = 0;
+        self.stamp[s] = g;
+        self.parent[s] = NONE;
+        self.heap.push(Reverse((0, s as u32)));
+        self.settled.clear();
+        while let Some(Reverse((d, u))) = self.heap.pop() {
+            let u = u as usize;
+            if self.done[u] == g || d > self.dist[u] {
+                continue;
+            }
+            self.done[u] = g;
+            self.settled.push(u as u32);
+            if Some(u) == target {
+                return true;
+            }
+            let pu = self.potential(u);
+            for i in self.off[u]..self.off[u + 1] {
+                let a = self.adj[i as usize] as usize;
+                if self.cap[a] == 0 {
+                    continue;
+                }
+                let v = self.arcs[a].to as usize;
+                if self.done[v] == g {
+                    continue;
+                }
+                let pv = self.potential(v);
+                if pv >= INF {
+                    continue; // never reachable from the source
+                }
+                let nd = d + self.arcs[a].cost + pu - pv;
+                if self.stamp[v] != g || nd < self.dist[v] {
+                    self.stamp[v] = g;
+                    self.dist[v] = nd;
+                    self.parent[v] = a as u32;
+                    self.heap.push(Reverse((nd, v as u32)));
+                }
+            }
+        }
+        target.is_none()
+    }
+
+    fn push(&mut self, a: usize) {
+        self.cap[a] -= 1;
+        self.cap[a ^ 1] += 1;
+        self.cap_touched.push(a as u32);
+    }
+
+    fn tail(&self, a: usize) -> usize {
+        self.arcs[a ^ 1].to as usize
+    }
+
+    /// The k paths to `dest` (None: unreachable, or the source itself).
+    pub fn paths_to(&mut self, dest: usize) -> Option<PathSet> {
+        let t = node_in(dest);
+        if dest == self.source || self.tree[t] == NONE {
+            return None;
+        }
+        // First path: the shared tree.
+        let mut v = t;
+        while v != node_out(self.source) {
+            let a = self.tree[v] as usize;
+            self.push(a);
+            v = self.tail(a);
+        }
+        for _ in 1..self.k {
+            if !self.dijkstra(Some(t)) {
+                break;
+            }
+            // Potentials: +dist for settled nodes, shifted by -dist(t) for everyone (which
+            // changes no reduced cost), so only the settled ones move.
+            let dt = self.dist[t];
+            for &u in &self.settled {
+                let u = u as usize;
+                if self.dist[u] != dt {
+                    self.delta_touched.push(u as u32);
+                    self.delta[u] += self.dist[u] - dt;
+                }
+            }
+            let mut v = t;
+            while v != node_out(self.source) {
+                let a = self.parent[v] as usize;
+                self.push(a);
+                v = self.tail(a);
+            }
+        }
+        let set = self.decompose(dest);
+        for a in self.cap_touched.drain(..) {
+            let a = a as usize;
+            self.cap[a] = self.cap0[a];
+            self.cap[a ^ 1] = self.cap0[a ^ 1];
+        }
+        for u in self.delta_touched.drain(..) {
+            self.delta[u as usize] = 0;
+        }
+        Some(set)
+    }
+
+    /// Splits the flow into paths and names what they share.
+    fn decompose(&self, dest: usize) -> PathSet {
+        let mut flow: std::collections::HashMap<usize, Vec<usize>> =
+            std::collections::HashMap::new();
+        let mut arcs: Vec<usize> = self.cap_touched.iter().map(|&a| a as usize & !1).collect();
+        arcs.sort_unstable();
+        arcs.dedup();
+        for a in arcs {
+            for _ in 0..self.cap0[a].saturating_sub(self.cap[a]) {
+                flow.entry(self.tail(a)).or_default().push(a);
+            }
+        }
+        let mut paths = Vec::new();
+        let t = node_in(dest);
+        while let Some(first) = flow.get_mut(&node_out(self.source)).and_then(|v| v.pop()) {
+            let mut nodes = vec![self.source];
+            let mut cost = 0u64;
+            let mut a = first;
+            loop {
+                cost += u64::from(self.arcs[a].real);
+                let v = self.arcs[a].to as usize;
+                if v == t {
+                    nodes.push(dest);
+                    break;
+                }
+                if v % 2 == 1 {
+                    // out(x): a router passed through
+                    nodes.push(v / 2);
+                }
+                a = flow
+                    .get_mut(&v)
+                    .and_then(|v| v.pop())
+                    .expect("flow is conserved");
+            }
+            paths.push(Path { nodes, cost });
+        }
+        paths.sort_by_key(|p| p.cost);
+        let mut link_use: std::collections::BTreeMap<(usize, usize), u32> = Default::default();
+        let mut node_use: std::collections::BTreeMap<usize, u32> = Default::default();
+        for p in &paths {
+            for w in p.nodes.windows(2) {
+                *link_use
+                    .entry((w[0].min(w[1]), w[0].max(w[1])))
+                    .or_default() += 1;
+            }
+            for &n in &p.nodes[1..p.nodes.len() - 1] {
+                *node_use.entry(n).or_default() += 1;
+            }
+        }
+        PathSet {
+            paths,
+            shared_links: link_use
+                .into_iter()
+                .filter(|(_, c)| *c > 1)
+                .map(|(l, _)| l)
+                .collect(),
+            shared_nodes: node_use
+                .into_iter()
+                .filter(|(_, c)| *c > 1)
+                .map(|(n, _)| n)
+                .collect(),
+        }
+    }
+}
+
+/// k paths from `source` to every router (index = destination; None: itself or unreachable).
+pub fn from_source(g: &CostGraph, source: usize, k: usize) -> Vec<Option<PathSet>> {
+    let mut net = Network::new(g, source, k);
+    (0..g.n).map(|d| net.paths_to(d)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(n: usize, links: &[(usize, usize, u32)]) -> CostGraph {
+        CostGraph {
+            n,
+            links: links.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_trap_topology_needs_the_flow_not_greedy_removal() {
+        // Suurballe's classic: the shortest path s-a-b-t blocks both disjoint ones
+        // (s-a-t, s-b-t); removing it leaves none.
+        //   s=0 a=1 b=2 t=3
+        let g = graph(4, &[(0, 1, 1), (1, 2, 1), (2, 3, 1), (0, 2, 3), (1, 3, 3)]);
+        let set = from_source(&g, 0, 2)[3].clone().unwrap();
+        let mut nodes: Vec<Vec<usize>> = set.paths.iter().map(|p| p.nodes.clone()).collect();
+        nodes.sort();
+        assert_eq!(nodes, vec![vec![0, 1, 3], vec![0, 2, 3]]);
+        assert_eq!(set.paths.iter().map(|p| p.cost).sum::<u64>(), 8);
+        assert!(set.shared_links.is_empty() && set.shared_nodes.is_empty());
+    }
+
+    #[test]
+    fn node_disjoint_preferred_when_it_exists() {
+        // Two link-disjoint routes through the middle router 1, and a longer one avoiding it.
+        let g = graph(
+            5,
+            &[
+                (0, 1, 1),
+                (1, 4, 1),
+                (0, 2, 1),
+                (2, 1, 1),
+                (1, 3, 1),
+                (3, 4, 1),
+                (0, 4, 10),
+            ],
+        );
+        let set = from_source(&g, 0, 2)[4].clone().unwrap();
+        assert!(set.shared_nodes.is_empty(), "{set:?}");
+        assert_eq!(set.paths[0].nodes, vec![0, 1, 4]);
+        assert_eq!(set.paths[1].nodes, vec![0, 4]);
+    }
+
+    #[test]
+    fn a_bridge_is_shared_and_named() {
+        // 0 - 1 is the only way to the rest: every path shares it.
+        let g = graph(4, &[(0, 1, 1), (1, 2, 1), (1, 3, 1), (2, 3, 1)]);
+        let sets = from_source(&g, 0, 3);
+        let set = sets[2].clone().unwrap();
+        assert_eq!(set.paths.len(), 3);
+        assert!(set.shared_links.contains(&(0, 1)), "{set:?}");
+        assert!(set.shared_nodes.contains(&1));
+        assert!(sets[0].is_none(), "no paths to itself");
+    }
+
+    #[test]
+    fn unreachable_destinations_have_none() {
+        let g = graph(3, &[(0, 1, 1)]);
+        let sets = from_source(&g, 0, 3);
+        assert!(sets[2].is_none());
+        assert_eq!(sets[1].as_ref().unwrap().paths[0].nodes, vec![0, 1]);
+    }
+
+    /// Brute force on small graphs: the cheapest set of k pairwise link- and node-disjoint
+    /// simple paths, where one exists, costs what the flow found.
+    #[test]
+    fn matches_brute_force_on_random_small_graphs() {
+        let mut rng = crate::testgraph::SplitMix(7);
+        for round in 0..200 {
+            let n = 5 + (rng.next_u64() % 4) as usize;
+            let mut links = Vec::new();
+            for a in 0..n {
+                for b in a + 1..n {
+                    if rng.next_u64() % 100 < 45 {
+                        links.push((a, b, 1 + (rng.next_u64() % 9) as u32));
+                    }
+                }
+            }
+            let g = graph(n, &links);
+            for k in [2, 3] {
+                let sets = from_source(&g, 0, k);
+                for (d, found) in sets.iter().enumerate().skip(1) {
+                    let best = brute_force(&g, 0, d, k);
+                    match (found, best) {
+                        (Some(set), Some(cost)) => {
+                            assert!(
+                                set.shared_links.is_empty() && set.shared_nodes.is_empty(),
+                                "round {round}"
+                            );
+                            let got: u64 = set.paths.iter().map(|p| p.cost).sum();
+                            assert_eq!(got, cost, "round {round} k {k} dest {d}: {set:?}");
+                        }
+                        (Some(set), None) => assert!(
+                            set.paths.len() < k
+                                || !set.shared_links.is_empty()
+                                || !set.shared_nodes.is_empty(),
+                            "round {round}: claims {k} disjoint paths the brute force does not find: {set:?}"
+                        ),
+                        (None, Some(_)) => panic!("round {round}: missed a reachable destination"),
+                        (None, None) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn brute_force(g: &CostGraph, s: usize, t: usize, k: usize) -> Option<u64> {
+        let mut adj = vec![Vec::new(); g.n];
+        for &(a, b, c) in &g.links {
+            adj[a].push((b, c));
+            adj[b].push((a, c));
+        }
+        let mut all = Vec::new();
+        fn dfs(
+            adj: &[Vec<(usize, u32)>],
+            v: usize,
+            t: usize,
+            seen: &mut Vec<bool>,
+            path: &mut Vec<usize>,
+            cost: u64,
+            out: &mut Vec<(Vec<usize>, u64)>,
+        ) {
+            if v == t {
+                out.push((path.clone(), cost));
+                return;
+            }
+            for &(w, c) in &adj[v] {
+                if !seen[w] {
+                    seen[w] = true;
+                    path.push(w);
+                    dfs(adj, w, t, seen, path, cost + u64::from(c), out);
+                    path.pop();
+                    seen[w] = false;
+                }
+            }
+        }
+        let mut seen = vec![false; g.n];
+        seen[s] = true;
+        dfs(&adj, s, t, &mut seen, &mut vec![s], 0, &mut all);
+        let disjoint = |a: &Vec<usize>, b: &Vec<usize>| {
+            let inner = |p: &Vec<usize>| p[1..p.len() - 1].to_vec();
+            let shares_node = inner(a).iter().any(|x| inner(b).contains(x));
+            let direct = |p: &Vec<usize>| p.len() == 2;
+            !(shares_node || direct(a) && direct(b))
+        };
+        let mut best: Option<u64> = None;
+        let m = all.len();
+        let mut pick = vec![0usize; k];
+        fn choose(
+            i: usize,
+            start: usize,
+            m: usize,
+            pick: &mut Vec<usize>,
+            all: &[(Vec<usize>, u64)],
+            ok: &dyn Fn(&Vec<usize>, &Vec<usize>) -> bool,
+            best: &mut Option<u64>,
+        ) {
+            if i == pick.len() {
+                let cost = pick.iter().map(|&j| all[j].1).sum();
+                if best.is_none_or(|b| cost < b) {
+                    *best = Some(cost);
+                }
+                return;
+            }
+            for j in start..m {
+                if pick[..i].iter().all(|&p| ok(&all[p].0, &all[j].0)) {
+                    pick[i] = j;
+                    choose(i + 1, j + 1, m, pick, all, ok, best);
+                }
+            }
+        }
+        choose(0, 0, m, &mut pick, &all, &disjoint, &mut best);
+        best
+    }
+}

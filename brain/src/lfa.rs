@@ -1,0 +1,94 @@
+//! Loop-free alternates (RFC 5286): a backup next hop N of router S for destination D is
+//! safe when N's own shortest path to D does not come back through S:
+//! dist(N, D) < dist(N, S) + dist(S, D)  (inequality 1).
+
+use std::{cmp::Reverse, collections::BinaryHeap};
+
+use crate::disjoint::CostGraph;
+
+/// Shortest distances from `from` to every router (u64::MAX: unreachable).
+pub fn distances(g: &CostGraph, from: usize) -> Vec<u64> {
+    let mut adj = vec![Vec::new(); g.n];
+    for &(a, b, c) in &g.links {
+        adj[a].push((b, u64::from(c)));
+        adj[b].push((a, u64::from(c)));
+    }
+    let mut dist = vec![u64::MAX; g.n];
+    let mut heap = BinaryHeap::new();
+    dist[from] = 0;
+    heap.push(Reverse((0u64, from)));
+    while let Some(Reverse((d, u))) = heap.pop() {
+        if d > dist[u] {
+            continue;
+        }
+        for &(v, c) in &adj[u] {
+            if d + c < dist[v] {
+                dist[v] = d + c;
+                heap.push(Reverse((d + c, v)));
+            }
+        }
+    }
+    dist
+}
+
+/// Distances from the source and from each of its neighbours, computed once.
+pub struct LfaTable {
+    source: usize,
+    from_source: Vec<u64>,
+    from_neighbour: std::collections::HashMap<usize, Vec<u64>>,
+}
+
+impl LfaTable {
+    pub fn new(g: &CostGraph, source: usize) -> Self {
+        let mut neighbours: Vec<usize> = g
+            .links
+            .iter()
+            .filter_map(|&(a, b, _)| match (a == source, b == source) {
+                (true, _) => Some(b),
+                (_, true) => Some(a),
+                _ => None,
+            })
+            .collect();
+        neighbours.sort_unstable();
+        neighbours.dedup();
+        Self {
+            source,
+            from_source: distances(g, source),
+            from_neighbour: neighbours
+                .into_iter()
+                .map(|n| (n, distances(g, n)))
+                .collect(),
+        }
+    }
+
+    /// Whether sending traffic for `dest` to neighbour `n` cannot loop back to us.
+    pub fn is_loop_free(&self, n: usize, dest: usize) -> bool {
+        let Some(dn) = self.from_neighbour.get(&n) else {
+            return false; // not a neighbour
+        };
+        if dn[dest] == u64::MAX {
+            return false;
+        }
+        let back = dn[self.source].saturating_add(self.from_source[dest]);
+        dn[dest] < back
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc5286_inequality() {
+        // S=0 with neighbours 1 and 2; D=3. 1 reaches D directly; 2's best path to D goes
+        // through S (2-0-1-3 costs 3, 2-3 costs 10): not loop-free.
+        let g = CostGraph {
+            n: 4,
+            links: vec![(0, 1, 1), (1, 3, 1), (0, 2, 1), (2, 3, 10)],
+        };
+        let t = LfaTable::new(&g, 0);
+        assert!(t.is_loop_free(1, 3));
+        assert!(!t.is_loop_free(2, 3));
+        assert!(!t.is_loop_free(3, 3), "not a neighbour");
+    }
+}

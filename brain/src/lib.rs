@@ -1,0 +1,8 @@
+//! x0tta6bl4's brain as a library: the mesh as a graph, k disjoint paths from this router
+//! to every other, loop-free alternates, and the next-hop sets they give the dataplane.
+
+pub mod disjoint;
+pub mod lfa;
+pub mod plan;
+pub mod testgraph;
+pub mod topology;
