@@ -3,6 +3,8 @@
 
 pub mod disjoint;
 pub mod lfa;
+pub mod mesh;
 pub mod plan;
+pub mod push;
 pub mod testgraph;
 pub mod topology;

@@ -15,9 +15,12 @@ pub struct NextHops {
     pub via: Vec<usize>,
     /// Backups the disjoint paths proposed but the LFA check refused (they could loop).
     pub refused: Vec<usize>,
-    /// Links and routers every path shares: single points of failure for this destination.
+    /// Links and routers more than one path uses (the disjoint paths ran out).
     pub shared_links: Vec<(usize, usize)>,
     pub shared_nodes: Vec<usize>,
+    /// Links and routers every path uses: single points of failure for this destination.
+    pub common_links: Vec<(usize, usize)>,
+    pub common_nodes: Vec<usize>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -26,6 +29,33 @@ pub struct Plan {
     pub next_hops: BTreeMap<usize, NextHops>,
     /// Destinations with a primary but no safe backup.
     pub unprotected: Vec<usize>,
+    /// Routers and links whose loss splits the mesh (petgraph's articulation points and
+    /// bridges): no choice of paths protects against them.
+    pub articulation_points: Vec<usize>,
+    pub bridges: Vec<(usize, usize)>,
+}
+
+/// Single points of failure of the whole graph.
+pub fn cut_elements(g: &CostGraph) -> (Vec<usize>, Vec<(usize, usize)>) {
+    use petgraph::visit::EdgeRef;
+    let mut ug = petgraph::graph::UnGraph::<(), ()>::new_undirected();
+    let nodes: Vec<_> = (0..g.n).map(|_| ug.add_node(())).collect();
+    for &(a, b, _) in &g.links {
+        ug.add_edge(nodes[a], nodes[b], ());
+    }
+    let mut points: Vec<usize> = petgraph::algo::articulation_points::articulation_points(&ug)
+        .into_iter()
+        .map(|n| n.index())
+        .collect();
+    points.sort_unstable();
+    let mut bridges: Vec<(usize, usize)> = petgraph::algo::bridges::bridges(&ug)
+        .map(|e| {
+            let (a, b) = (e.source().index(), e.target().index());
+            (a.min(b), a.max(b))
+        })
+        .collect();
+    bridges.sort_unstable();
+    (points, bridges)
 }
 
 /// The plan of router `source` with up to `k` paths per destination.
@@ -33,6 +63,7 @@ pub fn plan(g: &CostGraph, source: usize, k: usize) -> Plan {
     let mut net = Network::new(g, source, k);
     let lfa = LfaTable::new(g, source);
     let mut out = Plan::default();
+    (out.articulation_points, out.bridges) = cut_elements(g);
     for dest in 0..g.n {
         let Some(set) = net.paths_to(dest) else {
             continue;
@@ -53,6 +84,22 @@ pub fn plan(g: &CostGraph, source: usize, k: usize) -> Plan {
         if via.len() < 2 {
             out.unprotected.push(dest);
         }
+        let links_of = |p: &crate::disjoint::Path| -> Vec<(usize, usize)> {
+            p.nodes
+                .windows(2)
+                .map(|w| (w[0].min(w[1]), w[0].max(w[1])))
+                .collect()
+        };
+        let first = &set.paths[0];
+        let common_links = links_of(first)
+            .into_iter()
+            .filter(|l| set.paths.iter().all(|p| links_of(p).contains(l)))
+            .collect();
+        let common_nodes = first.nodes[1..first.nodes.len() - 1]
+            .iter()
+            .copied()
+            .filter(|n| set.paths.iter().all(|p| p.nodes.contains(n)))
+            .collect();
         out.next_hops.insert(
             dest,
             NextHops {
@@ -60,6 +107,8 @@ pub fn plan(g: &CostGraph, source: usize, k: usize) -> Plan {
                 refused,
                 shared_links: set.shared_links,
                 shared_nodes: set.shared_nodes,
+                common_links,
+                common_nodes,
             },
         );
     }
@@ -94,5 +143,31 @@ mod tests {
         assert_eq!(p.next_hops[&3].via, vec![1]);
         assert_eq!(p.next_hops[&3].refused, vec![2]);
         assert!(p.unprotected.contains(&3));
+    }
+
+    #[test]
+    fn single_points_of_failure() {
+        // 0 - 1 is a bridge, 1 an articulation point: every path to 2 or 3 uses them.
+        let g = CostGraph {
+            n: 4,
+            links: vec![(0, 1, 1), (1, 2, 1), (1, 3, 1), (2, 3, 1)],
+        };
+        let p = plan(&g, 0, 3);
+        assert_eq!(p.articulation_points, vec![1]);
+        assert_eq!(p.bridges, vec![(0, 1)]);
+        assert_eq!(p.next_hops[&3].common_links, vec![(0, 1)]);
+        assert_eq!(p.next_hops[&3].common_nodes, vec![1]);
+        // A ring has none.
+        let ring = CostGraph {
+            n: 5,
+            links: (0..5).map(|i| (i, (i + 1) % 5, 1)).collect(),
+        };
+        let p = plan(&ring, 0, 3);
+        assert!(p.articulation_points.is_empty() && p.bridges.is_empty());
+        assert!(
+            p.next_hops
+                .values()
+                .all(|h| h.common_links.is_empty() && h.common_nodes.is_empty())
+        );
     }
 }

@@ -1,0 +1,225 @@
+//! x0-brain: computes this router's next-hop sets from the mesh and programs them into
+//! its dataplane over the gRPC API.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_stream::StreamExt;
+use x0_brain::{mesh::Mesh, plan::plan, push};
+use x0_identity::{FileSource, PqMode};
+use x0_proto::dataplane::v1 as pb;
+use x0ctl::client::{Target, connect, rpc_error};
+
+#[derive(Parser)]
+#[command(name = "x0-brain", version, about = "x0tta6bl4's brain")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Compute and log what would change; change nothing.
+    Observe,
+    /// Push the changes.
+    Enforce,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The next-hop plan of one router for a whole topology (static mode).
+    Plan {
+        #[arg(long)]
+        topology: PathBuf,
+        #[arg(long)]
+        router: String,
+        /// Paths per destination.
+        #[arg(long, default_value_t = 3)]
+        k: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Computes the plan and pushes the difference to the router's dataplane.
+    Push {
+        #[arg(long)]
+        topology: PathBuf,
+        #[arg(long)]
+        router: String,
+        #[arg(long, default_value_t = 3)]
+        k: usize,
+        /// unix:///run/x0tta6bl4/dataplane.sock or https://host:port.
+        #[arg(long, default_value = "unix:///run/x0tta6bl4/dataplane.sock")]
+        dataplane: String,
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "observe")]
+        mode: Mode,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("x0-brain: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn load(path: &PathBuf) -> Result<Mesh> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Mesh::parse(&text).with_context(|| format!("topology {}", path.display()))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Plan {
+            topology,
+            router,
+            k,
+            json,
+        } => {
+            let mesh = load(&topology)?;
+            let me = mesh.index(&router)?;
+            let p = plan(&mesh.graph, me, k);
+            let routes = mesh.routes(me, &p);
+            if json {
+                let v: Vec<_> = routes
+                    .iter()
+                    .map(|(prefix, via)| {
+                        serde_json::json!({"prefix": prefix.to_string(),
+                            "next_hops": via.iter().map(|(g, i)| format!("{g}@{i}")).collect::<Vec<_>>()})
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "routes": v,
+                        "unprotected": p.unprotected.iter().map(|d| &mesh.names[*d]).collect::<Vec<_>>(),
+                        "articulation_points": p.articulation_points.iter().map(|d| &mesh.names[*d]).collect::<Vec<_>>(),
+                        "bridges": p.bridges.iter().map(|(a, b)| format!("{}-{}", mesh.names[*a], mesh.names[*b])).collect::<Vec<_>>(),
+                    }))?
+                );
+            } else {
+                for (prefix, via) in &routes {
+                    let hops: Vec<String> = via.iter().map(|(g, i)| format!("{g}@{i}")).collect();
+                    println!("{prefix:<24} {}", hops.join(" "));
+                }
+                for (dest, hops) in &p.next_hops {
+                    if !hops.common_links.is_empty() || !hops.refused.is_empty() {
+                        let links: Vec<String> = hops
+                            .common_links
+                            .iter()
+                            .map(|(a, b)| format!("{}-{}", mesh.names[*a], mesh.names[*b]))
+                            .collect();
+                        let refused: Vec<&str> = hops
+                            .refused
+                            .iter()
+                            .map(|n| mesh.names[*n].as_str())
+                            .collect();
+                        println!(
+                            "to {}: single points of failure {:?}; backups refused as loops: {:?}",
+                            mesh.names[*dest], links, refused
+                        );
+                    }
+                }
+                let unprotected: Vec<&str> = p
+                    .unprotected
+                    .iter()
+                    .map(|d| mesh.names[*d].as_str())
+                    .collect();
+                println!("without a safe backup: {unprotected:?}");
+                let points: Vec<&str> = p
+                    .articulation_points
+                    .iter()
+                    .map(|d| mesh.names[*d].as_str())
+                    .collect();
+                let bridges: Vec<String> = p
+                    .bridges
+                    .iter()
+                    .map(|(a, b)| format!("{}-{}", mesh.names[*a], mesh.names[*b]))
+                    .collect();
+                println!(
+                    "mesh-wide single points of failure: routers {points:?}, links {bridges:?}"
+                );
+            }
+        }
+        Command::Push {
+            topology,
+            router,
+            k,
+            dataplane,
+            cert,
+            key,
+            bundle,
+            mode,
+        } => {
+            let mesh = load(&topology)?;
+            let me = mesh.index(&router)?;
+            let wanted = mesh.routes(me, &plan(&mesh.graph, me, k));
+            let svid = match (cert, key, bundle) {
+                (Some(cert), Some(key), Some(bundle)) => Some(FileSource {
+                    cert,
+                    key,
+                    bundle,
+                    crls: Vec::new(),
+                }),
+                (None, None, None) => None,
+                _ => anyhow::bail!("--cert, --key and --bundle go together"),
+            };
+            let conn = connect(&Target {
+                addr: dataplane,
+                svid,
+                pq: PqMode::Required,
+                server_id: None,
+            })
+            .await?;
+            let mut dp = conn.dataplane(64 << 20);
+            let mut stream = dp
+                .list_routes(pb::ListRoutesRequest { origin: 0 })
+                .await
+                .map_err(|s| rpc_error(&s))?
+                .into_inner();
+            let mut all = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                all.extend(chunk.map_err(|s| rpc_error(&s))?.routes);
+            }
+            let ops = push::diff(&wanted, &push::installed(&all));
+            let unchanged = wanted.len() - ops.len();
+            match mode {
+                Mode::Observe => {
+                    for op in &ops {
+                        if let Some(pb::route_operation::Op::Replace(r)) = &op.op {
+                            tracing::info!(prefix = %r.prefix, next_hops = r.next_hops.len(), "would replace");
+                        }
+                    }
+                    println!(
+                        "observe: {} to replace, {unchanged} unchanged; nothing changed",
+                        ops.len()
+                    );
+                }
+                Mode::Enforce => {
+                    let n = ops.len();
+                    if n > 0 {
+                        dp.batch_routes(tokio_stream::iter(ops))
+                            .await
+                            .map_err(|s| rpc_error(&s))?;
+                    }
+                    println!("enforce: {n} replaced, {unchanged} unchanged");
+                }
+            }
+        }
+    }
+    Ok(())
+}
