@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["x0tta6bl4/dataplane/v1/dataplane.proto"];
+const PROTOS: &[&str] = &[
+    "x0tta6bl4/dataplane/v1/dataplane.proto",
+    "x0tta6bl4/brain/v1/brain.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(PROTOS, ["proto"])?;

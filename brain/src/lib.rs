@@ -3,6 +3,8 @@
 
 pub mod disjoint;
 pub mod lfa;
+pub mod lsdb;
+pub mod lsp;
 pub mod mesh;
 pub mod plan;
 pub mod push;

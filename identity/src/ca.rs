@@ -224,6 +224,18 @@ pub fn issue(dir: &Path, req: &IssueRequest) -> Result<Issued> {
             (None, Some(dns.clone()))
         }
     };
+    // Every SVID gets an ML-DSA-65 key too, its public half bound into the certificate,
+    // for post-quantum signatures (link-state records).
+    let mldsa = match req.kind {
+        Leaf::Svid => {
+            let pair = crate::mldsa::generate()?;
+            params
+                .custom_extensions
+                .push(crate::mldsa::extension(&pair)?);
+            Some(pair)
+        }
+        Leaf::PlainTls { .. } => None,
+    };
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let cert = params.signed_by(&key, &issuer)?;
 
@@ -234,6 +246,10 @@ pub fn issue(dir: &Path, req: &IssueRequest) -> Result<Issued> {
     // Key first: a watcher that sees the new key with the old certificate refuses the pair
     // and retries; it never uses a certificate with a key that does not match.
     write_atomic(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
+    if let Some(pair) = &mldsa {
+        let path = crate::mldsa::key_path(&cert_path);
+        write_atomic(&path, &crate::mldsa::to_pkcs8(pair)?, 0o600)?;
+    }
     write_atomic(&cert_path, cert.pem().as_bytes(), 0o644)?;
 
     let serial_hex = serial_hex(&serial.to_be_bytes());

@@ -21,6 +21,9 @@
 //! benches need no SPIRE; the `workload-server` feature adds a Workload API server for tests.
 
 pub mod ca;
+#[cfg(feature = "grpc-server")]
+pub mod listen;
+pub mod mldsa;
 mod pattern;
 mod pq;
 mod source;

@@ -13,10 +13,8 @@ use std::{
 use futures_util::future::BoxFuture;
 use tonic::Status;
 
-use super::{
-    authz::Authorizer,
-    listen::{Caller, Peer},
-};
+use super::authz::Authorizer;
+use x0_identity::listen::{Caller, Peer};
 
 /// Services any authenticated caller may use (health checks and reflection).
 const OPEN_SERVICES: &[&str] = &[

@@ -5,7 +5,6 @@
 pub mod authz;
 pub mod config;
 pub mod guard;
-pub mod listen;
 pub mod service;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -83,24 +82,25 @@ pub async fn serve(config: ApiConfig, control: Control) -> Result<ApiHandle> {
     let mut tasks = Vec::new();
     let mut tcp_addr = None;
 
-    let mut serve_on = |incoming: listen::Incoming, what: &'static str| -> Result<()> {
-        let router = router(&config, &control, &guard)?;
-        let mut stopped = stopped.clone();
-        tasks.push(tokio::spawn(async move {
-            let r = router
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = r {
-                tracing::error!(listener = what, error = %e, "API server failed");
-            }
-        }));
-        Ok(())
-    };
+    let mut serve_on =
+        |incoming: x0_identity::listen::Incoming, what: &'static str| -> Result<()> {
+            let router = router(&config, &control, &guard)?;
+            let mut stopped = stopped.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = router
+                    .serve_with_incoming_shutdown(incoming, async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(listener = what, error = %e, "API server failed");
+                }
+            }));
+            Ok(())
+        };
 
     if let Some(path) = &config.unix_socket {
-        let incoming = listen::unix(path, config.mode()?)?;
+        let incoming = x0_identity::listen::unix(path, config.mode()?)?;
         serve_on(incoming, "unix")?;
         tracing::info!(path = %path.display(), mode = %config.unix_mode, "API listening on the Unix socket");
     }
@@ -111,7 +111,7 @@ pub async fn serve(config: ApiConfig, control: Control) -> Result<ApiHandle> {
             .await
             .context("api.tls: loading our SVID")?;
         tracing::info!(spiffe_id = %identity.current().spiffe_id, "API identity");
-        let (incoming, local) = listen::tls(addr, identity, config.pq).await?;
+        let (incoming, local) = x0_identity::listen::tls(addr, identity, config.pq).await?;
         serve_on(incoming, "tls")?;
         tcp_addr = Some(local);
         tracing::info!(%local, pq = %config.pq, "API listening with mutual TLS");

@@ -8,7 +8,6 @@ use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 use x0_proto::dataplane::v1::{self as pb, dataplane_server::Dataplane};
 
-use super::listen::Peer;
 use crate::{
     config::validate_route,
     control::{Control, ControlError, NextHopView, Origin, RouteOp, StatsView},
@@ -17,6 +16,7 @@ use crate::{
     policy::{IdentityConfig, RateConfig, RuleConfig},
     state::PolicySpec,
 };
+use x0_identity::listen::Peer;
 
 /// Routes per ListRoutes message.
 const LIST_CHUNK: usize = 1000;

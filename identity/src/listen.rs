@@ -1,4 +1,4 @@
-//! The two listeners: a Unix socket (file permissions; the peer's credentials logged) and
+//! The listeners of x0tta6bl4's gRPC servers (dataplane, brain): a Unix socket (file permissions; the peer's credentials logged) and
 //! TCP with mutual TLS (SPIFFE SVIDs, TLS 1.3, X25519MLKEM768). Each accepted connection
 //! carries a `Peer` that the guard and the handlers read from the request's extensions.
 
@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use crate::{Identity, IdentityWatcher, PqMode};
 use anyhow::{Context as _, Result};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
@@ -20,7 +21,6 @@ use tokio::{
 };
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
-use x0_identity::{Identity, IdentityWatcher, PqMode};
 
 /// A TLS handshake that has not finished by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -210,10 +210,10 @@ pub async fn tls(
                         Err(_) => return tracing::warn!(%remote, "API TLS handshake timed out"),
                     };
                 let (_, conn) = tls.get_ref();
-                let Some(id) = x0_identity::peer_spiffe_id(conn) else {
+                let Some(id) = crate::peer_spiffe_id(conn) else {
                     return tracing::warn!(%remote, "API TLS: no SPIFFE ID after the handshake");
                 };
-                let group = x0_identity::negotiated_group_name(conn).unwrap_or_default();
+                let group = crate::negotiated_group_name(conn).unwrap_or_default();
                 tracing::info!(%remote, spiffe_id = %id, group, "API connection over mutual TLS");
                 let peer = Peer {
                     caller: Caller::Spiffe(id),
@@ -228,5 +228,5 @@ pub async fn tls(
 }
 
 fn server_config(id: &Identity, pq: PqMode) -> Result<Arc<rustls::ServerConfig>> {
-    x0_identity::server_config(id, pq).context("building the TLS server config")
+    crate::server_config(id, pq).context("building the TLS server config")
 }
