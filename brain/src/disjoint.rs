@@ -293,8 +293,10 @@ impl Network {
 
     /// Splits the flow into paths and names what they share.
     fn decompose(&self, dest: usize) -> PathSet {
-        let mut flow: std::collections::HashMap<usize, Vec<usize>> =
-            std::collections::HashMap::new();
+        // Ordered maps and a full sort: the same graph always gives the same paths in the
+        // same order (brains compare plans with each other and with what is installed).
+        let mut flow: std::collections::BTreeMap<usize, Vec<usize>> =
+            std::collections::BTreeMap::new();
         let mut arcs: Vec<usize> = self.cap_touched.iter().map(|&a| a as usize & !1).collect();
         arcs.sort_unstable();
         arcs.dedup();
@@ -327,7 +329,7 @@ impl Network {
             }
             paths.push(Path { nodes, cost });
         }
-        paths.sort_by_key(|p| p.cost);
+        paths.sort_by(|a, b| (a.cost, &a.nodes).cmp(&(b.cost, &b.nodes)));
         let mut link_use: std::collections::BTreeMap<(usize, usize), u32> = Default::default();
         let mut node_use: std::collections::BTreeMap<usize, u32> = Default::default();
         for p in &paths {

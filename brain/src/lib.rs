@@ -1,6 +1,8 @@
 //! x0tta6bl4's brain as a library: the mesh as a graph, k disjoint paths from this router
 //! to every other, loop-free alternates, and the next-hop sets they give the dataplane.
 
+pub mod config;
+pub mod daemon;
 pub mod disjoint;
 pub mod lfa;
 pub mod lsdb;
@@ -8,5 +10,6 @@ pub mod lsp;
 pub mod mesh;
 pub mod plan;
 pub mod push;
+pub mod server;
 pub mod testgraph;
 pub mod topology;

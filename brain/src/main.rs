@@ -28,6 +28,12 @@ enum Mode {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs the brain beside its router: link state with the neighbours' brains, the plan
+    /// pushed to the dataplane.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// The next-hop plan of one router for a whole topology (static mode).
     Plan {
         #[arg(long)]
@@ -69,6 +75,7 @@ async fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Err(e) = run(Cli::parse()).await {
         eprintln!("x0-brain: {e:#}");
@@ -84,6 +91,13 @@ fn load(path: &PathBuf) -> Result<Mesh> {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Run { config } => {
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("reading {}", config.display()))?;
+            let c = x0_brain::config::BrainConfig::parse(&text)
+                .with_context(|| format!("config {}", config.display()))?;
+            x0_brain::daemon::run(c).await?;
+        }
         Command::Plan {
             topology,
             router,

@@ -37,7 +37,7 @@ pub struct Lab {
     pub name: String,
     pub topo: Topology,
     pub dir: PathBuf,
-    dataplane_bin: PathBuf,
+    pub(crate) dataplane_bin: PathBuf,
     /// Tear down on drop (false once `keep()` was called, as `x0-lab up` does).
     teardown_on_drop: bool,
 }
@@ -246,7 +246,7 @@ impl Lab {
         self.dir.join("bpf").join(router)
     }
 
-    fn file(&self, router: &str, ext: &str) -> PathBuf {
+    pub(crate) fn file(&self, router: &str, ext: &str) -> PathBuf {
         self.dir.join(format!("{router}.{ext}"))
     }
 
@@ -462,7 +462,7 @@ impl Lab {
         Ok(())
     }
 
-    fn pid(&self, router: &str) -> Option<Pid> {
+    pub(crate) fn pid(&self, router: &str) -> Option<Pid> {
         fs::read_to_string(self.file(router, "pid"))
             .ok()?
             .trim()
@@ -564,7 +564,7 @@ fn is_zombie(pid: Pid) -> bool {
         .unwrap_or(true)
 }
 
-fn stop_pid_file(path: &Path, signal: Signal) -> Result<()> {
+pub(crate) fn stop_pid_file(path: &Path, signal: Signal) -> Result<()> {
     let Ok(text) = fs::read_to_string(path) else {
         return Ok(());
     };

@@ -72,6 +72,9 @@ pub struct Router {
 pub struct Link {
     pub a: End,
     pub b: End,
+    /// Routing cost for the brains (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<u32>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -1,0 +1,104 @@
+//! `x0-brain run --config brain.toml`: the router it serves, its dataplane, its
+//! neighbours' brains, its SVID.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use anyhow::{Result, bail};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use x0_identity::FileSource;
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Analyse and plan, log what would change, change nothing (the default).
+    #[default]
+    Observe,
+    Enforce,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BrainConfig {
+    /// This router's name in the mesh (its brain's SVID is spiffe://<td>/brain/<router>).
+    pub router: String,
+    #[serde(default)]
+    pub mode: Mode,
+    /// Paths per destination.
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// The local dataplane's API: unix:///... or https://...
+    pub dataplane: String,
+    /// Where neighbouring brains reach this one (mutual TLS).
+    pub listen: std::net::SocketAddr,
+    /// How often adjacencies are checked and the plan re-examined.
+    #[serde(default = "default_interval")]
+    pub interval_ms: u64,
+    /// Lifetime of this brain's records.
+    #[serde(default = "default_lifetime")]
+    pub lifetime_s: u32,
+    /// Where the record sequence number is kept.
+    pub state_dir: PathBuf,
+    /// Prefixes reached through this router (its hosts).
+    #[serde(default)]
+    pub prefixes: Vec<IpNet>,
+    pub tls: FileSource,
+    #[serde(default, rename = "neighbor")]
+    pub neighbors: Vec<NeighborConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NeighborConfig {
+    pub router: String,
+    /// Our interface to it, and its addresses on that link.
+    pub interface: String,
+    pub addrs: Vec<IpAddr>,
+    #[serde(default = "default_cost")]
+    pub cost: u32,
+    /// Its brain ("198.18.12.2:7444").
+    pub brain: String,
+}
+
+fn default_k() -> usize {
+    3
+}
+fn default_interval() -> u64 {
+    200
+}
+fn default_lifetime() -> u32 {
+    60
+}
+fn default_cost() -> u32 {
+    10
+}
+
+impl BrainConfig {
+    pub fn parse(text: &str) -> Result<Self> {
+        let c: BrainConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if c.router.is_empty() {
+            bail!("router: empty");
+        }
+        if !(1..=8).contains(&c.k) {
+            bail!("k: {} is not 1 to 8", c.k);
+        }
+        if !(20..=10_000).contains(&c.interval_ms) {
+            bail!("interval_ms: {} is not 20 to 10000", c.interval_ms);
+        }
+        if !(10..=3600).contains(&c.lifetime_s) {
+            bail!("lifetime_s: {} is not 10 to 3600", c.lifetime_s);
+        }
+        for (i, n) in c.neighbors.iter().enumerate() {
+            if n.router == c.router || n.router.is_empty() {
+                bail!("neighbor[{i}].router: {:?}", n.router);
+            }
+            if n.cost == 0 {
+                bail!("neighbor[{i}].cost: must be at least 1");
+            }
+            if n.addrs.is_empty() {
+                bail!("neighbor[{i}].addrs: empty");
+            }
+        }
+        Ok(c)
+    }
+}

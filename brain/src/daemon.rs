@@ -1,0 +1,530 @@
+//! `x0-brain run`: watches its router's adjacencies through the dataplane API, originates
+//! and floods signed link-state records, keeps the neighbours' records, and programs the
+//! next-hop sets the mesh calls for (enforce) or says what it would program (observe).
+//! If the brain stops, the dataplane keeps its routes and its own failover (fail-static);
+//! when it comes back it pushes only what differs, so a restart disturbs nothing.
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use x0_identity::{IdPattern, Identity, PqMode, SourceConfig, Trust};
+use x0_proto::{
+    brain::v1::{self as pb, brain_client::BrainClient, brain_server::BrainServer},
+    dataplane::v1 as dpb,
+};
+use x0ctl::client::{Target, connect};
+
+use crate::{
+    config::{BrainConfig, Mode},
+    lsdb::Lsdb,
+    lsp::{Reject, Signer},
+    plan::plan,
+    push,
+};
+
+/// A neighbour whose brain answered within this long counts as adjacent when the
+/// dataplane has no next hop for it yet.
+const CONTACT_FRESH: Duration = Duration::from_secs(3);
+/// Every neighbour gets the whole database this often (catches up a restarted one).
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// The first plan waits this long for the neighbours' records.
+const SETTLE: Duration = Duration::from_secs(3);
+const RPC_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the service and the loop share.
+pub struct Shared {
+    pub lsdb: Lsdb,
+    pub trust: Arc<Trust>,
+    pub router: String,
+    pub mode: Mode,
+    /// The database changed since the last plan.
+    pub changed: bool,
+    /// The highest sequence seen for our own name (after a lost state file).
+    pub own_seen: u64,
+    pub paths: Vec<pb::PathEntry>,
+    pub unprotected: Vec<String>,
+    pub pushes: u64,
+    pub last_push_unix_ns: u64,
+}
+
+fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl Shared {
+    /// Offers a neighbour's record. Err: (originator, why not).
+    pub fn offer(&mut self, r: &pb::SignedRecord) -> Result<(), (String, Reject)> {
+        let originator = <pb::LinkStateRecord as prost::Message>::decode(r.record.as_slice())
+            .map(|x| x.originator)
+            .unwrap_or_default();
+        if originator == self.router {
+            // Our own, coming back: never taken from others, but its sequence is noted.
+            if let Ok(v) = crate::lsp::verify(r, &self.trust, SystemTime::now()) {
+                self.own_seen = self.own_seen.max(v.record.sequence);
+            }
+            return Err((originator, Reject::Duplicate));
+        }
+        match self.lsdb.offer(r, &self.trust, SystemTime::now()) {
+            Ok(_) => {
+                self.changed = true;
+                Ok(())
+            }
+            Err(e) => Err((originator, e)),
+        }
+    }
+
+    pub fn status(&self) -> pb::Status {
+        let mesh = self.lsdb.mesh();
+        pb::Status {
+            router: self.router.clone(),
+            mode: format!("{:?}", self.mode).to_lowercase(),
+            routers: mesh.names.clone(),
+            links: mesh
+                .graph
+                .links
+                .iter()
+                .map(|(a, b, c)| format!("{}-{} ({c})", mesh.names[*a], mesh.names[*b]))
+                .collect(),
+            paths: self.paths.clone(),
+            unprotected: self.unprotected.clone(),
+            accepted: self.lsdb.accepted,
+            rejected: self
+                .lsdb
+                .rejected
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            pushes: self.pushes,
+            last_push_unix_ns: self.last_push_unix_ns,
+        }
+    }
+}
+
+fn read_sequence(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join("sequence"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn write_sequence(dir: &Path, seq: u64) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join("sequence.tmp");
+    std::fs::write(&tmp, seq.to_string())?;
+    std::fs::rename(&tmp, dir.join("sequence"))?;
+    Ok(())
+}
+
+struct Neighbours {
+    clients: HashMap<String, BrainClient<Channel>>,
+    contact: HashMap<String, Instant>,
+}
+
+pub async fn run(config: BrainConfig) -> Result<()> {
+    let identity = Identity::from_files(&config.tls).context("tls: our SVID")?;
+    let td = identity.spiffe_id.trust_domain().to_string();
+    let want = format!("/brain/{}", config.router);
+    if identity.spiffe_id.path() != want {
+        anyhow::bail!(
+            "tls: our SVID is {}, not spiffe://{td}{want}",
+            identity.spiffe_id
+        );
+    }
+    let signer = Signer::from_files(&config.tls)?;
+    let shared = Arc::new(Mutex::new(Shared {
+        lsdb: Lsdb::default(),
+        trust: identity.trust().clone(),
+        router: config.router.clone(),
+        mode: config.mode,
+        changed: true,
+        own_seen: 0,
+        paths: Vec::new(),
+        unprotected: Vec::new(),
+        pushes: 0,
+        last_push_unix_ns: 0,
+    }));
+
+    // The service neighbours flood into.
+    let watcher = x0_identity::IdentityWatcher::start(
+        SourceConfig::Files(config.tls.clone()),
+        Duration::from_secs(1),
+    )
+    .await?;
+    let (incoming, local) =
+        x0_identity::listen::tls(config.listen, watcher, PqMode::Required).await?;
+    let (flood_tx, mut flood_rx) = mpsc::unbounded_channel();
+    let service = crate::server::Service {
+        shared: shared.clone(),
+        trust_domain: td.clone(),
+        flood: flood_tx.clone(),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = tonic::transport::Server::builder()
+            .add_service(BrainServer::new(service))
+            .serve_with_incoming(incoming)
+            .await
+        {
+            tracing::error!(error = %e, "brain server failed");
+        }
+    });
+    tracing::info!(%local, router = %config.router, mode = ?config.mode, "x0-brain listening");
+
+    let neighbours = Arc::new(tokio::sync::Mutex::new(Neighbours {
+        clients: HashMap::new(),
+        contact: HashMap::new(),
+    }));
+    let target_of = {
+        let (tls, td) = (config.tls.clone(), td.clone());
+        move |n: &crate::config::NeighborConfig| Target {
+            addr: format!("https://{}", n.brain),
+            svid: Some(tls.clone()),
+            pq: PqMode::Required,
+            server_id: format!("spiffe://{td}/brain/{}", n.router)
+                .parse::<IdPattern>()
+                .ok(),
+        }
+    };
+
+    // Flooding: records to every neighbour but the one they came from.
+    {
+        let (neighbours, config, target_of) =
+            (neighbours.clone(), config.clone(), target_of.clone());
+        tokio::spawn(async move {
+            while let Some((from, records)) = flood_rx.recv().await {
+                for n in &config.neighbors {
+                    if Some(&n.router) == from.as_ref() {
+                        continue;
+                    }
+                    send(
+                        neighbours.clone(),
+                        n.router.clone(),
+                        target_of(n),
+                        records.clone(),
+                    );
+                }
+            }
+        });
+    }
+
+    let started = Instant::now();
+    let mut sequence = read_sequence(&config.state_dir);
+    let mut last_own: Option<(Vec<pb::Adjacency>, Instant)> = None;
+    let mut last_sync = Instant::now() - SYNC_EVERY;
+    let mut last_check = Instant::now() - Duration::from_secs(10);
+    let mut adjacent: HashMap<String, bool> = HashMap::new();
+    let mut down_since: HashMap<String, Instant> = HashMap::new();
+    let mut dataplane: Option<x0_proto::dataplane::v1::dataplane_client::DataplaneClient<Channel>> =
+        None;
+    let mut tick = tokio::time::interval(Duration::from_millis(config.interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if dataplane.is_none() {
+            let t = Target {
+                addr: config.dataplane.clone(),
+                svid: Some(config.tls.clone()),
+                pq: PqMode::Required,
+                server_id: None,
+            };
+            match tokio::time::timeout(RPC_TIMEOUT, connect(&t)).await {
+                Ok(Ok(c)) => dataplane = Some(c.dataplane(64 << 20)),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %format!("{e:#}"), "dataplane unreachable; keeping what is installed")
+                }
+                Err(_) => tracing::warn!("dataplane connection timed out"),
+            }
+        }
+
+        // Monitor: which neighbours are adjacent (a live next hop, or a fresh answer).
+        // Next hops (BFD and carrier) and interfaces (carrier, whether or not a route
+        // uses the neighbour now: no feedback from our own plan into adjacencies).
+        let view = match &mut dataplane {
+            Some(dp) => {
+                let nhs = tokio::time::timeout(
+                    RPC_TIMEOUT,
+                    dp.list_next_hops(dpb::ListNextHopsRequest {}),
+                )
+                .await;
+                let info =
+                    tokio::time::timeout(RPC_TIMEOUT, dp.get_info(dpb::GetInfoRequest {})).await;
+                match (nhs, info) {
+                    (Ok(Ok(n)), Ok(Ok(i))) => {
+                        Some((n.into_inner().next_hops, i.into_inner().interfaces))
+                    }
+                    _ => {
+                        dataplane = None;
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        {
+            let contact = neighbours.lock().await.contact.clone();
+            for n in &config.neighbors {
+                let up = match &view {
+                    Some((nhs, ifaces)) => {
+                        let carrier = ifaces.iter().any(|i| i.name == n.interface && i.up);
+                        let mine: Vec<&dpb::NextHopState> = nhs
+                            .iter()
+                            .filter(|h| {
+                                h.interface == n.interface
+                                    && n.addrs.iter().any(|a| a.to_string() == h.gateway)
+                            })
+                            .collect();
+                        // Without a next hop (our plan may have dropped it), its brain's
+                        // answers decide, but only ones newer than the last failure seen.
+                        let heard = contact.get(&n.router).copied();
+                        let fresh = heard.is_some_and(|t| {
+                            t.elapsed() < CONTACT_FRESH
+                                && down_since.get(&n.router).is_none_or(|d| t > *d)
+                        });
+                        carrier
+                            && if mine.is_empty() {
+                                fresh
+                            } else {
+                                mine.iter().any(|h| h.live)
+                            }
+                    }
+                    None => *adjacent.get(&n.router).unwrap_or(&false), // fail-static
+                };
+                if adjacent.insert(n.router.clone(), up) != Some(up) {
+                    tracing::info!(neighbor = %n.router, up, "adjacency");
+                    if !up {
+                        down_since.insert(n.router.clone(), Instant::now());
+                    }
+                }
+            }
+        }
+
+        // Originate: a new record when the adjacencies change, and a refresh before it ages out.
+        let adjacencies: Vec<pb::Adjacency> = config
+            .neighbors
+            .iter()
+            .filter(|n| adjacent.get(&n.router) == Some(&true))
+            .map(|n| pb::Adjacency {
+                neighbor: n.router.clone(),
+                cost: n.cost,
+                interface: n.interface.clone(),
+                neighbor_addrs: n.addrs.iter().map(|a| a.to_string()).collect(),
+            })
+            .collect();
+        let refresh = Duration::from_secs(u64::from(config.lifetime_s) / 3);
+        let due = match &last_own {
+            None => true,
+            Some((adj, at)) => *adj != adjacencies || at.elapsed() >= refresh,
+        };
+        if due {
+            let own_seen = shared.lock().expect("brain lock").own_seen;
+            sequence = sequence.max(own_seen) + 1;
+            write_sequence(&config.state_dir, sequence).context("saving the record sequence")?;
+            let record = pb::LinkStateRecord {
+                originator: config.router.clone(),
+                sequence,
+                originated_unix_ns: unix_ns(SystemTime::now()),
+                lifetime_s: config.lifetime_s,
+                adjacencies: adjacencies.clone(),
+                prefixes: config.prefixes.iter().map(|p| p.to_string()).collect(),
+            };
+            let signed = signer.sign(&record)?;
+            {
+                let mut s = shared.lock().expect("brain lock");
+                let trust = s.trust.clone();
+                s.lsdb
+                    .offer(&signed, &trust, SystemTime::now())
+                    .map_err(|e| anyhow::anyhow!("our own record: {e}"))?;
+                s.changed = true;
+            }
+            tracing::info!(
+                sequence,
+                adjacencies = adjacencies.len(),
+                "originated a link-state record"
+            );
+            let _ = flood_tx.send((None, vec![signed]));
+            last_own = Some((adjacencies, Instant::now()));
+        }
+
+        // Synchronise: the whole database to every neighbour, now and then.
+        if last_sync.elapsed() >= SYNC_EVERY {
+            last_sync = Instant::now();
+            let all: Vec<pb::SignedRecord> = shared
+                .lock()
+                .expect("brain lock")
+                .lsdb
+                .records()
+                .map(|v| v.signed.clone())
+                .collect();
+            for n in &config.neighbors {
+                send(
+                    neighbours.clone(),
+                    n.router.clone(),
+                    target_of(n),
+                    all.clone(),
+                );
+            }
+        }
+
+        // Analyse and plan when the mesh changed (and now and then, to repair drift).
+        let expired = shared
+            .lock()
+            .expect("brain lock")
+            .lsdb
+            .expire(SystemTime::now());
+        if !expired.is_empty() {
+            tracing::info!(?expired, "link-state records aged out");
+            shared.lock().expect("brain lock").changed = true;
+        }
+        let settled = started.elapsed() >= SETTLE || {
+            let s = shared.lock().expect("brain lock");
+            config
+                .neighbors
+                .iter()
+                .filter(|n| adjacent.get(&n.router) == Some(&true))
+                .all(|n| s.lsdb.get(&n.router).is_some())
+        };
+        let changed = std::mem::take(&mut shared.lock().expect("brain lock").changed);
+        if !settled || (!changed && last_check.elapsed() < Duration::from_secs(5)) {
+            if changed {
+                shared.lock().expect("brain lock").changed = true;
+            }
+            continue;
+        }
+        last_check = Instant::now();
+        let Some(dp) = &mut dataplane else {
+            shared.lock().expect("brain lock").changed = true;
+            continue;
+        };
+        let (wanted, paths, unprotected) = {
+            let s = shared.lock().expect("brain lock");
+            let mesh = s.lsdb.mesh();
+            let Ok(me) = mesh.index(&config.router) else {
+                continue;
+            };
+            let p = plan(&mesh.graph, me, config.k);
+            let wanted = mesh.routes(me, &p);
+            let paths = wanted
+                .iter()
+                .map(|(prefix, via)| pb::PathEntry {
+                    prefix: prefix.to_string(),
+                    next_hops: via.iter().map(|(g, i)| format!("{g}@{i}")).collect(),
+                })
+                .collect();
+            let unprotected = p
+                .unprotected
+                .iter()
+                .map(|d| mesh.names[*d].clone())
+                .collect();
+            (wanted, paths, unprotected)
+        };
+        {
+            let mut s = shared.lock().expect("brain lock");
+            s.paths = paths;
+            s.unprotected = unprotected;
+        }
+        match sync_routes(dp, &wanted, config.mode).await {
+            Ok(0) => {}
+            Ok(n) => {
+                let mut s = shared.lock().expect("brain lock");
+                s.pushes += 1;
+                s.last_push_unix_ns = unix_ns(SystemTime::now());
+                tracing::info!(replaced = n, mode = ?config.mode, "next-hop sets updated");
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not update the dataplane; will retry");
+                shared.lock().expect("brain lock").changed = true;
+                dataplane = None;
+            }
+        }
+    }
+}
+
+/// Reads the installed routes and pushes the difference (enforce) or logs it (observe).
+async fn sync_routes(
+    dp: &mut x0_proto::dataplane::v1::dataplane_client::DataplaneClient<Channel>,
+    wanted: &push::Routes,
+    mode: Mode,
+) -> Result<usize> {
+    let mut stream = dp
+        .list_routes(dpb::ListRoutesRequest { origin: 0 })
+        .await?
+        .into_inner();
+    let mut all = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        all.extend(chunk?.routes);
+    }
+    let ops = push::diff(wanted, &push::installed(&all));
+    let n = ops.len();
+    if n == 0 {
+        return Ok(0);
+    }
+    match mode {
+        Mode::Observe => {
+            for op in &ops {
+                if let Some(dpb::route_operation::Op::Replace(r)) = &op.op {
+                    let via: Vec<String> = r
+                        .next_hops
+                        .iter()
+                        .map(|h| format!("{}@{}", h.gateway, h.interface))
+                        .collect();
+                    tracing::info!(prefix = %r.prefix, next_hops = ?via, "observe: would replace");
+                }
+            }
+            Ok(0)
+        }
+        Mode::Enforce => {
+            dp.batch_routes(tokio_stream::iter(ops)).await?;
+            Ok(n)
+        }
+    }
+}
+
+/// Floods `records` to one neighbour in the background; remembers when it answered.
+fn send(
+    neighbours: Arc<tokio::sync::Mutex<Neighbours>>,
+    router: String,
+    target: Target,
+    records: Vec<pb::SignedRecord>,
+) {
+    if records.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        let client = neighbours.lock().await.clients.get(&router).cloned();
+        let mut client = match client {
+            Some(c) => c,
+            None => match tokio::time::timeout(RPC_TIMEOUT, connect(&target)).await {
+                Ok(Ok(c)) => {
+                    let c = BrainClient::new(c.channel);
+                    neighbours
+                        .lock()
+                        .await
+                        .clients
+                        .insert(router.clone(), c.clone());
+                    c
+                }
+                _ => return,
+            },
+        };
+        match tokio::time::timeout(RPC_TIMEOUT, client.flood(pb::FloodRequest { records })).await {
+            Ok(Ok(_)) => {
+                neighbours
+                    .lock()
+                    .await
+                    .contact
+                    .insert(router, Instant::now());
+            }
+            _ => {
+                neighbours.lock().await.clients.remove(&router);
+            }
+        }
+    });
+}

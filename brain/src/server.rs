@@ -1,0 +1,108 @@
+//! The brain's gRPC service: neighbours flood records into it; operators read its view.
+
+use std::sync::{Arc, Mutex};
+
+use tonic::{Request, Response, Status};
+use x0_identity::listen::{Caller, Peer};
+use x0_proto::brain::v1::{self as pb, brain_server::Brain};
+
+use crate::daemon::Shared;
+
+pub struct Service {
+    pub shared: Arc<Mutex<Shared>>,
+    pub trust_domain: String,
+    /// Records accepted here are passed on to the other neighbours.
+    pub flood: tokio::sync::mpsc::UnboundedSender<(Option<String>, Vec<pb::SignedRecord>)>,
+}
+
+/// The caller's brain name, if it is a brain of our trust domain.
+fn brain_of(req: &Request<impl Sized>, td: &str) -> Option<String> {
+    match &req.extensions().get::<Peer>()?.caller {
+        Caller::Spiffe(id) if id.trust_domain().to_string() == td => {
+            id.path().strip_prefix("/brain/").map(|s| s.to_string())
+        }
+        Caller::Local { .. } => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn reader(req: &Request<impl Sized>, td: &str) -> bool {
+    match req.extensions().get::<Peer>().map(|p| &p.caller) {
+        Some(Caller::Spiffe(id)) => {
+            id.trust_domain().to_string() == td
+                && (id.path().starts_with("/brain/") || id.path().starts_with("/orchestrator/"))
+        }
+        Some(Caller::Local { .. }) => true,
+        None => false,
+    }
+}
+
+#[tonic::async_trait]
+impl Brain for Service {
+    async fn flood(
+        &self,
+        req: Request<pb::FloodRequest>,
+    ) -> Result<Response<pb::FloodResponse>, Status> {
+        let Some(from) = brain_of(&req, &self.trust_domain) else {
+            return Err(Status::permission_denied(
+                "only brains of this trust domain may flood",
+            ));
+        };
+        let records = req.into_inner().records;
+        if records.len() > 10_000 {
+            return Err(Status::invalid_argument("records: more than 10000"));
+        }
+        let mut out = pb::FloodResponse::default();
+        let mut fresh = Vec::new();
+        {
+            let mut s = self.shared.lock().expect("brain lock");
+            for r in &records {
+                match s.offer(r) {
+                    Ok(()) => {
+                        out.accepted += 1;
+                        fresh.push(r.clone());
+                    }
+                    Err((originator, e)) => {
+                        if !matches!(e, crate::lsp::Reject::Duplicate) {
+                            tracing::warn!(from = %from, originator, reason = e.name(), detail = %e, "link-state record rejected");
+                        }
+                        out.rejected.push(pb::Rejection {
+                            originator,
+                            reason: e.name().into(),
+                            detail: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        if !fresh.is_empty() {
+            let _ = self.flood.send((Some(from), fresh));
+        }
+        Ok(Response::new(out))
+    }
+
+    async fn get_link_state(
+        &self,
+        req: Request<pb::GetLinkStateRequest>,
+    ) -> Result<Response<pb::LinkStateDatabase>, Status> {
+        if !reader(&req, &self.trust_domain) {
+            return Err(Status::permission_denied("brains and orchestrators only"));
+        }
+        let s = self.shared.lock().expect("brain lock");
+        Ok(Response::new(pb::LinkStateDatabase {
+            records: s.lsdb.records().map(|v| v.signed.clone()).collect(),
+        }))
+    }
+
+    async fn get_status(
+        &self,
+        req: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::Status>, Status> {
+        if !reader(&req, &self.trust_domain) {
+            return Err(Status::permission_denied("brains and orchestrators only"));
+        }
+        Ok(Response::new(
+            self.shared.lock().expect("brain lock").status(),
+        ))
+    }
+}

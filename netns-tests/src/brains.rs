@@ -1,0 +1,135 @@
+//! A brain beside every router: configs generated from the topology (neighbours, their
+//! addresses on each link, link costs, the hosts' subnets), SVIDs from the lab CA, and
+//! `x0-brain run` in the router's namespace.
+
+use std::{
+    fs,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use nix::sys::signal::Signal;
+use x0_brain::config::{BrainConfig, Mode, NeighborConfig};
+
+use crate::Lab;
+
+/// Where each brain listens, on every address of its router.
+pub const BRAIN_PORT: u16 = 7444;
+
+impl Lab {
+    fn brain_bin(&self) -> Result<PathBuf> {
+        self.dataplane_bin
+            .parent()
+            .map(|d| d.join("x0-brain"))
+            .filter(|p| p.is_file())
+            .context("x0-brain binary not found next to x0-dataplane (cargo build)")
+    }
+
+    /// The config of `router`'s brain.
+    pub fn brain_config(&self, router: &str, mode: Mode) -> Result<BrainConfig> {
+        let mut neighbors = Vec::new();
+        let mut prefixes = Vec::new();
+        for l in &self.topo.links {
+            let (mine, theirs) = if l.a.node == router {
+                (&l.a, &l.b)
+            } else if l.b.node == router {
+                (&l.b, &l.a)
+            } else {
+                continue;
+            };
+            if self.topo.is_router(&theirs.node) {
+                let v4 = theirs
+                    .addrs
+                    .iter()
+                    .find(|a| a.addr().is_ipv4())
+                    .context("an IPv4 address on the link")?;
+                neighbors.push(NeighborConfig {
+                    router: theirs.node.clone(),
+                    interface: mine.iface.clone(),
+                    addrs: theirs.addrs.iter().map(|a| a.addr()).collect(),
+                    cost: l.cost.unwrap_or(10),
+                    brain: format!("{}:{BRAIN_PORT}", v4.addr()),
+                });
+            } else {
+                prefixes.extend(mine.addrs.iter().map(|a| a.trunc()));
+            }
+        }
+        let files = self.pki().files(&format!("brain-{router}"));
+        Ok(BrainConfig {
+            router: router.into(),
+            mode,
+            k: 3,
+            dataplane: format!("unix://{}", self.api_socket(router).display()),
+            listen: format!("0.0.0.0:{BRAIN_PORT}").parse().expect("valid"),
+            interval_ms: 100,
+            lifetime_s: 60,
+            state_dir: self.dir.join("brain-state").join(router),
+            prefixes,
+            tls: x0_identity::FileSource {
+                crls: Vec::new(),
+                ..files
+            },
+            neighbors,
+        })
+    }
+
+    /// Starts (or restarts) `router`'s brain, minting its SVID the first time.
+    pub fn start_brain(&self, router: &str, mode: Mode) -> Result<()> {
+        let name = format!("brain-{router}");
+        if !self.pki().svid_dir().join(format!("{name}.pem")).exists() {
+            self.pki().issue(
+                &format!("/brain/{router}"),
+                &name,
+                Duration::from_secs(86_400),
+            )?;
+        }
+        let config = self.brain_config(router, mode)?;
+        let path = self.file(&name, "toml");
+        fs::write(&path, toml::to_string(&config)?)?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.file(&name, "log"))?;
+        let child = {
+            use std::os::unix::process::CommandExt;
+            Command::new("ip")
+                .args(["netns", "exec", &self.ns(router)])
+                .arg(self.brain_bin()?)
+                .arg("run")
+                .arg("--config")
+                .arg(&path)
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                )
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .process_group(0)
+                .spawn()
+                .context("starting x0-brain")?
+        };
+        fs::write(self.file(&name, "pid"), child.id().to_string())?;
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        Ok(())
+    }
+
+    /// Stops `router`'s brain (SIGKILL with `kill`: no chance to tidy up).
+    pub fn stop_brain(&self, router: &str, kill: bool) -> Result<()> {
+        let signal = if kill {
+            Signal::SIGKILL
+        } else {
+            Signal::SIGTERM
+        };
+        crate::lab::stop_pid_file(&self.file(&format!("brain-{router}"), "pid"), signal)
+    }
+
+    pub fn brain_log(&self, router: &str) -> String {
+        fs::read_to_string(self.file(&format!("brain-{router}"), "log")).unwrap_or_default()
+    }
+}
