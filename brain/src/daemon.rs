@@ -319,10 +319,14 @@ pub async fn run(config: BrainConfig) -> Result<()> {
             })
             .collect();
         let refresh = Duration::from_secs(u64::from(config.lifetime_s) / 3);
-        let due = match &last_own {
-            None => true,
-            Some((adj, at)) => *adj != adjacencies || at.elapsed() >= refresh,
-        };
+        // A record of our name newer than ours is out there (our state was lost, or one
+        // was replayed): originate above it at once, as OSPF does, or ours would be stale.
+        let overtaken = shared.lock().expect("brain lock").own_seen >= sequence;
+        let due = overtaken
+            || match &last_own {
+                None => true,
+                Some((adj, at)) => *adj != adjacencies || at.elapsed() >= refresh,
+            };
         if due {
             let own_seen = shared.lock().expect("brain lock").own_seen;
             sequence = sequence.max(own_seen) + 1;

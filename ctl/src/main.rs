@@ -111,6 +111,11 @@ enum Command {
     Health,
     /// Version, interfaces, table sizes.
     Info,
+    /// A brain's view (--addr https://<brain>:7444): topology, paths per prefix, link-state counters.
+    Brain {
+        #[command(subcommand)]
+        what: BrainCmd,
+    },
     /// A lab trust domain: CA, SVIDs, revocation.
     Ca {
         #[command(subcommand)]
@@ -159,6 +164,11 @@ enum PolicyCmd {
     Set {
         file: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum BrainCmd {
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -237,6 +247,9 @@ async fn run(cli: Cli) -> Result<()> {
         return run_ca(what);
     }
     let conn = connect(&target(&cli)?).await?;
+    if let Command::Brain { .. } = &cli.command {
+        return brain_status(&conn, cli.json).await;
+    }
     let mut dp = conn.dataplane(MAX_MESSAGE);
     let json = cli.json;
     match cli.command {
@@ -618,8 +631,45 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Ca { .. } => unreachable!("handled above"),
+        Command::Ca { .. } | Command::Brain { .. } => unreachable!("handled above"),
     }
+    Ok(())
+}
+
+async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
+    let mut b = x0_proto::brain::v1::brain_client::BrainClient::new(conn.channel.clone());
+    let s = b
+        .get_status(x0_proto::brain::v1::GetStatusRequest {})
+        .await
+        .map_err(|s| rpc_error(&s))?
+        .into_inner();
+    if json {
+        return print_json(&serde_json::json!({
+            "router": s.router, "mode": s.mode, "routers": s.routers, "links": s.links,
+            "paths": s.paths.iter().map(|p| serde_json::json!({"prefix": p.prefix, "next_hops": p.next_hops})).collect::<Vec<_>>(),
+            "unprotected": s.unprotected, "accepted": s.accepted, "rejected": s.rejected,
+            "pushes": s.pushes, "last_push_unix_ns": s.last_push_unix_ns,
+        }));
+    }
+    println!(
+        "brain of {} ({}): {} routers, {} links",
+        s.router,
+        s.mode,
+        s.routers.len(),
+        s.links.len()
+    );
+    println!("links: {}", s.links.join(", "));
+    println!("{:<24} next hops (preference order)", "prefix");
+    for p in &s.paths {
+        println!("{:<24} {}", p.prefix, p.next_hops.join(" "));
+    }
+    println!("without a safe backup: {:?}", s.unprotected);
+    let mut rejected: Vec<_> = s.rejected.iter().collect();
+    rejected.sort();
+    println!(
+        "link-state records: {} accepted, rejected {:?}; {} pushes to the dataplane",
+        s.accepted, rejected, s.pushes
+    );
     Ok(())
 }
 

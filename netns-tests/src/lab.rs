@@ -354,6 +354,11 @@ impl Lab {
     /// Runs `x0ctl <args>` in the router's namespace against its TLS listener, as the
     /// lab's operator. Returns stdout; a failure carries x0ctl's message.
     pub fn x0ctl(&self, router: &str, args: &[&str]) -> Result<String> {
+        self.x0ctl_at(router, &format!("https://{API_ADDR}"), args)
+    }
+
+    /// `x0ctl` in the router's namespace against another server (a brain: `https://127.0.0.1:7444`).
+    pub fn x0ctl_at(&self, router: &str, addr: &str, args: &[&str]) -> Result<String> {
         let bin = self
             .dataplane_bin
             .parent()
@@ -365,7 +370,7 @@ impl Lab {
             .args(["netns", "exec", &self.ns(router)])
             .arg(bin)
             .arg("--addr")
-            .arg(format!("https://{API_ADDR}"))
+            .arg(addr)
             .arg("--cert")
             .arg(&files.cert)
             .arg("--key")

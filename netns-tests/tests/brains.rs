@@ -233,3 +233,113 @@ fn brains_route_around_a_failed_router_and_fail_static_without_brains() {
     }
     assert_eq!(traffic::ping(&lab, "h1", h2, 5).unwrap(), 5);
 }
+
+#[test]
+fn bad_link_state_records_are_rejected_and_counted() {
+    use prost::Message;
+    use x0_proto::brain::v1::{self as pb, brain_client::BrainClient};
+    let lab = six_with_brains();
+    converge(&lab, &expected(&lab, &[], &[]), Duration::from_secs(30));
+    let status = |lab: &Lab| -> serde_json::Value {
+        serde_json::from_str(
+            &lab.x0ctl_at(
+                "r1",
+                "https://198.18.12.2:7444",
+                &["--json", "brain", "status"],
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    let before = status(&lab);
+    assert_eq!(before["router"], "r2");
+    assert_eq!(before["routers"].as_array().unwrap().len(), 6, "{before}");
+    assert!(
+        before["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["prefix"] == "198.18.2.0/24")
+    );
+
+    // r1's brain, misbehaving: speaking for r3, replaying an old record, sending garbage.
+    let files = lab.pki().files("brain-r1");
+    let target = x0ctl::client::Target {
+        addr: "https://198.18.12.2:7444".into(),
+        svid: Some(files.clone()),
+        pq: x0_identity::PqMode::Required,
+        server_id: None,
+    };
+    let answers = x0_lab::netns::in_netns(&lab.ns("r1"), move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async move {
+                let signer = x0_brain::lsp::Signer::from_files(&files)?;
+                let conn = x0ctl::client::connect(&target).await?;
+                let mut b = BrainClient::new(conn.channel);
+                let db = b
+                    .get_link_state(pb::GetLinkStateRequest {})
+                    .await?
+                    .into_inner();
+                let held = db
+                    .records
+                    .iter()
+                    .map(|s| pb::LinkStateRecord::decode(s.record.as_slice()).unwrap())
+                    .find(|r| r.originator == "r1")
+                    .expect("r1's record");
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_nanos() as u64;
+                let mut forged = held.clone();
+                forged.originator = "r3".into();
+                forged.adjacencies.retain(|a| a.neighbor != "r3");
+                forged.originated_unix_ns = now;
+                let mut newer = held.clone();
+                newer.sequence += 100;
+                newer.originated_unix_ns = now;
+                let mut older = held.clone();
+                older.sequence += 50;
+                older.originated_unix_ns = now;
+                let mut garbage = signer.sign(&held)?;
+                garbage.record = vec![0xde; 64];
+                let mut out = Vec::new();
+                for s in [
+                    signer.sign(&forged)?,
+                    signer.sign(&newer)?,
+                    signer.sign(&older)?,
+                    garbage,
+                ] {
+                    let r = b
+                        .flood(pb::FloodRequest { records: vec![s] })
+                        .await?
+                        .into_inner();
+                    out.push(
+                        r.rejected
+                            .first()
+                            .map(|x| x.reason.clone())
+                            .unwrap_or_else(|| "accepted".into()),
+                    );
+                }
+                Ok(out)
+            })
+    })
+    .unwrap();
+    assert_eq!(answers, ["forged", "accepted", "stale", "malformed"]);
+    let after = status(&lab);
+    for reason in ["forged", "stale", "malformed"] {
+        let (b, a) = (
+            before["rejected"][reason].as_u64().unwrap_or(0),
+            after["rejected"][reason].as_u64().unwrap_or(0),
+        );
+        assert!(a > b, "{reason} counted: {before} -> {after}");
+    }
+    // r1's brain noticed a newer record of its own name and carried on above it.
+    std::thread::sleep(Duration::from_secs(2));
+    let seq: u64 = std::fs::read_to_string(lab.dir.join("brain-state/r1/sequence"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(seq > 100, "sequence {seq}");
+}
