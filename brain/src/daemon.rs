@@ -24,6 +24,7 @@ use x0ctl::client::{Target, connect};
 
 use crate::{
     config::{BrainConfig, Mode},
+    knowledge::Knowledge,
     lsdb::Lsdb,
     lsp::{Reject, Signer},
     plan::plan,
@@ -53,6 +54,7 @@ pub struct Shared {
     pub unprotected: Vec<String>,
     pub pushes: u64,
     pub last_push_unix_ns: u64,
+    pub knowledge: Knowledge,
 }
 
 fn unix_ns(t: SystemTime) -> u64 {
@@ -105,6 +107,37 @@ impl Shared {
                 .collect(),
             pushes: self.pushes,
             last_push_unix_ns: self.last_push_unix_ns,
+            incidents: self
+                .knowledge
+                .incidents()
+                .unwrap_or_default()
+                .iter()
+                .rev()
+                .take(100)
+                .rev()
+                .map(|i| pb::Incident {
+                    id: i.id,
+                    kind: i.kind.clone(),
+                    subject: i.subject.clone(),
+                    detected_unix_ns: i.detected_unix_ns,
+                    strategy: i.strategy.clone(),
+                    repaired_unix_ns: i.repaired_unix_ns.unwrap_or(0),
+                    success: i.success.unwrap_or(false),
+                })
+                .collect(),
+            repair_times: ["link-lost", "router-lost"]
+                .iter()
+                .filter_map(|k| {
+                    let m = self.knowledge.mttr(k).ok().flatten()?;
+                    Some(pb::RepairTime {
+                        kind: k.to_string(),
+                        count: m.count,
+                        p50_ms: m.p50_ms,
+                        p99_ms: m.p99_ms,
+                        max_ms: m.max_ms,
+                    })
+                })
+                .collect(),
         }
     }
 }
@@ -151,7 +184,10 @@ pub async fn run(config: BrainConfig) -> Result<()> {
         unprotected: Vec::new(),
         pushes: 0,
         last_push_unix_ns: 0,
+        knowledge: Knowledge::open(&config.state_dir.join("knowledge.redb"))?,
     }));
+    // Links seen in the last plan: one that goes is an incident until new paths are in force.
+    let mut prev_links: Option<std::collections::BTreeSet<String>> = None;
 
     // The service neighbours flood into.
     let watcher = x0_identity::IdentityWatcher::start(
@@ -413,6 +449,37 @@ pub async fn run(config: BrainConfig) -> Result<()> {
             let Ok(me) = mesh.index(&config.router) else {
                 continue;
             };
+            // Analyse: links and routers that left the mesh are incidents.
+            let links: std::collections::BTreeSet<String> = mesh
+                .graph
+                .links
+                .iter()
+                .map(|(a, b, _)| format!("{}-{}", mesh.names[*a], mesh.names[*b]))
+                .collect();
+            if let Some(prev) = &prev_links {
+                let now = unix_ns(SystemTime::now());
+                for lost in prev.difference(&links) {
+                    tracing::warn!(link = %lost, "incident: link lost");
+                    if let Err(e) =
+                        s.knowledge
+                            .open_incident("link-lost", lost, now, "recompute-paths")
+                    {
+                        tracing::error!(error = %e, "knowledge base: incident not recorded");
+                    }
+                }
+                let attached = |set: &std::collections::BTreeSet<String>, r: &str| {
+                    set.iter().any(|l| l.split('-').any(|x| x == r))
+                };
+                for r in &mesh.names {
+                    if attached(prev, r) && !attached(&links, r) {
+                        tracing::warn!(router = %r, "incident: router lost");
+                        let _ = s
+                            .knowledge
+                            .open_incident("router-lost", r, now, "recompute-paths");
+                    }
+                }
+            }
+            prev_links = Some(links);
             let p = plan(&mesh.graph, me, config.k);
             let wanted = mesh.routes(me, &p);
             let paths = wanted
@@ -435,12 +502,24 @@ pub async fn run(config: BrainConfig) -> Result<()> {
             s.unprotected = unprotected;
         }
         match sync_routes(dp, &wanted, config.mode).await {
-            Ok(0) => {}
             Ok(n) => {
                 let mut s = shared.lock().expect("brain lock");
-                s.pushes += 1;
-                s.last_push_unix_ns = unix_ns(SystemTime::now());
-                tracing::info!(replaced = n, mode = ?config.mode, "next-hop sets updated");
+                if n > 0 {
+                    s.pushes += 1;
+                    s.last_push_unix_ns = unix_ns(SystemTime::now());
+                    tracing::info!(replaced = n, mode = ?config.mode, "next-hop sets updated");
+                }
+                // Execute confirmed: the paths the mesh calls for are in force (or, in
+                // observe mode, would be), so open incidents end here.
+                let now = unix_ns(SystemTime::now());
+                for i in s.knowledge.open_incidents().unwrap_or_default() {
+                    let ok = config.mode == Mode::Enforce;
+                    if let Err(e) = s.knowledge.close_incident(i.id, now, ok) {
+                        tracing::error!(error = %e, "knowledge base: incident not closed");
+                    } else {
+                        tracing::info!(kind = %i.kind, subject = %i.subject, ms = (now - i.detected_unix_ns) / 1_000_000, "incident repaired");
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "could not update the dataplane; will retry");

@@ -649,6 +649,9 @@ async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
             "paths": s.paths.iter().map(|p| serde_json::json!({"prefix": p.prefix, "next_hops": p.next_hops})).collect::<Vec<_>>(),
             "unprotected": s.unprotected, "accepted": s.accepted, "rejected": s.rejected,
             "pushes": s.pushes, "last_push_unix_ns": s.last_push_unix_ns,
+            "incidents": s.incidents.iter().map(|i| serde_json::json!({"id": i.id, "kind": i.kind, "subject": i.subject,
+                "detected_unix_ns": i.detected_unix_ns, "repaired_unix_ns": i.repaired_unix_ns, "strategy": i.strategy, "success": i.success})).collect::<Vec<_>>(),
+            "repair_times": s.repair_times.iter().map(|m| serde_json::json!({"kind": m.kind, "count": m.count, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms, "max_ms": m.max_ms})).collect::<Vec<_>>(),
         }));
     }
     println!(
@@ -670,6 +673,26 @@ async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
         "link-state records: {} accepted, rejected {:?}; {} pushes to the dataplane",
         s.accepted, rejected, s.pushes
     );
+    for i in &s.incidents {
+        let repair = if i.repaired_unix_ns == 0 {
+            "open".to_string()
+        } else {
+            format!(
+                "repaired in {} ms",
+                (i.repaired_unix_ns - i.detected_unix_ns) / 1_000_000
+            )
+        };
+        println!(
+            "incident {:>4} {:<12} {:<10} {} ({})",
+            i.id, i.kind, i.subject, repair, i.strategy
+        );
+    }
+    for m in &s.repair_times {
+        println!(
+            "time to repair, {}: {} incidents, p50 {} ms, p99 {} ms, max {} ms",
+            m.kind, m.count, m.p50_ms, m.p99_ms, m.max_ms
+        );
+    }
     Ok(())
 }
 
