@@ -27,6 +27,7 @@ use crate::{
     knowledge::Knowledge,
     lsdb::Lsdb,
     lsp::{Reject, Signer},
+    mapek::LinkHealth,
     plan::plan,
     push,
 };
@@ -55,6 +56,7 @@ pub struct Shared {
     pub pushes: u64,
     pub last_push_unix_ns: u64,
     pub knowledge: Knowledge,
+    pub mapek: String,
 }
 
 fn unix_ns(t: SystemTime) -> u64 {
@@ -125,7 +127,8 @@ impl Shared {
                     success: i.success.unwrap_or(false),
                 })
                 .collect(),
-            repair_times: ["link-lost", "router-lost"]
+            mapek: self.mapek.clone(),
+            repair_times: ["link-lost", "router-lost", "link-flapping"]
                 .iter()
                 .filter_map(|k| {
                     let m = self.knowledge.mttr(k).ok().flatten()?;
@@ -185,7 +188,12 @@ pub async fn run(config: BrainConfig) -> Result<()> {
         pushes: 0,
         last_push_unix_ns: 0,
         knowledge: Knowledge::open(&config.state_dir.join("knowledge.redb"))?,
+        mapek: String::new(),
     }));
+    let mut health = LinkHealth::new(config.mode, Instant::now());
+    for n in &config.neighbors {
+        health.watch(&n.router);
+    }
     // Links seen in the last plan: one that goes is an incident until new paths are in force.
     let mut prev_links: Option<std::collections::BTreeSet<String>> = None;
 
@@ -258,6 +266,7 @@ pub async fn run(config: BrainConfig) -> Result<()> {
     let mut last_check = Instant::now() - Duration::from_secs(10);
     let mut adjacent: HashMap<String, bool> = HashMap::new();
     let mut down_since: HashMap<String, Instant> = HashMap::new();
+    let mut carrier_prev: HashMap<String, bool> = HashMap::new();
     let mut dataplane: Option<x0_proto::dataplane::v1::dataplane_client::DataplaneClient<Channel>> =
         None;
     let mut tick = tokio::time::interval(Duration::from_millis(config.interval_ms));
@@ -310,6 +319,12 @@ pub async fn run(config: BrainConfig) -> Result<()> {
                 let up = match &view {
                     Some((nhs, ifaces)) => {
                         let carrier = ifaces.iter().any(|i| i.name == n.interface && i.up);
+                        // Monitor for MAPE-K: raw carrier losses (adjacencies are damped
+                        // by the dataplane's hold-down; flaps are what it damps).
+                        if carrier_prev.insert(n.router.clone(), carrier) == Some(true) && !carrier
+                        {
+                            health.on_down(&n.router, Instant::now());
+                        }
                         let mine: Vec<&dpb::NextHopState> = nhs
                             .iter()
                             .filter(|h| {
@@ -343,13 +358,42 @@ pub async fn run(config: BrainConfig) -> Result<()> {
         }
 
         // Originate: a new record when the adjacencies change, and a refresh before it ages out.
+        // MAPE-K for link health: may drain (raise the cost of) a flapping link.
+        {
+            let mut s = shared.lock().expect("brain lock");
+            let mesh = s.lsdb.mesh();
+            let me = mesh.index(&config.router).ok();
+            let mesh_cost = |n: &str| -> Option<u32> {
+                let (a, b) = (me?, mesh.index(n).ok()?);
+                mesh.graph
+                    .links
+                    .iter()
+                    .find(|(x, y, _)| (*x == a && *y == b) || (*x == b && *y == a))
+                    .map(|l| l.2)
+            };
+            let base = |n: &str| {
+                config
+                    .neighbors
+                    .iter()
+                    .find(|x| x.router == n)
+                    .map(|x| x.cost)
+            };
+            health.tick(
+                Instant::now(),
+                &s.knowledge,
+                &config.router,
+                &base,
+                &mesh_cost,
+            );
+            s.mapek = health.state();
+        }
         let adjacencies: Vec<pb::Adjacency> = config
             .neighbors
             .iter()
             .filter(|n| adjacent.get(&n.router) == Some(&true))
             .map(|n| pb::Adjacency {
                 neighbor: n.router.clone(),
-                cost: n.cost,
+                cost: health.cost(&n.router, n.cost),
                 interface: n.interface.clone(),
                 neighbor_addrs: n.addrs.iter().map(|a| a.to_string()).collect(),
             })

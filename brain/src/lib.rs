@@ -10,6 +10,7 @@ pub mod knowledge;
 pub mod lfa;
 pub mod lsdb;
 pub mod lsp;
+pub mod mapek;
 pub mod mesh;
 pub mod plan;
 pub mod push;

@@ -404,3 +404,73 @@ fn bad_link_state_records_are_rejected_and_counted() {
         .unwrap();
     assert!(seq > 100, "sequence {seq}");
 }
+
+#[test]
+fn a_flapping_link_is_drained_and_the_mesh_routes_around_it() {
+    let lab = six_with_brains();
+    converge(&lab, &expected(&lab, &[], &[]), Duration::from_secs(30));
+    // r2 - r4 flaps: four carrier losses in a few seconds.
+    for _ in 0..4 {
+        faults::fail(&lab, "r2", "r4", Failure::Carrier).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        faults::repair(&lab, "r2", "r4", Failure::Carrier).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // r2's brain drains it: its cost (11) times 10 in the mesh every brain sees.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let s: serde_json::Value = serde_json::from_str(
+            &lab.x0ctl_at(
+                "r1",
+                "https://198.18.12.2:7444",
+                &["--json", "brain", "status"],
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let drained = s["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "r2-r4 (110)");
+        let confirmed = s["incidents"].as_array().unwrap().iter().any(|i| {
+            i["kind"] == "link-flapping" && i["subject"] == "r2-r4" && i["success"] == true
+        });
+        if drained && confirmed {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not drained: {s}\n{}",
+            lab.brain_log("r2")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(status["mapek"].as_str().unwrap().contains("r4"), "{status}");
+    let incident = status["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "link-flapping")
+        .unwrap();
+    assert_eq!(incident["strategy"], "drain-link");
+
+    // Every router routes as the topology with that cost says.
+    let text = std::fs::read_to_string(lab.dir.join("topology.toml")).unwrap();
+    let mut doc: toml::Value = toml::from_str(&text).unwrap();
+    for link in doc["link"].as_array_mut().unwrap() {
+        if link["a"]["node"].as_str() == Some("r2") && link["b"]["node"].as_str() == Some("r4") {
+            link.as_table_mut()
+                .unwrap()
+                .insert("cost".into(), toml::Value::Integer(110));
+        }
+    }
+    std::fs::write(
+        lab.dir.join("topology.toml"),
+        toml::to_string(&doc).unwrap(),
+    )
+    .unwrap();
+    converge(&lab, &expected(&lab, &[], &[]), Duration::from_secs(20));
+    let h2 = common::addr(&lab, "h2", false);
+    assert_eq!(traffic::ping(&lab, "h1", h2, 5).unwrap(), 5);
+}
