@@ -14,7 +14,8 @@ echo "== building (release)"
 cargo build --release --workspace --bins --quiet
 LAB=./target/release/x0-lab
 NAME=x0demo
-trap '$LAB down --name $NAME' EXIT
+MESH=x0brains
+trap '$LAB down --name $NAME; $LAB down --name $MESH' EXIT
 
 echo
 echo "== topology: netns-tests/topologies/diamond.toml"
@@ -69,5 +70,24 @@ $LAB stats --name $NAME
 echo
 echo "== r1 in full (x0-dataplane stats, from its pinned maps)"
 $LAB stats r1 --name $NAME
+
 echo
-echo "== done; tearing the lab down"
+echo "== brains: six routers, one x0-brain each, signed link state over mTLS (ECDSA + ML-DSA-65)"
+cat <<'PIC'
+        r2 ----- r4
+      / |  \   / |  \
+  h1-r1 |   \ /  |   r6-h2      the brains compute up to 3 disjoint, loop-free next hops
+      \ |   / \  |  /           per prefix and push them into each dataplane over gRPC
+        r3 ----- r5
+PIC
+$LAB down --name $NAME
+$LAB up netns-tests/topologies/six.toml --name $MESH --dataplane-bin ./target/release/x0-dataplane --brains | tail -1
+$LAB ctl --name $MESH r1 --brain -- brain status | sed 's/^/   /'
+echo "   a remote link fails (r4-r6, on the h1 -> h2 path, not r1's) in the middle of a stream:"
+$LAB traffic --name $MESH --from h1 --to h2 --count 20000 --rate 10000 --fail r4-r6 --failure carrier --fail-after-ms 800
+sleep 1
+echo "   r1's brain after the failure (the incident and its time to repair are in its knowledge base):"
+$LAB ctl --name $MESH r1 --brain -- brain status | sed 's/^/   /'
+
+echo
+echo "== done; tearing the labs down"

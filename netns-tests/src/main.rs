@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use x0_lab::{Lab, Topology, lab::default_dataplane_bin, traffic};
 
@@ -23,6 +23,9 @@ enum Command {
         name: String,
         #[arg(long)]
         dataplane_bin: Option<PathBuf>,
+        /// Also start a brain beside every router (enforce mode) and wait until they agree.
+        #[arg(long)]
+        brains: bool,
     },
     /// Stop the daemons and remove everything the lab created.
     Down {
@@ -87,11 +90,17 @@ enum Command {
         #[arg(long, default_value = "x0lab")]
         name: String,
         router: String,
+        /// Talk to the router's brain instead of its dataplane.
+        #[arg(long)]
+        brain: bool,
         /// x0ctl's arguments.
         #[arg(last = true, required = true)]
         args: Vec<String>,
     },
 }
+
+/// A router's brain, from inside its namespace.
+const BRAIN_ADDR: &str = "https://127.0.0.1:7444";
 
 fn main() -> ExitCode {
     match real_main(Cli::parse()) {
@@ -109,6 +118,7 @@ fn real_main(cli: Cli) -> Result<()> {
             topology,
             name,
             dataplane_bin,
+            brains,
         } => {
             let topo = Topology::from_file(&topology)?;
             let bin = match dataplane_bin {
@@ -128,14 +138,53 @@ fn real_main(cli: Cli) -> Result<()> {
             for h in &lab.topo.hosts {
                 println!("{}: netns {}", h.name, lab.ns(&h.name));
             }
+            if brains {
+                for r in &lab.topo.routers {
+                    lab.start_brain(&r.name, x0_brain::config::Mode::Enforce)?;
+                }
+                let started = std::time::Instant::now();
+                let first = lab.topo.routers[0].name.clone();
+                loop {
+                    let status = lab.x0ctl_at(&first, BRAIN_ADDR, &["--json", "brain", "status"]);
+                    let known = status
+                        .ok()
+                        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+                        .and_then(|v| v["routers"].as_array().map(|a| a.len()))
+                        .unwrap_or(0);
+                    if known == lab.topo.routers.len() {
+                        break;
+                    }
+                    if started.elapsed() > std::time::Duration::from_secs(20) {
+                        bail!(
+                            "the brains did not learn the whole mesh in 20 s (logs: {}/brain-*.log)",
+                            lab.dir.display()
+                        );
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                println!(
+                    "brains: one per router, the whole mesh learned in {:.1?} (logs {}/brain-<router>.log)",
+                    started.elapsed(),
+                    lab.dir.display()
+                );
+            }
             lab.keep();
             Ok(())
         }
         Command::Down { name } => Lab::down_by_name(&name),
-        Command::Ctl { name, router, args } => {
+        Command::Ctl {
+            name,
+            router,
+            brain,
+            args,
+        } => {
             let lab = Lab::open(&name)?;
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            print!("{}", lab.x0ctl(&router, &args)?);
+            if brain {
+                print!("{}", lab.x0ctl_at(&router, BRAIN_ADDR, &args)?);
+            } else {
+                print!("{}", lab.x0ctl(&router, &args)?);
+            }
             Ok(())
         }
         Command::Stats { router, name } => {
