@@ -57,6 +57,9 @@ pub struct Shared {
     pub last_push_unix_ns: u64,
     pub knowledge: Knowledge,
     pub mapek: String,
+    /// Static mode: an orchestrator's topology (its text, kept in `static_path`).
+    pub static_topology: Option<String>,
+    pub static_path: std::path::PathBuf,
 }
 
 fn unix_ns(t: SystemTime) -> u64 {
@@ -86,8 +89,38 @@ impl Shared {
         }
     }
 
+    /// Sets (or clears) the orchestrator's topology and keeps it on disk.
+    pub fn set_static(&mut self, text: Option<String>) -> Result<()> {
+        match &text {
+            Some(t) => {
+                if let Some(dir) = self.static_path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let tmp = self.static_path.with_extension("tmp");
+                std::fs::write(&tmp, t)?;
+                std::fs::rename(&tmp, &self.static_path)?;
+            }
+            None => match std::fs::remove_file(&self.static_path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            },
+        }
+        tracing::info!(static_mode = text.is_some(), "topology source changed");
+        self.static_topology = text;
+        self.changed = true;
+        Ok(())
+    }
+
+    /// The mesh to plan from: the orchestrator's, or the one link state describes.
+    pub fn mesh(&self) -> crate::mesh::Mesh {
+        self.static_topology
+            .as_deref()
+            .and_then(|t| crate::mesh::Mesh::parse(t).ok())
+            .unwrap_or_else(|| self.lsdb.mesh())
+    }
+
     pub fn status(&self) -> pb::Status {
-        let mesh = self.lsdb.mesh();
+        let mesh = self.mesh();
         pb::Status {
             router: self.router.clone(),
             mode: format!("{:?}", self.mode).to_lowercase(),
@@ -128,6 +161,12 @@ impl Shared {
                 })
                 .collect(),
             mapek: self.mapek.clone(),
+            source: if self.static_topology.is_some() {
+                "static"
+            } else {
+                "link-state"
+            }
+            .into(),
             repair_times: ["link-lost", "router-lost", "link-flapping"]
                 .iter()
                 .filter_map(|k| {
@@ -189,6 +228,9 @@ pub async fn run(config: BrainConfig) -> Result<()> {
         last_push_unix_ns: 0,
         knowledge: Knowledge::open(&config.state_dir.join("knowledge.redb"))?,
         mapek: String::new(),
+        static_topology: std::fs::read_to_string(config.state_dir.join("static-topology.toml"))
+            .ok(),
+        static_path: config.state_dir.join("static-topology.toml"),
     }));
     let mut health = LinkHealth::new(config.mode, Instant::now());
     for n in &config.neighbors {
@@ -489,7 +531,7 @@ pub async fn run(config: BrainConfig) -> Result<()> {
         };
         let (wanted, paths, unprotected) = {
             let s = shared.lock().expect("brain lock");
-            let mesh = s.lsdb.mesh();
+            let mesh = s.mesh();
             let Ok(me) = mesh.index(&config.router) else {
                 continue;
             };

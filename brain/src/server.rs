@@ -94,6 +94,38 @@ impl Brain for Service {
         }))
     }
 
+    async fn set_topology(
+        &self,
+        req: Request<pb::SetTopologyRequest>,
+    ) -> Result<Response<pb::SetTopologyResponse>, Status> {
+        let orchestrator = matches!(
+            req.extensions().get::<Peer>().map(|p| &p.caller),
+            Some(Caller::Spiffe(id)) if id.trust_domain().to_string() == self.trust_domain && id.path().starts_with("/orchestrator/")
+        );
+        if !orchestrator {
+            return Err(Status::permission_denied("orchestrators only"));
+        }
+        let r = req.into_inner();
+        let mut s = self.shared.lock().expect("brain lock");
+        if r.clear {
+            s.set_static(None)
+                .map_err(|e| Status::internal(format!("{e:#}")))?;
+            return Ok(Response::new(pb::SetTopologyResponse::default()));
+        }
+        let mesh = crate::mesh::Mesh::parse(&r.topology_toml)
+            .map_err(|e| Status::invalid_argument(format!("topology_toml: {e:#}")))?;
+        if mesh.index(&s.router).is_err() {
+            return Err(Status::invalid_argument(format!(
+                "topology_toml: no router named {:?} (this brain's)",
+                s.router
+            )));
+        }
+        let (routers, links) = (mesh.names.len() as u32, mesh.graph.links.len() as u32);
+        s.set_static(Some(r.topology_toml))
+            .map_err(|e| Status::internal(format!("{e:#}")))?;
+        Ok(Response::new(pb::SetTopologyResponse { routers, links }))
+    }
+
     async fn get_status(
         &self,
         req: Request<pb::GetStatusRequest>,

@@ -169,6 +169,12 @@ enum PolicyCmd {
 #[derive(Subcommand)]
 enum BrainCmd {
     Status,
+    /// Static mode: plan from this topology file instead of link state ("--clear": back).
+    SetTopology {
+        file: Option<PathBuf>,
+        #[arg(long, conflicts_with = "file")]
+        clear: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -247,8 +253,37 @@ async fn run(cli: Cli) -> Result<()> {
         return run_ca(what);
     }
     let conn = connect(&target(&cli)?).await?;
-    if let Command::Brain { .. } = &cli.command {
-        return brain_status(&conn, cli.json).await;
+    if let Command::Brain { what } = &cli.command {
+        return match what {
+            BrainCmd::Status => brain_status(&conn, cli.json).await,
+            BrainCmd::SetTopology { file, clear } => {
+                let topology_toml = match (file, clear) {
+                    (Some(f), false) => std::fs::read_to_string(f)
+                        .with_context(|| format!("reading {}", f.display()))?,
+                    (None, true) => String::new(),
+                    _ => bail!("give a topology file or --clear"),
+                };
+                let mut b =
+                    x0_proto::brain::v1::brain_client::BrainClient::new(conn.channel.clone());
+                let r = b
+                    .set_topology(x0_proto::brain::v1::SetTopologyRequest {
+                        topology_toml,
+                        clear: *clear,
+                    })
+                    .await
+                    .map_err(|s| rpc_error(&s))?
+                    .into_inner();
+                if *clear {
+                    println!("back to link state");
+                } else {
+                    println!(
+                        "static topology in force: {} routers, {} links",
+                        r.routers, r.links
+                    );
+                }
+                Ok(())
+            }
+        };
     }
     let mut dp = conn.dataplane(MAX_MESSAGE);
     let json = cli.json;
@@ -648,16 +683,17 @@ async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
             "router": s.router, "mode": s.mode, "routers": s.routers, "links": s.links,
             "paths": s.paths.iter().map(|p| serde_json::json!({"prefix": p.prefix, "next_hops": p.next_hops})).collect::<Vec<_>>(),
             "unprotected": s.unprotected, "accepted": s.accepted, "rejected": s.rejected,
-            "pushes": s.pushes, "last_push_unix_ns": s.last_push_unix_ns, "mapek": s.mapek,
+            "pushes": s.pushes, "last_push_unix_ns": s.last_push_unix_ns, "mapek": s.mapek, "source": s.source, "source": s.source,
             "incidents": s.incidents.iter().map(|i| serde_json::json!({"id": i.id, "kind": i.kind, "subject": i.subject,
                 "detected_unix_ns": i.detected_unix_ns, "repaired_unix_ns": i.repaired_unix_ns, "strategy": i.strategy, "success": i.success})).collect::<Vec<_>>(),
             "repair_times": s.repair_times.iter().map(|m| serde_json::json!({"kind": m.kind, "count": m.count, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms, "max_ms": m.max_ms})).collect::<Vec<_>>(),
         }));
     }
     println!(
-        "brain of {} ({}): {} routers, {} links",
+        "brain of {} ({}, from {}): {} routers, {} links",
         s.router,
         s.mode,
+        s.source,
         s.routers.len(),
         s.links.len()
     );

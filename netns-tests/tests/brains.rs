@@ -474,3 +474,96 @@ fn a_flapping_link_is_drained_and_the_mesh_routes_around_it() {
     let h2 = common::addr(&lab, "h2", false);
     assert_eq!(traffic::ping(&lab, "h1", h2, 5).unwrap(), 5);
 }
+
+#[test]
+fn an_orchestrator_pushes_a_whole_topology_static_mode() {
+    let lab = common::lab("diamond.toml", |_| {});
+    lab.start_brain("r1", Mode::Enforce).unwrap();
+    let brain = "https://127.0.0.1:7444";
+    let status = |lab: &Lab| -> serde_json::Value {
+        serde_json::from_str(
+            &lab.x0ctl_at("r1", brain, &["--json", "brain", "status"])
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    // Alone (no other brains), link state knows only r1: nothing to decide, nothing changed.
+    std::thread::sleep(Duration::from_secs(4));
+    let s = status(&lab);
+    assert_eq!(
+        (s["source"].as_str(), s["routers"].as_array().unwrap().len()),
+        (Some("link-state"), 1),
+        "{s}"
+    );
+    let first_hop = |lab: &Lab| -> String {
+        let v: serde_json::Value =
+            serde_json::from_str(&lab.x0ctl("r1", &["--json", "route", "list"]).unwrap()).unwrap();
+        let r = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["prefix"] == "198.18.2.0/24")
+            .unwrap()
+            .clone();
+        r["next_hops"][0]["gateway"].as_str().unwrap().to_string()
+    };
+    assert_eq!(first_hop(&lab), "198.18.12.2", "the config's route");
+
+    // The orchestrator's topology: the way through r3 is cheaper.
+    let mut doc: toml::Value =
+        toml::from_str(&std::fs::read_to_string(lab.dir.join("topology.toml")).unwrap()).unwrap();
+    for link in doc["link"].as_array_mut().unwrap() {
+        if [&link["a"]["node"], &link["b"]["node"]]
+            .iter()
+            .any(|n| n.as_str() == Some("r3"))
+        {
+            link.as_table_mut()
+                .unwrap()
+                .insert("cost".into(), toml::Value::Integer(5));
+        }
+    }
+    let file = lab.dir.join("orchestrator-topology.toml");
+    std::fs::write(&file, toml::to_string(&doc).unwrap()).unwrap();
+    let out = lab
+        .x0ctl_at(
+            "r1",
+            brain,
+            &["brain", "set-topology", file.to_str().unwrap()],
+        )
+        .unwrap();
+    assert!(out.contains("4 routers, 4 links"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while first_hop(&lab) != "198.18.13.3" {
+        assert!(
+            Instant::now() < deadline,
+            "the static plan was not pushed:\n{}",
+            lab.brain_log("r1")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Bad input changes nothing.
+    std::fs::write(&file, "[[router]]\nname = \"elsewhere\"\n").unwrap();
+    let err = lab
+        .x0ctl_at(
+            "r1",
+            brain,
+            &["brain", "set-topology", file.to_str().unwrap()],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("InvalidArgument") && err.contains("no router named \"r1\""),
+        "{err}"
+    );
+    // Kept across a restart.
+    lab.stop_brain("r1", false).unwrap();
+    lab.start_brain("r1", Mode::Enforce).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(status(&lab)["source"], "static");
+    // Back to link state: routes it cannot decide on stay as they are (fail-static).
+    lab.x0ctl_at("r1", brain, &["brain", "set-topology", "--clear"])
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(status(&lab)["source"], "link-state");
+    assert_eq!(first_hop(&lab), "198.18.13.3");
+}
