@@ -1,5 +1,6 @@
 //! `x0-bench`: benchmarks that measure x0tta6bl4 beside a baseline measured in the same run.
 
+mod control_plane;
 mod failover;
 mod policy_cost;
 mod test_run_cost;
@@ -30,6 +31,12 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Route programming over the gRPC API (batch rate, single-update round trips) beside
+    /// the kernel's own route programming.
+    ControlPlane {
+        #[arg(long)]
+        quick: bool,
+    },
     /// Failover outage on the diamond lab, per failure type, with p50/p99/max.
     Failover {
         /// Repetitions per failure type.
@@ -43,6 +50,7 @@ fn main() -> ExitCode {
         Command::TestRunCost { quick } => test_run_cost::run(quick),
         Command::Failover { reps } => failover::run(reps),
         Command::PolicyCost { quick } => policy_cost::run(quick),
+        Command::ControlPlane { quick } => control_plane::run(quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

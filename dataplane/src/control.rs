@@ -507,42 +507,45 @@ impl Node {
             });
         }
         self.sync_nexthops();
+        let mut changes = Vec::with_capacity(ops.len());
         for op in ops {
             match op {
                 RouteOp::Add(r) | RouteOp::Replace(r) => {
+                    changes.push(crate::state::Change::Route(route_config(&r)));
                     self.api_routes.insert(r.prefix, r);
                 }
                 RouteOp::Delete(p) => {
+                    changes.push(crate::state::Change::Delete(p.to_string()));
                     if self.api_routes.remove(&p).is_none() {
                         tracing::warn!(prefix = %p, "a route of the config file was deleted through the API; it comes back when the config is loaded again");
                     }
                 }
             }
         }
-        self.save_state();
+        self.persist(&changes);
         Ok(result)
     }
 
-    /// Writes the API's routes and policy to disk; an error is logged (the change is in
-    /// force, but would not survive a restart).
+    /// Journals changes to the API's state; writes a snapshot when one is due (or the
+    /// journal cannot be written).
+    pub(crate) fn persist(&self, changes: &[crate::state::Change]) {
+        let Some(store) = &self.store else { return };
+        match store.append(changes, self.api_routes.len()) {
+            Ok(false) => {}
+            Ok(true) => self.save_state(),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "API journal not written; writing a snapshot");
+                self.save_state();
+            }
+        }
+    }
+
+    /// Writes the API's routes and policy to disk whole; an error is logged (the change is
+    /// in force, but would not survive a restart).
     pub(crate) fn save_state(&self) {
         let Some(store) = &self.store else { return };
         let state = crate::state::ApiState {
-            routes: self
-                .api_routes
-                .values()
-                .map(|r| RouteConfig {
-                    prefix: r.prefix.to_string(),
-                    via: r
-                        .via
-                        .iter()
-                        .map(|(gateway, interface)| NextHopConfig {
-                            gateway: *gateway,
-                            interface: interface.clone(),
-                        })
-                        .collect(),
-                })
-                .collect(),
+            routes: self.api_routes.values().map(route_config).collect(),
             policy: self.api_policy.clone(),
         };
         if let Err(e) = store.save(&state) {
@@ -616,14 +619,28 @@ impl Node {
             .map_err(internal)?;
         self.policy_generation = generation;
         self.policy_enabled = compiled.enabled;
-        self.api_policy = Some(spec);
-        self.save_state();
+        self.api_policy = Some(spec.clone());
+        self.persist(&[crate::state::Change::Policy(Some(spec))]);
         tracing::info!(
             generation,
             enabled = compiled.enabled,
             "policy set through the API"
         );
         Ok(generation)
+    }
+}
+
+fn route_config(r: &ValidRoute) -> RouteConfig {
+    RouteConfig {
+        prefix: r.prefix.to_string(),
+        via: r
+            .via
+            .iter()
+            .map(|(gateway, interface)| NextHopConfig {
+                gateway: *gateway,
+                interface: interface.clone(),
+            })
+            .collect(),
     }
 }
 

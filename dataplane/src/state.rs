@@ -1,6 +1,9 @@
 //! Routes and policy set through the API, kept on disk so that a restart (or a reboot,
-//! which empties the pinned maps) brings them back. Written whole to a temporary file
-//! and renamed over the old one: a crash leaves the old or the new state, never half.
+//! which empties the pinned maps) brings them back. Each change is appended to a journal
+//! (one JSON line: a single update costs microseconds, not a rewrite of every route); the
+//! snapshot is rewritten whole (temporary file, renamed over the old one) when the
+//! journal has grown as long as the state, and the journal then emptied. Loading replays
+//! the journal over the snapshot; a torn last line (a crash mid-append) is dropped.
 
 use std::path::{Path, PathBuf};
 
@@ -35,29 +38,96 @@ pub struct ApiState {
     pub policy: Option<PolicySpec>,
 }
 
+/// One change, as journalled.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// Added or replaced.
+    Route(RouteConfig),
+    Delete(String),
+    Policy(Option<PolicySpec>),
+}
+
+impl ApiState {
+    fn apply(&mut self, c: Change) {
+        match c {
+            Change::Route(r) => {
+                self.routes.retain(|x| x.prefix != r.prefix);
+                self.routes.push(r);
+            }
+            Change::Delete(p) => self.routes.retain(|x| x.prefix != p),
+            Change::Policy(p) => self.policy = p,
+        }
+    }
+}
+
 pub struct StateStore {
     path: PathBuf,
+    journal: PathBuf,
+    /// Lines in the journal since the last snapshot.
+    journalled: std::cell::Cell<usize>,
 }
 
 impl StateStore {
     pub fn new(dir: &Path) -> Self {
         Self {
             path: dir.join("api-state.json"),
+            journal: dir.join("api-state.journal"),
+            journalled: std::cell::Cell::new(0),
         }
+    }
+
+    /// Appends changes; returns whether a snapshot is due (the journal has grown as long
+    /// as the state it describes).
+    pub fn append(&self, changes: &[Change], state_len: usize) -> Result<bool> {
+        use std::io::Write;
+        let dir = self.path.parent().expect("a file in a directory");
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut text = Vec::new();
+        for c in changes {
+            serde_json::to_writer(&mut text, c)?;
+            text.push(b'\n');
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.journal)
+            .with_context(|| format!("opening {}", self.journal.display()))?;
+        f.write_all(&text)
+            .with_context(|| format!("appending to {}", self.journal.display()))?;
+        self.journalled.set(self.journalled.get() + changes.len());
+        Ok(self.journalled.get() > state_len.max(1024))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The saved state; none saved yet is an empty one.
+    /// The saved state (snapshot and journal); none saved yet is an empty one.
     pub fn load(&self) -> Result<ApiState> {
-        match std::fs::read(&self.path) {
+        let mut state = match std::fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is not a valid API state", self.path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ApiState::default()),
-            Err(e) => Err(e).with_context(|| format!("reading {}", self.path.display())),
+                .with_context(|| format!("{} is not a valid API state", self.path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ApiState::default(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", self.path.display())),
+        };
+        let journal = match std::fs::read_to_string(&self.journal) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", self.journal.display())),
+        };
+        let lines: Vec<&str> = journal.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            match serde_json::from_str::<Change>(line) {
+                Ok(c) => state.apply(c),
+                Err(_) if i + 1 == lines.len() && !journal.ends_with('\n') => {
+                    tracing::warn!(path = %self.journal.display(), "dropped a torn last journal line (a crash while appending)");
+                }
+                Err(e) => anyhow::bail!("{} line {}: {e}", self.journal.display(), i + 1),
+            }
         }
+        self.journalled.set(lines.len());
+        Ok(state)
     }
 
     pub fn save(&self, state: &ApiState) -> Result<()> {
@@ -67,7 +137,17 @@ impl StateStore {
         std::fs::write(&tmp, serde_json::to_vec(state)?)
             .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &self.path)
-            .with_context(|| format!("renaming {} into place", tmp.display()))
+            .with_context(|| format!("renaming {} into place", tmp.display()))?;
+        // The snapshot holds everything the journal said (replaying it again would be
+        // harmless: every change is idempotent in order).
+        match std::fs::remove_file(&self.journal) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("emptying {}", self.journal.display()));
+            }
+            _ => {}
+        }
+        self.journalled.set(0);
+        Ok(())
     }
 }
 
@@ -101,5 +181,55 @@ mod tests {
                 .to_string()
                 .contains("not a valid API state")
         );
+    }
+
+    #[test]
+    fn the_journal_replays_over_the_snapshot_and_a_torn_line_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        let route = |p: &str, gw: &str| RouteConfig {
+            prefix: p.into(),
+            via: vec![NextHopConfig {
+                gateway: gw.parse().unwrap(),
+                interface: "eth0".into(),
+            }],
+        };
+        store
+            .save(&ApiState {
+                routes: vec![route("10.1.0.0/16", "192.0.2.1")],
+                policy: None,
+            })
+            .unwrap();
+        store
+            .append(
+                &[
+                    Change::Route(route("10.2.0.0/16", "192.0.2.2")),
+                    Change::Route(route("10.1.0.0/16", "192.0.2.9")),
+                    Change::Delete("10.2.0.0/16".into()),
+                    Change::Policy(Some(PolicySpec::default())),
+                ],
+                1,
+            )
+            .unwrap();
+        let s = StateStore::new(dir.path()).load().unwrap();
+        assert_eq!(s.routes, vec![route("10.1.0.0/16", "192.0.2.9")]);
+        assert!(s.policy.is_some());
+        // A crash while appending leaves half a line: it is dropped, the rest is kept.
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("api-state.journal"))
+            .unwrap();
+        f.write_all(b"{\"route\":{\"pre").unwrap();
+        assert_eq!(StateStore::new(dir.path()).load().unwrap(), s);
+        // A snapshot empties the journal.
+        store.save(&s).unwrap();
+        assert!(!dir.path().join("api-state.journal").exists());
+        assert_eq!(StateStore::new(dir.path()).load().unwrap(), s);
+        // Compaction is due once the journal outgrows the state.
+        let big: Vec<Change> = (0..1100)
+            .map(|_| Change::Delete("10.9.0.0/16".into()))
+            .collect();
+        assert!(store.append(&big, 10).unwrap());
     }
 }

@@ -1,0 +1,187 @@
+//! Route programming over the gRPC API on a real dataplane (line lab): 10,000 routes in one
+//! BatchRoutes stream, then single ReplaceRoute round trips (p50/p99 with hdrhistogram),
+//! over the Unix socket and over mutual TLS; beside the kernel's own route programming of
+//! the same 10,000 routes (`ip -batch`, netlink) in the same namespace, in the same run.
+//! Goals (issue 7): >= 100,000 route updates/s in a batch, p99 single update <= 1 ms.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use hdrhistogram::Histogram;
+use x0_lab::{Lab, Topology, lab::default_dataplane_bin, netns};
+use x0_proto::dataplane::v1::{self as pb, route_operation::Op};
+use x0ctl::client::{Target, connect};
+
+const ROUTES: u32 = 10_000;
+
+fn prefix(i: u32) -> String {
+    format!("10.{}.{}.0/24", 64 + (i >> 8), i & 255)
+}
+
+fn route(i: u32, flip: bool) -> pb::Route {
+    let hops = if flip {
+        [("198.18.1.2", "eth1"), ("198.18.2.2", "eth2")]
+    } else {
+        [("198.18.2.2", "eth2"), ("198.18.1.2", "eth1")]
+    };
+    pb::Route {
+        prefix: prefix(i),
+        next_hops: hops
+            .iter()
+            .map(|(g, i)| pb::NextHop {
+                gateway: g.to_string(),
+                interface: i.to_string(),
+            })
+            .collect(),
+        origin: 0,
+    }
+}
+
+struct Figures {
+    batch: Duration,
+    single: Histogram<u64>,
+}
+
+/// One batch of ROUTES adds, then `singles` replace round trips, then the routes removed.
+async fn measure(target: Target, singles: u32) -> Result<Figures> {
+    let conn = connect(&target).await?;
+    let mut dp = conn.dataplane(64 << 20);
+    let ops: Vec<pb::RouteOperation> = (0..ROUTES)
+        .map(|i| pb::RouteOperation {
+            op: Some(Op::Add(route(i, false))),
+        })
+        .collect();
+    let started = Instant::now();
+    let r = dp.batch_routes(tokio_stream::iter(ops)).await?.into_inner();
+    let batch = started.elapsed();
+    ensure!(r.added == u64::from(ROUTES), "batch added {}", r.added);
+    let mut single = Histogram::<u64>::new(3)?;
+    for n in 0..singles {
+        let started = Instant::now();
+        dp.replace_route(pb::ReplaceRouteRequest {
+            route: Some(route(n % ROUTES, n % 2 == 0)),
+        })
+        .await?;
+        single.record(started.elapsed().as_micros() as u64)?;
+    }
+    let ops: Vec<pb::RouteOperation> = (0..ROUTES)
+        .map(|i| pb::RouteOperation {
+            op: Some(Op::Delete(prefix(i))),
+        })
+        .collect();
+    dp.batch_routes(tokio_stream::iter(ops)).await?;
+    Ok(Figures { batch, single })
+}
+
+fn in_router(lab: &Lab, target: Target, singles: u32) -> Result<Figures> {
+    netns::in_netns(&lab.ns("r1"), move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(measure(target, singles))
+    })
+}
+
+/// The kernel programming the same routes through netlink, one `ip -batch`.
+fn kernel_batch(lab: &Lab) -> Result<Duration> {
+    let file = lab.dir.join("kernel-routes.batch");
+    let add: String = (0..ROUTES)
+        .map(|i| format!("route add {} via 198.18.2.2\n", prefix(i)))
+        .collect();
+    std::fs::write(&file, add)?;
+    let started = Instant::now();
+    netns::exec_ok(
+        &lab.ns("r1"),
+        &["ip", "-batch", file.to_str().expect("utf-8")],
+    )?;
+    let took = started.elapsed();
+    let del: String = (0..ROUTES)
+        .map(|i| format!("route del {}\n", prefix(i)))
+        .collect();
+    std::fs::write(&file, del)?;
+    netns::exec_ok(
+        &lab.ns("r1"),
+        &["ip", "-batch", file.to_str().expect("utf-8")],
+    )?;
+    Ok(took)
+}
+
+pub fn run(quick: bool) -> Result<()> {
+    ensure!(
+        nix::unistd::Uid::effective().is_root(),
+        "needs root (namespaces, XDP)"
+    );
+    let topo = Topology::from_file(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../netns-tests/topologies/line.toml"),
+    )?;
+    let lab = Lab::up("x0bench-cp", topo, default_dataplane_bin()?)?;
+    let singles = if quick { 200 } else { 2_000 };
+    let reps = if quick { 1 } else { 3 };
+    let unix = Target {
+        addr: format!("unix://{}", lab.api_socket("r1").display()),
+        svid: None,
+        pq: x0_identity::PqMode::Required,
+        server_id: None,
+    };
+    let tls = lab.api_target(x0_lab::pki::OPERATOR);
+    println!(
+        "route programming, r1 of the line lab ({ROUTES} routes per batch, {singles} single updates, {reps} runs)"
+    );
+    println!("{:<34} {:>12} {:>12} {:>12}", "", "min", "median", "max");
+    let mut kernel = Vec::new();
+    let mut rows: Vec<(&str, Vec<f64>, Histogram<u64>)> = Vec::new();
+    for _ in 0..reps {
+        kernel.push(kernel_batch(&lab)?.as_secs_f64());
+        for (name, target) in [
+            ("gRPC, Unix socket", unix.clone()),
+            ("gRPC, mutual TLS", tls.clone()),
+        ] {
+            let f = in_router(&lab, target, singles)?;
+            let rate = f64::from(ROUTES) / f.batch.as_secs_f64();
+            match rows.iter_mut().find(|r| r.0 == name) {
+                Some(row) => {
+                    row.1.push(rate);
+                    row.2.add(&f.single)?;
+                }
+                None => rows.push((name, vec![rate], f.single)),
+            }
+        }
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[0], v[v.len() / 2], v[v.len() - 1])
+    };
+    let mut k: Vec<f64> = kernel.iter().map(|s| f64::from(ROUTES) / s).collect();
+    let (kmin, kmed, kmax) = stats(&mut k);
+    println!(
+        "{:<34} {:>12.0} {:>12.0} {:>12.0}  routes/s (baseline)",
+        "kernel FIB, ip -batch (netlink)", kmin, kmed, kmax
+    );
+    for (name, rates, single) in &mut rows {
+        let (min, med, max) = stats(rates);
+        println!(
+            "{:<34} {:>12.0} {:>12.0} {:>12.0}  routes/s, {:.2}x the kernel; goal 100,000: {}",
+            format!("{name}, batch"),
+            min,
+            med,
+            max,
+            med / kmed,
+            if med >= 100_000.0 { "met" } else { "NOT met" }
+        );
+        println!(
+            "{:<34} p50 {} us, p99 {} us, max {} us; goal p99 <= 1,000 us: {}",
+            format!("{name}, single replace"),
+            single.value_at_quantile(0.5),
+            single.value_at_quantile(0.99),
+            single.max(),
+            if single.value_at_quantile(0.99) <= 1_000 {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+    }
+    drop(lab);
+    Ok(())
+}
