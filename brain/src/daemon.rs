@@ -443,7 +443,7 @@ pub async fn run(config: BrainConfig) -> Result<()> {
         let refresh = Duration::from_secs(u64::from(config.lifetime_s) / 3);
         // A record of our name newer than ours is out there (our state was lost, or one
         // was replayed): originate above it at once, as OSPF does, or ours would be stale.
-        let overtaken = shared.lock().expect("brain lock").own_seen >= sequence;
+        let overtaken = shared.lock().expect("brain lock").own_seen > sequence;
         let due = overtaken
             || match &last_own {
                 None => true,
