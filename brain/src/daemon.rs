@@ -140,6 +140,7 @@ impl Shared {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
+            duplicates: self.lsdb.duplicates,
             pushes: self.pushes,
             last_push_unix_ns: self.last_push_unix_ns,
             incidents: self

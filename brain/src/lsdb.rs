@@ -21,7 +21,9 @@ use crate::{
 pub struct Lsdb {
     records: BTreeMap<String, Verified>,
     pub accepted: u64,
+    /// Refusals by reason; duplicates (floods overlap: normal) are counted apart.
     pub rejected: BTreeMap<&'static str, u64>,
+    pub duplicates: u64,
 }
 
 impl Lsdb {
@@ -49,7 +51,11 @@ impl Lsdb {
                 Ok(v)
             }
             Err(e) => {
-                *self.rejected.entry(e.name()).or_default() += 1;
+                if e == Reject::Duplicate {
+                    self.duplicates += 1;
+                } else {
+                    *self.rejected.entry(e.name()).or_default() += 1;
+                }
                 Err(e)
             }
         }
@@ -177,7 +183,7 @@ mod tests {
         );
         assert_eq!(m.adjacency[&(0, 1)].iface, "eth1");
         assert_eq!(
-            (db.accepted, db.rejected["stale"], db.rejected["duplicate"]),
+            (db.accepted, db.rejected["stale"], db.duplicates),
             (2, 1, 1)
         );
         // Lifetimes end.

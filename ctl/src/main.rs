@@ -683,7 +683,7 @@ async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
             "router": s.router, "mode": s.mode, "routers": s.routers, "links": s.links,
             "paths": s.paths.iter().map(|p| serde_json::json!({"prefix": p.prefix, "next_hops": p.next_hops})).collect::<Vec<_>>(),
             "unprotected": s.unprotected, "accepted": s.accepted, "rejected": s.rejected,
-            "pushes": s.pushes, "last_push_unix_ns": s.last_push_unix_ns, "mapek": s.mapek, "source": s.source, "source": s.source,
+            "pushes": s.pushes, "last_push_unix_ns": s.last_push_unix_ns, "mapek": s.mapek, "source": s.source, "duplicates": s.duplicates, "source": s.source,
             "incidents": s.incidents.iter().map(|i| serde_json::json!({"id": i.id, "kind": i.kind, "subject": i.subject,
                 "detected_unix_ns": i.detected_unix_ns, "repaired_unix_ns": i.repaired_unix_ns, "strategy": i.strategy, "success": i.success})).collect::<Vec<_>>(),
             "repair_times": s.repair_times.iter().map(|m| serde_json::json!({"kind": m.kind, "count": m.count, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms, "max_ms": m.max_ms})).collect::<Vec<_>>(),
@@ -707,8 +707,8 @@ async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
     let mut rejected: Vec<_> = s.rejected.iter().collect();
     rejected.sort();
     println!(
-        "link-state records: {} accepted, rejected {:?}; {} pushes to the dataplane",
-        s.accepted, rejected, s.pushes
+        "link-state records: {} accepted, {} duplicates, rejected {:?}; {} pushes to the dataplane",
+        s.accepted, s.duplicates, rejected, s.pushes
     );
     for i in &s.incidents {
         let repair = if i.repaired_unix_ns == 0 {
