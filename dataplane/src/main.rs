@@ -197,25 +197,8 @@ fn real_main(cli: Cli) -> Result<()> {
                 .and_then(|nl| nl.links())
                 .map(|ls| ls.into_iter().map(|l| (l.ifindex, l.name)).collect())
                 .unwrap_or_default();
-            let rule = |id: u32| match (
-                id,
-                config.as_ref().and_then(|c| c.rules.get(id as usize - 1)),
-            ) {
-                (0, _) => "no rule".to_string(),
-                (id, Some(r)) => format!(
-                    "rule {id} (rule[{}]: {} {} -> {} {}{})",
-                    id - 1,
-                    r.action,
-                    r.from,
-                    r.to,
-                    r.proto,
-                    r.ports
-                        .as_ref()
-                        .map(|p| format!(" {p}"))
-                        .unwrap_or_default()
-                ),
-                (id, None) => format!("rule {id}"),
-            };
+            let rules = config.as_ref().map_or(&[][..], |c| &c.rules[..]);
+            let rule = |id: u32| policy::describe_rule(rules, id);
             print!(
                 "{}",
                 explain::render(

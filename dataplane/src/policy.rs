@@ -394,6 +394,26 @@ pub fn identity_name(names: &BTreeMap<u32, String>, id: u32) -> String {
     }
 }
 
+/// Rule `id` (position + 1 in `rules`) for people; 0 is "no rule".
+pub fn describe_rule(rules: &[RuleConfig], id: u32) -> String {
+    match (id, rules.get((id as usize).wrapping_sub(1))) {
+        (0, _) => "no rule".to_string(),
+        (id, Some(r)) => format!(
+            "rule {id} (rule[{}]: {} {} -> {} {}{})",
+            id - 1,
+            r.action,
+            r.from,
+            r.to,
+            r.proto,
+            r.ports
+                .as_ref()
+                .map(|p| format!(" {p}"))
+                .unwrap_or_default()
+        ),
+        (id, None) => format!("rule {id}"),
+    }
+}
+
 /// Parses an address for `explain`.
 pub fn parse_addr(s: &str, field: &str) -> Result<IpAddr> {
     s.parse()
