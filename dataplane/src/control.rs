@@ -141,15 +141,22 @@ pub struct Control {
     shared: Shared,
     pub events: Arc<EventBus>,
     pin_root: PathBuf,
+    interfaces: Arc<Vec<String>>,
     drops: Arc<OnceLock<broadcast::Sender<(SystemTime, DropRecord)>>>,
 }
 
 impl Control {
-    pub(crate) fn new(shared: Shared, events: Arc<EventBus>, pin_root: PathBuf) -> Self {
+    pub(crate) fn new(
+        shared: Shared,
+        events: Arc<EventBus>,
+        pin_root: PathBuf,
+        interfaces: Vec<String>,
+    ) -> Self {
         Self {
             shared,
             events,
             pin_root,
+            interfaces: Arc::new(interfaces),
             drops: Arc::new(OnceLock::new()),
         }
     }
@@ -160,9 +167,10 @@ impl Control {
         f(node)
     }
 
-    /// Names of the dataplane's interfaces (the only ones routes may use).
-    pub fn interface_names(&self) -> ControlResult<Vec<String>> {
-        self.with(|n| Ok(n.config.interfaces.iter().map(|i| i.name.clone()).collect()))
+    /// Names of the dataplane's interfaces (the only ones routes may use; fixed for the
+    /// daemon's life, so no lock is taken to read them).
+    pub fn interface_names(&self) -> &[String] {
+        &self.interfaces
     }
 
     pub fn info(&self) -> ControlResult<Info> {
@@ -300,21 +308,7 @@ impl Control {
             let spec = n.policy_spec();
             let names = n.port_names();
             let ident = |id: u32| crate::policy::identity_name(&compiled.names, id);
-            let rule = |id: u32| match (id, spec.rules.get((id as usize).wrapping_sub(1))) {
-                (0, _) => "no rule".to_string(),
-                (id, Some(r)) => format!(
-                    "rule {id} ({} {} -> {} {}{})",
-                    r.action,
-                    r.from,
-                    r.to,
-                    r.proto,
-                    r.ports
-                        .as_ref()
-                        .map(|p| format!(" {p}"))
-                        .unwrap_or_default()
-                ),
-                (id, None) => format!("rule {id}"),
-            };
+            let rule = |id: u32| crate::policy::describe_rule(&spec.rules, id);
             let text = crate::explain::render(probe, &e, &ident, &rule, &|i| {
                 names
                     .get(&i)

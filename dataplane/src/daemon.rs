@@ -679,7 +679,16 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         Some(api_config) => Some(
             crate::api::serve(
                 api_config.clone(),
-                Control::new(shared.clone(), events_bus, opts.config.pin_root.clone()),
+                Control::new(
+                    shared.clone(),
+                    events_bus,
+                    opts.config.pin_root.clone(),
+                    opts.config
+                        .interfaces
+                        .iter()
+                        .map(|i| i.name.clone())
+                        .collect(),
+                ),
             )
             .await
             .context("starting the gRPC API")?,

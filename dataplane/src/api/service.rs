@@ -317,8 +317,8 @@ impl Dataplane for Service {
         &self,
         req: Request<pb::AddRouteRequest>,
     ) -> Result<Response<pb::AddRouteResponse>, Status> {
-        let ifaces = self.call(|c| c.interface_names()).await?;
-        let r = route_from("route", req.get_ref().route.as_ref(), &ifaces)?;
+        let ifaces = self.control.interface_names();
+        let r = route_from("route", req.get_ref().route.as_ref(), ifaces)?;
         self.call(move |c| c.apply_routes(vec![RouteOp::Add(r)]))
             .await
             .map_err(|s| {
@@ -331,8 +331,8 @@ impl Dataplane for Service {
         &self,
         req: Request<pb::ReplaceRouteRequest>,
     ) -> Result<Response<pb::ReplaceRouteResponse>, Status> {
-        let ifaces = self.call(|c| c.interface_names()).await?;
-        let r = route_from("route", req.get_ref().route.as_ref(), &ifaces)?;
+        let ifaces = self.control.interface_names();
+        let r = route_from("route", req.get_ref().route.as_ref(), ifaces)?;
         let res = self
             .call(move |c| c.apply_routes(vec![RouteOp::Replace(r)]))
             .await
@@ -387,7 +387,7 @@ impl Dataplane for Service {
         &self,
         req: Request<Streaming<pb::RouteOperation>>,
     ) -> Result<Response<pb::BatchRoutesResponse>, Status> {
-        let ifaces = self.call(|c| c.interface_names()).await?;
+        let ifaces = self.control.interface_names();
         let mut stream = req.into_inner();
         let mut ops = Vec::new();
         // The whole batch is read and checked before anything is applied.
@@ -404,12 +404,12 @@ impl Dataplane for Service {
                 Some(Op::Add(r)) => RouteOp::Add(route_from(
                     &format!("operations[{i}].add"),
                     Some(&r),
-                    &ifaces,
+                    ifaces,
                 )?),
                 Some(Op::Replace(r)) => RouteOp::Replace(route_from(
                     &format!("operations[{i}].replace"),
                     Some(&r),
-                    &ifaces,
+                    ifaces,
                 )?),
                 Some(Op::Delete(p)) => {
                     RouteOp::Delete(prefix_from(&format!("operations[{i}].delete"), &p)?)
@@ -642,7 +642,7 @@ impl Dataplane for Service {
             sport: port("sport", r.sport)?,
             dport: port("dport", r.dport)?,
         };
-        let ifaces = self.call(|c| c.interface_names()).await?;
+        let ifaces = self.control.interface_names();
         if !ifaces.contains(&probe.ingress) {
             return Err(Status::invalid_argument(format!(
                 "ingress: {:?} is not one of the dataplane's interfaces",
