@@ -13,7 +13,6 @@ use std::{
 
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use x0_identity::{IdPattern, Identity, PqMode, SourceConfig, Trust};
 use x0_proto::{
@@ -404,16 +403,8 @@ pub async fn run(config: BrainConfig) -> Result<()> {
         // MAPE-K for link health: may drain (raise the cost of) a flapping link.
         {
             let mut s = shared.lock().expect("brain lock");
-            let mesh = s.lsdb.mesh();
-            let me = mesh.index(&config.router).ok();
-            let mesh_cost = |n: &str| -> Option<u32> {
-                let (a, b) = (me?, mesh.index(n).ok()?);
-                mesh.graph
-                    .links
-                    .iter()
-                    .find(|(x, y, _)| (*x == a && *y == b) || (*x == b && *y == a))
-                    .map(|l| l.2)
-            };
+            let lsdb = &s.lsdb;
+            let mesh_cost = |n: &str| lsdb.link_cost(&config.router, n);
             let base = |n: &str| {
                 config
                     .neighbors
@@ -588,10 +579,10 @@ pub async fn run(config: BrainConfig) -> Result<()> {
             s.paths = paths;
             s.unprotected = unprotected;
         }
-        match sync_routes(dp, &wanted, config.mode).await {
+        match push::sync(dp, &wanted, config.mode).await {
             Ok(n) => {
                 let mut s = shared.lock().expect("brain lock");
-                if n > 0 {
+                if n > 0 && config.mode == Mode::Enforce {
                     s.pushes += 1;
                     s.last_push_unix_ns = unix_ns(SystemTime::now());
                     tracing::info!(replaced = n, mode = ?config.mode, "next-hop sets updated");
@@ -613,46 +604,6 @@ pub async fn run(config: BrainConfig) -> Result<()> {
                 shared.lock().expect("brain lock").changed = true;
                 dataplane = None;
             }
-        }
-    }
-}
-
-/// Reads the installed routes and pushes the difference (enforce) or logs it (observe).
-async fn sync_routes(
-    dp: &mut x0_proto::dataplane::v1::dataplane_client::DataplaneClient<Channel>,
-    wanted: &push::Routes,
-    mode: Mode,
-) -> Result<usize> {
-    let mut stream = dp
-        .list_routes(dpb::ListRoutesRequest { origin: 0 })
-        .await?
-        .into_inner();
-    let mut all = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        all.extend(chunk?.routes);
-    }
-    let ops = push::diff(wanted, &push::installed(&all));
-    let n = ops.len();
-    if n == 0 {
-        return Ok(0);
-    }
-    match mode {
-        Mode::Observe => {
-            for op in &ops {
-                if let Some(dpb::route_operation::Op::Replace(r)) = &op.op {
-                    let via: Vec<String> = r
-                        .next_hops
-                        .iter()
-                        .map(|h| format!("{}@{}", h.gateway, h.interface))
-                        .collect();
-                    tracing::info!(prefix = %r.prefix, next_hops = ?via, "observe: would replace");
-                }
-            }
-            Ok(0)
-        }
-        Mode::Enforce => {
-            dp.batch_routes(tokio_stream::iter(ops)).await?;
-            Ok(n)
         }
     }
 }

@@ -83,6 +83,20 @@ impl Lsdb {
         self.records.get(originator)
     }
 
+    /// The cost of the link a - b when both ends report it (the higher of the two).
+    pub fn link_cost(&self, a: &str, b: &str) -> Option<u32> {
+        let report = |from: &str, to: &str| {
+            self.records
+                .get(from)?
+                .record
+                .adjacencies
+                .iter()
+                .find(|x| x.neighbor == to)
+                .map(|x| x.cost)
+        };
+        Some(report(a, b)?.max(report(b, a)?))
+    }
+
     /// The mesh the records describe.
     pub fn mesh(&self) -> Mesh {
         let names: Vec<String> = self.records.keys().cloned().collect();
@@ -111,12 +125,9 @@ impl Lsdb {
                 let Some(&b) = index.get(adj.neighbor.as_str()) else {
                     continue;
                 };
-                let back = self.records[&adj.neighbor]
-                    .record
-                    .adjacencies
-                    .iter()
-                    .find(|x| x.neighbor == v.record.originator);
-                let Some(back) = back else { continue }; // one-way: not a link yet
+                let Some(cost) = self.link_cost(&v.record.originator, &adj.neighbor) else {
+                    continue; // one-way: not a link yet
+                };
                 m.adjacency.insert(
                     (a, b),
                     Adjacency {
@@ -129,7 +140,7 @@ impl Lsdb {
                     },
                 );
                 if a < b {
-                    m.graph.links.push((a, b, adj.cost.max(back.cost)));
+                    m.graph.links.push((a, b, cost));
                 }
             }
         }

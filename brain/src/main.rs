@@ -4,26 +4,16 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
-use tokio_stream::StreamExt;
-use x0_brain::{mesh::Mesh, plan::plan, push};
+use clap::{Parser, Subcommand};
+use x0_brain::{config::Mode, mesh::Mesh, plan::plan, push};
 use x0_identity::{FileSource, PqMode};
-use x0_proto::dataplane::v1 as pb;
-use x0ctl::client::{Target, connect, rpc_error};
+use x0ctl::client::{Target, connect};
 
 #[derive(Parser)]
 #[command(name = "x0-brain", version, about = "x0tta6bl4's brain")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Mode {
-    /// Compute and log what would change; change nothing.
-    Observe,
-    /// Push the changes.
-    Enforce,
 }
 
 #[derive(Subcommand)]
@@ -200,38 +190,13 @@ async fn run(cli: Cli) -> Result<()> {
             })
             .await?;
             let mut dp = conn.dataplane(64 << 20);
-            let mut stream = dp
-                .list_routes(pb::ListRoutesRequest { origin: 0 })
-                .await
-                .map_err(|s| rpc_error(&s))?
-                .into_inner();
-            let mut all = Vec::new();
-            while let Some(chunk) = stream.next().await {
-                all.extend(chunk.map_err(|s| rpc_error(&s))?.routes);
-            }
-            let ops = push::diff(&wanted, &push::installed(&all));
-            let unchanged = wanted.len() - ops.len();
+            let n = push::sync(&mut dp, &wanted, mode).await?;
+            let unchanged = wanted.len() - n;
             match mode {
                 Mode::Observe => {
-                    for op in &ops {
-                        if let Some(pb::route_operation::Op::Replace(r)) = &op.op {
-                            tracing::info!(prefix = %r.prefix, next_hops = r.next_hops.len(), "would replace");
-                        }
-                    }
-                    println!(
-                        "observe: {} to replace, {unchanged} unchanged; nothing changed",
-                        ops.len()
-                    );
+                    println!("observe: {n} to replace, {unchanged} unchanged; nothing changed")
                 }
-                Mode::Enforce => {
-                    let n = ops.len();
-                    if n > 0 {
-                        dp.batch_routes(tokio_stream::iter(ops))
-                            .await
-                            .map_err(|s| rpc_error(&s))?;
-                    }
-                    println!("enforce: {n} replaced, {unchanged} unchanged");
-                }
+                Mode::Enforce => println!("enforce: {n} replaced, {unchanged} unchanged"),
             }
         }
     }

@@ -31,6 +31,44 @@ pub fn diff(wanted: &Routes, installed: &Routes) -> Vec<pb::RouteOperation> {
         .collect()
 }
 
+/// Reads the installed routes and sends the difference (enforce) or logs it (observe).
+/// Returns how many routes differed.
+pub async fn sync(
+    dp: &mut x0_proto::dataplane::v1::dataplane_client::DataplaneClient<tonic::transport::Channel>,
+    wanted: &Routes,
+    mode: crate::config::Mode,
+) -> anyhow::Result<usize> {
+    use x0ctl::client::rpc_error;
+    let all = x0ctl::client::list_routes(dp, pb::RouteOrigin::Unspecified)
+        .await
+        .map_err(|s| rpc_error(&s))?;
+    let ops = diff(wanted, &installed(&all));
+    let n = ops.len();
+    if n == 0 {
+        return Ok(0);
+    }
+    match mode {
+        crate::config::Mode::Observe => {
+            for op in &ops {
+                if let Some(pb::route_operation::Op::Replace(r)) = &op.op {
+                    let via: Vec<String> = r
+                        .next_hops
+                        .iter()
+                        .map(|h| format!("{}@{}", h.gateway, h.interface))
+                        .collect();
+                    tracing::info!(prefix = %r.prefix, next_hops = ?via, "observe: would replace");
+                }
+            }
+        }
+        crate::config::Mode::Enforce => {
+            dp.batch_routes(tokio_stream::iter(ops))
+                .await
+                .map_err(|s| rpc_error(&s))?;
+        }
+    }
+    Ok(n)
+}
+
 /// The installed routes from ListRoutes (local-address routes left out).
 pub fn installed(routes: &[pb::Route]) -> Routes {
     routes

@@ -204,6 +204,26 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Primed<S> {
     }
 }
 
+/// Every route of the dataplane (`origin`: only those; Unspecified: all), from the
+/// ListRoutes stream's chunks.
+pub async fn list_routes(
+    dp: &mut DataplaneClient<Channel>,
+    origin: x0_proto::dataplane::v1::RouteOrigin,
+) -> Result<Vec<x0_proto::dataplane::v1::Route>, tonic::Status> {
+    use tokio_stream::StreamExt;
+    let mut stream = dp
+        .list_routes(x0_proto::dataplane::v1::ListRoutesRequest {
+            origin: origin as i32,
+        })
+        .await?
+        .into_inner();
+    let mut all = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        all.extend(chunk?.routes);
+    }
+    Ok(all)
+}
+
 /// An error and its causes on one line.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();

@@ -321,17 +321,9 @@ async fn run(cli: Cli) -> Result<()> {
                     Some("local") => pb::RouteOrigin::Local,
                     Some(o) => bail!("--origin {o:?}: config, api or local"),
                 };
-                let mut stream = dp
-                    .list_routes(pb::ListRoutesRequest {
-                        origin: origin as i32,
-                    })
+                let all = x0ctl::client::list_routes(&mut dp, origin)
                     .await
-                    .map_err(|s| rpc_error(&s))?
-                    .into_inner();
-                let mut all = Vec::new();
-                while let Some(chunk) = stream.next().await {
-                    all.extend(chunk.map_err(|s| rpc_error(&s))?.routes);
-                }
+                    .map_err(|s| rpc_error(&s))?;
                 if json {
                     let v: Vec<_> = all
                         .iter()
