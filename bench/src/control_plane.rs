@@ -19,22 +19,12 @@ fn prefix(i: u32) -> String {
 }
 
 fn route(i: u32, flip: bool) -> pb::Route {
-    let hops = if flip {
-        [("198.18.1.2", "eth1"), ("198.18.2.2", "eth2")]
+    let via = if flip {
+        ["198.18.1.2@eth1".to_string(), "198.18.2.2@eth2".to_string()]
     } else {
-        [("198.18.2.2", "eth2"), ("198.18.1.2", "eth1")]
+        ["198.18.2.2@eth2".to_string(), "198.18.1.2@eth1".to_string()]
     };
-    pb::Route {
-        prefix: prefix(i),
-        next_hops: hops
-            .iter()
-            .map(|(g, i)| pb::NextHop {
-                gateway: g.to_string(),
-                interface: i.to_string(),
-            })
-            .collect(),
-        origin: 0,
-    }
+    x0ctl::routes::route(&prefix(i), &via).expect("GATEWAY@INTERFACE")
 }
 
 struct Figures {

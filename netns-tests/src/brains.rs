@@ -2,12 +2,7 @@
 //! addresses on each link, link costs, the hosts' subnets), SVIDs from the lab CA, and
 //! `x0-brain run` in the router's namespace.
 
-use std::{
-    fs,
-    path::PathBuf,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{fs, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
@@ -88,35 +83,12 @@ impl Lab {
         let config = self.brain_config(router, mode)?;
         let path = self.file(&name, "toml");
         fs::write(&path, toml::to_string(&config)?)?;
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.file(&name, "log"))?;
-        let child = {
-            use std::os::unix::process::CommandExt;
-            Command::new("ip")
-                .args(["netns", "exec", &self.ns(router)])
-                .arg(self.brain_bin()?)
-                .arg("run")
-                .arg("--config")
-                .arg(&path)
-                .env(
-                    "RUST_LOG",
-                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-                )
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .process_group(0)
-                .spawn()
-                .context("starting x0-brain")?
-        };
-        fs::write(self.file(&name, "pid"), child.id().to_string())?;
-        std::thread::spawn(move || {
-            let mut child = child;
-            let _ = child.wait();
-        });
-        Ok(())
+        self.spawn_daemon(
+            router,
+            &name,
+            &self.brain_bin()?,
+            &["run".into(), "--config".into(), path.into()],
+        )
     }
 
     /// Stops `router`'s brain (SIGKILL with `kill`: no chance to tidy up).

@@ -418,21 +418,36 @@ impl Lab {
         let config_path = self.file(router, "toml");
         fs::write(&config_path, toml::to_string(&config)?)?;
         let _ = fs::remove_file(self.file(router, "ready"));
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "run".into(),
+            "--config".into(),
+            config_path.into(),
+            "--ready-file".into(),
+            self.file(router, "ready").into(),
+        ];
+        args.extend(extra.iter().map(Into::into));
+        self.spawn_daemon(router, router, &self.dataplane_bin, &args)
+    }
+
+    /// Starts `bin args` in the router's namespace as a daemon of the lab: output to
+    /// `<stem>.log`, pid in `<stem>.pid` (which `down` stops), reaped when it exits.
+    pub(crate) fn spawn_daemon(
+        &self,
+        router: &str,
+        stem: &str,
+        bin: &Path,
+        args: &[std::ffi::OsString],
+    ) -> Result<()> {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.file(router, "log"))?;
+            .open(self.file(stem, "log"))?;
         let child = {
             use std::os::unix::process::CommandExt;
             Command::new("ip")
                 .args(["netns", "exec", &self.ns(router)])
-                .arg(&self.dataplane_bin)
-                .arg("run")
-                .arg("--config")
-                .arg(&config_path)
-                .arg("--ready-file")
-                .arg(self.file(router, "ready"))
-                .args(extra)
+                .arg(bin)
+                .args(args)
                 .env(
                     "RUST_LOG",
                     std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -442,9 +457,9 @@ impl Lab {
                 .stderr(log)
                 .process_group(0) // outlives `x0-lab up`, and a Ctrl-C meant for it
                 .spawn()
-                .with_context(|| format!("starting {}", self.dataplane_bin.display()))?
+                .with_context(|| format!("starting {}", bin.display()))?
         };
-        fs::write(self.file(router, "pid"), child.id().to_string())?;
+        fs::write(self.file(stem, "pid"), child.id().to_string())?;
         // Reap it in the background so that it never lingers as a zombie.
         std::thread::spawn(move || {
             let mut child = child;

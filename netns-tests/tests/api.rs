@@ -72,17 +72,17 @@ fn route(prefix: &str, via: &[(&str, &str)]) -> pb::Route {
 }
 
 async fn list(dp: &mut Client, origin: pb::RouteOrigin) -> Result<Vec<pb::Route>> {
-    let mut s = dp
-        .list_routes(pb::ListRoutesRequest {
-            origin: origin as i32,
-        })
-        .await?
-        .into_inner();
-    let mut all = Vec::new();
-    while let Some(chunk) = s.next().await {
-        all.extend(chunk?.routes);
-    }
-    Ok(all)
+    Ok(x0ctl::client::list_routes(dp, origin).await?)
+}
+
+/// The refusal every invalid request gets: INVALID_ARGUMENT, the message naming `field` first.
+fn assert_names_field(e: &tonic::Status, field: &str) {
+    assert_eq!(e.code(), Code::InvalidArgument, "{field}: {e:?}");
+    assert!(
+        e.message().starts_with(field),
+        "{:?} does not name {field}",
+        e.message()
+    );
 }
 
 /// Every RPC of the service, plus health and reflection, through one target.
@@ -526,12 +526,7 @@ fn batch_of_10000_routes_is_read_back_all_or_nothing_and_kept_across_restarts() 
             .collect();
         ops[50] = add_op("10.250.0.1/24".into(), &[("198.18.1.2", "eth1")]);
         let e = dp.batch_routes(tokio_stream::iter(ops)).await.unwrap_err();
-        assert_eq!(e.code(), Code::InvalidArgument);
-        assert!(
-            e.message().starts_with("operations[50].add.prefix"),
-            "{}",
-            e.message()
-        );
+        assert_names_field(&e, "operations[50].add.prefix");
         assert_eq!(
             api_routes(&mut dp).await?,
             want,
@@ -667,17 +662,12 @@ fn invalid_requests_are_refused_naming_the_field_and_change_nothing() {
                 })
                 .await
                 .unwrap_err();
-            assert_eq!(e.code(), Code::InvalidArgument, "{route:?}: {e:?}");
-            assert!(
-                e.message().starts_with(field),
-                "{route:?}: {:?} does not name {field}",
-                e.message()
-            );
+            assert_names_field(&e, field);
             let e = dp
                 .replace_route(pb::ReplaceRouteRequest { route })
                 .await
                 .unwrap_err();
-            assert!(e.message().starts_with(field), "replace: {:?}", e.message());
+            assert_names_field(&e, field);
             assert_eq!(snapshot(&mut dp).await?, before);
         }
         let e = dp
@@ -686,19 +676,13 @@ fn invalid_requests_are_refused_naming_the_field_and_change_nothing() {
             })
             .await
             .unwrap_err();
-        assert!(
-            e.code() == Code::InvalidArgument && e.message().starts_with("prefix"),
-            "{e:?}"
-        );
+        assert_names_field(&e, "prefix");
         let ops = vec![
             add_op("10.3.0.0/16".into(), &[("198.18.2.2", "eth2")]),
             pb::RouteOperation { op: None },
         ];
         let e = dp.batch_routes(tokio_stream::iter(ops)).await.unwrap_err();
-        assert!(
-            e.code() == Code::InvalidArgument && e.message().starts_with("operations[1]"),
-            "{e:?}"
-        );
+        assert_names_field(&e, "operations[1]");
         assert_eq!(snapshot(&mut dp).await?, before);
 
         let with = |f: &dyn Fn(&mut pb::Policy)| {
@@ -759,12 +743,7 @@ fn invalid_requests_are_refused_naming_the_field_and_change_nothing() {
                 })
                 .await
                 .unwrap_err();
-            assert_eq!(e.code(), Code::InvalidArgument, "{policy:?}: {e:?}");
-            assert!(
-                e.message().starts_with(field),
-                "{:?} does not name {field}",
-                e.message()
-            );
+            assert_names_field(&e, field);
             assert_eq!(snapshot(&mut dp).await?, before);
         }
 
@@ -775,10 +754,7 @@ fn invalid_requests_are_refused_naming_the_field_and_change_nothing() {
             })
             .await
             .unwrap_err();
-        assert!(
-            e.code() == Code::InvalidArgument && e.message().starts_with("interval_ms"),
-            "{e:?}"
-        );
+        assert_names_field(&e, "interval_ms");
         let probe = pb::ExplainRequest {
             ingress: "eth1".into(),
             src: "198.18.1.2".into(),
@@ -826,10 +802,7 @@ fn invalid_requests_are_refused_naming_the_field_and_change_nothing() {
         ];
         for (req, field) in explains {
             let e = dp.explain(req).await.unwrap_err();
-            assert!(
-                e.code() == Code::InvalidArgument && e.message().starts_with(field),
-                "{field}: {e:?}"
-            );
+            assert_names_field(&e, field);
         }
         assert_eq!(snapshot(&mut dp).await?, before);
         Ok(())
