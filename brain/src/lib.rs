@@ -2,6 +2,7 @@
 //! to every other, loop-free alternates, and the next-hop sets they give the dataplane.
 
 pub mod analyze;
+pub mod blocks;
 pub mod config;
 pub mod daemon;
 pub mod disjoint;

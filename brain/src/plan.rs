@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    disjoint::{CostGraph, Network},
+    disjoint::{CostGraph, from_source},
     lfa::LfaTable,
 };
 
@@ -60,12 +60,11 @@ pub fn cut_elements(g: &CostGraph) -> (Vec<usize>, Vec<(usize, usize)>) {
 
 /// The plan of router `source` with up to `k` paths per destination.
 pub fn plan(g: &CostGraph, source: usize, k: usize) -> Plan {
-    let mut net = Network::new(g, source, k);
     let lfa = LfaTable::new(g, source);
     let mut out = Plan::default();
     (out.articulation_points, out.bridges) = cut_elements(g);
-    for dest in 0..g.n {
-        let Some(set) = net.paths_to(dest) else {
+    for (dest, set) in from_source(g, source, k).into_iter().enumerate() {
+        let Some(set) = set else {
             continue;
         };
         let mut via = Vec::new();
