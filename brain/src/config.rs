@@ -54,8 +54,12 @@ pub struct NeighborConfig {
     /// Our interface to it, and its addresses on that link.
     pub interface: String,
     pub addrs: Vec<IpAddr>,
+    /// The cost with a clean, idle, near link; what is measured scales it (monitor.rs).
     #[serde(default = "default_cost")]
     pub cost: u32,
+    /// What the link carries, for its utilisation.
+    #[serde(default = "default_capacity")]
+    pub capacity_mbps: u64,
     /// Its brain ("198.18.12.2:7444").
     pub brain: String,
 }
@@ -71,6 +75,9 @@ fn default_lifetime() -> u32 {
 }
 fn default_cost() -> u32 {
     10
+}
+fn default_capacity() -> u64 {
+    1000
 }
 
 impl BrainConfig {
@@ -94,6 +101,12 @@ impl BrainConfig {
             }
             if n.cost == 0 {
                 bail!("neighbor[{i}].cost: must be at least 1");
+            }
+            if !(1..=10_000_000).contains(&n.capacity_mbps) {
+                bail!(
+                    "neighbor[{i}].capacity_mbps: {} is not 1 to 10000000",
+                    n.capacity_mbps
+                );
             }
             if n.addrs.is_empty() {
                 bail!("neighbor[{i}].addrs: empty");

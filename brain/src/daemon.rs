@@ -27,6 +27,7 @@ use crate::{
     lsdb::Lsdb,
     lsp::{Reject, Signer},
     mapek::LinkHealth,
+    monitor::Monitor,
     plan::plan,
     push,
 };
@@ -59,6 +60,8 @@ pub struct Shared {
     /// Static mode: an orchestrator's topology (its text, kept in `static_path`).
     pub static_topology: Option<String>,
     pub static_path: std::path::PathBuf,
+    /// The monitor's view of each link, for the status.
+    pub links: Vec<pb::LinkQuality>,
 }
 
 fn unix_ns(t: SystemTime) -> u64 {
@@ -161,6 +164,7 @@ impl Shared {
                 })
                 .collect(),
             mapek: self.mapek.clone(),
+            link_quality: self.links.clone(),
             source: if self.static_topology.is_some() {
                 "static"
             } else {
@@ -202,6 +206,8 @@ fn write_sequence(dir: &Path, seq: u64) -> Result<()> {
 struct Neighbours {
     clients: HashMap<String, BrainClient<Channel>>,
     contact: HashMap<String, Instant>,
+    /// Round trips of the latency probes since the loop last looked.
+    rtts: Vec<(String, Duration, Instant)>,
 }
 
 pub async fn run(config: BrainConfig) -> Result<()> {
@@ -231,7 +237,11 @@ pub async fn run(config: BrainConfig) -> Result<()> {
         static_topology: std::fs::read_to_string(config.state_dir.join("static-topology.toml"))
             .ok(),
         static_path: config.state_dir.join("static-topology.toml"),
+        links: Vec::new(),
     }));
+    let mut monitor = Monitor::default();
+    let (obs_tx, mut obs_rx) = mpsc::channel::<Observation>(256);
+    let mut followers: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut health = LinkHealth::new(config.mode, Instant::now());
     for n in &config.neighbors {
         health.watch(&n.router);
@@ -267,6 +277,7 @@ pub async fn run(config: BrainConfig) -> Result<()> {
     let neighbours = Arc::new(tokio::sync::Mutex::new(Neighbours {
         clients: HashMap::new(),
         contact: HashMap::new(),
+        rtts: Vec::new(),
     }));
     let target_of = {
         let (tls, td) = (config.tls.clone(), td.clone());
@@ -308,13 +319,26 @@ pub async fn run(config: BrainConfig) -> Result<()> {
     let mut last_check = Instant::now() - Duration::from_secs(10);
     let mut adjacent: HashMap<String, bool> = HashMap::new();
     let mut down_since: HashMap<String, Instant> = HashMap::new();
-    let mut carrier_prev: HashMap<String, bool> = HashMap::new();
     let mut dataplane: Option<x0_proto::dataplane::v1::dataplane_client::DataplaneClient<Channel>> =
         None;
     let mut tick = tokio::time::interval(Duration::from_millis(config.interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        // Wake on the tick, or at once when the dataplane reports something.
+        let mut seen = Vec::new();
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(o) = obs_rx.recv() => seen.push(o),
+        }
+        while let Ok(o) = obs_rx.try_recv() {
+            seen.push(o);
+        }
+        for o in seen {
+            observe(&o, &config, &mut monitor, &mut health);
+        }
+        for (n, rtt, at) in neighbours.lock().await.rtts.drain(..) {
+            monitor.on_rtt(&n, rtt, at);
+        }
         if dataplane.is_none() {
             let t = Target {
                 addr: config.dataplane.clone(),
@@ -323,7 +347,14 @@ pub async fn run(config: BrainConfig) -> Result<()> {
                 server_id: None,
             };
             match tokio::time::timeout(RPC_TIMEOUT, connect(&t)).await {
-                Ok(Ok(c)) => dataplane = Some(c.dataplane(64 << 20)),
+                Ok(Ok(c)) => {
+                    let dp = c.dataplane(64 << 20);
+                    for f in followers.drain(..) {
+                        f.abort();
+                    }
+                    followers = follow(dp.clone(), obs_tx.clone());
+                    dataplane = Some(dp);
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %format!("{e:#}"), "dataplane unreachable; keeping what is installed")
                 }
@@ -361,12 +392,6 @@ pub async fn run(config: BrainConfig) -> Result<()> {
                 let up = match &view {
                     Some((nhs, ifaces)) => {
                         let carrier = ifaces.iter().any(|i| i.name == n.interface && i.up);
-                        // Monitor for MAPE-K: raw carrier losses (adjacencies are damped
-                        // by the dataplane's hold-down; flaps are what it damps).
-                        if carrier_prev.insert(n.router.clone(), carrier) == Some(true) && !carrier
-                        {
-                            health.on_down(&n.router, Instant::now());
-                        }
                         let mine: Vec<&dpb::NextHopState> = nhs
                             .iter()
                             .filter(|h| {
@@ -401,17 +426,17 @@ pub async fn run(config: BrainConfig) -> Result<()> {
 
         // Originate: a new record when the adjacencies change, and a refresh before it ages out.
         // MAPE-K for link health: may drain (raise the cost of) a flapping link.
+        // The measured cost of each link (with hysteresis), which a drain then scales.
+        let measured: HashMap<String, u32> = config
+            .neighbors
+            .iter()
+            .map(|n| (n.router.clone(), monitor.cost(&n.router, n.cost)))
+            .collect();
         {
             let mut s = shared.lock().expect("brain lock");
             let lsdb = &s.lsdb;
             let mesh_cost = |n: &str| lsdb.link_cost(&config.router, n);
-            let base = |n: &str| {
-                config
-                    .neighbors
-                    .iter()
-                    .find(|x| x.router == n)
-                    .map(|x| x.cost)
-            };
+            let base = |n: &str| measured.get(n).copied();
             health.tick(
                 Instant::now(),
                 &s.knowledge,
@@ -420,6 +445,21 @@ pub async fn run(config: BrainConfig) -> Result<()> {
                 &mesh_cost,
             );
             s.mapek = health.state();
+            s.links = config
+                .neighbors
+                .iter()
+                .map(|n| {
+                    let q = monitor.quality(&n.router);
+                    pb::LinkQuality {
+                        neighbor: n.router.clone(),
+                        rtt_ms: q.latency_ms.unwrap_or(0.0),
+                        loss: q.loss.unwrap_or(0.0),
+                        utilisation: q.utilisation.unwrap_or(0.0),
+                        base_cost: n.cost,
+                        cost: health.cost(&n.router, measured[&n.router]),
+                    }
+                })
+                .collect();
         }
         let adjacencies: Vec<pb::Adjacency> = config
             .neighbors
@@ -427,7 +467,7 @@ pub async fn run(config: BrainConfig) -> Result<()> {
             .filter(|n| adjacent.get(&n.router) == Some(&true))
             .map(|n| pb::Adjacency {
                 neighbor: n.router.clone(),
-                cost: health.cost(&n.router, n.cost),
+                cost: health.cost(&n.router, measured[&n.router]),
                 interface: n.interface.clone(),
                 neighbor_addrs: n.addrs.iter().map(|a| a.to_string()).collect(),
             })
@@ -488,6 +528,7 @@ pub async fn run(config: BrainConfig) -> Result<()> {
                     target_of(n),
                     all.clone(),
                 );
+                probe(neighbours.clone(), n.router.clone());
             }
         }
 
@@ -606,6 +647,142 @@ pub async fn run(config: BrainConfig) -> Result<()> {
             }
         }
     }
+}
+
+/// What the dataplane's streams report, for the monitor.
+enum Observation {
+    Event(dpb::Event),
+    Stats(dpb::Stats),
+    Bfd(Vec<dpb::BfdSession>),
+}
+
+/// Monitor: follows the dataplane's event stream and its stats stream (with the BFD
+/// sessions' counters beside each stats sample); the tasks end with the connection.
+fn follow(
+    dp: x0_proto::dataplane::v1::dataplane_client::DataplaneClient<Channel>,
+    tx: mpsc::Sender<Observation>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let events = {
+        let (mut dp, tx) = (dp.clone(), tx.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = dp
+                .watch_events(dpb::WatchEventsRequest {
+                    include_history: false,
+                })
+                .await
+            else {
+                return;
+            };
+            let mut stream = stream.into_inner();
+            while let Ok(Some(e)) = stream.message().await {
+                if tx.send(Observation::Event(e)).await.is_err() {
+                    return;
+                }
+            }
+            tracing::warn!("the dataplane's event stream ended");
+        })
+    };
+    let stats = {
+        let mut dp = dp;
+        tokio::spawn(async move {
+            let Ok(stream) = dp
+                .watch_stats(dpb::WatchStatsRequest {
+                    interval_ms: 1000,
+                    include_zero: false,
+                })
+                .await
+            else {
+                return;
+            };
+            let mut stream = stream.into_inner();
+            while let Ok(Some(s)) = stream.message().await {
+                let bfd = tokio::time::timeout(
+                    RPC_TIMEOUT,
+                    dp.list_bfd_sessions(dpb::ListBfdSessionsRequest {}),
+                )
+                .await;
+                if tx.send(Observation::Stats(s)).await.is_err() {
+                    return;
+                }
+                if let Ok(Ok(b)) = bfd
+                    && tx
+                        .send(Observation::Bfd(b.into_inner().sessions))
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+            }
+            tracing::warn!("the dataplane's stats stream ended");
+        })
+    };
+    vec![events, stats]
+}
+
+/// Hands one observation to the monitor (link quality) and to MAPE-K (flaps: every loss
+/// of carrier the dataplane reports, undamped, which its own hold-down damps).
+fn observe(o: &Observation, config: &BrainConfig, monitor: &mut Monitor, health: &mut LinkHealth) {
+    let now = Instant::now();
+    match o {
+        Observation::Event(e) => {
+            if let Some(dpb::event::Kind::Link(l)) = &e.kind
+                && !l.up
+            {
+                for n in config
+                    .neighbors
+                    .iter()
+                    .filter(|n| n.interface == l.interface)
+                {
+                    health.on_down(&n.router, now);
+                }
+            }
+        }
+        Observation::Stats(s) => {
+            for n in &config.neighbors {
+                if let Some(i) = s.interfaces.iter().find(|i| i.interface == n.interface) {
+                    monitor.on_tx_bytes(&n.router, i.tx_bytes, n.capacity_mbps * 1_000_000, now);
+                }
+            }
+        }
+        Observation::Bfd(sessions) => {
+            for n in &config.neighbors {
+                let session = sessions.iter().find(|s| {
+                    s.interface == n.interface && n.addrs.iter().any(|a| a.to_string() == s.peer)
+                });
+                if let Some(s) = session {
+                    monitor.on_bfd(
+                        &n.router,
+                        s.state == "Up",
+                        s.rx_packets,
+                        Duration::from_micros(s.rx_interval_us),
+                        now,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Latency probe: an empty Flood to the neighbour's brain, over the link; its round trip
+/// goes to the monitor. Only over a connection already open (the syncs open it), so that
+/// the handshake never counts.
+fn probe(neighbours: Arc<tokio::sync::Mutex<Neighbours>>, router: String) {
+    tokio::spawn(async move {
+        let Some(mut client) = neighbours.lock().await.clients.get(&router).cloned() else {
+            return;
+        };
+        let start = Instant::now();
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(RPC_TIMEOUT, client.flood(pb::FloodRequest::default())).await
+        {
+            let rtt = start.elapsed();
+            neighbours
+                .lock()
+                .await
+                .rtts
+                .push((router, rtt, Instant::now()));
+        }
+    });
 }
 
 /// Floods `records` to one neighbour in the background; remembers when it answered.

@@ -13,6 +13,7 @@ pub mod lsdb;
 pub mod lsp;
 pub mod mapek;
 pub mod mesh;
+pub mod monitor;
 pub mod plan;
 pub mod push;
 pub mod server;

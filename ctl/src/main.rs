@@ -679,6 +679,8 @@ async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
             "incidents": s.incidents.iter().map(|i| serde_json::json!({"id": i.id, "kind": i.kind, "subject": i.subject,
                 "detected_unix_ns": i.detected_unix_ns, "repaired_unix_ns": i.repaired_unix_ns, "strategy": i.strategy, "success": i.success})).collect::<Vec<_>>(),
             "repair_times": s.repair_times.iter().map(|m| serde_json::json!({"kind": m.kind, "count": m.count, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms, "max_ms": m.max_ms})).collect::<Vec<_>>(),
+            "link_quality": s.link_quality.iter().map(|l| serde_json::json!({"neighbor": l.neighbor, "rtt_ms": l.rtt_ms, "loss": l.loss,
+                "utilisation": l.utilisation, "base_cost": l.base_cost, "cost": l.cost})).collect::<Vec<_>>(),
         }));
     }
     println!(
@@ -696,6 +698,21 @@ async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
     }
     println!("without a safe backup: {:?}", s.unprotected);
     println!("MAPE-K: {}", s.mapek);
+    println!(
+        "{:<10} {:>9} {:>7} {:>7} {:>5} {:>5}",
+        "neighbour", "rtt ms", "loss", "util", "base", "cost"
+    );
+    for l in &s.link_quality {
+        println!(
+            "{:<10} {:>9.3} {:>6.1}% {:>6.1}% {:>5} {:>5}",
+            l.neighbor,
+            l.rtt_ms,
+            l.loss * 100.0,
+            l.utilisation * 100.0,
+            l.base_cost,
+            l.cost
+        );
+    }
     let mut rejected: Vec<_> = s.rejected.iter().collect();
     rejected.sort();
     println!(

@@ -45,6 +45,7 @@ impl Lab {
                     interface: mine.iface.clone(),
                     addrs: theirs.addrs.iter().map(|a| a.addr()).collect(),
                     cost: l.cost.unwrap_or(10),
+                    capacity_mbps: l.capacity_mbps.unwrap_or(1000),
                     brain: format!("{}:{BRAIN_PORT}", v4.addr()),
                 });
             } else {

@@ -75,6 +75,9 @@ pub struct Link {
     /// Routing cost for the brains (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<u32>,
+    /// What the brains take the link to carry (default 1000 Mbit/s), for its utilisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_mbps: Option<u64>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -573,3 +573,94 @@ fn an_orchestrator_pushes_a_whole_topology_static_mode() {
     assert_eq!(status(&lab)["source"], "link-state");
     assert_eq!(first_hop(&lab), "198.18.13.3");
 }
+
+/// Costs are measured: with r2 - r4 taken to carry 1 Mbit/s, a stream from h1 to h2
+/// across it loads it, r2's brain measures the load from its dataplane's stats stream,
+/// advertises a higher cost, and every brain sees it. The round trip to each neighbour's
+/// brain is measured too (no delay emulation in this kernel: it is small and does not
+/// move the cost, which the hysteresis keeps at the configured one).
+#[test]
+fn measured_load_raises_the_advertised_cost() {
+    let lab = common::lab("six.toml", |t| {
+        for l in &mut t.links {
+            if l.a.node == "r2" && l.b.node == "r4" {
+                l.capacity_mbps = Some(1);
+            }
+        }
+    });
+    for r in ROUTERS {
+        lab.start_brain(r, Mode::Enforce).unwrap();
+    }
+    converge(&lab, &expected(&lab, &[], &[]), Duration::from_secs(30));
+    let status = |router: &str, at: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &lab.x0ctl_at(router, at, &["--json", "brain", "status"])
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    // Five probes (a second apart) before the round trip counts.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (quiet, q) = loop {
+        let quiet = status("r2", "https://198.18.12.2:7444");
+        let q = quiet["link_quality"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["neighbor"] == "r4")
+            .unwrap()
+            .clone();
+        if q["rtt_ms"].as_f64().unwrap() > 0.0 {
+            break (quiet, q);
+        }
+        assert!(Instant::now() < deadline, "no latency measured: {quiet}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(q["cost"], 11, "an idle near link keeps its cost: {quiet}");
+
+    // ~1,000 packets/s of 74 bytes on the wire: about 0.6 Mbit/s
+    let h2 = common::addr(&lab, "h2", false);
+    std::thread::scope(|scope| {
+        let stream = scope.spawn(|| traffic::udp_stream(&lab, "h1", "h2", h2, 9100, 12_000, 1_000));
+        let deadline = Instant::now() + Duration::from_secs(12);
+        let (seen_by_r2, seen_by_r1) = loop {
+            let r2 = status("r2", "https://198.18.12.2:7444");
+            let r4 = r2["link_quality"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["neighbor"] == "r4")
+                .unwrap()
+                .clone();
+            let r1 = status("r1", "https://198.18.12.2:7444");
+            let in_mesh = r1["links"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|l| {
+                    l.as_str()?
+                        .strip_prefix("r2-r4 (")?
+                        .strip_suffix(')')?
+                        .parse::<u32>()
+                        .ok()
+                })
+                .next();
+            if r4["cost"].as_u64().unwrap() >= 14 && in_mesh.is_some_and(|c| c >= 14) {
+                break (r4, in_mesh.unwrap());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the load did not show: {r4} / mesh cost {in_mesh:?}\n{}",
+                lab.brain_log("r2")
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        eprintln!("r2 measures r4's link: {seen_by_r2}; r1's mesh has cost {seen_by_r1}");
+        assert!(
+            seen_by_r2["utilisation"].as_f64().unwrap() >= 0.1,
+            "{seen_by_r2}"
+        );
+        let report = stream.join().unwrap().unwrap();
+        assert!(report.received > 0, "{report:?}");
+    });
+}

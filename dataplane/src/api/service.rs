@@ -458,6 +458,8 @@ impl Dataplane for Service {
                     remote_discriminator: s.remote_disc,
                     tx_interval_us: s.tx_interval.as_micros() as u64,
                     detection_time_us: s.detection_time.as_micros() as u64,
+                    rx_packets: s.rx_packets,
+                    rx_interval_us: s.rx_interval.as_micros() as u64,
                 })
                 .collect(),
             counters: Some(pb::BfdCounters {

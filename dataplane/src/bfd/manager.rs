@@ -71,6 +71,8 @@ pub struct SessionInfo {
     pub remote_disc: u32,
     pub tx_interval: Duration,
     pub detection_time: Duration,
+    pub rx_packets: u64,
+    pub rx_interval: Duration,
 }
 
 pub struct BfdHandle {
@@ -299,6 +301,8 @@ fn run(
                     remote_disc: e.session.remote_disc(),
                     tx_interval: e.session.tx_interval(),
                     detection_time: e.session.detection_time(),
+                    rx_packets: e.session.rx_packets(),
+                    rx_interval: e.session.rx_interval(),
                 })
                 .collect();
             *infos.lock().expect("infos") = list;

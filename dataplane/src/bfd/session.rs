@@ -42,6 +42,8 @@ pub struct Session {
     next_tx: Instant,
     detect_at: Option<Instant>,
     rng: u64,
+    /// Valid packets received: against the peer's interval, what the link loses.
+    rx_packets: u64,
 }
 
 fn us(d: Duration) -> u32 {
@@ -67,6 +69,7 @@ impl Session {
             next_tx: now,
             detect_at: None,
             rng: local_disc as u64 | 1,
+            rx_packets: 0,
         }
     }
 
@@ -105,8 +108,18 @@ impl Session {
         t
     }
 
+    pub fn rx_packets(&self) -> u64 {
+        self.rx_packets
+    }
+
+    /// How often the peer sends to us (RFC 5880 6.8.7, before its jitter of up to -25%).
+    pub fn rx_interval(&self) -> Duration {
+        self.remote_desired_tx.max(self.cfg.required_min_rx)
+    }
+
     /// A valid packet for this session arrived (RFC 5880 6.8.6).
     pub fn on_packet(&mut self, p: &ControlPacket, now: Instant) -> Option<Change> {
+        self.rx_packets += 1;
         let interval_before = self.tx_interval();
         self.remote_state = p.state;
         self.remote_min_rx = Duration::from_micros(p.required_min_rx as u64);
