@@ -59,6 +59,15 @@ impl Detector {
         }
     }
 
+    /// What the metric normally is: the EWMA's mean, or the window's mean.
+    pub fn baseline(&self) -> f64 {
+        match self.strategy {
+            Strategy::Ewma { .. } => self.mean,
+            _ if self.window.is_empty() => 0.0,
+            _ => self.window.iter().sum::<f64>() / self.window.len() as f64,
+        }
+    }
+
     /// The quantile `q` (0..=1) of the window, by linear interpolation.
     fn quantile(sorted: &[f64], q: f64) -> f64 {
         let pos = q * (sorted.len() - 1) as f64;

@@ -23,6 +23,7 @@ use x0ctl::client::{Target, connect};
 
 use crate::{
     config::{BrainConfig, Mode},
+    guard::Guard,
     knowledge::Knowledge,
     lsdb::Lsdb,
     lsp::{Reject, Signer},
@@ -62,6 +63,8 @@ pub struct Shared {
     pub static_path: std::path::PathBuf,
     /// The monitor's view of each link, for the status.
     pub links: Vec<pb::LinkQuality>,
+    /// Records each neighbour's brain flooded that failed verification (forged, malformed).
+    pub bad_from: HashMap<String, u64>,
 }
 
 fn unix_ns(t: SystemTime) -> u64 {
@@ -238,7 +241,11 @@ pub async fn run(config: BrainConfig) -> Result<()> {
             .ok(),
         static_path: config.state_dir.join("static-topology.toml"),
         links: Vec::new(),
+        bad_from: HashMap::new(),
     }));
+    let mut guard = Guard::new(Instant::now());
+    let mut pps: HashMap<String, f64> = HashMap::new();
+    let mut pending_undo: Option<crate::guard::Action> = None;
     let mut monitor = Monitor::default();
     let (obs_tx, mut obs_rx) = mpsc::channel::<Observation>(256);
     let mut followers: Vec<tokio::task::JoinHandle<()>> = Vec::new();
@@ -335,6 +342,16 @@ pub async fn run(config: BrainConfig) -> Result<()> {
         }
         for o in seen {
             observe(&o, &config, &mut monitor, &mut health);
+            if let Observation::Stats(s) = &o {
+                for n in &config.neighbors {
+                    if let Some(i) = s.interfaces.iter().find(|i| i.interface == n.interface)
+                        && let Some(rate) =
+                            guard.on_rx_packets(&n.router, i.rx_packets, Instant::now())
+                    {
+                        pps.insert(n.router.clone(), rate);
+                    }
+                }
+            }
         }
         for (n, rtt, at) in neighbours.lock().await.rtts.drain(..) {
             monitor.on_rtt(&n, rtt, at);
@@ -424,6 +441,54 @@ pub async fn run(config: BrainConfig) -> Result<()> {
             }
         }
 
+        // MAPE-K for misbehaviour: may quarantine a router or rate-limit what it sends, by policy.
+        if let Some(dp) = &mut dataplane {
+            let action = {
+                let s = shared.lock().expect("brain lock");
+                for n in &config.neighbors {
+                    guard.on_bad_records(
+                        &n.router,
+                        s.bad_from.get(&n.router).copied().unwrap_or(0),
+                        Instant::now(),
+                    );
+                }
+                let prefixes = |router: &str| -> Vec<String> {
+                    let mut v: Vec<String> = s
+                        .lsdb
+                        .get(router)
+                        .map(|r| r.record.prefixes.clone())
+                        .unwrap_or_default();
+                    for n in config.neighbors.iter().filter(|n| n.router == router) {
+                        v.extend(n.addrs.iter().map(|a| ipnet::IpNet::from(*a).to_string()));
+                    }
+                    v
+                };
+                guard.tick(
+                    Instant::now(),
+                    &s.knowledge,
+                    config.mode == Mode::Observe,
+                    &pps,
+                    &prefixes,
+                )
+            };
+            if let Some(action) = action {
+                let ok = set_policy_action(dp, &action).await;
+                if !matches!(action, crate::guard::Action::Lift { .. }) {
+                    let kb = &shared.lock().expect("brain lock").knowledge;
+                    let undo = guard.confirm(ok, kb, Instant::now());
+                    if let Some(undo) = undo {
+                        tracing::warn!(?action, "policy action not confirmed: rolling back");
+                        pending_undo = Some(undo);
+                    }
+                }
+            }
+            if let Some(undo) = pending_undo.take()
+                && !set_policy_action(dp, &undo).await
+            {
+                pending_undo = Some(undo);
+            }
+        }
+
         // Originate: a new record when the adjacencies change, and a refresh before it ages out.
         // MAPE-K for link health: may drain (raise the cost of) a flapping link.
         // The measured cost of each link (with hysteresis), which a drain then scales.
@@ -444,7 +509,7 @@ pub async fn run(config: BrainConfig) -> Result<()> {
                 &base,
                 &mesh_cost,
             );
-            s.mapek = health.state();
+            s.mapek = format!("{}; policy actions on {:?}", health.state(), guard.state());
             s.links = config
                 .neighbors
                 .iter()
@@ -646,6 +711,32 @@ pub async fn run(config: BrainConfig) -> Result<()> {
                 dataplane = None;
             }
         }
+    }
+}
+
+/// Applies a guard action to the dataplane's policy and reads it back: whether it is in force.
+async fn set_policy_action(
+    dp: &mut x0_proto::dataplane::v1::dataplane_client::DataplaneClient<Channel>,
+    action: &crate::guard::Action,
+) -> bool {
+    let result = async {
+        let now = dp.get_policy(dpb::GetPolicyRequest {}).await?.into_inner();
+        let want = crate::guard::apply(&now, action);
+        dp.set_policy(dpb::SetPolicyRequest { policy: Some(want) })
+            .await?;
+        let after = dp.get_policy(dpb::GetPolicyRequest {}).await?.into_inner();
+        Ok::<bool, tonic::Status>(crate::guard::in_force(&after, action))
+    };
+    match tokio::time::timeout(RPC_TIMEOUT, result).await {
+        Ok(Ok(ok)) => {
+            tracing::warn!(?action, in_force = ok, "policy action applied");
+            ok
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(?action, error = %e.message(), "policy action failed");
+            false
+        }
+        Err(_) => false,
     }
 }
 

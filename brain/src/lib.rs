@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod disjoint;
 pub mod execute;
+pub mod guard;
 pub mod knowledge;
 pub mod lfa;
 pub mod lsdb;

@@ -53,7 +53,7 @@ pub struct LinkHealth {
     last_sample: Instant,
 }
 
-fn unix_ns() -> u64 {
+pub fn unix_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)

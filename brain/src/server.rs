@@ -67,6 +67,14 @@ impl Brain for Service {
                         fresh.push(r.clone());
                     }
                     Err((originator, e)) => {
+                        use crate::lsp::Reject;
+                        if matches!(
+                            e,
+                            Reject::Forged(_) | Reject::Malformed(_) | Reject::TooLarge
+                        ) {
+                            // the sender's doing, whoever it claims spoke (MAPE-K guard)
+                            *s.bad_from.entry(from.clone()).or_default() += 1;
+                        }
                         if !matches!(e, crate::lsp::Reject::Duplicate) {
                             tracing::warn!(from = %from, originator, reason = e.name(), detail = %e, "link-state record rejected");
                         }

@@ -664,3 +664,122 @@ fn measured_load_raises_the_advertised_cost() {
         assert!(report.received > 0, "{report:?}");
     });
 }
+
+/// A neighbour's brain that keeps flooding forged records is quarantined by policy: r2's
+/// brain (allowed to set policy on its dataplane here) puts a deny rule for r1's prefixes
+/// and link addresses in front of the operator's rules, confirms it by reading the policy
+/// back, and records the incident with its strategy.
+#[test]
+fn a_brain_flooding_forged_records_is_quarantined_by_policy() {
+    use x0_proto::brain::v1::{self as pb, brain_client::BrainClient};
+    let lab = common::lab("six.toml", |_| {});
+    let mut api = lab.api_config("r2").unwrap();
+    api.allow[1].rpcs.push("policy".into());
+    lab.set_api_config("r2", &api).unwrap();
+    lab.stop_dataplane("r2").unwrap();
+    lab.start_dataplane("r2").unwrap();
+    lab.wait_ready("r2", Duration::from_secs(20)).unwrap();
+    for r in ROUTERS {
+        lab.start_brain(r, Mode::Enforce).unwrap();
+    }
+    converge(&lab, &expected(&lab, &[], &[]), Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(3)); // a quiet baseline for the detector
+
+    // r1's brain speaks for r3, again and again.
+    let files = lab.pki().files("brain-r1");
+    let target = x0ctl::client::Target {
+        addr: "https://198.18.12.2:7444".into(),
+        svid: Some(files.clone()),
+        pq: x0_identity::PqMode::Required,
+        server_id: None,
+    };
+    let rejected = x0_lab::netns::in_netns(&lab.ns("r1"), move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async move {
+                let signer = x0_brain::lsp::Signer::from_files(&files)?;
+                let conn = x0ctl::client::connect(&target).await?;
+                let mut b = BrainClient::new(conn.channel);
+                let mut rejected = 0;
+                for i in 0..10u64 {
+                    let forged = pb::LinkStateRecord {
+                        originator: "r3".into(),
+                        sequence: 1_000 + i,
+                        originated_unix_ns: std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)?
+                            .as_nanos() as u64,
+                        lifetime_s: 60,
+                        adjacencies: vec![],
+                        prefixes: vec![],
+                    };
+                    let r = b
+                        .flood(pb::FloodRequest {
+                            records: vec![signer.sign(&forged)?],
+                        })
+                        .await?
+                        .into_inner();
+                    rejected += r.rejected.iter().filter(|x| x.reason == "forged").count();
+                }
+                anyhow::Ok(rejected)
+            })
+    })
+    .unwrap();
+    assert_eq!(rejected, 10);
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let policy = loop {
+        let p: serde_json::Value =
+            serde_json::from_str(&lab.x0ctl("r2", &["--json", "policy", "get"]).unwrap()).unwrap();
+        let first = p["rules"][0]["from"].as_str().unwrap_or("").to_string();
+        if first == "brain-quarantine-r1" {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "r1 not quarantined: {p}\n{}",
+            lab.brain_log("r2")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(policy["rules"][0]["action"], "deny", "{policy}");
+    let identity = policy["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "brain-quarantine-r1")
+        .unwrap()
+        .clone();
+    let prefixes: Vec<&str> = identity["prefixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(prefixes.contains(&"198.18.1.0/24"), "{identity}");
+    assert!(prefixes.contains(&"198.18.12.1/32"), "{identity}");
+    let status: serde_json::Value = serde_json::from_str(
+        &lab.x0ctl_at(
+            "r1",
+            "https://198.18.12.2:7444",
+            &["--json", "brain", "status"],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        status["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["kind"] == "router-misbehaving"
+                && i["subject"] == "r1"
+                && i["strategy"] == "quarantine-node"
+                && i["success"] == true),
+        "{status}"
+    );
+    assert!(
+        status["mapek"].as_str().unwrap().contains("[\"r1\"]"),
+        "{status}"
+    );
+}
