@@ -12,6 +12,8 @@ use x0_lab::{Lab, Topology, lab::default_dataplane_bin, netns};
 use x0_proto::dataplane::v1::{self as pb, route_operation::Op};
 use x0ctl::client::{Target, connect};
 
+use crate::report::{Row, Table};
+
 const ROUTES: u32 = 10_000;
 
 fn prefix(i: u32) -> String {
@@ -96,7 +98,7 @@ fn kernel_batch(lab: &Lab) -> Result<Duration> {
     Ok(took)
 }
 
-pub fn run(quick: bool) -> Result<()> {
+pub fn run(quick: bool) -> Result<Vec<Table>> {
     ensure!(
         nix::unistd::Uid::effective().is_root(),
         "needs root (namespaces, XDP)"
@@ -115,63 +117,103 @@ pub fn run(quick: bool) -> Result<()> {
         server_id: None,
     };
     let tls = lab.api_target(x0_lab::pki::OPERATOR);
-    println!(
-        "route programming, r1 of the line lab ({ROUTES} routes per batch, {singles} single updates, {reps} runs)"
-    );
-    println!("{:<34} {:>12} {:>12} {:>12}", "", "min", "median", "max");
     let mut kernel = Vec::new();
-    let mut rows: Vec<(&str, Vec<f64>, Histogram<u64>)> = Vec::new();
-    for _ in 0..reps {
-        kernel.push(kernel_batch(&lab)?.as_secs_f64());
+    let mut batch: Vec<(&str, Vec<f64>)> = Vec::new();
+    let mut single: Vec<(&str, Histogram<u64>)> = Vec::new();
+    for rep in 0..reps {
+        eprintln!("  control plane: run {}/{reps}", rep + 1);
+        kernel.push(f64::from(ROUTES) / kernel_batch(&lab)?.as_secs_f64());
         for (name, target) in [
             ("gRPC, Unix socket", unix.clone()),
-            ("gRPC, mutual TLS", tls.clone()),
+            ("gRPC, mutual TLS (X25519MLKEM768)", tls.clone()),
         ] {
             let f = in_router(&lab, target, singles)?;
             let rate = f64::from(ROUTES) / f.batch.as_secs_f64();
-            match rows.iter_mut().find(|r| r.0 == name) {
-                Some(row) => {
-                    row.1.push(rate);
-                    row.2.add(&f.single)?;
-                }
-                None => rows.push((name, vec![rate], f.single)),
+            match batch.iter_mut().find(|r| r.0 == name) {
+                Some(row) => row.1.push(rate),
+                None => batch.push((name, vec![rate])),
+            }
+            match single.iter_mut().find(|r| r.0 == name) {
+                Some(row) => row.1.add(&f.single)?,
+                None => single.push((name, f.single)),
             }
         }
     }
-    let stats = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        (v[0], v[v.len() / 2], v[v.len() - 1])
-    };
-    let mut k: Vec<f64> = kernel.iter().map(|s| f64::from(ROUTES) / s).collect();
-    let (kmin, kmed, kmax) = stats(&mut k);
-    println!(
-        "{:<34} {:>12.0} {:>12.0} {:>12.0}  routes/s (baseline)",
-        "kernel FIB, ip -batch (netlink)", kmin, kmed, kmax
-    );
-    for (name, rates, single) in &mut rows {
-        let (min, med, max) = stats(rates);
-        println!(
-            "{:<34} {:>12.0} {:>12.0} {:>12.0}  routes/s, {:.2}x the kernel; goal 100,000: {}",
-            format!("{name}, batch"),
-            min,
-            med,
-            max,
-            med / kmed,
-            if med >= 100_000.0 { "met" } else { "NOT met" }
-        );
-        println!(
-            "{:<34} p50 {} us, p99 {} us, max {} us; goal p99 <= 1,000 us: {}",
-            format!("{name}, single replace"),
-            single.value_at_quantile(0.5),
-            single.value_at_quantile(0.99),
-            single.max(),
-            if single.value_at_quantile(0.99) <= 1_000 {
-                "met"
-            } else {
-                "NOT met"
-            }
-        );
-    }
     drop(lab);
-    Ok(())
+    let command = format!(
+        "cargo build --release --workspace --bins && ./target/release/x0-bench control-plane{}",
+        if quick { " --quick" } else { "" }
+    );
+    let mut rows = vec![Row::new("kernel FIB, `ip -batch` (netlink)", kernel).baseline()];
+    rows.extend(
+        batch
+            .iter()
+            .map(|(n, v)| Row::new(format!("{n}, one BatchRoutes stream"), v.clone())),
+    );
+    let best = batch
+        .iter()
+        .map(|(_, v)| Row::new("", v.clone()).median())
+        .fold(f64::INFINITY, f64::min);
+    let mut tables = vec![Table {
+        id: "control-plane-batch".into(),
+        title: "Route programming over the gRPC API: one batch".into(),
+        command: command.clone(),
+        about: format!(
+            "r1 of the line lab; {ROUTES} routes (two next hops each) in one `BatchRoutes` \
+             stream, over the Unix socket and over mutual TLS; baseline: the kernel programming \
+             the same {ROUTES} routes into its FIB with `ip -batch` (netlink) in the same \
+             namespace. {reps} runs."
+        ),
+        unit: "routes/s".into(),
+        higher_is_better: true,
+        rows,
+        goal: ">= 100,000 route updates/s in a batch".into(),
+        verdict: format!(
+            "{best:.0}/s on the slower transport: {}",
+            if best >= 100_000.0 { "met" } else { "not met" }
+        ),
+        notes: vec![],
+    }];
+    let mut notes = Vec::new();
+    let mut worst_p99 = 0;
+    let rows = single
+        .iter()
+        .map(|(n, h)| {
+            let p99 = h.value_at_quantile(0.99);
+            worst_p99 = worst_p99.max(p99);
+            notes.push(format!(
+                "{n}: p99 {p99} us (hdrhistogram over {} round trips)",
+                h.len()
+            ));
+            // min / median / max straight from the histogram
+            Row::new(
+                format!("{n}, ReplaceRoute round trip"),
+                vec![
+                    h.min() as f64,
+                    h.value_at_quantile(0.5) as f64,
+                    h.max() as f64,
+                ],
+            )
+        })
+        .collect();
+    tables.push(Table {
+        id: "control-plane-single".into(),
+        title: "Route programming over the gRPC API: single updates".into(),
+        command,
+        about: format!(
+            "{singles} `ReplaceRoute` round trips per run after the batch ({reps} runs), \
+             alternating two next-hop orders so that every call changes the route. The \
+             three samples of each row are the histogram's min, median and max."
+        ),
+        unit: "us per update".into(),
+        higher_is_better: false,
+        rows,
+        goal: "p99 single update <= 1 ms on loopback".into(),
+        verdict: format!(
+            "worst p99 {worst_p99} us: {}",
+            if worst_p99 <= 1_000 { "met" } else { "not met" }
+        ),
+        notes,
+    });
+    Ok(tables)
 }

@@ -1,13 +1,23 @@
 //! `x0-bench`: benchmarks that measure x0tta6bl4 beside a baseline measured in the same run.
+//! `x0-bench all [--quick]` runs them all, prints a table per benchmark, and writes
+//! docs/performance.json and docs/PERFORMANCE.md from the results.
 
 mod control_plane;
 mod failover;
+mod forwarding;
+mod generator;
+mod memory;
+mod paths;
 mod policy_cost;
+mod report;
 mod test_run_cost;
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode, time::Instant};
 
+use anyhow::Result;
 use clap::{Parser, Subcommand};
+
+use crate::report::{Report, Table};
 
 #[derive(Parser)]
 #[command(name = "x0-bench", about = "x0tta6bl4 benchmarks (need root)")]
@@ -18,8 +28,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Every benchmark below in one run; writes DIR/performance.json and DIR/PERFORMANCE.md.
+    All {
+        /// Fewer repetitions and smaller tables (under 3 minutes).
+        #[arg(long)]
+        quick: bool,
+        /// Where the JSON and the Markdown go.
+        #[arg(long, default_value = "docs")]
+        out_dir: PathBuf,
+    },
+    /// Regenerates DIR/PERFORMANCE.md from DIR/performance.json.
+    Render {
+        #[arg(long, default_value = "docs")]
+        out_dir: PathBuf,
+    },
+    /// Forwarding rate through one router: x0tta6bl4 vs the kernel vs XDP_DROP (trafgen).
+    Forwarding {
+        #[arg(long)]
+        quick: bool,
+    },
     /// Per-packet cost of the forwarding program (BPF_PROG_TEST_RUN) with 10, 10k and 1M
-    /// IPv4 routes, beside a trivial XDP_PASS program.
+    /// IPv4 routes (and 1M with policy), beside a trivial XDP_PASS program.
     TestRunCost {
         /// Fewer batches and at most 10k routes: a smoke run.
         #[arg(long)]
@@ -37,20 +66,149 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
-    /// Failover outage on the diamond lab, per failure type, with p50/p99/max.
+    /// Failover outage on the diamond lab, per failure type: x0tta6bl4, FRR (OSPF + BFD)
+    /// and babeld.
     Failover {
         /// Repetitions per failure type.
         #[arg(long, default_value_t = 20)]
         reps: u32,
     },
+    /// Peak memory of the dataplane (1M routes, 10k rules) and the brain (1,000 routers).
+    Memory {
+        #[arg(long)]
+        quick: bool,
+    },
+    /// The brain's disjoint paths on 1,000 routers beside the naive computation.
+    Paths {
+        #[arg(long)]
+        quick: bool,
+    },
+    /// The forwarding benchmark's traffic generator (run inside the sending namespace).
+    Generate {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        src_mac: String,
+        #[arg(long)]
+        dst_mac: String,
+        #[arg(long)]
+        src: std::net::Ipv4Addr,
+        #[arg(long)]
+        dst: std::net::Ipv4Addr,
+        #[arg(long, default_value_t = 1)]
+        flows: u16,
+        #[arg(long)]
+        secs: f64,
+    },
+}
+
+type Step = (&'static str, Box<dyn Fn() -> Result<Vec<Table>>>);
+
+fn steps(quick: bool) -> Vec<Step> {
+    vec![
+        ("forwarding rate", Box::new(move || forwarding::run(quick))),
+        (
+            "per-packet cost",
+            Box::new(move || Ok(vec![test_run_cost::run(quick)?])),
+        ),
+        (
+            "policy cost",
+            Box::new(move || Ok(vec![policy_cost::run(quick)?])),
+        ),
+        (
+            "failover",
+            Box::new(move || failover::run(if quick { 3 } else { 20 })),
+        ),
+        ("control plane", Box::new(move || control_plane::run(quick))),
+        ("memory", Box::new(move || memory::run(quick))),
+        (
+            "brain paths",
+            Box::new(move || Ok(vec![paths::run(quick)?])),
+        ),
+    ]
+}
+
+fn all(quick: bool, out_dir: &std::path::Path) -> Result<()> {
+    let started = Instant::now();
+    let steps = steps(quick);
+    let mut tables = Vec::new();
+    for (i, (name, step)) in steps.iter().enumerate() {
+        eprintln!(
+            "[{}/{}] {name} ({:.0} s so far)",
+            i + 1,
+            steps.len(),
+            started.elapsed().as_secs_f64()
+        );
+        for t in step()? {
+            t.print();
+            tables.push(t);
+        }
+    }
+    let report = Report {
+        date: report::now_utc(),
+        machine: report::machine(),
+        kernel: report::kernel(),
+        command: format!("./scripts/bench.sh{}", if quick { " --quick" } else { "" }),
+        quick,
+        tables,
+    };
+    std::fs::create_dir_all(out_dir)?;
+    report.save_json(&out_dir.join("performance.json"))?;
+    std::fs::write(out_dir.join("PERFORMANCE.md"), report.markdown())?;
+    eprintln!(
+        "done in {:.0} s: {} and {}",
+        started.elapsed().as_secs_f64(),
+        out_dir.join("performance.json").display(),
+        out_dir.join("PERFORMANCE.md").display()
+    );
+    Ok(())
+}
+
+fn print(tables: Result<Vec<Table>>) -> Result<()> {
+    for t in tables? {
+        t.print();
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::TestRunCost { quick } => test_run_cost::run(quick),
-        Command::Failover { reps } => failover::run(reps),
-        Command::PolicyCost { quick } => policy_cost::run(quick),
-        Command::ControlPlane { quick } => control_plane::run(quick),
+        Command::All { quick, out_dir } => all(quick, &out_dir),
+        Command::Render { out_dir } => Report::load_json(&out_dir.join("performance.json"))
+            .and_then(|r| {
+                Ok(std::fs::write(
+                    out_dir.join("PERFORMANCE.md"),
+                    r.markdown(),
+                )?)
+            }),
+        Command::Forwarding { quick } => print(forwarding::run(quick)),
+        Command::TestRunCost { quick } => print(test_run_cost::run(quick).map(|t| vec![t])),
+        Command::Failover { reps } => print(failover::run(reps)),
+        Command::PolicyCost { quick } => print(policy_cost::run(quick).map(|t| vec![t])),
+        Command::ControlPlane { quick } => print(control_plane::run(quick)),
+        Command::Memory { quick } => print(memory::run(quick)),
+        Command::Paths { quick } => print(paths::run(quick).map(|t| vec![t])),
+        Command::Generate {
+            iface,
+            src_mac,
+            dst_mac,
+            src,
+            dst,
+            flows,
+            secs,
+        } => (|| {
+            let spec = generator::Spec {
+                iface,
+                src_mac: generator::parse_mac(&src_mac)?,
+                dst_mac: generator::parse_mac(&dst_mac)?,
+                src,
+                dst,
+                flows: flows.max(1),
+                duration: std::time::Duration::from_secs_f64(secs),
+            };
+            println!("{}", generator::run(&spec)?);
+            Ok(())
+        })(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,12 +14,12 @@ use x0_dataplane::{
     policy::{IdentityConfig, RuleConfig, compile},
 };
 
-use crate::test_run_cost::{PORT_MAC, REPEAT, lo_port, resolve_gateway, run_batch};
+use x0_dataplane::tables::{NextHopSpec, RouteTarget};
 
-struct Row {
-    name: String,
-    ns: Vec<f64>,
-}
+use crate::{
+    report::{Row, Table},
+    test_run_cost::{GATEWAY, PORT_MAC, REPEAT, lo_port, resolve_gateway, run_batch},
+};
 
 /// 1,000 identities: 10.(i/256).(i%256).0/24 for identity i+1.
 fn identities() -> Vec<IdentityConfig> {
@@ -80,15 +80,37 @@ fn frame(dport: u16, ttl: u8) -> Vec<u8> {
     v
 }
 
-pub fn run(quick: bool) -> Result<()> {
+/// With a dataplane whose `lo` port is set up (`lo_port`): routes 10.0.0.0/8 through it,
+/// installs `n` rules among 1,000 identities (zero-trust default on `lo`), and returns ns
+/// per packet of a flow the connection table knows, over `batches` batches.
+pub fn with_policy(dp: &mut Dataplane, n: usize, batches: usize) -> Result<Vec<f64>> {
+    dp.tables().upsert(
+        "10.0.0.0/8".parse()?,
+        RouteTarget::NextHops(vec![NextHopSpec {
+            gateway: GATEWAY.parse()?,
+            ifindex: 1,
+        }]),
+    )?;
+    resolve_gateway(dp)?;
+    let lo = |n: &str| (n == "lo").then_some(1);
+    let ifaces = vec![("lo".to_string(), Some("deny".to_string()))];
+    let p = compile(&identities(), &rules(n), &ifaces)?;
+    dp.install_policy(&p, &lo)?;
+    let forward = frame(5000, 255);
+    let (action, _) = dp.test_run(&forward)?;
+    ensure!(action == 4, "the probe flow is not forwarded under policy");
+    let prog = dp.program(program_names::FORWARD)?;
+    (0..batches)
+        .map(|_| run_batch(prog, &forward, 4, None))
+        .collect()
+}
+
+pub fn run(quick: bool) -> Result<Table> {
     ensure!(
         nix::unistd::Uid::effective().is_root(),
         "needs root (BPF_PROG_TEST_RUN)"
     );
     let batches = if quick { 40 } else { 200 };
-    println!(
-        "x0-bench policy-cost: {batches} batches x {REPEAT} runs per figure, 1,000 identities"
-    );
     let pin_root = PathBuf::from(format!(
         "/sys/fs/bpf/x0-bench-policy-{}",
         std::process::id()
@@ -118,48 +140,45 @@ pub fn run(quick: bool) -> Result<()> {
                 .filter(|r| r.packets > 0)
                 .collect::<Vec<_>>()
         );
-        rows.push(Row {
-            name: "forwarding, no policy".into(),
-            ns: measure(&dp, &forward, 4)?,
-        });
+        rows.push(Row::new("forwarding, no policy", measure(&dp, &forward, 4)?).baseline());
         for n in [0usize, 100, 10_000] {
+            eprintln!("  policy cost: {n} rules");
             let ifaces = vec![("lo".to_string(), Some("deny".to_string()))];
             let p = compile(&identities(), &rules(n), &ifaces)?;
             dp.install_policy(&p, &lo)?;
             // First run creates the flow; the measured ones hit the connection table.
-            rows.push(Row {
-                name: format!("policy, {n} rules: established flow"),
-                ns: measure(&dp, &forward, 4)?,
-            });
-            rows.push(Row {
-                name: format!("policy, {n} rules: judged from scratch"),
-                ns: measure(&dp, &judged, 1)?,
-            });
+            rows.push(Row::new(
+                format!("policy, {n} rules: established flow"),
+                measure(&dp, &forward, 4)?,
+            ));
+            rows.push(Row::new(
+                format!("policy, {n} rules: judged from scratch"),
+                measure(&dp, &judged, 1)?,
+            ));
         }
         Ok(rows)
     })();
     dp.shutdown(true)?;
-    let mut rows = result?;
-    println!();
-    println!(
-        "{:<44} {:>9} {:>10} {:>9} {:>16}",
-        "case", "min ns", "median ns", "max ns", "vs no policy"
-    );
-    let mut base = 0.0;
-    for r in &mut rows {
-        r.ns.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let (min, med, max) = (r.ns[0], r.ns[r.ns.len() / 2], r.ns[r.ns.len() - 1]);
-        if base == 0.0 {
-            base = med;
-        }
-        println!(
-            "{:<44} {:>9.1} {:>10.1} {:>9.1} {:>+15.0}%",
-            r.name,
-            min,
-            med,
-            max,
-            (med / base - 1.0) * 100.0
-        );
-    }
-    Ok(())
+    Ok(Table {
+        id: "policy-cost".into(),
+        title: "Per-packet cost of policy (BPF_PROG_TEST_RUN)".into(),
+        command: format!(
+            "cargo build --release -p x0-bench && ./target/release/x0-bench policy-cost{}",
+            if quick { " --quick" } else { "" }
+        ),
+        about: format!(
+            "`x0_forward` with zero-trust policy on the ingress: 1,000 identities, 0, 100 and \
+             10,000 rules (31 of them on the probe's identity pair, so a full scan), beside the \
+             same forwarding without policy. \"established\": a flow in the connection table; \
+             \"judged from scratch\": a new flow no rule allows, so nothing is cached and every \
+             run evaluates identities, four rule lists and the default. {batches} batches of \
+             {REPEAT} runs per row: ns per run."
+        ),
+        unit: "ns per packet".into(),
+        higher_is_better: false,
+        rows: result?,
+        goal: String::new(),
+        verdict: String::new(),
+        notes: vec![],
+    })
 }

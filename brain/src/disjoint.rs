@@ -80,7 +80,7 @@ pub struct Network {
 /// A radix heap (Ahuja, Mehlhorn, Orlin, Tarjan 1990): Dijkstra only ever asks for keys at
 /// or above the last one it took, so items sit in buckets by the highest bit in which they
 /// differ from it and are sorted lazily. Measured against std's BinaryHeap on the 1000-router
-/// benchmark: see docs/PERFORMANCE.md.
+/// benchmark: see docs/PERFORMANCE-NOTES.md.
 struct RadixHeap {
     last: i64,
     buckets: [Vec<(i64, u32)>; 65],

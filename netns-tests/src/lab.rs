@@ -482,7 +482,8 @@ impl Lab {
         Ok(())
     }
 
-    pub(crate) fn pid(&self, router: &str) -> Option<Pid> {
+    /// The pid of the router's dataplane, from its pid file.
+    pub fn pid(&self, router: &str) -> Option<Pid> {
         fs::read_to_string(self.file(router, "pid"))
             .ok()?
             .trim()

@@ -8,6 +8,7 @@ pub mod lab;
 pub mod netns;
 pub mod pki;
 pub mod report;
+pub mod routing;
 pub mod topology;
 pub mod traffic;
 
