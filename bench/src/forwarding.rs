@@ -166,7 +166,7 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
                 "The line lab (h1 - r1 - h2, veth pairs), 64-byte UDP frames from `x0-bench \
                  generate` (AF_PACKET, qdisc bypassed, sendmmsg) in h1 \
                  (pinned to CPU 0), {flows} flow{} (UDP source ports), counted on h2's interface \
-                 over {secs} s after 1 s of warm-up, {reps} runs per way, each way in a fresh lab. \
+                 over {secs} s after 0.5 s of warm-up, {reps} runs per way, each way in a fresh lab. \
                  r1's ingress runs threaded NAPI pinned to CPU 1 (one receive core for the router \
                  and the delivery to h2, which counts and drops in XDP). The kernel baseline is the same namespaces with the \
                  dataplane stopped and detached and ip_forward=1 (GRO on, so the same NAPI \
@@ -319,8 +319,8 @@ fn start_generator(lab: &Lab, flows: u32, secs: f64) -> Result<Child> {
 }
 
 fn measure(lab: &Lab, mode: Mode, flows: u32, window: Duration) -> Result<Sample> {
-    let mut generator = start_generator(lab, flows, 1.0 + window.as_secs_f64() + 0.5)?;
-    std::thread::sleep(Duration::from_secs(1)); // warm-up
+    let mut generator = start_generator(lab, flows, 0.5 + window.as_secs_f64() + 0.5)?;
+    std::thread::sleep(Duration::from_millis(500)); // warm-up
     if let Some(status) = generator.try_wait()? {
         let out = generator.wait_with_output()?;
         bail!(

@@ -117,7 +117,7 @@ fn steps(quick: bool) -> Vec<Step> {
         ),
         (
             "failover",
-            Box::new(move || failover::run(if quick { 3 } else { 20 })),
+            Box::new(move || failover::run(if quick { 2 } else { 20 })),
         ),
         ("control plane", Box::new(move || control_plane::run(quick))),
         ("memory", Box::new(move || memory::run(quick))),

@@ -138,7 +138,9 @@ pub fn start_babeld(lab: &Lab, hello_s: f64, cost: &dyn Fn(&str, &str) -> u32) -
     for r in &lab.topo.routers {
         let (links, _, subnets) = ports(lab, &r.name);
         let dir = daemon_dir(lab, "babeld", &r.name)?;
-        let mut conf = String::new();
+        // No metric smoothing (default half-life 4 s): route choice follows the metric at
+        // once, babeld's fastest setting for converging and for failing over.
+        let mut conf = String::from("smoothing-half-life 0\n");
         for s in &subnets {
             // connected routes are proto kernel (2)
             conf.push_str(&format!("redistribute ip {s} proto 2 allow\n"));
