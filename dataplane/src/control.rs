@@ -462,12 +462,9 @@ impl Node {
                 RouteOp::Delete(p) => *p,
             };
             if seen.insert(prefix) {
-                let before = self
-                    .dp
-                    .tables_ref()
-                    .routes()
-                    .find(|(p, _)| **p == prefix)
-                    .map(|(_, t)| t.clone());
+                // a lookup: scanning every route for each of a million operations was
+                // quadratic (minutes for one batch of 1M, found by `x0-bench memory`)
+                let before = self.dp.tables_ref().route(&prefix).cloned();
                 undo.push((prefix, before));
             }
             let tables = self.dp.tables();

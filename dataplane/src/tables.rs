@@ -214,6 +214,11 @@ impl Tables {
         Ok(())
     }
 
+    /// The target of one installed prefix (a map lookup, not a scan).
+    pub fn route(&self, prefix: &IpNet) -> Option<&RouteTarget> {
+        self.routes.get(prefix).map(|(t, _)| t)
+    }
+
     pub fn routes(&self) -> impl Iterator<Item = (&IpNet, &RouteTarget)> {
         self.routes.iter().map(|(p, (t, _))| (p, t))
     }
