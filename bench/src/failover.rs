@@ -116,21 +116,6 @@ fn one(lab: &Lab, failure: Failure) -> Result<(f64, bool)> {
     Ok((ms, ms < (STREAM_S - 0.6) * 1e3))
 }
 
-/// r1 prefers r2: OSPF cost / babel rxcost of its link to r3 is higher.
-fn cost(frr: bool) -> impl Fn(&str, &str) -> u32 {
-    // OSPF: r1's own outgoing cost; babel: both ends' rxcost (the link's cost is what
-    // the far end advertises)
-    move |router, iface| match (
-        frr,
-        (router, iface) == ("r1", "eth2") || (!frr && (router, iface) == ("r3", "eth0")),
-    ) {
-        (true, true) => 20,
-        (true, false) => 10,
-        (false, true) => 256,
-        (false, false) => 96,
-    }
-}
-
 const FAILURES: [Failure; 2] = [Failure::Carrier, Failure::BlackHole];
 
 /// Outages (ms) of one stack, per failure type (in FAILURES' order), and how many of
@@ -158,9 +143,9 @@ fn samples(stack: Stack, reps: u32, bin: &std::path::Path) -> Result<Vec<(Vec<f6
         let lab = diamond(bin)?;
         routing::kernel_forwarding(&lab)?;
         if stack == Stack::Frr {
-            routing::start_frr(&lab, 10, &cost(true))?;
+            routing::start_frr(&lab, 10, &routing::diamond_prefers_r2(true))?;
         } else {
-            routing::start_babeld(&lab, 0.1, &cost(false))?;
+            routing::start_babeld(&lab, 0.1, &routing::diamond_prefers_r2(false))?;
         }
         routing::wait_route(&lab, "r1", H2_NET, PRIMARY, Duration::from_secs(60))?;
         // the adjacencies settle (BFD timers down to 10 ms, babel's hello history)

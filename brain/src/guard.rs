@@ -218,17 +218,6 @@ impl Guard {
             })
     }
 
-    fn choose(kb: &Knowledge, kind: &str) -> Option<&'static str> {
-        let (_, options) = STRATEGIES.iter().find(|(k, _)| *k == kind)?;
-        options.iter().copied().max_by(|a, b| {
-            let score = |s: &str| match kb.success_rate(s) {
-                Ok((0, _)) | Err(_) => 1.0,
-                Ok((tries, ok)) => ok as f64 / tries as f64,
-            };
-            score(a).total_cmp(&score(b))
-        })
-    }
-
     /// Analyse and plan: the action to take now, if any (at most one per call). `pps` is
     /// the latest packet rate per neighbour; `prefixes(router)` what it is reached for
     /// (its advertised prefixes and its link addresses). Observe mode records the incident
@@ -281,7 +270,7 @@ impl Guard {
             if self.held.contains_key(&router) {
                 continue;
             }
-            let strategy = Self::choose(kb, kind)?;
+            let strategy = kb.best_strategy(STRATEGIES, kind)?;
             tracing::warn!(%router, kind, value, strategy, "anomaly");
             if observe {
                 if let Ok(id) =

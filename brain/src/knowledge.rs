@@ -150,6 +150,23 @@ impl Knowledge {
             closed.iter().filter(|i| i.success == Some(true)).count() as u64,
         ))
     }
+
+    /// The strategy for anomaly `kind` with the best record in `table` (kind, strategies
+    /// best first); untried ones score as if always successful.
+    pub fn best_strategy(
+        &self,
+        table: &[(&str, &[&'static str])],
+        kind: &str,
+    ) -> Option<&'static str> {
+        let (_, options) = table.iter().find(|(k, _)| *k == kind)?;
+        options.iter().copied().max_by(|a, b| {
+            let score = |s: &str| match self.success_rate(s) {
+                Ok((0, _)) | Err(_) => 1.0,
+                Ok((tries, ok)) => ok as f64 / tries as f64,
+            };
+            score(a).total_cmp(&score(b))
+        })
+    }
 }
 
 #[cfg(test)]

@@ -105,18 +105,6 @@ impl LinkHealth {
         )
     }
 
-    /// The strategy with the best record for `kind` (untried ones first, as the table orders).
-    fn choose(kb: &Knowledge, kind: &str) -> Option<&'static str> {
-        let (_, options) = STRATEGIES.iter().find(|(k, _)| *k == kind)?;
-        options.iter().copied().max_by(|a, b| {
-            let score = |s: &str| match kb.success_rate(s) {
-                Ok((0, _)) | Err(_) => 1.0,
-                Ok((tries, ok)) => ok as f64 / tries as f64,
-            };
-            score(a).total_cmp(&score(b))
-        })
-    }
-
     /// One turn of the loop. `mesh_cost(neighbor)` is the link's cost as the mesh (the
     /// database) has it now. Returns whether advertised costs changed (re-originate).
     pub fn tick(
@@ -185,7 +173,7 @@ impl LinkHealth {
                 continue;
             }
             // Plan.
-            let Some(strategy) = Self::choose(kb, "link-flapping") else {
+            let Some(strategy) = kb.best_strategy(STRATEGIES, "link-flapping") else {
                 continue;
             };
             let subject = format!("{router}-{n}");

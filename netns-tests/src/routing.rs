@@ -184,6 +184,22 @@ fn which(bin: &str) -> Option<PathBuf> {
         .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
+/// Costs that make r1 of the diamond lab prefer r2 over r3, for FRR (`frr`: r1's own
+/// outgoing OSPF cost) or babeld (both ends' rxcost: a babel link costs what the far end
+/// advertises).
+pub fn diamond_prefers_r2(frr: bool) -> impl Fn(&str, &str) -> u32 {
+    move |router, iface| {
+        let r1_r3 =
+            (router, iface) == ("r1", "eth2") || (!frr && (router, iface) == ("r3", "eth0"));
+        match (frr, r1_r3) {
+            (true, true) => 20,
+            (true, false) => 10,
+            (false, true) => 256,
+            (false, false) => 96,
+        }
+    }
+}
+
 /// Waits until `router`'s kernel routes `prefix` through `gateway` (and only it).
 pub fn wait_route(
     lab: &Lab,

@@ -10,27 +10,13 @@ use x0_lab::{faults, routing, traffic};
 
 const H2_NET: &str = "198.18.2.0/24";
 
-fn cost(frr: bool) -> impl Fn(&str, &str) -> u32 {
-    // OSPF: r1's own outgoing cost; babel: both ends' rxcost (the link's cost is what
-    // the far end advertises)
-    move |router, iface| match (
-        frr,
-        (router, iface) == ("r1", "eth2") || (!frr && (router, iface) == ("r3", "eth0")),
-    ) {
-        (true, true) => 20,
-        (true, false) => 10,
-        (false, true) => 256,
-        (false, false) => 96,
-    }
-}
-
 fn switches_on_a_black_hole(frr: bool) {
     let lab = common::lab("diamond.toml", |_| {});
     routing::kernel_forwarding(&lab).unwrap();
     if frr {
-        routing::start_frr(&lab, 10, &cost(true)).unwrap();
+        routing::start_frr(&lab, 10, &routing::diamond_prefers_r2(true)).unwrap();
     } else {
-        routing::start_babeld(&lab, 0.1, &cost(false)).unwrap();
+        routing::start_babeld(&lab, 0.1, &routing::diamond_prefers_r2(false)).unwrap();
     }
     routing::wait_route(&lab, "r1", H2_NET, "198.18.12.2", Duration::from_secs(60)).unwrap();
     let h2 = common::addr(&lab, "h2", false);
