@@ -57,7 +57,6 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
     let mut tables = Vec::new();
     for flows in [1u32, 1000] {
         let mut rows = Vec::new();
-        let mut sent_all = Vec::new();
         let mut sent_by_mode: Vec<Vec<f64>> = Vec::new();
         let mut ratio_to_kernel = 0.0;
         let mut kernel_median = 0.0;
@@ -85,12 +84,12 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
                 Mode::Drop => drop_median = row.median(),
             }
             rows.push(row);
-            sent_all.extend(sent.iter().copied());
             sent_by_mode.push(sent);
         }
         // veth pushes back, so the generator sends what the router takes: a figure is
         // the generator's only if the generator ran at the most it ever reached (into
         // the drop program, which takes anything) and everything arrived.
+        let sent_all = sent_by_mode.concat();
         let capacity = sent_all.iter().copied().fold(0.0, f64::max);
         for (row, sent) in rows.iter_mut().zip(sent_by_mode.iter()) {
             let limited = row
