@@ -14,7 +14,7 @@ APT_PACKAGES=(
   iproute2 iputils-ping ethtool                        # the namespace lab
   frr                                                  # bfdd: a standard BFD peer for interop tests
   python3-venv                                         # the virtualenv of the Python API client
-  netsniff-ng babeld time                              # benchmarks: trafgen, babeld, peak RSS
+  babeld time                                          # benchmarks: babeld to compare with, peak RSS
 )
 
 log() { printf '[setup] %s\n' "$*"; }
