@@ -98,6 +98,8 @@ pub mod program_names {
     pub const DROP: &str = "x0_drop";
     /// Policy, tail-called by `x0_forward` when policy is on; finishes the forwarding.
     pub const POLICY: &str = "x0_policy";
+    /// The forwarding benchmark's traffic generator (BPF_PROG_TEST_RUN, live frames).
+    pub const GEN: &str = "x0_gen";
 }
 
 /// Value of the route maps (key: `prefix_len: u32` then the address bytes, network order).
