@@ -3,7 +3,7 @@
 //! loader use the same table and policy functions underneath.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     net::IpAddr,
     path::PathBuf,
     sync::{Arc, OnceLock},
@@ -383,46 +383,59 @@ impl Node {
     }
 
     fn apply_routes(&mut self, ops: Vec<RouteOp>) -> ControlResult<BatchResult> {
-        // Check the whole batch against a model of the table before touching it.
-        let mut model: HashMap<IpNet, bool> = self
-            .dp
-            .tables_ref()
-            .routes()
-            .map(|(p, t)| (*p, *t == RouteTarget::Local))
-            .collect();
+        // Check the whole batch before touching the table: what the batch has done so far
+        // to each prefix it names (present, and whether local), over what the table holds.
+        // Only the touched prefixes are kept: a single update beside a million routes must
+        // not copy them.
+        let tables = self.dp.tables_ref();
+        let mut touched: HashMap<IpNet, Option<bool>> = HashMap::new();
+        let present = |touched: &HashMap<IpNet, Option<bool>>, p: &IpNet| match touched.get(p) {
+            Some(state) => *state,
+            None => tables.route(p).map(|t| *t == RouteTarget::Local),
+        };
+        let (v4, v6) = tables.route_counts();
+        let (mut v4, mut v6) = (v4 as i64, v6 as i64);
+        let mut grow = |p: &IpNet, by: i64| match p {
+            IpNet::V4(_) => v4 += by,
+            IpNet::V6(_) => v6 += by,
+        };
         let mut result = BatchResult::default();
         let mut targets = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
             let field = |what: &str| format!("operations[{i}].{what}");
             match op {
                 RouteOp::Add(r) => {
-                    if model.contains_key(&r.prefix) {
+                    if present(&touched, &r.prefix).is_some() {
                         return Err(ControlError::AlreadyExists(format!(
                             "{}: {} already has a route",
                             field("add.prefix"),
                             r.prefix
                         )));
                     }
-                    model.insert(r.prefix, false);
+                    touched.insert(r.prefix, Some(false));
+                    grow(&r.prefix, 1);
                     result.added += 1;
                     targets.push(Some(self.specs(&r.via)?));
                 }
                 RouteOp::Replace(r) => {
-                    if model.get(&r.prefix) == Some(&true) {
-                        return Err(ControlError::FailedPrecondition(format!(
-                            "{}: {} is an address of this router",
-                            field("replace.prefix"),
-                            r.prefix
-                        )));
+                    match present(&touched, &r.prefix) {
+                        Some(true) => {
+                            return Err(ControlError::FailedPrecondition(format!(
+                                "{}: {} is an address of this router",
+                                field("replace.prefix"),
+                                r.prefix
+                            )));
+                        }
+                        Some(false) => result.replaced += 1,
+                        None => {
+                            grow(&r.prefix, 1);
+                            result.added += 1;
+                        }
                     }
-                    if model.insert(r.prefix, false).is_some() {
-                        result.replaced += 1;
-                    } else {
-                        result.added += 1;
-                    }
+                    touched.insert(r.prefix, Some(false));
                     targets.push(Some(self.specs(&r.via)?));
                 }
-                RouteOp::Delete(p) => match model.remove(p) {
+                RouteOp::Delete(p) => match present(&touched, p) {
                     None => {
                         return Err(ControlError::NotFound(format!(
                             "{}: {p} has no route",
@@ -436,25 +449,24 @@ impl Node {
                         )));
                     }
                     Some(false) => {
+                        touched.insert(*p, None);
+                        grow(p, -1);
                         result.deleted += 1;
                         targets.push(None);
                     }
                 },
             }
         }
-        let (v4, v6) = model.keys().fold((0u64, 0u64), |(a, b), p| match p {
-            IpNet::V4(_) => (a + 1, b),
-            IpNet::V6(_) => (a, b + 1),
-        });
-        if v4 > u64::from(MAX_ROUTES_V4) || v6 > u64::from(MAX_ROUTES_V6) {
+        if v4 > i64::from(MAX_ROUTES_V4) || v6 > i64::from(MAX_ROUTES_V6) {
             return Err(ControlError::Exhausted(format!(
                 "the batch would leave {v4} IPv4 and {v6} IPv6 routes; the tables hold {MAX_ROUTES_V4} and {MAX_ROUTES_V6}"
             )));
         }
+        drop(touched);
 
         // Write, remembering what each prefix had first so that a failure can be undone.
         let mut undo: Vec<(IpNet, Option<RouteTarget>)> = Vec::new();
-        let mut seen = BTreeSet::new();
+        let mut seen = HashSet::new();
         let mut failure = None;
         for (op, target) in ops.iter().zip(targets) {
             let prefix = match op {
@@ -482,7 +494,7 @@ impl Node {
                 let tables = self.dp.tables();
                 let r = match before {
                     Some(t) => tables.upsert(p, t),
-                    None if tables.routes().any(|(q, _)| *q == p) => tables.remove(p),
+                    None if tables.route(&p).is_some() => tables.remove(p),
                     None => Ok(()),
                 };
                 if let Err(e) = r {
@@ -498,28 +510,34 @@ impl Node {
             });
         }
         self.sync_nexthops();
-        let mut changes = Vec::with_capacity(ops.len());
+        // The journal's lines are made one at a time from the kept routes, not gathered
+        // first: a batch of a million would otherwise hold them all twice more.
+        let mut journal = Vec::with_capacity(ops.len());
         for op in ops {
             match op {
                 RouteOp::Add(r) | RouteOp::Replace(r) => {
-                    changes.push(crate::state::Change::Route(route_config(&r)));
+                    journal.push(r.prefix);
                     self.api_routes.insert(r.prefix, r);
                 }
                 RouteOp::Delete(p) => {
-                    changes.push(crate::state::Change::Delete(p.to_string()));
+                    journal.push(p);
                     if self.api_routes.remove(&p).is_none() {
                         tracing::warn!(prefix = %p, "a route of the config file was deleted through the API; it comes back when the config is loaded again");
                     }
                 }
             }
         }
-        self.persist(&changes);
+        let api_routes = &self.api_routes;
+        self.persist(journal.iter().map(|p| match api_routes.get(p) {
+            Some(r) => crate::state::Change::Route(route_config(r)),
+            None => crate::state::Change::Delete(p.to_string()),
+        }));
         Ok(result)
     }
 
     /// Journals changes to the API's state; writes a snapshot when one is due (or the
     /// journal cannot be written).
-    pub(crate) fn persist(&self, changes: &[crate::state::Change]) {
+    pub(crate) fn persist(&self, changes: impl IntoIterator<Item = crate::state::Change>) {
         let Some(store) = &self.store else { return };
         match store.append(changes, self.api_routes.len()) {
             Ok(false) => {}
@@ -611,7 +629,7 @@ impl Node {
         self.policy_generation = generation;
         self.policy_enabled = compiled.enabled;
         self.api_policy = Some(spec.clone());
-        self.persist(&[crate::state::Change::Policy(Some(spec))]);
+        self.persist([crate::state::Change::Policy(Some(spec))]);
         tracing::info!(
             generation,
             enabled = compiled.enabled,

@@ -569,7 +569,7 @@ fn reload_policy(shared: &Shared, path: Option<&std::path::Path>) {
                     .and_then(|i| i.policy.clone());
             }
             if node.api_policy.take().is_some() {
-                node.persist(&[crate::state::Change::Policy(None)]);
+                node.persist([crate::state::Change::Policy(None)]);
             }
         }
         Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: policy not installed"),

@@ -140,6 +140,8 @@ pub struct Tables {
     cpus: usize,
     ports: HashMap<u32, PortInfo>,
     routes: BTreeMap<IpNet, (RouteTarget, u32)>,
+    /// IPv6 entries of `routes` (the rest are IPv4): the maps' capacities are per family.
+    v6_routes: usize,
     nh_by_spec: HashMap<NextHopSpec, NextHopState>,
     set_by_ids: HashMap<Vec<u32>, (u32, u32)>,
     nh_ids: IdPool,
@@ -172,6 +174,7 @@ impl Tables {
             cpus: aya::util::nr_cpus().unwrap_or(1),
             ports: HashMap::new(),
             routes: BTreeMap::new(),
+            v6_routes: 0,
             nh_by_spec: HashMap::new(),
             set_by_ids: HashMap::new(),
             nh_ids: IdPool::new(MAX_NEXTHOPS, "next-hop"),
@@ -308,6 +311,11 @@ impl Tables {
         self.routes.len()
     }
 
+    /// Routes per family: (IPv4, IPv6).
+    pub fn route_counts(&self) -> (usize, usize) {
+        (self.routes.len() - self.v6_routes, self.v6_routes)
+    }
+
     pub fn nexthops(&self) -> impl Iterator<Item = &NextHopState> {
         self.nh_by_spec.values()
     }
@@ -360,10 +368,10 @@ impl Tables {
             }
             return Err(e);
         }
-        if let Some((_, old_set)) = self.routes.insert(prefix, (target, set_id))
-            && old_set != 0
-        {
-            self.release_set(old_set);
+        match self.routes.insert(prefix, (target, set_id)) {
+            Some((_, old_set)) if old_set != 0 => self.release_set(old_set),
+            Some(_) => {}
+            None => self.v6_routes += usize::from(prefix.addr().is_ipv6()),
         }
         Ok(())
     }
@@ -374,6 +382,7 @@ impl Tables {
         };
         self.delete_route(prefix)?;
         self.routes.remove(&prefix);
+        self.v6_routes -= usize::from(prefix.addr().is_ipv6());
         if set_id != 0 {
             self.release_set(set_id);
         }
@@ -474,7 +483,9 @@ impl Tables {
             } else {
                 continue; // left for prune_foreign
             };
-            self.routes.insert(net, target);
+            if self.routes.insert(net, target).is_none() {
+                self.v6_routes += usize::from(net.addr().is_ipv6());
+            }
             adopted += 1;
         }
         // Ids in use are not handed out again; unused next hops are freed.
