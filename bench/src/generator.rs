@@ -20,10 +20,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use aya::{
-    EbpfLoader,
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
-};
+use aya::programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp};
 use etherparse::PacketBuilder;
 use x0_common::program_names;
 
@@ -77,8 +74,7 @@ pub fn run(s: &Spec) -> Result<u64> {
     let pins = PathBuf::from(format!("/sys/fs/bpf/x0-gen-{}", std::process::id()));
     x0_dataplane::bpffs::prepare(&pins)?;
     let result = (|| -> Result<u64> {
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&pins)
+        let mut ebpf = x0_lab::faults::small_loader(&pins)
             .load(x0_dataplane::XDP_OBJECT)
             .context("loading the XDP object")?;
         let prog: &mut Xdp = ebpf

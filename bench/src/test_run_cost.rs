@@ -60,21 +60,28 @@ pub fn run(quick: bool) -> Result<Table> {
         nix::unistd::Uid::effective().is_root(),
         "needs root (BPF_PROG_TEST_RUN)"
     );
-    let route_counts: &[u32] = if quick {
-        &[10, 10_000]
+    use Shape::*;
+    let cases: &[(u32, Shape)] = if quick {
+        &[(10, Mixed), (10_000, Mixed), (10_000, Slash24)]
     } else {
-        &[10, 10_000, 1_000_000]
+        &[
+            (10, Mixed),
+            (10_000, Mixed),
+            (1_000_000, Mixed),
+            (1_000_000, Slash24),
+        ]
     };
-    let largest = *route_counts.last().expect("not empty");
+    let largest = cases.iter().map(|c| c.0).max().expect("not empty");
     let batches = if quick { 60 } else { 300 };
     let mut pass_ns = Vec::new();
     let mut rows = Vec::new();
-    for &n in route_counts {
-        eprintln!("  test-run cost: {n} routes");
+    let mut goal_rows = Vec::new();
+    for &(n, shape) in cases {
+        eprintln!("  test-run cost: {n} routes, {}", shape.name());
         let pin_root = PathBuf::from(format!("/sys/fs/bpf/x0-bench-{}-{n}", std::process::id()));
         let mut dp = Dataplane::load(&pin_root)?;
         let result = (|| -> Result<()> {
-            let dsts = install_routes(&mut dp, n)?;
+            let dsts = install_routes(&mut dp, n, shape)?;
             let frames: Vec<Vec<u8>> = dsts.iter().map(|d| frame(*d)).collect();
             let pass = dp.program(program_names::PASS)?;
             let fwd = dp.program(program_names::FORWARD)?;
@@ -90,15 +97,22 @@ pub fn run(quick: bool) -> Result<Table> {
                     Some(START_TTL - REPEAT as u8),
                 )?);
             }
-            rows.push(Row::new(format!("x0_forward, {n} routes"), fwd_ns));
+            rows.push(Row::new(
+                format!("x0_forward, {n} routes ({})", shape.name()),
+                fwd_ns,
+            ));
             if n == largest {
                 // The same table with the policy benchmark's 10,000 rules among 1,000
                 // identities in force, on a flow the connection table knows.
                 let with_policy = crate::policy_cost::with_policy(&mut dp, 10_000, batches)?;
                 rows.push(Row::new(
-                    format!("x0_forward, {n} routes + policy of 10,000 rules (established flow)"),
+                    format!(
+                        "x0_forward, {n} routes ({}) + policy of 10,000 rules (established flow)",
+                        shape.name()
+                    ),
                     with_policy,
                 ));
+                goal_rows.push(rows.len() - 1);
             }
             Ok(())
         })();
@@ -109,7 +123,11 @@ pub fn run(quick: bool) -> Result<Table> {
         0,
         Row::new("x0_pass (returns XDP_PASS; baseline)", pass_ns).baseline(),
     );
-    let goal_row = rows.last().expect("rows").median();
+    // The goal holds only if it holds for every table shape.
+    let goal_row = goal_rows
+        .iter()
+        .map(|i| rows[i + 1].median()) // +1: the baseline row goes first
+        .fold(0.0, f64::max);
     Ok(Table {
         id: "per-packet-cost".into(),
         title: "Per-packet cost of the forwarding program (BPF_PROG_TEST_RUN)".into(),
@@ -123,8 +141,11 @@ pub fn run(quick: bool) -> Result<Table> {
              rewrite, DEVMAP redirect, counters), beside `x0_pass` loaded from the same object \
              and run in the same loop, batch by batch. Each call runs the program {REPEAT} times \
              on one buffer; the frame starts at TTL 255 and must leave at TTL 5 with \
-             XDP_REDIRECT (checked), so every run forwarded. Routes: distinct IPv4 prefixes /16 \
-             to /32 (deterministic), one resolved next hop. {batches} batches per row: ns per run."
+             XDP_REDIRECT (checked), so every run forwarded. Routes: distinct IPv4 prefixes, \
+             deterministic, one resolved next hop: \"mixed\" has every length from /16 to /32 \
+             (more lengths than the fast path probes one by one, so the LPM trie serves it), \
+             \"/24\" one length (as most of an Internet table; the exact-length maps serve \
+             it). {batches} batches per row: ns per run; the goal takes the worse shape."
         ),
         unit: "ns per packet".into(),
         higher_is_better: false,
@@ -135,7 +156,7 @@ pub fn run(quick: bool) -> Result<Table> {
             if goal_row <= 100.0 { "met" } else { "not met" }
         ),
         notes: if quick {
-            vec!["--quick: at most 10,000 routes".into()]
+            vec!["--quick: at most 10,000 routes".to_string()]
         } else {
             vec![]
         },
@@ -145,7 +166,25 @@ pub fn run(quick: bool) -> Result<Table> {
 /// Installs `n` distinct IPv4 prefixes (lengths /16 to /32, spread over 10.0.0.0/8 and
 /// 100.64.0.0/10 and above) through one resolved next hop; returns destinations inside
 /// some of them.
-fn install_routes(dp: &mut Dataplane, n: u32) -> Result<Vec<Ipv4Addr>> {
+/// How the benchmark's prefixes are spread over lengths.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// Every length from /16 to /32.
+    Mixed,
+    /// /24 only.
+    Slash24,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Mixed => "mixed /16-/32",
+            Shape::Slash24 => "/24",
+        }
+    }
+}
+
+fn install_routes(dp: &mut Dataplane, n: u32, shape: Shape) -> Result<Vec<Ipv4Addr>> {
     let via = lo_port(dp)?;
     let t = dp.tables();
     let started = Instant::now();
@@ -157,7 +196,10 @@ fn install_routes(dp: &mut Dataplane, n: u32) -> Result<Vec<Ipv4Addr>> {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let len = 16 + (rng % 17) as u8;
+        let len = match shape {
+            Shape::Mixed => 16 + (rng % 17) as u8,
+            Shape::Slash24 => 24,
+        };
         // Unicast space the fast path forwards: first octet 1..=126, never 169.254/16.
         let addr = Ipv4Addr::from(((rng >> 24) as u32) % (126 << 24) + (1 << 24));
         if addr.octets()[0] == 169 {

@@ -156,6 +156,8 @@ impl Dataplane {
             .context("installing x0_policy")?;
         let tables = Tables::new(TableMaps {
             routes_v4: take(&mut ebpf, map_names::ROUTES_V4)?,
+            routes_v4_exact: take(&mut ebpf, map_names::ROUTES_V4_EXACT)?,
+            v4_lengths: take(&mut ebpf, map_names::V4_LENGTHS)?,
             routes_v6: take(&mut ebpf, map_names::ROUTES_V6)?,
             sets: take(&mut ebpf, map_names::NEXTHOP_SETS)?,
             nexthops: take(&mut ebpf, map_names::NEXTHOPS)?,

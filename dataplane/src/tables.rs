@@ -11,13 +11,15 @@ use std::{
     net::IpAddr,
 };
 
-use aya::maps::{Array, LpmTrie, MapData, PerCpuArray, PerCpuValues, lpm_trie::Key};
+use aya::maps::{
+    Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, lpm_trie::Key,
+};
 use ipnet::IpNet;
 use thiserror::Error;
 use x0_common::{
     Counter, IF_STATS_ARRAY_LEN, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_NEXTHOPS_PER_SET,
-    NEIGH_PER_PORT, NH_F_IPV6, NH_F_RESOLVED, NH_LIVE, NextHop, NextHopHealth, NextHopSet,
-    PortState, ROUTE_F_LOCAL, Route, mac_key,
+    MAX_V4_LENGTHS, NEIGH_PER_PORT, NH_F_IPV6, NH_F_RESOLVED, NH_LIVE, NextHop, NextHopHealth,
+    NextHopSet, PortState, ROUTE_F_LOCAL, Route, V4ExactKey, V4Lengths, mac_key,
 };
 
 /// A next hop as configured: a gateway reached through an interface.
@@ -114,6 +116,10 @@ impl IdPool {
 /// The maps this module writes.
 pub struct TableMaps {
     pub routes_v4: LpmTrie<MapData, [u8; 4], Route>,
+    /// The IPv4 routes again by (length, address), and the lengths in use: the fast
+    /// path's lookup while few lengths are in use (x0_common::MAX_V4_LENGTHS).
+    pub routes_v4_exact: BpfHashMap<MapData, V4ExactKey, Route>,
+    pub v4_lengths: Array<MapData, V4Lengths>,
     pub routes_v6: LpmTrie<MapData, [u8; 16], Route>,
     pub sets: Array<MapData, NextHopSet>,
     pub nexthops: Array<MapData, NextHop>,
@@ -127,6 +133,10 @@ pub struct TableMaps {
 
 pub struct Tables {
     routes_v4: LpmTrie<MapData, [u8; 4], Route>,
+    routes_v4_exact: BpfHashMap<MapData, V4ExactKey, Route>,
+    v4_lengths: Array<MapData, V4Lengths>,
+    /// IPv4 routes per prefix length, to publish the lengths in use.
+    v4_per_length: [u32; 33],
     routes_v6: LpmTrie<MapData, [u8; 16], Route>,
     sets: Array<MapData, NextHopSet>,
     nexthops: Array<MapData, NextHop>,
@@ -152,6 +162,8 @@ impl Tables {
     pub fn new(maps: TableMaps) -> Self {
         let TableMaps {
             routes_v4,
+            routes_v4_exact,
+            v4_lengths,
             routes_v6,
             sets,
             nexthops,
@@ -162,6 +174,9 @@ impl Tables {
         } = maps;
         Self {
             routes_v4,
+            routes_v4_exact,
+            v4_lengths,
+            v4_per_length: [0; 33],
             routes_v6,
             sets,
             nexthops,
@@ -311,6 +326,16 @@ impl Tables {
         self.routes.len()
     }
 
+    /// The IPv4 prefix lengths the fast path probes, longest first, as the kernel map
+    /// holds them; `None` when it walks the LPM trie instead.
+    pub fn v4_lookup_lengths(&self) -> Result<Option<Vec<u32>>, TableError> {
+        let v = self
+            .v4_lengths
+            .get(&0, 0)
+            .map_err(|e| TableError::Map("IPv4 lengths", e))?;
+        Ok((v.count != 0).then(|| v.lengths[..v.count as usize].to_vec()))
+    }
+
     /// Routes per family: (IPv4, IPv6).
     pub fn route_counts(&self) -> (usize, usize) {
         (self.routes.len() - self.v6_routes, self.v6_routes)
@@ -371,7 +396,7 @@ impl Tables {
         match self.routes.insert(prefix, (target, set_id)) {
             Some((_, old_set)) if old_set != 0 => self.release_set(old_set),
             Some(_) => {}
-            None => self.v6_routes += usize::from(prefix.addr().is_ipv6()),
+            None => self.counted(prefix, true)?,
         }
         Ok(())
     }
@@ -382,7 +407,7 @@ impl Tables {
         };
         self.delete_route(prefix)?;
         self.routes.remove(&prefix);
-        self.v6_routes -= usize::from(prefix.addr().is_ipv6());
+        self.counted(prefix, false)?;
         if set_id != 0 {
             self.release_set(set_id);
         }
@@ -484,10 +509,14 @@ impl Tables {
                 continue; // left for prune_foreign
             };
             if self.routes.insert(net, target).is_none() {
-                self.v6_routes += usize::from(net.addr().is_ipv6());
+                match net {
+                    IpNet::V4(p) => self.v4_per_length[usize::from(p.prefix_len())] += 1,
+                    IpNet::V6(_) => self.v6_routes += 1,
+                }
             }
             adopted += 1;
         }
+        self.sync_v4_exact()?;
         // Ids in use are not handed out again; unused next hops are freed.
         self.nh_ids.reserve_below(max_nh + 1, |id| {
             self.nh_by_spec.values().any(|n| n.id == id)
@@ -782,31 +811,123 @@ impl Tables {
             .map_err(|e| TableError::Map("next hops", e))
     }
 
-    fn delete_route(&mut self, prefix: IpNet) -> Result<(), TableError> {
-        let res = match prefix {
-            IpNet::V4(p) => self
-                .routes_v4
-                .remove(&Key::new(p.prefix_len().into(), p.addr().octets())),
-            IpNet::V6(p) => self
-                .routes_v6
-                .remove(&Key::new(p.prefix_len().into(), p.addr().octets())),
-        };
-        res.map_err(|e| TableError::Map("routes", e))
+    /// Counts a route of `prefix` in or out; publishes the IPv4 lengths when the set of
+    /// lengths in use changed.
+    fn counted(&mut self, prefix: IpNet, added: bool) -> Result<(), TableError> {
+        match prefix {
+            IpNet::V6(_) if added => self.v6_routes += 1,
+            IpNet::V6(_) => self.v6_routes -= 1,
+            IpNet::V4(p) => {
+                let n = &mut self.v4_per_length[usize::from(p.prefix_len())];
+                let before = *n;
+                *n = if added { *n + 1 } else { *n - 1 };
+                if (before == 0) != (*n == 0) {
+                    self.publish_v4_lengths()?;
+                }
+            }
+        }
+        Ok(())
     }
 
+    /// The lengths in use, longest first, for the fast path; none (the LPM trie) when
+    /// there are more than it probes. A new length is published after its routes are in
+    /// the exact map, and a length is withdrawn after its last route left both maps.
+    fn publish_v4_lengths(&mut self) -> Result<(), TableError> {
+        let mut v = V4Lengths::default();
+        let used = (0..=32u32)
+            .rev()
+            .filter(|l| self.v4_per_length[*l as usize] > 0);
+        if used.clone().count() <= MAX_V4_LENGTHS {
+            for (i, l) in used.enumerate() {
+                v.lengths[i] = l;
+                v.count += 1;
+            }
+        }
+        self.v4_lengths
+            .set(0, v, 0)
+            .map_err(|e| TableError::Map("IPv4 lengths", e))
+    }
+
+    /// Makes the exact map hold the adopted IPv4 routes and nothing else (maps pinned by
+    /// a version without it, or a crash between the two writes, leave it behind).
+    fn sync_v4_exact(&mut self) -> Result<(), TableError> {
+        let err = |e| TableError::Map("adopting", e);
+        let mut wanted: HashMap<V4ExactKey, Route> = HashMap::new();
+        for key in self.routes_v4.keys() {
+            let key = key.map_err(err)?;
+            let route = self.routes_v4.get(&key, 0).map_err(err)?;
+            wanted.insert(V4ExactKey::masked(key.prefix_len(), key.data()), route);
+        }
+        let stale: Vec<V4ExactKey> = self
+            .routes_v4_exact
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.contains_key(k))
+            .collect();
+        for (k, route) in &wanted {
+            if self.routes_v4_exact.get(k, 0).ok().as_ref() != Some(route) {
+                self.routes_v4_exact.insert(k, route, 0).map_err(err)?;
+            }
+        }
+        for k in stale {
+            self.routes_v4_exact.remove(&k).map_err(err)?;
+        }
+        self.publish_v4_lengths()
+    }
+
+    /// Removes a route from the maps: the LPM trie, then the exact map (a lookup between
+    /// the two still finds the route once, or falls back to a shorter prefix).
+    fn delete_route(&mut self, prefix: IpNet) -> Result<(), TableError> {
+        let map = |e| TableError::Map("routes", e);
+        match prefix {
+            IpNet::V4(p) => {
+                self.routes_v4
+                    .remove(&Key::new(p.prefix_len().into(), p.addr().octets()))
+                    .map_err(map)?;
+                let key = V4ExactKey::masked(p.prefix_len().into(), p.addr().octets());
+                match self.routes_v4_exact.remove(&key) {
+                    Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
+                    Err(e) => Err(map(e)),
+                }
+            }
+            IpNet::V6(p) => self
+                .routes_v6
+                .remove(&Key::new(p.prefix_len().into(), p.addr().octets()))
+                .map_err(map),
+        }
+    }
+
+    /// Writes a route into the maps: the exact map, then the LPM trie; should the second
+    /// write fail, the first is undone so that the two never disagree.
     fn write_route(&mut self, prefix: IpNet, route: &Route) -> Result<(), TableError> {
-        let res = match prefix {
-            IpNet::V4(p) => self.routes_v4.insert(
-                &Key::new(p.prefix_len().into(), p.addr().octets()),
-                route,
-                0,
-            ),
-            IpNet::V6(p) => self.routes_v6.insert(
-                &Key::new(p.prefix_len().into(), p.addr().octets()),
-                route,
-                0,
-            ),
-        };
-        res.map_err(|e| TableError::Map("routes", e))
+        let map = |e| TableError::Map("routes", e);
+        match prefix {
+            IpNet::V4(p) => {
+                let key = V4ExactKey::masked(p.prefix_len().into(), p.addr().octets());
+                let before = self.routes_v4_exact.get(&key, 0).ok();
+                self.routes_v4_exact.insert(key, route, 0).map_err(map)?;
+                let trie = self.routes_v4.insert(
+                    &Key::new(p.prefix_len().into(), p.addr().octets()),
+                    route,
+                    0,
+                );
+                if let Err(e) = trie {
+                    let _ = match before {
+                        Some(old) => self.routes_v4_exact.insert(key, old, 0),
+                        None => self.routes_v4_exact.remove(&key),
+                    };
+                    return Err(map(e));
+                }
+                Ok(())
+            }
+            IpNet::V6(p) => self
+                .routes_v6
+                .insert(
+                    &Key::new(p.prefix_len().into(), p.addr().octets()),
+                    route,
+                    0,
+                )
+                .map_err(map),
+        }
     }
 }

@@ -215,6 +215,82 @@ fn route_changes_take_effect_and_removed_routes_stop_matching() {
     );
 }
 
+/// IPv4 longest-prefix match gives the same answers through the exact maps (few prefix
+/// lengths in use: one hash lookup per length) and through the LPM trie (more lengths
+/// than the fast path probes): the most specific route wins, and removing it hands the
+/// destination to the next one.
+#[test]
+fn the_longest_prefix_wins_through_the_exact_maps_and_through_the_trie() {
+    let mut fx = Fixture::new();
+    let frame = udp4([198, 18, 1, 2], [198, 18, 2, 77], 64, b"x");
+    let forwarded = Expect::Redirect {
+        ifindex: PORT_A,
+        frame: udp4_forwarded([198, 18, 1, 2], [198, 18, 2, 77], 64, b"x"),
+        reason: Reason::ForwardedRoute,
+    };
+    let lengths = |fx: &mut Fixture| fx.dp().tables().v4_lookup_lengths().unwrap();
+    fn t(fx: &mut Fixture) -> &mut x0_dataplane::tables::Tables {
+        fx.dp().tables()
+    }
+    t(&mut fx)
+        .upsert("198.18.0.0/16".parse().unwrap(), RouteTarget::Local)
+        .unwrap();
+    assert_eq!(lengths(&mut fx), Some(vec![32, 24, 16]));
+    check(&mut fx, "/24 over /16, exact", &frame, &forwarded);
+    t(&mut fx)
+        .upsert("198.18.2.77/32".parse().unwrap(), RouteTarget::Local)
+        .unwrap();
+    check(
+        &mut fx,
+        "/32 over /24, exact",
+        &frame,
+        &Expect::Pass(Reason::PassLocal),
+    );
+
+    // Six more lengths (/9../14): nine in all, more than the fast path probes.
+    let extra: Vec<ipnet::IpNet> = (9..=14)
+        .map(|l| format!("10.0.0.0/{l}").parse().unwrap())
+        .collect();
+    for p in &extra {
+        t(&mut fx).upsert(*p, RouteTarget::Local).unwrap();
+    }
+    assert_eq!(lengths(&mut fx), None, "nine lengths: the trie");
+    check(
+        &mut fx,
+        "/32 over /24, trie",
+        &frame,
+        &Expect::Pass(Reason::PassLocal),
+    );
+    t(&mut fx)
+        .remove("198.18.2.77/32".parse().unwrap())
+        .unwrap();
+    check(&mut fx, "/24 once /32 is gone, trie", &frame, &forwarded);
+
+    for p in &extra {
+        t(&mut fx).remove(*p).unwrap();
+    }
+    assert_eq!(
+        lengths(&mut fx),
+        Some(vec![32, 24, 16]),
+        "the local /32 of the fixture remains"
+    );
+    check(&mut fx, "/24, exact again", &frame, &forwarded);
+    t(&mut fx).remove("198.18.2.0/24".parse().unwrap()).unwrap();
+    check(
+        &mut fx,
+        "/16 once /24 is gone",
+        &frame,
+        &Expect::Pass(Reason::PassLocal),
+    );
+    t(&mut fx).remove("198.18.0.0/16".parse().unwrap()).unwrap();
+    check(
+        &mut fx,
+        "nothing left",
+        &frame,
+        &Expect::Pass(Reason::PassNoRoute),
+    );
+}
+
 #[test]
 fn fib_fallback_asks_the_kernel_when_on() {
     let mut fx = Fixture::new();

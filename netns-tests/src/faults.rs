@@ -18,15 +18,17 @@ use x0_common::program_names;
 
 use crate::{Lab, netns};
 
-/// A loader for `x0_drop` alone: the object's maps go to a directory of their own (nothing
-/// is shared with routers) and are made tiny, so that creating them (a 262,144-entry
-/// connection table among them) does not stall the machine while a test measures it.
-fn drop_loader(dir: &std::path::Path) -> EbpfLoader<'_> {
+/// A loader for one of the object's stand-alone programs (`x0_drop`, the benchmark's
+/// `x0_gen`): the object's maps go to a directory of their own (nothing is shared with
+/// routers) and are made tiny, so that creating them (a 262,144-entry connection table
+/// among them) does not stall the machine while a test measures it.
+pub fn small_loader(dir: &std::path::Path) -> EbpfLoader<'_> {
     use x0_common::map_names as m;
     let mut loader = EbpfLoader::new();
     loader.default_map_pin_directory(dir);
     for name in [
         m::ROUTES_V4,
+        m::ROUTES_V4_EXACT,
         m::ROUTES_V6,
         m::NEXTHOP_SETS,
         m::NEXTHOPS,
@@ -69,7 +71,7 @@ pub fn drop_ingress(lab: &Lab, node: &str, iface: &str) -> Result<std::time::Sys
 pub fn drop_ingress_all(lab: &Lab, ends: &[(&str, &str)]) -> Result<std::time::SystemTime> {
     let fault_dir = lab.dir.join("bpf").join("faults");
     std::fs::create_dir_all(&fault_dir)?;
-    let mut ebpf = drop_loader(&fault_dir)
+    let mut ebpf = small_loader(&fault_dir)
         .load(x0_dataplane::XDP_OBJECT)
         .context("loading x0_drop")?;
     let prog: &mut Xdp = ebpf

@@ -30,6 +30,8 @@ pub const IF_STATS_ARRAY_LEN: u32 = 4_096;
 pub mod map_names {
     pub const ROUTES_V4: &str = "X0_ROUTES_V4";
     pub const ROUTES_V6: &str = "X0_ROUTES_V6";
+    pub const ROUTES_V4_EXACT: &str = "X0_ROUTES_V4_EXACT";
+    pub const V4_LENGTHS: &str = "X0_V4_LENGTHS";
     pub const NEXTHOP_SETS: &str = "X0_NH_SETS";
     pub const NEXTHOPS: &str = "X0_NEXTHOPS";
     pub const TX_PORTS: &str = "X0_TX_PORTS";
@@ -56,9 +58,11 @@ pub mod map_names {
     pub const JUMP: &str = "X0_JUMP";
     pub const PENDING: &str = "X0_PENDING";
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 27] = [
+    pub const ALL: [&str; 29] = [
         ROUTES_V4,
         ROUTES_V6,
+        ROUTES_V4_EXACT,
+        V4_LENGTHS,
         NEXTHOP_SETS,
         NEXTHOPS,
         TX_PORTS,
@@ -114,6 +118,53 @@ pub struct Route {
 
 /// The destination is the router itself: hand the packet to the kernel.
 pub const ROUTE_F_LOCAL: u32 = 1;
+
+/// The IPv4 routes again, in a hash keyed by (length, masked address): while the table
+/// uses at most this many distinct prefix lengths, the fast path looks a destination up
+/// once per length, longest first, instead of walking the LPM trie (whose depth, and
+/// cache misses, grow with the table). The trie stays the reference and serves tables
+/// with more lengths. Measured (`x0-bench test-run-cost`): one probe costs about what a
+/// 10-route trie does, and 1M /24 routes forward in 144 ns per packet against 220 ns
+/// through the trie for 1M mixed lengths; a 10-route table probed over 8 lengths took
+/// 231 ns against 137 ns in the trie. Three probes at most (host /32s, subnets and a
+/// default, as a mesh has) keeps the worst case near a small trie.
+pub const MAX_V4_LENGTHS: usize = 3;
+
+/// Key of `X0_ROUTES_V4_EXACT`: the prefix length and the address with the host bits
+/// cleared (network order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct V4ExactKey {
+    pub prefix_len: u32,
+    pub addr: [u8; 4],
+}
+
+impl V4ExactKey {
+    /// The key a destination `addr` has under `prefix_len` (0..=32).
+    #[inline(always)]
+    pub fn masked(prefix_len: u32, addr: [u8; 4]) -> Self {
+        let mask = if prefix_len == 0 {
+            0
+        } else if prefix_len >= 32 {
+            u32::MAX
+        } else {
+            !(u32::MAX >> prefix_len)
+        };
+        Self {
+            prefix_len,
+            addr: (u32::from_be_bytes(addr) & mask).to_be_bytes(),
+        }
+    }
+}
+
+/// The prefix lengths in use, longest first; `count` 0 means "use the LPM trie" (more
+/// than [`MAX_V4_LENGTHS`] lengths, or no routes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct V4Lengths {
+    pub count: u32,
+    pub lengths: [u32; MAX_V4_LENGTHS],
+}
 
 /// Up to [`MAX_NEXTHOPS_PER_SET`] next-hop ids in preference order.
 #[repr(C)]
@@ -260,6 +311,8 @@ pub struct IfCounters {
 mod pod {
     // SAFETY: plain `repr(C)` data with explicit padding and no pointers.
     unsafe impl aya::Pod for super::Route {}
+    unsafe impl aya::Pod for super::V4ExactKey {}
+    unsafe impl aya::Pod for super::V4Lengths {}
     unsafe impl aya::Pod for super::NextHopSet {}
     unsafe impl aya::Pod for super::NextHop {}
     unsafe impl aya::Pod for super::Config {}
@@ -276,4 +329,20 @@ mod pod {
     unsafe impl aya::Pod for super::policy::Trace {}
     unsafe impl aya::Pod for super::policy::DropEvent {}
     unsafe impl aya::Pod for super::policy::Pending {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::V4ExactKey;
+
+    #[test]
+    fn exact_keys_clear_the_host_bits_at_every_length() {
+        let a = [198, 51, 100, 77];
+        assert_eq!(V4ExactKey::masked(0, a).addr, [0, 0, 0, 0]);
+        assert_eq!(V4ExactKey::masked(8, a).addr, [198, 0, 0, 0]);
+        assert_eq!(V4ExactKey::masked(20, a).addr, [198, 51, 96, 0]);
+        assert_eq!(V4ExactKey::masked(31, a).addr, [198, 51, 100, 76]);
+        assert_eq!(V4ExactKey::masked(32, a).addr, a);
+        assert_eq!(V4ExactKey::masked(24, a).prefix_len, 24);
+    }
 }

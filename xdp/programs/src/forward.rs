@@ -2,16 +2,16 @@
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use x0_common::{
-    BFD_CONTROL_PORT, CFG_F_FIB_FALLBACK, MAX_NEXTHOPS_PER_SET, NH_F_RESOLVED, NH_LIVE,
-    ROUTE_F_LOCAL, Reason, Route, xsk_slot_key,
+    BFD_CONTROL_PORT, CFG_F_FIB_FALLBACK, MAX_NEXTHOPS_PER_SET, MAX_V4_LENGTHS, NH_F_RESOLVED,
+    NH_LIVE, ROUTE_F_LOCAL, Reason, Route, V4ExactKey, xsk_slot_key,
 };
 
 use crate::{
     checksum, fib,
     maps::Ingress,
     maps::{
-        self, X0_NEXTHOPS, X0_NH_LIVE, X0_NH_SETS, X0_PENDING, X0_ROUTES_V4, X0_ROUTES_V6,
-        X0_TX_PORTS, X0_XSK_SLOTS, X0_XSKS,
+        self, X0_NEXTHOPS, X0_NH_LIVE, X0_NH_SETS, X0_PENDING, X0_ROUTES_V4, X0_ROUTES_V4_EXACT,
+        X0_ROUTES_V6, X0_TX_PORTS, X0_V4_LENGTHS, X0_XSK_SLOTS, X0_XSKS,
     },
     packet::{
         ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, Ipv4Hdr, Ipv6Hdr, frame_len, header,
@@ -102,8 +102,7 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress) -> Outcome {
         return pass(Reason::PassMartian);
     }
 
-    let key = aya_ebpf::maps::lpm_trie::Key::new(32, dst);
-    let egress = match X0_ROUTES_V4.get(&key) {
+    let egress = match route_v4(dst) {
         Some(route) => match nexthop_egress(route) {
             Ok(e) => e,
             Err(Reason::PassLocal) => return local(ctx, ip.protocol, ip.ttl, ETH_HLEN + 20),
@@ -140,6 +139,27 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress) -> Outcome {
         return to_policy(4, &egress, generation, ingress.default_deny_in(generation));
     }
     forward_v4(ip, eth, &egress)
+}
+
+/// The longest-prefix route of `dst`: one hash lookup per prefix length in use, longest
+/// first, while there are few lengths; the LPM trie otherwise (see MAX_V4_LENGTHS).
+#[inline(always)]
+fn route_v4(dst: [u8; 4]) -> Option<&'static Route> {
+    if let Some(l) = X0_V4_LENGTHS.get(0)
+        && l.count != 0
+    {
+        for i in 0..MAX_V4_LENGTHS {
+            if i as u32 >= l.count {
+                break;
+            }
+            let key = V4ExactKey::masked(l.lengths[i], dst);
+            if let Some(route) = unsafe { X0_ROUTES_V4_EXACT.get(key) } {
+                return Some(route);
+            }
+        }
+        return None;
+    }
+    X0_ROUTES_V4.get(aya_ebpf::maps::lpm_trie::Key::new(32, dst))
 }
 
 /// Decrements the TTL (RFC 1624 checksum update), rewrites the MACs and redirects.

@@ -14,7 +14,7 @@ use aya_ebpf::{
 use x0_common::{
     Config, Counter, IF_STATS_ARRAY_LEN, IfCounters, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_PORTS,
     MAX_ROUTES_V4, MAX_ROUTES_V6, MAX_XSKS, NEIGH_PER_PORT, NextHop, NextHopHealth, NextHopSet,
-    PortState, Route, mac_key,
+    PortState, Route, V4ExactKey, V4Lengths, mac_key,
     policy::{
         ACTION_DENY, CT_DEFAULT_ENTRIES, CtEntry, CtKey, MAX_IDENTITY_PREFIXES, MAX_RULE_PAIRS,
         MAX_RULES, Pending, PolicyState, RateLimit, RuleList, RulePairKey, Trace,
@@ -31,6 +31,13 @@ use crate::{
 pub static X0_ROUTES_V4: LpmTrie<[u8; 4], Route> = LpmTrie::pinned(MAX_ROUTES_V4, 0);
 #[map]
 pub static X0_ROUTES_V6: LpmTrie<[u8; 16], Route> = LpmTrie::pinned(MAX_ROUTES_V6, 0);
+/// The IPv4 routes by (length, masked address), and the lengths in use (see
+/// `MAX_V4_LENGTHS`). Not preallocated: a router with few routes pays for few.
+#[map]
+pub static X0_ROUTES_V4_EXACT: HashMap<V4ExactKey, Route> =
+    HashMap::pinned(MAX_ROUTES_V4, BPF_F_NO_PREALLOC);
+#[map]
+pub static X0_V4_LENGTHS: Array<V4Lengths> = Array::pinned(1, 0);
 #[map]
 pub static X0_NH_SETS: Array<NextHopSet> = Array::pinned(MAX_NEXTHOP_SETS, 0);
 #[map]
