@@ -42,7 +42,7 @@ enum Command {
         #[arg(long, default_value = "docs")]
         out_dir: PathBuf,
     },
-    /// Forwarding rate through one router: x0tta6bl4 vs the kernel vs XDP_DROP (trafgen).
+    /// Forwarding rate through one router: x0tta6bl4 vs the kernel vs XDP_DROP (XDP live-frames generator).
     Forwarding {
         #[arg(long)]
         quick: bool,
