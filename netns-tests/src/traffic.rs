@@ -107,6 +107,8 @@ pub fn udp_stream(
                         }
                     }
                     Ok(_) => {}
+                    // A signal to the process (a daemon beside it ending) is no error.
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e)
                         if matches!(
                             e.kind(),
@@ -144,8 +146,15 @@ pub fn udp_stream(
                 std::thread::sleep(due - now);
             }
             payload[..8].copy_from_slice(&seq.to_be_bytes());
-            sock.send_to(&payload, dst)
-                .with_context(|| format!("send to {dst}"))?;
+            loop {
+                match sock.send_to(&payload, dst) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    r => {
+                        r.with_context(|| format!("send to {dst}"))?;
+                        break;
+                    }
+                }
+            }
         }
         Ok(count)
     });
