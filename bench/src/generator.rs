@@ -22,7 +22,12 @@ use std::{
 use anyhow::{Context, Result};
 use aya::programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp};
 use etherparse::PacketBuilder;
-use x0_common::program_names;
+use x0_common::{
+    gen_frame::{
+        CHECK_COPY, FLOWS, IP_CHECK, LEN, MACS, MACS_COPY, SPORT, TTL, TTL_COPY, UDP_CHECK,
+    },
+    program_names,
+};
 
 pub struct Spec {
     pub iface: String,
@@ -39,28 +44,21 @@ pub struct Spec {
 const FRAMES_PER_CALL: u32 = 1 << 18;
 /// Frames the kernel builds and sends per batch (its maximum is 256).
 const BATCH: u32 = 64;
-/// The template's layout as `x0_gen` reads it: the UDP source port it sets, and in the
-/// payload the flow count and the copy of the header fields routers rewrite.
-const SPORT: usize = 34;
-const FLOWS: usize = 42;
-const ETH_COPY: usize = 44;
-const TTL_COPY: usize = 56;
-const CHECK_COPY: usize = 58;
 
 /// The 60-byte template: UDP checksum 0 (none) so that `x0_gen` can change the source port
 /// alone; the flow count and the header copy in the payload (see x0_gen).
 fn template(s: &Spec) -> Vec<u8> {
-    let mut v = Vec::with_capacity(60);
+    let mut v = Vec::with_capacity(LEN);
     PacketBuilder::ethernet2(s.src_mac, s.dst_mac)
         .ipv4(s.src.octets(), s.dst.octets(), 64)
         .udp(10_000, 9)
         .write(&mut v, &[0u8; 18]) // 14 + 20 + 8 + 18 = 60
         .expect("a valid frame");
-    v[40..42].copy_from_slice(&[0, 0]);
+    v[UDP_CHECK..UDP_CHECK + 2].copy_from_slice(&[0, 0]);
     v[FLOWS..FLOWS + 2].copy_from_slice(&s.flows.to_be_bytes());
-    v.copy_within(0..12, ETH_COPY);
-    v[TTL_COPY] = v[22];
-    v.copy_within(24..26, CHECK_COPY);
+    v.copy_within(MACS..MACS + 12, MACS_COPY);
+    v[TTL_COPY] = v[TTL];
+    v.copy_within(IP_CHECK..IP_CHECK + 2, CHECK_COPY);
     debug_assert_eq!(v[SPORT..SPORT + 2], 10_000u16.to_be_bytes());
     v
 }
@@ -137,7 +135,7 @@ mod tests {
         assert_eq!(f.len(), 60);
         assert_eq!(&f[FLOWS..FLOWS + 2], &1000u16.to_be_bytes());
         assert_eq!(&f[40..42], &[0, 0]);
-        assert_eq!(&f[ETH_COPY..ETH_COPY + 12], &f[..12]);
+        assert_eq!(&f[MACS_COPY..MACS_COPY + 12], &f[..12]);
         assert_eq!((f[TTL_COPY], &f[CHECK_COPY..]), (64, &f[24..26]));
         assert_eq!(&f[30..34], &[198, 18, 2, 2]);
         assert!(parse_mac("02:00:00").is_err());

@@ -106,6 +106,25 @@ pub mod program_names {
     pub const GEN: &str = "x0_gen";
 }
 
+/// The forwarding benchmark generator's 60-byte IPv4/UDP template, as `x0-bench generate`
+/// writes it and `x0_gen` reads it: the fields routers rewrite, the UDP source port the
+/// program sets, and in the payload the flow count and a copy of the rewritten fields.
+pub mod gen_frame {
+    pub const LEN: usize = 60;
+    /// Ethernet destination and source (12 bytes).
+    pub const MACS: usize = 0;
+    /// IPv4 TTL and header checksum (Ethernet 14 + 8, + 10).
+    pub const TTL: usize = 22;
+    pub const IP_CHECK: usize = 24;
+    pub const SPORT: usize = 34;
+    pub const UDP_CHECK: usize = 40;
+    /// Payload: flows (u16), MACs copy (12), TTL copy, a pad byte, checksum copy (u16).
+    pub const FLOWS: usize = 42;
+    pub const MACS_COPY: usize = 44;
+    pub const TTL_COPY: usize = 56;
+    pub const CHECK_COPY: usize = 58;
+}
+
 /// Value of the route maps (key: `prefix_len: u32` then the address bytes, network order).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

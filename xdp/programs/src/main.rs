@@ -94,21 +94,17 @@ pub fn x0_drop(_ctx: XdpContext) -> u32 {
 /// source (12 bytes), TTL, a pad byte, IPv4 checksum (u16).
 #[xdp]
 pub fn x0_gen(ctx: XdpContext) -> u32 {
-    const TTL: usize = 22; // Ethernet 14 + 8
-    const IP_CHECK: usize = 24;
-    const SPORT: usize = 34;
-    const FLOWS: usize = 42; // Ethernet 14 + IPv4 20 + UDP 8
-    const ETH_COPY: usize = FLOWS + 2;
-    const TTL_COPY: usize = ETH_COPY + 12;
-    const CHECK_COPY: usize = TTL_COPY + 2;
+    use x0_common::gen_frame::{
+        CHECK_COPY, FLOWS, IP_CHECK, LEN, MACS, MACS_COPY, SPORT, TTL, TTL_COPY,
+    };
     let data = ctx.data();
-    if data + CHECK_COPY + 2 > ctx.data_end() {
+    if data + LEN > ctx.data_end() {
         return xdp_action::XDP_ABORTED;
     }
     // SAFETY: every offset lies inside the frame (checked above).
     unsafe {
         let at = |off: usize| (data + off) as *mut u8;
-        core::ptr::copy_nonoverlapping(at(ETH_COPY), at(0), 12);
+        core::ptr::copy_nonoverlapping(at(MACS_COPY), at(MACS), 12);
         *at(TTL) = *at(TTL_COPY);
         core::ptr::copy_nonoverlapping(at(CHECK_COPY), at(IP_CHECK), 2);
         let flows = u16::from_be(core::ptr::read_unaligned(at(FLOWS) as *const u16));
