@@ -3,7 +3,7 @@
 //! loader use the same table and policy functions underneath.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     net::IpAddr,
     path::PathBuf,
     sync::{Arc, OnceLock},
@@ -387,11 +387,19 @@ impl Node {
         // to each prefix it names (present, and whether local), over what the table holds.
         // Only the touched prefixes are kept: a single update beside a million routes must
         // not copy them.
+        // A prefix's first touch also records what the table had, so that a failed write
+        // can be undone: (index of the operation, prefix, route before).
         let tables = self.dp.tables_ref();
         let mut touched: HashMap<IpNet, Option<bool>> = HashMap::new();
+        let mut undo: Vec<(usize, IpNet, Option<RouteTarget>)> = Vec::new();
         let present = |touched: &HashMap<IpNet, Option<bool>>, p: &IpNet| match touched.get(p) {
             Some(state) => *state,
             None => tables.route(p).map(|t| *t == RouteTarget::Local),
+        };
+        let mut touch = |touched: &mut HashMap<IpNet, Option<bool>>, i, p: IpNet, state| {
+            if touched.insert(p, state).is_none() {
+                undo.push((i, p, tables.route(&p).cloned()));
+            }
         };
         let (v4, v6) = tables.route_counts();
         let (mut v4, mut v6) = (v4 as i64, v6 as i64);
@@ -412,7 +420,7 @@ impl Node {
                             r.prefix
                         )));
                     }
-                    touched.insert(r.prefix, Some(false));
+                    touch(&mut touched, i, r.prefix, Some(false));
                     grow(&r.prefix, 1);
                     result.added += 1;
                     targets.push(Some(self.specs(&r.via)?));
@@ -432,7 +440,7 @@ impl Node {
                             result.added += 1;
                         }
                     }
-                    touched.insert(r.prefix, Some(false));
+                    touch(&mut touched, i, r.prefix, Some(false));
                     targets.push(Some(self.specs(&r.via)?));
                 }
                 RouteOp::Delete(p) => match present(&touched, p) {
@@ -449,7 +457,7 @@ impl Node {
                         )));
                     }
                     Some(false) => {
-                        touched.insert(*p, None);
+                        touch(&mut touched, i, *p, None);
                         grow(p, -1);
                         result.deleted += 1;
                         targets.push(None);
@@ -464,33 +472,26 @@ impl Node {
         }
         drop(touched);
 
-        // Write, remembering what each prefix had first so that a failure can be undone.
-        let mut undo: Vec<(IpNet, Option<RouteTarget>)> = Vec::new();
-        let mut seen = HashSet::new();
         let mut failure = None;
-        for (op, target) in ops.iter().zip(targets) {
+        for (i, (op, target)) in ops.iter().zip(targets).enumerate() {
             let prefix = match op {
                 RouteOp::Add(r) | RouteOp::Replace(r) => r.prefix,
                 RouteOp::Delete(p) => *p,
             };
-            if seen.insert(prefix) {
-                // a lookup: scanning every route for each of a million operations was
-                // quadratic (minutes for one batch of 1M, found by `x0-bench memory`)
-                let before = self.dp.tables_ref().route(&prefix).cloned();
-                undo.push((prefix, before));
-            }
             let tables = self.dp.tables();
             let r = match target {
                 Some(specs) => tables.upsert(prefix, RouteTarget::NextHops(specs)),
                 None => tables.remove(prefix),
             };
             if let Err(e) = r {
-                failure = Some((prefix, e));
+                failure = Some((i, prefix, e));
                 break;
             }
         }
-        if let Some((prefix, e)) = failure {
-            for (p, before) in undo.into_iter().rev() {
+        if let Some((failed_at, prefix, e)) = failure {
+            // Prefixes first touched after the failed operation were never written.
+            let written = undo.into_iter().filter(|(i, ..)| *i <= failed_at);
+            for (_, p, before) in written.rev() {
                 let tables = self.dp.tables();
                 let r = match before {
                     Some(t) => tables.upsert(p, t),
