@@ -473,6 +473,17 @@ impl Tables {
                 routes.push((net, self.routes_v6.get(&key, 0).map_err(err)?));
             }
         }
+        // What the exact map must mirror: every IPv4 route the trie holds.
+        let v4_in_trie: HashMap<V4ExactKey, Route> = routes
+            .iter()
+            .filter_map(|(net, route)| match net {
+                IpNet::V4(p) => Some((
+                    V4ExactKey::masked(p.prefix_len().into(), p.addr().octets()),
+                    *route,
+                )),
+                IpNet::V6(_) => None,
+            })
+            .collect();
         let mut adopted = 0;
         for (net, route) in routes {
             let target = if route.flags & ROUTE_F_LOCAL != 0 {
@@ -516,7 +527,7 @@ impl Tables {
             }
             adopted += 1;
         }
-        self.sync_v4_exact()?;
+        self.sync_v4_exact(v4_in_trie)?;
         // Ids in use are not handed out again; unused next hops are freed.
         self.nh_ids.reserve_below(max_nh + 1, |id| {
             self.nh_by_spec.values().any(|n| n.id == id)
@@ -848,16 +859,11 @@ impl Tables {
             .map_err(|e| TableError::Map("IPv4 lengths", e))
     }
 
-    /// Makes the exact map hold the adopted IPv4 routes and nothing else (maps pinned by
-    /// a version without it, or a crash between the two writes, leave it behind).
-    fn sync_v4_exact(&mut self) -> Result<(), TableError> {
+    /// Makes the exact map hold `wanted` (the trie's IPv4 routes, as adopt read them) and
+    /// nothing else (maps pinned by a version without it, or a crash between the two
+    /// writes, leave it behind).
+    fn sync_v4_exact(&mut self, wanted: HashMap<V4ExactKey, Route>) -> Result<(), TableError> {
         let err = |e| TableError::Map("adopting", e);
-        let mut wanted: HashMap<V4ExactKey, Route> = HashMap::new();
-        for key in self.routes_v4.keys() {
-            let key = key.map_err(err)?;
-            let route = self.routes_v4.get(&key, 0).map_err(err)?;
-            wanted.insert(V4ExactKey::masked(key.prefix_len(), key.data()), route);
-        }
         let stale: Vec<V4ExactKey> = self
             .routes_v4_exact
             .keys()
