@@ -62,7 +62,7 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
     for flows in [1u32, 1000] {
         let mut rows = Vec::new();
         let mut offered_by_mode: Vec<Vec<f64>> = Vec::new();
-        let mut ratio_to_kernel = 0.0;
+        let mut x0_median = 0.0;
         let mut kernel_median = 0.0;
         let mut drop_median = 0.0;
         for mode in [Mode::Kernel, Mode::X0, Mode::Drop] {
@@ -84,7 +84,7 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
             };
             match mode {
                 Mode::Kernel => kernel_median = row.median(),
-                Mode::X0 => ratio_to_kernel = row.median(),
+                Mode::X0 => x0_median = row.median(),
                 Mode::Drop => drop_median = row.median(),
             }
             rows.push(row);
@@ -108,7 +108,7 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
             "generator alone (what it offered, all runs)",
             offered_all,
         ));
-        let x0 = ratio_to_kernel;
+        let x0 = x0_median;
         let vs_kernel = x0 / kernel_median;
         let x0_limited = rows[1].note == "generator-limited";
         let mut notes = Vec::new();
