@@ -454,6 +454,19 @@ fn frames_from_a_neighbour_stamp_its_last_seen_time() {
         .neighbour_last_seen(&spec)
         .expect("stamped");
     assert!(ago < std::time::Duration::from_millis(100), "{ago:?}");
+    // The program caches the clock per CPU per jiffy: a later frame must stamp a later
+    // time, not the cached one.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    fx.dp().test_run(&from_host).unwrap();
+    let ago = fx
+        .dp()
+        .tables_ref()
+        .neighbour_last_seen(&spec)
+        .expect("stamped");
+    assert!(
+        ago < std::time::Duration::from_millis(100),
+        "stamped with a stale clock: {ago:?} ago"
+    );
 }
 
 /// Drops outside policy are sampled too: a malformed frame shows up in the drop stream

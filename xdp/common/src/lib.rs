@@ -57,8 +57,9 @@ pub mod map_names {
     pub const DROP_BUDGET: &str = "X0_DROP_BUDGET";
     pub const JUMP: &str = "X0_JUMP";
     pub const PENDING: &str = "X0_PENDING";
+    pub const CLOCK: &str = "X0_CLOCK";
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 29] = [
+    pub const ALL: [&str; 30] = [
         ROUTES_V4,
         ROUTES_V6,
         ROUTES_V4_EXACT,
@@ -88,6 +89,7 @@ pub mod map_names {
         DROP_BUDGET,
         JUMP,
         PENDING,
+        CLOCK,
     ];
 }
 

@@ -5,11 +5,7 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::{
-    helpers::{bpf_ktime_get_coarse_ns, bpf_loop},
-    maps::lpm_trie::Key,
-    programs::XdpContext,
-};
+use aya_ebpf::{helpers::bpf_loop, maps::lpm_trie::Key, programs::XdpContext};
 use x0_common::{
     Counter, Reason,
     policy::{
@@ -23,7 +19,7 @@ use x0_common::{
 use crate::{
     maps::{
         X0_CT, X0_DROP_BUDGET, X0_DROPS, X0_IDENT_V4, X0_IDENT_V6, X0_POLICY, X0_RATE,
-        X0_RULE_STATS, X0_RULES, trace,
+        X0_RULE_STATS, X0_RULES, coarse_now_ns, trace,
     },
     packet::header,
 };
@@ -93,7 +89,7 @@ pub fn check(
     let (key, from_a) = ct_key(f);
     // The coarse clock (4 ms here) is far cheaper than the precise one, and flow
     // timeouts are seconds; token refills follow it in 4 ms steps.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = coarse_now_ns();
     // A known flow allowed under an older policy is judged again, in its original
     // direction (a reply is not a new flow of its own).
     let mut revalidate_reply = false;
@@ -386,7 +382,7 @@ fn ct_key(f: &Flow) -> (CtKey, bool) {
 fn drop_budget() -> Option<u64> {
     let budget = X0_DROP_BUDGET.get_ptr_mut(0)?;
     let budget = unsafe { &mut *budget };
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = coarse_now_ns();
     if now.saturating_sub(budget[0]) >= 1_000_000_000 {
         budget[0] = now;
         budget[1] = 0;
