@@ -182,8 +182,9 @@ pub struct Pending {
     pub flow: Flow,
 }
 
-/// What policy looks at in a packet.
-#[repr(C)]
+/// What policy looks at in a packet. Aligned to 8 so that the BPF code fills the
+/// addresses with 8-byte stores (at Pending's natural offset it called a byte-wise memset).
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Flow {
     pub src: [u8; 16],
