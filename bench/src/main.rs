@@ -83,6 +83,20 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Runs `x0_forward` through BPF_PROG_TEST_RUN for SECS seconds on one table, for a
+    /// profiler to watch (`perf record -e cpu-clock -a -- x0-bench test-run-loop ...`).
+    TestRunLoop {
+        #[arg(long, default_value_t = 1_000_000)]
+        routes: u32,
+        /// Only /24 prefixes (the exact-length maps) instead of /16-/32 (the trie).
+        #[arg(long)]
+        slash24: bool,
+        /// 10,000 rules in force, on an established flow.
+        #[arg(long)]
+        policy: bool,
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+    },
     /// The forwarding benchmark's traffic generator (run inside the sending namespace).
     Generate {
         #[arg(long)]
@@ -183,6 +197,12 @@ fn main() -> ExitCode {
             }),
         Command::Forwarding { quick } => print(forwarding::run(quick)),
         Command::TestRunCost { quick } => print(test_run_cost::run(quick).map(|t| vec![t])),
+        Command::TestRunLoop {
+            routes,
+            slash24,
+            policy,
+            secs,
+        } => test_run_cost::run_loop(routes, slash24, policy, secs),
         Command::Failover { reps } => print(failover::run(reps)),
         Command::PolicyCost { quick } => print(policy_cost::run(quick).map(|t| vec![t])),
         Command::ControlPlane { quick } => print(control_plane::run(quick)),

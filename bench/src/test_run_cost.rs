@@ -161,6 +161,47 @@ pub fn run(quick: bool) -> Result<Table> {
     })
 }
 
+/// One table, then `x0_forward` on one frame through BPF_PROG_TEST_RUN for `secs`
+/// seconds; prints the mean ns per run. For profiling, not a benchmark of its own.
+pub fn run_loop(routes: u32, slash24: bool, policy: bool, secs: f64) -> Result<()> {
+    let shape = if slash24 {
+        Shape::Slash24
+    } else {
+        Shape::Mixed
+    };
+    let pin_root = PathBuf::from(format!("/sys/fs/bpf/x0-bench-loop-{}", std::process::id()));
+    let mut dp = Dataplane::load(&pin_root)?;
+    let result = (|| -> Result<()> {
+        let dsts = install_routes(&mut dp, routes, shape)?;
+        let started = Instant::now();
+        let mut ns = Vec::new();
+        if policy {
+            // Each BPF_PROG_TEST_RUN call of an XDP program takes ~20 ms here (the kernel
+            // swaps the program into its XDP dispatcher and waits for RCU): ~50 per second.
+            ns = crate::policy_cost::with_policy(&mut dp, 10_000, (secs * 50.0) as usize)?;
+        } else {
+            let fwd = dp.program(program_names::FORWARD)?;
+            let f = frame(dsts[0]);
+            while started.elapsed().as_secs_f64() < secs {
+                ns.push(run_batch(
+                    fwd,
+                    &f,
+                    XDP_REDIRECT,
+                    Some(START_TTL - REPEAT as u8),
+                )?);
+            }
+        }
+        let mean = ns.iter().sum::<f64>() / ns.len().max(1) as f64;
+        println!(
+            "{} batches of {REPEAT}: mean {mean:.1} ns per run",
+            ns.len()
+        );
+        Ok(())
+    })();
+    dp.shutdown(true)?;
+    result
+}
+
 /// How the benchmark's prefixes are spread over lengths.
 #[derive(Clone, Copy)]
 enum Shape {
