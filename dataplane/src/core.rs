@@ -27,6 +27,7 @@ use crate::{
     netlink::Link,
     policy::{CompiledPolicy, PolicyMaps},
     tables::{PortInfo, TableMaps, Tables},
+    v4_filter::V4Filter,
 };
 
 /// How to attach: native (driver) mode is what makes XDP fast; generic mode works
@@ -108,6 +109,18 @@ where
     T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
 }
 
+/// The IPv4 probe filter, memory-mapped.
+fn v4_filter(ebpf: &mut Ebpf) -> Result<V4Filter> {
+    let name = map_names::V4_FILTER;
+    match ebpf.take_map(name) {
+        Some(Map::Array(data)) => {
+            V4Filter::new(data).with_context(|| format!("memory-mapping map {name}"))
+        }
+        Some(_) => bail!("map {name} has an unexpected type"),
+        None => bail!("map {name} missing from the object"),
+    }
+}
+
 impl Dataplane {
     /// Loads the programs and creates (or adopts, if already pinned there) the maps
     /// under `pin_root`. Attaches nothing.
@@ -158,6 +171,7 @@ impl Dataplane {
             routes_v4: take(&mut ebpf, map_names::ROUTES_V4)?,
             routes_v4_exact: take(&mut ebpf, map_names::ROUTES_V4_EXACT)?,
             v4_lengths: take(&mut ebpf, map_names::V4_LENGTHS)?,
+            v4_filter: v4_filter(&mut ebpf)?,
             routes_v6: take(&mut ebpf, map_names::ROUTES_V6)?,
             sets: take(&mut ebpf, map_names::NEXTHOP_SETS)?,
             nexthops: take(&mut ebpf, map_names::NEXTHOPS)?,

@@ -16,6 +16,7 @@ pub mod netlink;
 pub mod policy;
 pub mod state;
 pub mod tables;
+pub mod v4_filter;
 
 pub use crate::core::{AttachMode, Dataplane, XdpModeChoice};
 

@@ -16,10 +16,12 @@ use aya::maps::{
 };
 use ipnet::IpNet;
 use thiserror::Error;
+
+use crate::v4_filter::V4Filter;
 use x0_common::{
     Counter, IF_STATS_ARRAY_LEN, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_NEXTHOPS_PER_SET,
-    MAX_V4_LENGTHS, NEIGH_PER_PORT, NH_F_IPV6, NH_F_RESOLVED, NH_LIVE, NextHop, NextHopHealth,
-    NextHopSet, PortState, ROUTE_F_LOCAL, Route, V4ExactKey, V4Lengths, mac_key,
+    NEIGH_PER_PORT, NH_F_IPV6, NH_F_RESOLVED, NH_LIVE, NextHop, NextHopHealth, NextHopSet,
+    PortState, ROUTE_F_LOCAL, Route, V4ExactKey, V4Lengths, mac_key,
 };
 
 /// A next hop as configured: a gateway reached through an interface.
@@ -116,10 +118,11 @@ impl IdPool {
 /// The maps this module writes.
 pub struct TableMaps {
     pub routes_v4: LpmTrie<MapData, [u8; 4], Route>,
-    /// The IPv4 routes again by (length, address), and the lengths in use: the fast
-    /// path's lookup while few lengths are in use (x0_common::MAX_V4_LENGTHS).
+    /// The IPv4 routes again by (length, address), the lengths in use and the probe
+    /// filter: the fast path's IPv4 lookup (x0_common::MAX_V4_LENGTHS).
     pub routes_v4_exact: BpfHashMap<MapData, V4ExactKey, Route>,
     pub v4_lengths: Array<MapData, V4Lengths>,
+    pub v4_filter: V4Filter,
     pub routes_v6: LpmTrie<MapData, [u8; 16], Route>,
     pub sets: Array<MapData, NextHopSet>,
     pub nexthops: Array<MapData, NextHop>,
@@ -135,6 +138,7 @@ pub struct Tables {
     routes_v4: LpmTrie<MapData, [u8; 4], Route>,
     routes_v4_exact: BpfHashMap<MapData, V4ExactKey, Route>,
     v4_lengths: Array<MapData, V4Lengths>,
+    v4_filter: V4Filter,
     /// IPv4 routes per prefix length, to publish the lengths in use.
     v4_per_length: [u32; 33],
     routes_v6: LpmTrie<MapData, [u8; 16], Route>,
@@ -164,6 +168,7 @@ impl Tables {
             routes_v4,
             routes_v4_exact,
             v4_lengths,
+            v4_filter,
             routes_v6,
             sets,
             nexthops,
@@ -176,6 +181,7 @@ impl Tables {
             routes_v4,
             routes_v4_exact,
             v4_lengths,
+            v4_filter,
             v4_per_length: [0; 33],
             routes_v6,
             sets,
@@ -334,6 +340,11 @@ impl Tables {
             .get(&0, 0)
             .map_err(|e| TableError::Map("IPv4 lengths", e))?;
         Ok((v.count != 0).then(|| v.lengths[..v.count as usize].to_vec()))
+    }
+
+    /// The IPv4 probe filter, as the fast path reads it.
+    pub fn v4_filter(&self) -> &V4Filter {
+        &self.v4_filter
     }
 
     /// Routes per family: (IPv4, IPv6).
@@ -840,30 +851,31 @@ impl Tables {
         Ok(())
     }
 
-    /// The lengths in use, longest first, for the fast path; none (the LPM trie) when
-    /// there are more than it probes. A new length is published after its routes are in
-    /// the exact map, and a length is withdrawn after its last route left both maps.
+    /// The lengths in use, longest first, for the fast path. A new length is published
+    /// after its routes are in the exact map, and a length is withdrawn after its last
+    /// route left both maps.
     fn publish_v4_lengths(&mut self) -> Result<(), TableError> {
         let mut v = V4Lengths::default();
         let used = (0..=32u32)
             .rev()
             .filter(|l| self.v4_per_length[*l as usize] > 0);
-        if used.clone().count() <= MAX_V4_LENGTHS {
-            for (i, l) in used.enumerate() {
-                v.lengths[i] = l;
-                v.count += 1;
-            }
+        for (i, l) in used.enumerate() {
+            v.lengths[i] = l;
+            v.count += 1;
         }
         self.v4_lengths
             .set(0, v, 0)
             .map_err(|e| TableError::Map("IPv4 lengths", e))
     }
 
-    /// Makes the exact map hold `wanted` (the trie's IPv4 routes, as adopt read them) and
-    /// nothing else (maps pinned by a version without it, or a crash between the two
-    /// writes, leave it behind).
+    /// Makes the exact map and the probe filter hold `wanted` (the trie's IPv4 routes, as
+    /// adopt read them) and nothing else (maps pinned by an older version, or a crash
+    /// between two writes, leave them behind). The filter first: its bits must cover
+    /// every route the exact map holds.
     fn sync_v4_exact(&mut self, wanted: HashMap<V4ExactKey, Route>) -> Result<(), TableError> {
         let err = |e| TableError::Map("adopting", e);
+        self.v4_filter
+            .rebuild(wanted.keys().map(|k| (k.prefix_len as u8, k.addr)));
         let stale: Vec<V4ExactKey> = self
             .routes_v4_exact
             .keys()
@@ -881,8 +893,9 @@ impl Tables {
         self.publish_v4_lengths()
     }
 
-    /// Removes a route from the maps: the LPM trie, then the exact map (a lookup between
-    /// the two still finds the route once, or falls back to a shorter prefix).
+    /// Removes a route from the maps: the LPM trie, then the exact map, then its filter
+    /// bit (a lookup between two steps still finds the route, or falls back to a
+    /// shorter prefix).
     fn delete_route(&mut self, prefix: IpNet) -> Result<(), TableError> {
         let map = |e| TableError::Map("routes", e);
         match prefix {
@@ -892,9 +905,11 @@ impl Tables {
                     .map_err(map)?;
                 let key = V4ExactKey::masked(p.prefix_len().into(), p.addr().octets());
                 match self.routes_v4_exact.remove(&key) {
-                    Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
-                    Err(e) => Err(map(e)),
+                    Err(aya::maps::MapError::KeyNotFound) | Ok(()) => {}
+                    Err(e) => return Err(map(e)),
                 }
+                self.v4_filter.remove(p.prefix_len(), key.addr);
+                Ok(())
             }
             IpNet::V6(p) => self
                 .routes_v6
@@ -903,25 +918,32 @@ impl Tables {
         }
     }
 
-    /// Writes a route into the maps: the exact map, then the LPM trie; should the second
-    /// write fail, the first is undone so that the two never disagree.
+    /// Writes a route into the maps: a new route's filter bit, the exact map, then the
+    /// LPM trie; should a write fail, the earlier ones are undone so that none disagree.
     fn write_route(&mut self, prefix: IpNet, route: &Route) -> Result<(), TableError> {
         let map = |e| TableError::Map("routes", e);
         match prefix {
             IpNet::V4(p) => {
                 let key = V4ExactKey::masked(p.prefix_len().into(), p.addr().octets());
                 let before = self.routes_v4_exact.get(&key, 0).ok();
-                self.routes_v4_exact.insert(key, route, 0).map_err(map)?;
-                let trie = self.routes_v4.insert(
-                    &Key::new(p.prefix_len().into(), p.addr().octets()),
-                    route,
-                    0,
-                );
-                if let Err(e) = trie {
+                if before.is_none() {
+                    self.v4_filter.add(p.prefix_len(), key.addr);
+                }
+                let written = self.routes_v4_exact.insert(key, route, 0).and_then(|()| {
+                    self.routes_v4.insert(
+                        &Key::new(p.prefix_len().into(), p.addr().octets()),
+                        route,
+                        0,
+                    )
+                });
+                if let Err(e) = written {
                     let _ = match before {
                         Some(old) => self.routes_v4_exact.insert(key, old, 0),
                         None => self.routes_v4_exact.remove(&key),
                     };
+                    if before.is_none() {
+                        self.v4_filter.remove(p.prefix_len(), key.addr);
+                    }
                     return Err(map(e));
                 }
                 Ok(())

@@ -215,12 +215,11 @@ fn route_changes_take_effect_and_removed_routes_stop_matching() {
     );
 }
 
-/// IPv4 longest-prefix match gives the same answers through the exact maps (few prefix
-/// lengths in use: one hash lookup per length) and through the LPM trie (more lengths
-/// than the fast path probes): the most specific route wins, and removing it hands the
-/// destination to the next one.
+/// IPv4 longest-prefix match through the exact maps and the probe filter, with few and
+/// with many prefix lengths in use: the most specific route wins, and removing it hands
+/// the destination to the next one.
 #[test]
-fn the_longest_prefix_wins_through_the_exact_maps_and_through_the_trie() {
+fn the_longest_prefix_wins_through_the_exact_maps_with_any_number_of_lengths() {
     let mut fx = Fixture::new();
     let frame = udp4([198, 18, 1, 2], [198, 18, 2, 77], 64, b"x");
     let forwarded = Expect::Redirect {
@@ -247,24 +246,40 @@ fn the_longest_prefix_wins_through_the_exact_maps_and_through_the_trie() {
         &Expect::Pass(Reason::PassLocal),
     );
 
-    // Six more lengths (/9../14): nine in all, more than the fast path probes.
-    let extra: Vec<ipnet::IpNet> = (9..=14)
+    // Lengths /9../31 besides (the /25../31 ones inside 198.18.2.0/24, so that the probes
+    // for 198.18.2.77 that the filter lets through all miss): 24 lengths in all.
+    let extra: Vec<ipnet::IpNet> = (9..=23)
         .map(|l| format!("10.0.0.0/{l}").parse().unwrap())
+        .chain((25..=31).map(|l| format!("198.18.2.128/{l}").parse().unwrap()))
         .collect();
     for p in &extra {
         t(&mut fx).upsert(*p, RouteTarget::Local).unwrap();
     }
-    assert_eq!(lengths(&mut fx), None, "nine lengths: the trie");
+    let all = lengths(&mut fx).expect("exact maps");
+    assert_eq!(all.len(), 24, "{all:?}");
+    assert!(
+        all.windows(2).all(|w| w[0] > w[1]),
+        "longest first: {all:?}"
+    );
     check(
         &mut fx,
-        "/32 over /24, trie",
+        "/32 over /24, 24 lengths",
         &frame,
         &Expect::Pass(Reason::PassLocal),
     );
     t(&mut fx)
         .remove("198.18.2.77/32".parse().unwrap())
         .unwrap();
-    check(&mut fx, "/24 once /32 is gone, trie", &frame, &forwarded);
+    check(
+        &mut fx,
+        "/24 once /32 is gone, 24 lengths",
+        &frame,
+        &forwarded,
+    );
+    assert!(
+        !t(&mut fx).v4_filter().may_hold(32, [198, 18, 2, 77]),
+        "the deleted /32's filter bit is cleared"
+    );
 
     for p in &extra {
         t(&mut fx).remove(*p).unwrap();
@@ -288,6 +303,65 @@ fn the_longest_prefix_wins_through_the_exact_maps_and_through_the_trie() {
         "nothing left",
         &frame,
         &Expect::Pass(Reason::PassNoRoute),
+    );
+}
+
+/// Routes longer than /24 share hashed filter bits: of two host routes on one bit,
+/// deleting one leaves the other found; deleting both clears the bit.
+#[test]
+fn a_shared_filter_bit_stays_while_another_route_holds_it() {
+    use x0_common::v4_filter_bit;
+    let mut fx = Fixture::new();
+    let a = [198, 18, 2, 77];
+    let b = (u32::from_be_bytes([11, 0, 0, 0])..)
+        .map(u32::to_be_bytes)
+        .find(|b| v4_filter_bit(32, *b) == v4_filter_bit(32, a))
+        .expect("a colliding address");
+    assert!(b[0] < 100, "found in plain unicast space: {b:?}");
+    let host = |x: [u8; 4]| -> ipnet::IpNet {
+        format!("{}/32", std::net::Ipv4Addr::from(x))
+            .parse()
+            .unwrap()
+    };
+    fn t(fx: &mut Fixture) -> &mut x0_dataplane::tables::Tables {
+        fx.dp().tables()
+    }
+    // b's /8 forwards through the fixture's neighbour; b itself is local.
+    t(&mut fx)
+        .upsert(
+            format!("{}.0.0.0/8", b[0]).parse().unwrap(),
+            RouteTarget::NextHops(vec![x0_dataplane::tables::NextHopSpec {
+                gateway: "198.18.12.2".parse().unwrap(),
+                ifindex: PORT_A,
+            }]),
+        )
+        .unwrap();
+    t(&mut fx).upsert(host(a), RouteTarget::Local).unwrap();
+    t(&mut fx).upsert(host(b), RouteTarget::Local).unwrap();
+    let frame = udp4([198, 18, 1, 2], b, 64, b"x");
+    check(&mut fx, "b's /32", &frame, &Expect::Pass(Reason::PassLocal));
+    t(&mut fx).remove(host(a)).unwrap();
+    check(
+        &mut fx,
+        "b's /32 after a's went",
+        &frame,
+        &Expect::Pass(Reason::PassLocal),
+    );
+    assert!(t(&mut fx).v4_filter().may_hold(32, b));
+    t(&mut fx).remove(host(b)).unwrap();
+    assert!(
+        !t(&mut fx).v4_filter().may_hold(32, b),
+        "no route holds the bit"
+    );
+    check(
+        &mut fx,
+        "b's /8 once both /32s went",
+        &frame,
+        &Expect::Redirect {
+            ifindex: PORT_A,
+            frame: udp4_forwarded([198, 18, 1, 2], b, 64, b"x"),
+            reason: Reason::ForwardedRoute,
+        },
     );
 }
 

@@ -32,6 +32,7 @@ pub mod map_names {
     pub const ROUTES_V6: &str = "X0_ROUTES_V6";
     pub const ROUTES_V4_EXACT: &str = "X0_ROUTES_V4_EXACT";
     pub const V4_LENGTHS: &str = "X0_V4_LENGTHS";
+    pub const V4_FILTER: &str = "X0_V4_FILTER";
     pub const NEXTHOP_SETS: &str = "X0_NH_SETS";
     pub const NEXTHOPS: &str = "X0_NEXTHOPS";
     pub const TX_PORTS: &str = "X0_TX_PORTS";
@@ -59,11 +60,12 @@ pub mod map_names {
     pub const PENDING: &str = "X0_PENDING";
     pub const CLOCK: &str = "X0_CLOCK";
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 30] = [
+    pub const ALL: [&str; 31] = [
         ROUTES_V4,
         ROUTES_V6,
         ROUTES_V4_EXACT,
         V4_LENGTHS,
+        V4_FILTER,
         NEXTHOP_SETS,
         NEXTHOPS,
         TX_PORTS,
@@ -140,16 +142,40 @@ pub struct Route {
 /// The destination is the router itself: hand the packet to the kernel.
 pub const ROUTE_F_LOCAL: u32 = 1;
 
-/// The IPv4 routes again, in a hash keyed by (length, masked address): while the table
-/// uses at most this many distinct prefix lengths, the fast path looks a destination up
-/// once per length, longest first, instead of walking the LPM trie (whose depth, and
-/// cache misses, grow with the table). The trie stays the reference and serves tables
-/// with more lengths. Measured (`x0-bench test-run-cost`): one probe costs about what a
-/// 10-route trie does, and 1M /24 routes forward in 144 ns per packet against 220 ns
-/// through the trie for 1M mixed lengths; a 10-route table probed over 8 lengths took
-/// 231 ns against 137 ns in the trie. Three probes at most (host /32s, subnets and a
-/// default, as a mesh has) keeps the worst case near a small trie.
-pub const MAX_V4_LENGTHS: usize = 3;
+/// The IPv4 routes again, in a hash keyed by (length, masked address): the fast path
+/// looks a destination up once per length in use, longest first, instead of walking the
+/// LPM trie (whose depth, and cache misses, grow with the table; the trie stays the
+/// reference). A hash probe costs about what a 10-route trie does, so each probe is
+/// first asked of the probe filter (`v4_filter_bit`), an array the verifier inlines:
+/// only probes that may hit are made. Every length may be in use.
+pub const MAX_V4_LENGTHS: usize = 33;
+
+/// `X0_V4_FILTER`'s size in 64-bit words: 2^25 bits for the lengths /0../24, one bit per
+/// possible prefix, and 2^24 bits that routes longer than /24 share by hash.
+pub const V4_FILTER_WORDS: u32 = ((1 << 25) + (1 << 24)) / 64;
+
+/// The filter bit of the route (`prefix_len`, `addr`), or of a destination `addr` probed at
+/// `prefix_len` (host bits are ignored). Up to /24 the bit is the prefix's own (set iff the
+/// route exists); longer prefixes hash into a shared region (a set bit may be another
+/// route's: the probe is made and misses, never the other way round).
+#[inline(always)]
+pub fn v4_filter_bit(prefix_len: u32, addr: [u8; 4]) -> u32 {
+    let a = u32::from_be_bytes(addr);
+    if prefix_len == 0 {
+        0
+    } else if prefix_len <= 24 {
+        // Lengths laid out one after another: /1 at 1..3, /2 at 3..7, ... /24 below 2^25.
+        (1 << prefix_len) - 1 + (a >> (32 - prefix_len))
+    } else {
+        let masked = if prefix_len >= 32 {
+            a
+        } else {
+            a & !(u32::MAX >> prefix_len)
+        };
+        let h = (masked ^ prefix_len.wrapping_mul(0x9e37_79b9)).wrapping_mul(0x85eb_ca6b);
+        (1 << 25) + (h >> 8)
+    }
+}
 
 /// Key of `X0_ROUTES_V4_EXACT`: the prefix length and the address with the host bits
 /// cleared (network order).
@@ -178,13 +204,22 @@ impl V4ExactKey {
     }
 }
 
-/// The prefix lengths in use, longest first; `count` 0 means "use the LPM trie" (more
-/// than [`MAX_V4_LENGTHS`] lengths, or no routes).
+/// The prefix lengths in use, longest first; `count` 0 (no IPv4 routes, or maps from
+/// before the exact map) means "use the LPM trie".
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct V4Lengths {
     pub count: u32,
     pub lengths: [u32; MAX_V4_LENGTHS],
+}
+
+impl Default for V4Lengths {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            lengths: [0; MAX_V4_LENGTHS],
+        }
+    }
 }
 
 /// Up to [`MAX_NEXTHOPS_PER_SET`] next-hop ids in preference order.
@@ -365,5 +400,31 @@ mod tests {
         assert_eq!(V4ExactKey::masked(31, a).addr, [198, 51, 100, 76]);
         assert_eq!(V4ExactKey::masked(32, a).addr, a);
         assert_eq!(V4ExactKey::masked(24, a).prefix_len, 24);
+    }
+
+    #[test]
+    fn filter_bits_are_distinct_up_to_24_and_inside_the_filter() {
+        use super::{V4_FILTER_WORDS, v4_filter_bit};
+        let bits = V4_FILTER_WORDS * 64;
+        extern crate std;
+        let mut seen = std::collections::HashSet::new();
+        // The first and last prefix of every length up to /24: distinct bits.
+        for len in 0..=24u32 {
+            let last = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            for a in [0u32, last] {
+                let bit = v4_filter_bit(len, a.to_be_bytes());
+                assert!(bit < 1 << 25, "/{len}");
+                assert!(seen.insert(bit) || a == last && len == 0, "/{len} {a:#x}");
+            }
+        }
+        // Host bits do not matter; longer prefixes land in the shared region.
+        let a = [198, 51, 100, 77];
+        assert_eq!(v4_filter_bit(20, a), v4_filter_bit(20, [198, 51, 96, 0]));
+        for len in 25..=32 {
+            let bit = v4_filter_bit(len, a);
+            assert!((1 << 25..bits).contains(&bit), "/{len}");
+            assert_eq!(bit, v4_filter_bit(len, V4ExactKey::masked(len, a).addr));
+        }
+        assert_ne!(v4_filter_bit(32, a), v4_filter_bit(32, [198, 51, 100, 78]));
     }
 }

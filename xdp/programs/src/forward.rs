@@ -3,7 +3,7 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use x0_common::{
     BFD_CONTROL_PORT, CFG_F_FIB_FALLBACK, MAX_NEXTHOPS_PER_SET, MAX_V4_LENGTHS, NH_F_RESOLVED,
-    NH_LIVE, ROUTE_F_LOCAL, Reason, Route, V4ExactKey, xsk_slot_key,
+    NH_LIVE, ROUTE_F_LOCAL, Reason, Route, V4ExactKey, v4_filter_bit, xsk_slot_key,
 };
 
 use crate::{
@@ -11,7 +11,7 @@ use crate::{
     maps::Ingress,
     maps::{
         self, X0_NEXTHOPS, X0_NH_LIVE, X0_NH_SETS, X0_PENDING, X0_ROUTES_V4, X0_ROUTES_V4_EXACT,
-        X0_ROUTES_V6, X0_TX_PORTS, X0_V4_LENGTHS, X0_XSK_SLOTS, X0_XSKS,
+        X0_ROUTES_V6, X0_TX_PORTS, X0_V4_FILTER, X0_V4_LENGTHS, X0_XSK_SLOTS, X0_XSKS,
     },
     packet::{
         ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, Ipv4Hdr, Ipv6Hdr, frame_len, header,
@@ -141,8 +141,9 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress) -> Outcome {
     forward_v4(ip, eth, &egress)
 }
 
-/// The longest-prefix route of `dst`: one hash lookup per prefix length in use, longest
-/// first, while there are few lengths; the LPM trie otherwise (see MAX_V4_LENGTHS).
+/// The longest-prefix route of `dst`: per prefix length in use, longest first, a look at
+/// the probe filter and, where it says a route may be there, one hash lookup (see
+/// MAX_V4_LENGTHS). The LPM trie when no lengths are published.
 #[inline(always)]
 fn route_v4(dst: [u8; 4]) -> Option<&'static Route> {
     if let Some(l) = X0_V4_LENGTHS.get(0)
@@ -152,8 +153,13 @@ fn route_v4(dst: [u8; 4]) -> Option<&'static Route> {
             if i as u32 >= l.count {
                 break;
             }
-            let key = V4ExactKey::masked(l.lengths[i], dst);
-            if let Some(route) = unsafe { X0_ROUTES_V4_EXACT.get(key) } {
+            let len = l.lengths[i];
+            let bit = v4_filter_bit(len, dst);
+            match X0_V4_FILTER.get(bit / 64) {
+                Some(word) if *word & (1 << (bit % 64)) != 0 => {}
+                _ => continue,
+            }
+            if let Some(route) = unsafe { X0_ROUTES_V4_EXACT.get(V4ExactKey::masked(len, dst)) } {
                 return Some(route);
             }
         }

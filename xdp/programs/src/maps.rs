@@ -2,7 +2,7 @@
 //! (aya reuses a pinned map of the same name under its pin path), and the counting.
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
     macros::map,
     maps::{
@@ -14,7 +14,7 @@ use aya_ebpf::{
 use x0_common::{
     Config, Counter, IF_STATS_ARRAY_LEN, IfCounters, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_PORTS,
     MAX_ROUTES_V4, MAX_ROUTES_V6, MAX_XSKS, NEIGH_PER_PORT, NextHop, NextHopHealth, NextHopSet,
-    PortState, Route, V4ExactKey, V4Lengths, mac_key,
+    PortState, Route, V4_FILTER_WORDS, V4ExactKey, V4Lengths, mac_key,
     policy::{
         ACTION_DENY, CT_DEFAULT_ENTRIES, CtEntry, CtKey, MAX_IDENTITY_PREFIXES, MAX_RULE_PAIRS,
         MAX_RULES, Pending, PolicyState, RateLimit, RuleList, RulePairKey, Trace,
@@ -38,6 +38,10 @@ pub static X0_ROUTES_V4_EXACT: HashMap<V4ExactKey, Route> =
     HashMap::pinned(MAX_ROUTES_V4, BPF_F_NO_PREALLOC);
 #[map]
 pub static X0_V4_LENGTHS: Array<V4Lengths> = Array::pinned(1, 0);
+/// Which exact-map probes may hit (`x0_common::v4_filter_bit`). Memory-mapped by user
+/// space, which sets a route's bit before writing the route and clears it after deleting.
+#[map]
+pub static X0_V4_FILTER: Array<u64> = Array::pinned(V4_FILTER_WORDS, BPF_F_MMAPABLE);
 #[map]
 pub static X0_NH_SETS: Array<NextHopSet> = Array::pinned(MAX_NEXTHOP_SETS, 0);
 #[map]

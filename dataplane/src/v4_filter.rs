@@ -1,0 +1,120 @@
+//! The IPv4 probe filter (`X0_V4_FILTER`): a bit per (prefix length, prefix) that tells
+//! the fast path whether the exact map may hold a route there, so that it makes only the
+//! hash lookups that may hit (see `x0_common::v4_filter_bit`). The map is memory-mapped:
+//! a bit is set or cleared with one atomic store, not a syscall.
+//!
+//! The one rule: a route's bit is set before the route is written and cleared after it is
+//! deleted, so that no packet ever skips a route that is there. A bit set in excess only
+//! costs a probe that misses.
+
+use std::{collections::HashMap, os::fd::AsFd, ptr::NonNull, sync::atomic::AtomicU64};
+
+use aya::maps::MapData;
+use std::sync::atomic::Ordering::Relaxed;
+use x0_common::{V4_FILTER_WORDS, v4_filter_bit};
+
+pub struct V4Filter {
+    /// Keeps the map (and so the mapping's file) open.
+    _map: MapData,
+    words: NonNull<AtomicU64>,
+    /// Routes longer than /24 share hashed bits: how many routes hold each such bit.
+    shared: HashMap<u32, u32>,
+}
+
+// SAFETY: the mapping is owned by this value and only touched through atomics.
+unsafe impl Send for V4Filter {}
+unsafe impl Sync for V4Filter {}
+
+const BYTES: usize = V4_FILTER_WORDS as usize * 8;
+
+impl V4Filter {
+    /// Maps `map` (an array of V4_FILTER_WORDS u64 created with BPF_F_MMAPABLE).
+    pub fn new(map: MapData) -> std::io::Result<Self> {
+        // SAFETY: a fresh shared mapping of the map's whole value area; the kernel keeps
+        // the pages alive while mapped, and we unmap in Drop.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                BYTES,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&map.fd().as_fd()),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self {
+            _map: map,
+            words: NonNull::new(ptr.cast()).expect("mmap returned a mapping"),
+            shared: HashMap::new(),
+        })
+    }
+
+    fn word(&self, bit: u32) -> &AtomicU64 {
+        debug_assert!(bit < V4_FILTER_WORDS * 64);
+        // SAFETY: v4_filter_bit stays below V4_FILTER_WORDS * 64, inside the mapping.
+        unsafe { &*self.words.as_ptr().add((bit / 64) as usize) }
+    }
+
+    /// Whether the fast path would probe `prefix_len` for `addr`.
+    pub fn may_hold(&self, prefix_len: u8, addr: [u8; 4]) -> bool {
+        let bit = v4_filter_bit(prefix_len.into(), addr);
+        self.word(bit).load(Relaxed) & (1 << (bit % 64)) != 0
+    }
+
+    /// A new route: call before it is written into the exact map.
+    pub fn add(&mut self, prefix_len: u8, addr: [u8; 4]) {
+        let bit = v4_filter_bit(prefix_len.into(), addr);
+        if prefix_len > 24 {
+            *self.shared.entry(bit).or_default() += 1;
+        }
+        self.word(bit).fetch_or(1 << (bit % 64), Relaxed);
+    }
+
+    /// A route gone: call after it left the exact map.
+    pub fn remove(&mut self, prefix_len: u8, addr: [u8; 4]) {
+        let bit = v4_filter_bit(prefix_len.into(), addr);
+        if prefix_len > 24 {
+            match self.shared.get_mut(&bit) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    return; // another route holds the bit
+                }
+                _ => {
+                    self.shared.remove(&bit);
+                }
+            }
+        }
+        self.word(bit).fetch_and(!(1 << (bit % 64)), Relaxed);
+    }
+
+    /// Makes the filter hold exactly the bits of `routes` (start-up: the pinned filter
+    /// may be empty, or hold bits of routes gone while no daemon ran). Each word is
+    /// stored once with its final value: bits of present routes are never cleared.
+    pub fn rebuild(&mut self, routes: impl IntoIterator<Item = (u8, [u8; 4])>) {
+        let mut wanted = vec![0u64; V4_FILTER_WORDS as usize];
+        self.shared.clear();
+        for (len, addr) in routes {
+            let bit = v4_filter_bit(len.into(), addr);
+            if len > 24 {
+                *self.shared.entry(bit).or_default() += 1;
+            }
+            wanted[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+        for (i, w) in wanted.into_iter().enumerate() {
+            let word = self.word(i as u32 * 64);
+            if word.load(Relaxed) != w {
+                word.store(w, Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for V4Filter {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, not used after this.
+        unsafe { libc::munmap(self.words.as_ptr().cast(), BYTES) };
+    }
+}
