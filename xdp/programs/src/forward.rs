@@ -3,7 +3,7 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use x0_common::{
     BFD_CONTROL_PORT, CFG_F_FIB_FALLBACK, MAX_NEXTHOPS_PER_SET, MAX_V4_LENGTHS, NH_F_RESOLVED,
-    NH_LIVE, ROUTE_F_LOCAL, Reason, Route, V4ExactKey, v4_filter_bit, xsk_slot_key,
+    NH_LIVE, ROUTE_F_LOCAL, Reason, Route, V4ExactKey, policy::Flow, v4_filter_bit, xsk_slot_key,
 };
 
 use crate::{
@@ -59,20 +59,22 @@ pub struct Egress {
     reason: Reason,
 }
 
-pub fn process(ctx: &XdpContext) -> Outcome {
+/// `explain`: the packet is being explained; policy then always goes through `x0_policy`,
+/// which records its reasoning.
+pub fn process(ctx: &XdpContext, explain: bool) -> Outcome {
     let Some(eth) = header::<EthHdr>(ctx, 0) else {
         return drop(Reason::DropMalformedL2);
     };
     let ingress = maps::ingress_port(ctx, unsafe { &*eth });
     match u16::from_be_bytes(unsafe { (*eth).ethertype }) {
-        ETH_P_IP => ipv4(ctx, eth, &ingress),
-        ETH_P_IPV6 => ipv6(ctx, eth, &ingress),
+        ETH_P_IP => ipv4(ctx, eth, &ingress, explain),
+        ETH_P_IPV6 => ipv6(ctx, eth, &ingress, explain),
         ETH_P_ARP => pass(Reason::PassArp),
         _ => pass(Reason::PassNonIp),
     }
 }
 
-fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress) -> Outcome {
+fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) -> Outcome {
     let Some(ip) = header::<Ipv4Hdr>(ctx, ETH_HLEN) else {
         return drop(Reason::DropMalformedL3);
     };
@@ -136,6 +138,9 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress) -> Outcome {
         return pass(Reason::PassOtherHost);
     }
     if let Some(generation) = policy::generation() {
+        if !explain && known_flow(ctx, generation, |f| flow_v4(f, ip), ETH_HLEN + 20) {
+            return forward_v4(ip, eth, &egress);
+        }
         return to_policy(4, &egress, generation, ingress.default_deny_in(generation));
     }
     forward_v4(ip, eth, &egress)
@@ -192,7 +197,7 @@ const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_ICMPV6: u8 = 58;
 
-fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress) -> Outcome {
+fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) -> Outcome {
     let Some(ip) = header::<Ipv6Hdr>(ctx, ETH_HLEN) else {
         return drop(Reason::DropMalformedL3);
     };
@@ -264,6 +269,9 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress) -> Outcome {
         return pass(Reason::PassOtherHost);
     }
     if let Some(generation) = policy::generation() {
+        if !explain && known_flow(ctx, generation, |f| flow_v6(f, ip), ETH_HLEN + 40) {
+            return forward_v6(ip, eth, &egress);
+        }
         return to_policy(6, &egress, generation, ingress.default_deny_in(generation));
     }
     forward_v6(ip, eth, &egress)
@@ -320,21 +328,13 @@ pub fn after_policy(ctx: &XdpContext, explain: bool) -> Outcome {
         let Some(ip) = header::<Ipv4Hdr>(ctx, ETH_HLEN) else {
             return drop(Reason::DropMalformedL3);
         };
-        let ip = unsafe { &*ip };
-        p.flow.family = 4;
-        p.flow.proto = ip.protocol;
-        set_v4_address(&mut p.flow.src, ip.src);
-        set_v4_address(&mut p.flow.dst, ip.dst);
+        flow_v4(&mut p.flow, unsafe { &*ip });
         policy::read_flow(ctx, &mut p.flow, ETH_HLEN + 20)
     } else {
         let Some(ip) = header::<Ipv6Hdr>(ctx, ETH_HLEN) else {
             return drop(Reason::DropMalformedL3);
         };
-        let ip = unsafe { &*ip };
-        p.flow.family = 6;
-        p.flow.proto = ip.next_header;
-        p.flow.src = ip.src;
-        p.flow.dst = ip.dst;
+        flow_v6(&mut p.flow, unsafe { &*ip });
         policy::read_flow(ctx, &mut p.flow, ETH_HLEN + 40)
     };
     if let Err(r) =
@@ -364,6 +364,35 @@ pub fn after_policy(ctx: &XdpContext, explain: bool) -> Outcome {
             None => drop(Reason::DropMalformedL3),
         }
     }
+}
+
+/// Policy is on: an established flow passes here (see `policy::established`). The flow
+/// is built in X0_PENDING (off the small BPF stack) by `fill`, then its ports from `l4`.
+#[inline(always)]
+fn known_flow(ctx: &XdpContext, generation: u32, fill: impl FnOnce(&mut Flow), l4: usize) -> bool {
+    let Some(p) = X0_PENDING.get_ptr_mut(0) else {
+        return false;
+    };
+    let f = unsafe { &mut (*p).flow };
+    fill(f);
+    policy::read_flow(ctx, f, l4).is_ok() && policy::established(f, generation)
+}
+
+/// The addresses and protocol of an IPv4 packet's flow.
+#[inline(always)]
+fn flow_v4(f: &mut Flow, ip: &Ipv4Hdr) {
+    f.family = 4;
+    f.proto = ip.protocol;
+    set_v4_address(&mut f.src, ip.src);
+    set_v4_address(&mut f.dst, ip.dst);
+}
+
+#[inline(always)]
+fn flow_v6(f: &mut Flow, ip: &Ipv6Hdr) {
+    f.family = 6;
+    f.proto = ip.next_header;
+    f.src = ip.src;
+    f.dst = ip.dst;
 }
 
 /// `a` = the IPv4 address `v4` followed by zeros, in two 8-byte stores (volatile: plain

@@ -18,7 +18,7 @@ pub fn x0_forward(ctx: XdpContext) -> u32 {
     if explain {
         maps::trace(true, |t| *t = Default::default());
     }
-    let mut outcome = forward::process(&ctx);
+    let mut outcome = forward::process(&ctx, explain);
     if outcome.action == forward::TAIL_CALL_POLICY {
         // Does not return when x0_policy is installed.
         unsafe { maps::X0_JUMP.tail_call(&ctx, x0_common::policy::JUMP_POLICY) };
