@@ -521,22 +521,17 @@ fn frames_from_a_neighbour_stamp_its_last_seen_time() {
         "a frame from another MAC"
     );
     from_host[6..12].copy_from_slice(&common::NEIGH_MAC);
-    fx.dp().test_run(&from_host).unwrap();
-    let ago = fx
-        .dp()
-        .tables_ref()
-        .neighbour_last_seen(&spec)
-        .expect("stamped");
+    let stamp = |fx: &mut Fixture| {
+        fx.dp().test_run(&from_host).unwrap();
+        let ago = fx.dp().tables_ref().neighbour_last_seen(&spec);
+        ago.expect("stamped")
+    };
+    let ago = stamp(&mut fx);
     assert!(ago < std::time::Duration::from_millis(100), "{ago:?}");
     // The program caches the clock per CPU per jiffy: a later frame must stamp a later
     // time, not the cached one.
     std::thread::sleep(std::time::Duration::from_millis(150));
-    fx.dp().test_run(&from_host).unwrap();
-    let ago = fx
-        .dp()
-        .tables_ref()
-        .neighbour_last_seen(&spec)
-        .expect("stamped");
+    let ago = stamp(&mut fx);
     assert!(
         ago < std::time::Duration::from_millis(100),
         "stamped with a stale clock: {ago:?} ago"
