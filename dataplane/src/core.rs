@@ -130,13 +130,21 @@ impl Dataplane {
 
     /// Like `load`, with the connection table's capacity (when the maps are new).
     pub fn load_with(pin_root: &Path, conntrack_entries: u32) -> Result<Self> {
+        Self::load_sized(pin_root, &[(map_names::CONNTRACK, conntrack_entries)])
+    }
+
+    /// Like `load`, with capacities by map name for the maps created new: the
+    /// connection table's from the config; small route maps in tests that need the kernel
+    /// to refuse a write.
+    pub fn load_sized(pin_root: &Path, sizes: &[(&str, u32)]) -> Result<Self> {
         bpffs::prepare(pin_root)?;
         let adopted = pin_root.join(map_names::STATS).exists();
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(pin_root)
-            .map_max_entries(map_names::CONNTRACK, conntrack_entries)
-            .load(XDP_OBJECT)
-            .context("loading the XDP object")?;
+        let mut loader = EbpfLoader::new();
+        loader.default_map_pin_directory(pin_root);
+        for (name, entries) in sizes {
+            loader.map_max_entries(name, *entries);
+        }
+        let mut ebpf = loader.load(XDP_OBJECT).context("loading the XDP object")?;
         for name in [
             program_names::FORWARD,
             program_names::PASS,

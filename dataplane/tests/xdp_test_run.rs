@@ -365,6 +365,62 @@ fn a_shared_filter_bit_stays_while_another_route_holds_it() {
     );
 }
 
+/// A route the kernel refuses to store (its map full; here a small map, in production
+/// memory) leaves no trace, whichever of the two IPv4 maps refuses it: not in the other
+/// map, no filter bit, no next hop kept, the table as it was, the routes before it still
+/// forwarding.
+#[test]
+fn a_route_the_kernel_refuses_leaves_the_maps_as_they_were() {
+    use x0_common::map_names::{ROUTES_V4, ROUTES_V4_EXACT};
+    let fixture_v4 = Fixture::new().dp().tables().route_counts().0 as u32;
+    for map in [ROUTES_V4_EXACT, ROUTES_V4] {
+        let mut fx = Fixture::with_sizes(&[(map, fixture_v4 + 2)]);
+        let t = fx.dp().tables();
+        for p in ["10.0.1.0/24", "10.0.2.0/24"] {
+            t.upsert(p.parse().unwrap(), RouteTarget::Local).unwrap();
+        }
+        let (routes, nexthops) = (t.route_count(), t.nexthops().count());
+        let refused = t.upsert(
+            "10.0.9.0/24".parse().unwrap(),
+            RouteTarget::NextHops(vec![x0_dataplane::tables::NextHopSpec {
+                gateway: "198.18.12.99".parse().unwrap(),
+                ifindex: PORT_A,
+            }]),
+        );
+        assert!(
+            matches!(refused, Err(x0_dataplane::tables::TableError::Map(..))),
+            "{map} full: {refused:?}"
+        );
+        assert_eq!(t.route_count(), routes, "{map}");
+        assert_eq!(
+            t.nexthops().count(),
+            nexthops,
+            "{map}: the new next hop is let go"
+        );
+        assert!(!t.v4_filter().may_hold(24, [10, 0, 9, 0]), "{map}");
+        let exact: aya::maps::HashMap<_, x0_common::V4ExactKey, x0_common::Route> =
+            aya::maps::HashMap::try_from(aya::maps::Map::HashMap(
+                aya::maps::MapData::from_pin(fx.pin_root.join(ROUTES_V4_EXACT)).unwrap(),
+            ))
+            .unwrap();
+        let key = x0_common::V4ExactKey::masked(24, [10, 0, 9, 0]);
+        assert!(exact.get(&key, 0).is_err(), "{map}: left in the exact map");
+        let to = |d: [u8; 4]| udp4([198, 18, 1, 2], d, 64, b"x");
+        check(
+            &mut fx,
+            map,
+            &to([10, 0, 9, 1]),
+            &Expect::Pass(Reason::PassNoRoute),
+        );
+        check(
+            &mut fx,
+            map,
+            &to([10, 0, 2, 1]),
+            &Expect::Pass(Reason::PassLocal),
+        );
+    }
+}
+
 #[test]
 fn fib_fallback_asks_the_kernel_when_on() {
     let mut fx = Fixture::new();

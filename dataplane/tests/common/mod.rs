@@ -42,6 +42,11 @@ impl Fixture {
 
     /// The same, with a connection table of `entries`.
     pub fn with_conntrack(entries: u32) -> Self {
+        Self::with_sizes(&[(x0_common::map_names::CONNTRACK, entries)])
+    }
+
+    /// The same, with these map capacities (`Dataplane::load_sized`).
+    pub fn with_sizes(sizes: &[(&str, u32)]) -> Self {
         assert!(
             nix::unistd::Uid::effective().is_root(),
             "BPF_PROG_TEST_RUN tests need root (CAP_BPF and CAP_NET_ADMIN); run them through ./scripts/test.sh"
@@ -51,7 +56,7 @@ impl Fixture {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        let mut dp = Dataplane::load_with(&pin_root, entries).expect("load the XDP object");
+        let mut dp = Dataplane::load_sized(&pin_root, sizes).expect("load the XDP object");
         dp.set_fib_fallback(false).unwrap();
         dp.add_port(&Link {
             ifindex: PORT_A,
