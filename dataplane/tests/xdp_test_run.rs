@@ -421,6 +421,57 @@ fn a_route_the_kernel_refuses_leaves_the_maps_as_they_were() {
     }
 }
 
+/// A restarted dataplane rebuilds the probe filter from the routes it adopts: bits that an
+/// older version's pins or a crash left missing come back (else those routes would be
+/// skipped), and bits of routes that are gone are cleared.
+#[test]
+fn a_restart_rebuilds_the_probe_filter_from_the_routes() {
+    use x0_common::{V4_FILTER_WORDS, map_names::V4_FILTER, v4_filter_bit};
+    use x0_dataplane::Dataplane;
+    let pin_root = std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/x0-test-restart-{}",
+        std::process::id()
+    ));
+    let mut dp = Dataplane::load(&pin_root).unwrap();
+    for p in ["10.0.1.0/24", "10.0.1.7/32"] {
+        dp.tables()
+            .upsert(p.parse().unwrap(), RouteTarget::Local)
+            .unwrap();
+    }
+    dp.shutdown(false).unwrap(); // maps stay pinned, as for a hitless restart
+    // Damage the pinned filter: the routes' words emptied, a bit for no route set.
+    let mut filter: aya::maps::Array<_, u64> = aya::maps::Array::try_from(aya::maps::Map::Array(
+        aya::maps::MapData::from_pin(pin_root.join(V4_FILTER)).unwrap(),
+    ))
+    .unwrap();
+    for (len, a) in [(24, [10, 0, 1, 0]), (32, [10, 0, 1, 7])] {
+        filter.set(v4_filter_bit(len, a) / 64, 0, 0).unwrap();
+    }
+    let stale = v4_filter_bit(24, [10, 0, 2, 0]);
+    assert!(stale / 64 < V4_FILTER_WORDS);
+    filter.set(stale / 64, 1 << (stale % 64), 0).unwrap();
+
+    let mut dp = Dataplane::load(&pin_root).unwrap();
+    let f = dp.tables().v4_filter();
+    assert!(f.may_hold(24, [10, 0, 1, 0]) && f.may_hold(32, [10, 0, 1, 7]));
+    assert!(
+        !f.may_hold(24, [10, 0, 2, 0]),
+        "a bit of no route is cleared"
+    );
+    let local = |dp: &Dataplane| dp.counters().unwrap().get(Reason::PassLocal);
+    let before = local(&dp);
+    for d in [[10, 0, 1, 7], [10, 0, 1, 8]] {
+        dp.test_run(&udp4([198, 18, 1, 2], d, 64, b"x")).unwrap();
+    }
+    let found = local(&dp) - before;
+    dp.shutdown(true).unwrap();
+    let _ = std::fs::remove_dir_all(&pin_root);
+    assert_eq!(
+        found, 2,
+        "the /32 and the /24 (both local) are found after the restart"
+    );
+}
+
 #[test]
 fn fib_fallback_asks_the_kernel_when_on() {
     let mut fx = Fixture::new();
