@@ -341,17 +341,7 @@ pub async fn run(config: BrainConfig) -> Result<()> {
             seen.push(o);
         }
         for o in seen {
-            observe(&o, &config, &mut monitor, &mut health);
-            if let Observation::Stats(s) = &o {
-                for n in &config.neighbors {
-                    if let Some(i) = s.interfaces.iter().find(|i| i.interface == n.interface)
-                        && let Some(rate) =
-                            guard.on_rx_packets(&n.router, i.rx_packets, Instant::now())
-                    {
-                        pps.insert(n.router.clone(), rate);
-                    }
-                }
-            }
+            observe(&o, &config, &mut monitor, &mut health, &mut guard, &mut pps);
         }
         for (n, rtt, at) in neighbours.lock().await.rtts.drain(..) {
             monitor.on_rtt(&n, rtt, at);
@@ -811,8 +801,16 @@ fn follow(
 }
 
 /// Hands one observation to the monitor (link quality) and to MAPE-K (flaps: every loss
-/// of carrier the dataplane reports, undamped, which its own hold-down damps).
-fn observe(o: &Observation, config: &BrainConfig, monitor: &mut Monitor, health: &mut LinkHealth) {
+/// of carrier the dataplane reports, undamped, which its own hold-down damps); interface
+/// stats also give the guard each neighbour's receive rate (`pps`).
+fn observe(
+    o: &Observation,
+    config: &BrainConfig,
+    monitor: &mut Monitor,
+    health: &mut LinkHealth,
+    guard: &mut Guard,
+    pps: &mut HashMap<String, f64>,
+) {
     let now = Instant::now();
     match o {
         Observation::Event(e) => {
@@ -830,8 +828,12 @@ fn observe(o: &Observation, config: &BrainConfig, monitor: &mut Monitor, health:
         }
         Observation::Stats(s) => {
             for n in &config.neighbors {
-                if let Some(i) = s.interfaces.iter().find(|i| i.interface == n.interface) {
-                    monitor.on_tx_bytes(&n.router, i.tx_bytes, n.capacity_mbps * 1_000_000, now);
+                let Some(i) = s.interfaces.iter().find(|i| i.interface == n.interface) else {
+                    continue;
+                };
+                monitor.on_tx_bytes(&n.router, i.tx_bytes, n.capacity_mbps * 1_000_000, now);
+                if let Some(rate) = guard.on_rx_packets(&n.router, i.rx_packets, now) {
+                    pps.insert(n.router.clone(), rate);
                 }
             }
         }
