@@ -276,6 +276,13 @@ fn the_longest_prefix_wins_through_the_exact_maps_with_any_number_of_lengths() {
         &frame,
         &forwarded,
     );
+    // The other routes longer than /24 in that /24 are still found.
+    check(
+        &mut fx,
+        "/31 in the same /24 once the /32 is gone",
+        &udp4([198, 18, 1, 2], [198, 18, 2, 129], 64, b"x"),
+        &Expect::Pass(Reason::PassLocal),
+    );
     assert!(
         !t(&mut fx).v4_filter().may_hold(32, [198, 18, 2, 77]),
         "the deleted /32's filter bit is cleared"
