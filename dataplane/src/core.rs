@@ -128,9 +128,15 @@ impl Dataplane {
         Self::load_with(pin_root, x0_common::policy::CT_DEFAULT_ENTRIES)
     }
 
-    /// Like `load`, with the connection table's capacity (when the maps are new).
+    /// Like `load`, with the connection tables' capacity, each (when the maps are new).
     pub fn load_with(pin_root: &Path, conntrack_entries: u32) -> Result<Self> {
-        Self::load_sized(pin_root, &[(map_names::CONNTRACK, conntrack_entries)])
+        Self::load_sized(
+            pin_root,
+            &[
+                (map_names::CONNTRACK, conntrack_entries),
+                (map_names::CONNTRACK_V4, conntrack_entries),
+            ],
+        )
     }
 
     /// Like `load`, with capacities by map name for the maps created new: the

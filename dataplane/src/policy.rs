@@ -420,20 +420,31 @@ pub fn parse_addr(s: &str, field: &str) -> Result<IpAddr> {
         .map_err(|_| anyhow::anyhow!("{field}: {s:?} is not an IP address"))
 }
 
-/// Removes the flows whose idle timeout has passed from the pinned connection table.
-/// Returns how many.
+/// Removes the flows whose idle timeout has passed from the pinned connection tables
+/// (IPv4 and IPv6). Returns how many.
 pub fn expire_flows(pin_root: &std::path::Path) -> Result<usize> {
     use x0_common::{
         map_names,
-        policy::{CtEntry, CtKey, ct_timeout},
+        policy::{CtKey, CtKey4},
     };
-    let mut ct: BpfHashMap<MapData, CtKey, CtEntry> =
-        crate::bpffs::open_pinned(pin_root, map_names::CONNTRACK)?;
+    let v4 = expire::<CtKey4>(pin_root, map_names::CONNTRACK_V4, |k| k.proto)?;
+    let v6 = expire::<CtKey>(pin_root, map_names::CONNTRACK, |k| k.proto)?;
+    Ok(v4 + v6)
+}
+
+/// `expire_flows` for one table, whose key type gives the protocol with `proto`.
+fn expire<K: aya::Pod>(
+    pin_root: &std::path::Path,
+    map: &str,
+    proto: impl Fn(&K) -> u8,
+) -> Result<usize> {
+    use x0_common::policy::{CtEntry, ct_timeout};
+    let mut ct: BpfHashMap<MapData, K, CtEntry> = crate::bpffs::open_pinned(pin_root, map)?;
     let now = crate::bpffs::coarse_now_ns();
-    let expired: Vec<CtKey> = ct
+    let expired: Vec<K> = ct
         .iter()
         .flatten()
-        .filter(|(k, e)| now.saturating_sub(e.last_ns) >= ct_timeout(k.proto, e.flags))
+        .filter(|(k, e)| now.saturating_sub(e.last_ns) >= ct_timeout(proto(k), e.flags))
         .map(|(k, _)| k)
         .collect();
     for k in &expired {

@@ -455,3 +455,67 @@ fn invalid_policies_are_refused_with_the_field_named() {
     }
     let _ = fixtures::cases; // the shared fixtures module is compiled here too
 }
+
+/// The daemon's sweep removes the flows whose idle timeout has passed from both families'
+/// connection tables (IPv4 flows have a table of their own) and leaves the others.
+#[test]
+fn the_sweep_expires_idle_flows_of_both_families() {
+    use aya::maps::{HashMap, Map, MapData};
+    use x0_common::{
+        map_names::{CONNTRACK, CONNTRACK_V4},
+        policy::{CtEntry, CtKey, CtKey4},
+    };
+    let mut fx = Fixture::new();
+    // h1 -> h2 by rule, the IPv6 flow by the port's default.
+    let rules = "[[rule]]\nfrom = \"h1\"\nto = \"h2\"\nproto = \"udp\"\naction = \"allow\"\n";
+    install(&mut fx, &policy("allow", &format!("{IDENTITIES}{rules}")));
+    for port in [40000, 40001] {
+        expect(
+            &mut fx,
+            "IPv4",
+            &udp(H1, H2, port, 5000),
+            Reason::ForwardedRoute,
+        );
+    }
+    let v6 = |host: u8| {
+        let mut a = [0u8; 16];
+        a[..6].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, host]);
+        a[15] = 2;
+        a
+    };
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(HOST_MAC, PORT_A_MAC)
+        .ipv6(v6(1), v6(2), 64)
+        .udp(4000, 5000)
+        .write(&mut frame, b"x")
+        .unwrap();
+    expect(&mut fx, "IPv6", &frame, Reason::ForwardedRoute);
+
+    let open = |name: &str| Map::HashMap(MapData::from_pin(fx.pin_root.join(name)).unwrap());
+    let mut ct4: HashMap<_, CtKey4, CtEntry> = HashMap::try_from(open(CONNTRACK_V4)).unwrap();
+    let mut ct6: HashMap<_, CtKey, CtEntry> = HashMap::try_from(open(CONNTRACK)).unwrap();
+    assert_eq!((ct4.keys().count(), ct6.keys().count()), (2, 1));
+    // Idle since boot: the flow of port 40000 and the IPv6 flow.
+    let idle = CtEntry {
+        last_ns: 1,
+        ..Default::default()
+    };
+    let old4 = ct4
+        .keys()
+        .flatten()
+        .find(|k| k.port_a == 40000 || k.port_b == 40000);
+    ct4.insert(old4.expect("the port 40000 flow"), idle, 0)
+        .unwrap();
+    let old6 = ct6.keys().flatten().next().expect("the IPv6 flow");
+    ct6.insert(old6, idle, 0).unwrap();
+
+    let removed = x0_dataplane::policy::expire_flows(&fx.pin_root).unwrap();
+    assert_eq!(removed, 2);
+    let left: Vec<CtKey4> = ct4.keys().flatten().collect();
+    assert_eq!(left.len(), 1);
+    assert!(
+        left[0].port_a == 40001 || left[0].port_b == 40001,
+        "{left:?}"
+    );
+    assert_eq!(ct6.keys().count(), 0);
+}

@@ -41,6 +41,7 @@ pub fn small_loader(dir: &std::path::Path) -> EbpfLoader<'_> {
         m::RATE,
         m::RULE_STATS,
         m::CONNTRACK,
+        m::CONNTRACK_V4,
         m::PORTS,
         m::IF_STATS,
         m::IF_STATS_HIGH,

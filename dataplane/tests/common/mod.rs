@@ -42,7 +42,8 @@ impl Fixture {
 
     /// The same, with a connection table of `entries`.
     pub fn with_conntrack(entries: u32) -> Self {
-        Self::with_sizes(&[(x0_common::map_names::CONNTRACK, entries)])
+        use x0_common::map_names::{CONNTRACK, CONNTRACK_V4};
+        Self::with_sizes(&[(CONNTRACK, entries), (CONNTRACK_V4, entries)])
     }
 
     /// The same, with these map capacities (`Dataplane::load_sized`).

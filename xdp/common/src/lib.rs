@@ -52,7 +52,9 @@ pub mod map_names {
     pub const RULES: &str = "X0_RULES";
     pub const RATE: &str = "X0_RATE";
     pub const RULE_STATS: &str = "X0_RULE_STATS";
+    /// IPv6 flows (`CtKey`); IPv4 flows are in CONNTRACK_V4 (`CtKey4`).
     pub const CONNTRACK: &str = "X0_CT";
+    pub const CONNTRACK_V4: &str = "X0_CT4";
     pub const TRACE: &str = "X0_TRACE";
     pub const DROPS: &str = "X0_DROPS";
     pub const DROP_BUDGET: &str = "X0_DROP_BUDGET";
@@ -60,7 +62,7 @@ pub mod map_names {
     pub const PENDING: &str = "X0_PENDING";
     pub const CLOCK: &str = "X0_CLOCK";
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 31] = [
+    pub const ALL: [&str; 32] = [
         ROUTES_V4,
         ROUTES_V6,
         ROUTES_V4_EXACT,
@@ -86,6 +88,7 @@ pub mod map_names {
         RATE,
         RULE_STATS,
         CONNTRACK,
+        CONNTRACK_V4,
         TRACE,
         DROPS,
         DROP_BUDGET,
@@ -381,6 +384,7 @@ mod pod {
     unsafe impl aya::Pod for super::policy::RuleList {}
     unsafe impl aya::Pod for super::policy::RateLimit {}
     unsafe impl aya::Pod for super::policy::CtKey {}
+    unsafe impl aya::Pod for super::policy::CtKey4 {}
     unsafe impl aya::Pod for super::policy::CtEntry {}
     unsafe impl aya::Pod for super::policy::Trace {}
     unsafe impl aya::Pod for super::policy::DropEvent {}

@@ -116,6 +116,20 @@ pub struct CtKey {
     pub _pad: [u8; 2],
 }
 
+/// `CtKey` for an IPv4 flow, in a table of its own: the kernel hashes and compares whole
+/// keys, and 16 bytes instead of 40 saved 13-19 ns per packet of an established flow
+/// (`x0-bench test-run-loop --routes 10000 --slash24 --policy`, three A/B runs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtKey4 {
+    pub addr_a: [u8; 4],
+    pub addr_b: [u8; 4],
+    pub port_a: u16,
+    pub port_b: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtEntry {

@@ -10,7 +10,7 @@ use x0_common::{
     Counter, Reason,
     policy::{
         ACTION_DENY, CT_F_FIN_A, CT_F_FIN_B, CT_F_INITIATOR_A, CT_F_REPLIED, CT_F_RST, CtEntry,
-        CtKey, DROP_EVENTS_PER_SEC, DropEvent, Flow, IDENTITY_ANY, IDENTITY_WORLD,
+        CtKey, CtKey4, DROP_EVENTS_PER_SEC, DropEvent, Flow, IDENTITY_ANY, IDENTITY_WORLD,
         POLICY_F_ENABLED, PROTO_ANY, RULES_PER_PAIR, RuleList, RulePairKey, TRACE_F_CONNTRACK_HIT,
         TRACE_F_DEFAULT_ACTION, TRACE_F_POLICY_CHECKED, ct_timeout, rule_slot,
     },
@@ -18,7 +18,7 @@ use x0_common::{
 
 use crate::{
     maps::{
-        X0_CT, X0_DROP_BUDGET, X0_DROPS, X0_IDENT_V4, X0_IDENT_V6, X0_POLICY, X0_RATE,
+        X0_CT, X0_CT4, X0_DROP_BUDGET, X0_DROPS, X0_IDENT_V4, X0_IDENT_V6, X0_POLICY, X0_RATE,
         X0_RULE_STATS, X0_RULES, coarse_now_ns, trace,
     },
     packet::header,
@@ -94,7 +94,7 @@ pub fn check(
     // direction (a reply is not a new flow of its own).
     let mut revalidate_reply = false;
     let mut known = false;
-    if let Some(entry) = X0_CT.get_ptr_mut(key) {
+    if let Some(entry) = key.entry() {
         let e = unsafe { &mut *entry };
         let fresh = fresh(e, f, now);
         if fresh && e.generation == generation {
@@ -133,7 +133,7 @@ pub fn check(
     if explain {
         return Ok(());
     }
-    if known && let Some(entry) = X0_CT.get_ptr_mut(key) {
+    if known && let Some(entry) = key.entry() {
         let e = unsafe { &mut *entry };
         e.generation = generation;
         e.rule_id = rule;
@@ -150,7 +150,7 @@ pub fn check(
         _pad: 0,
     };
     track(&mut entry, f, from_a);
-    if X0_CT.insert(key, entry, 0).is_err() {
+    if key.insert(entry).is_err() {
         // Full: existing flows keep their entries; a new one is refused rather than let
         // through untracked (its replies would then be judged as new flows).
         return Err(emit(ctx, f, Reason::DropConntrackFull, rule, explain));
@@ -167,7 +167,7 @@ pub fn check(
 #[inline(never)]
 pub fn established(f: &Flow, generation: u32) -> bool {
     let (key, from_a) = ct_key(f);
-    let Some(entry) = X0_CT.get_ptr_mut(key) else {
+    let Some(entry) = key.entry() else {
         return false;
     };
     let e = unsafe { &mut *entry };
@@ -368,9 +368,53 @@ fn count_rule(generation: u32, rule: u32) {
     }
 }
 
+/// A flow's key in its family's connection table.
+enum FlowKey {
+    V4(CtKey4),
+    V6(CtKey),
+}
+
+impl FlowKey {
+    #[inline(always)]
+    fn entry(&self) -> Option<*mut CtEntry> {
+        match self {
+            FlowKey::V4(k) => X0_CT4.get_ptr_mut(k),
+            FlowKey::V6(k) => X0_CT.get_ptr_mut(k),
+        }
+    }
+
+    #[inline(always)]
+    fn insert(&self, entry: CtEntry) -> Result<(), i32> {
+        match self {
+            FlowKey::V4(k) => X0_CT4.insert(k, entry, 0),
+            FlowKey::V6(k) => X0_CT.insert(k, entry, 0),
+        }
+    }
+}
+
 /// The flow key with the ends in canonical order, and whether the packet comes from end A.
 #[inline(always)]
-fn ct_key(f: &Flow) -> (CtKey, bool) {
+fn ct_key(f: &Flow) -> (FlowKey, bool) {
+    let (from_a, k) = ct_key_v6(f);
+    if f.family != 4 {
+        return (FlowKey::V6(k), from_a);
+    }
+    let v4 = |a: [u8; 16]| [a[0], a[1], a[2], a[3]];
+    let key = CtKey4 {
+        addr_a: v4(k.addr_a),
+        addr_b: v4(k.addr_b),
+        port_a: k.port_a,
+        port_b: k.port_b,
+        proto: k.proto,
+        _pad: [0; 3],
+    };
+    (FlowKey::V4(key), from_a)
+}
+
+/// The 40-byte key (an IPv4 flow's addresses are in the first 4 bytes, the rest zero:
+/// the order of the ends comes out the same).
+#[inline(always)]
+fn ct_key_v6(f: &Flow) -> (bool, CtKey) {
     let mut from_a = true;
     let mut i = 0;
     while i < 16 {
@@ -404,7 +448,7 @@ fn ct_key(f: &Flow) -> (CtKey, bool) {
             _pad: [0; 2],
         }
     };
-    (key, from_a)
+    (from_a, key)
 }
 
 /// Takes one event from this CPU's budget (at most DROP_EVENTS_PER_SEC per second), so
