@@ -105,9 +105,7 @@ pub fn check(
             rate_limit(generation, e.rule_id, now, explain)
                 .map_err(|r| emit(ctx, f, r, e.rule_id, explain))?;
             if !explain {
-                e.last_ns = now;
-                track(e, f, from_a);
-                count_rule(generation, e.rule_id);
+                refresh(e, f, from_a, generation, now);
             }
             return Ok(());
         }
@@ -137,9 +135,7 @@ pub fn check(
         let e = unsafe { &mut *entry };
         e.generation = generation;
         e.rule_id = rule;
-        e.last_ns = now;
-        track(e, f, from_a);
-        count_rule(generation, rule);
+        refresh(e, f, from_a, generation, now);
         return Ok(());
     }
     let mut entry = CtEntry {
@@ -178,10 +174,17 @@ pub fn established(f: &Flow, generation: u32) -> bool {
     {
         return false;
     }
+    refresh(e, f, from_a, generation, now);
+    true
+}
+
+/// A packet of a flow its entry allows: the entry's time and TCP state move, its rule
+/// counts the packet.
+#[inline(always)]
+fn refresh(e: &mut CtEntry, f: &Flow, from_a: bool, generation: u32, now: u64) {
     e.last_ns = now;
     track(e, f, from_a);
     count_rule(generation, e.rule_id);
-    true
 }
 
 /// The flow's entry has not timed out.
@@ -395,60 +398,47 @@ impl FlowKey {
 /// The flow key with the ends in canonical order, and whether the packet comes from end A.
 #[inline(always)]
 fn ct_key(f: &Flow) -> (FlowKey, bool) {
-    let (from_a, k) = ct_key_v6(f);
-    if f.family != 4 {
-        return (FlowKey::V6(k), from_a);
-    }
-    let v4 = |a: [u8; 16]| [a[0], a[1], a[2], a[3]];
-    let key = CtKey4 {
-        addr_a: v4(k.addr_a),
-        addr_b: v4(k.addr_b),
-        port_a: k.port_a,
-        port_b: k.port_b,
-        proto: k.proto,
-        _pad: [0; 3],
+    let from_a = a_first(f);
+    let (a, b, port_a, port_b) = if from_a {
+        (&f.src, &f.dst, f.sport, f.dport)
+    } else {
+        (&f.dst, &f.src, f.dport, f.sport)
     };
-    (FlowKey::V4(key), from_a)
+    let key = if f.family == 4 {
+        FlowKey::V4(CtKey4 {
+            addr_a: [a[0], a[1], a[2], a[3]],
+            addr_b: [b[0], b[1], b[2], b[3]],
+            port_a,
+            port_b,
+            proto: f.proto,
+            _pad: [0; 3],
+        })
+    } else {
+        FlowKey::V6(CtKey {
+            addr_a: *a,
+            addr_b: *b,
+            port_a,
+            port_b,
+            proto: f.proto,
+            family: f.family,
+            _pad: [0; 2],
+        })
+    };
+    (key, from_a)
 }
 
-/// The 40-byte key (an IPv4 flow's addresses are in the first 4 bytes, the rest zero:
-/// the order of the ends comes out the same).
+/// Whether the packet's source is end A: the lower address, or on equal addresses the
+/// lower port. (An IPv4 flow's addresses fill the first 4 bytes, the rest zero.)
 #[inline(always)]
-fn ct_key_v6(f: &Flow) -> (bool, CtKey) {
-    let mut from_a = true;
+fn a_first(f: &Flow) -> bool {
     let mut i = 0;
     while i < 16 {
         if f.src[i] != f.dst[i] {
-            from_a = f.src[i] < f.dst[i];
-            break;
+            return f.src[i] < f.dst[i];
         }
         i += 1;
     }
-    if i == 16 {
-        from_a = f.sport <= f.dport;
-    }
-    let key = if from_a {
-        CtKey {
-            addr_a: f.src,
-            addr_b: f.dst,
-            port_a: f.sport,
-            port_b: f.dport,
-            proto: f.proto,
-            family: f.family,
-            _pad: [0; 2],
-        }
-    } else {
-        CtKey {
-            addr_a: f.dst,
-            addr_b: f.src,
-            port_a: f.dport,
-            port_b: f.sport,
-            proto: f.proto,
-            family: f.family,
-            _pad: [0; 2],
-        }
-    };
-    (from_a, key)
+    f.sport <= f.dport
 }
 
 /// Takes one event from this CPU's budget (at most DROP_EVENTS_PER_SEC per second), so
