@@ -66,11 +66,17 @@ impl V4Filter {
 
     /// A new route: call before it is written into the exact map.
     pub fn add(&mut self, prefix_len: u8, addr: [u8; 4]) {
+        let bit = self.hold(prefix_len, addr);
+        self.word(bit).fetch_or(1 << (bit % 64), Relaxed);
+    }
+
+    /// The route's bit, counted as held by one more route where routes share bits.
+    fn hold(&mut self, prefix_len: u8, addr: [u8; 4]) -> u32 {
         let bit = v4_filter_bit(prefix_len.into(), addr);
         if prefix_len > 24 {
             *self.shared.entry(bit).or_default() += 1;
         }
-        self.word(bit).fetch_or(1 << (bit % 64), Relaxed);
+        bit
     }
 
     /// A route gone: call after it left the exact map.
@@ -97,10 +103,7 @@ impl V4Filter {
         let mut wanted = vec![0u64; V4_FILTER_WORDS as usize];
         self.shared.clear();
         for (len, addr) in routes {
-            let bit = v4_filter_bit(len.into(), addr);
-            if len > 24 {
-                *self.shared.entry(bit).or_default() += 1;
-            }
+            let bit = self.hold(len, addr);
             wanted[(bit / 64) as usize] |= 1 << (bit % 64);
         }
         for (i, w) in wanted.into_iter().enumerate() {
