@@ -88,7 +88,7 @@ enum Command {
     TestRunLoop {
         #[arg(long, default_value_t = 1_000_000)]
         routes: u32,
-        /// Only /24 prefixes (the exact-length maps) instead of /16-/32 (the trie).
+        /// Only /24 prefixes instead of every length from /16 to /32.
         #[arg(long)]
         slash24: bool,
         /// 10,000 rules in force, on an established flow.

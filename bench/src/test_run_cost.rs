@@ -141,9 +141,8 @@ pub fn run(quick: bool) -> Result<Table> {
              on one buffer; the frame starts at TTL 255 and must leave at TTL 5 with \
              XDP_REDIRECT (checked), so every run forwarded. Routes: distinct IPv4 prefixes, \
              deterministic, one resolved next hop: \"mixed\" has every length from /16 to /32 \
-             (more lengths than the fast path probes one by one, so the LPM trie serves it), \
-             \"/24\" one length (as most of an Internet table; the exact-length maps serve \
-             it). {batches} batches per row: ns per run; the goal takes the worse shape."
+             (17 lengths for the fast path to probe, each behind the probe filter), \"/24\" \
+             one length (as most of an Internet table). {batches} batches per row: ns per run; the goal takes the worse shape."
         ),
         unit: "ns per packet".into(),
         higher_is_better: false,
