@@ -148,6 +148,8 @@ fn samples(stack: Stack, reps: u32, bin: &std::path::Path) -> Result<Vec<(Vec<f6
             routing::start_babeld(&lab, 0.1, &routing::diamond_prefers_r2(false))?;
         }
         routing::wait_route(&lab, "r1", H2_NET, PRIMARY, Duration::from_secs(60))?;
+        let h2 = lab.topo.addr_of("h2", false).expect("h2 address");
+        traffic::wait_reply(&lab, "h1", h2, Duration::from_secs(30))?;
         // the adjacencies settle (BFD timers down to 10 ms, babel's hello history)
         std::thread::sleep(Duration::from_secs(2));
         Ok(lab)

@@ -39,6 +39,18 @@ pub fn ping(lab: &Lab, from: &str, to: IpAddr, count: u32) -> Result<u32> {
     Ok(received)
 }
 
+/// Pings `to` from `from` once at a time until a reply comes back: a routing stack has
+/// converged both ways (the far router's route back, not only the near one's route out).
+pub fn wait_reply(lab: &Lab, from: &str, to: IpAddr, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    while ping(lab, from, to, 1)? == 0 {
+        if Instant::now() > deadline {
+            bail!("{from} got no reply from {to} within {within:?}");
+        }
+    }
+    Ok(())
+}
+
 /// What a UDP stream measured at the receiver.
 #[derive(Clone, Debug)]
 pub struct StreamReport {

@@ -20,8 +20,11 @@ fn switches_on_a_black_hole(frr: bool) {
     }
     routing::wait_route(&lab, "r1", H2_NET, "198.18.12.2", Duration::from_secs(60)).unwrap();
     let h2 = common::addr(&lab, "h2", false);
-    assert_eq!(traffic::ping(&lab, "h1", h2, 3).unwrap(), 3);
+    // r1's route out can come before r4's route back: wait for both ways, let the
+    // adjacencies settle, then every ping must pass
+    traffic::wait_reply(&lab, "h1", h2, Duration::from_secs(30)).unwrap();
     std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(traffic::ping(&lab, "h1", h2, 3).unwrap(), 3);
     faults::drop_ingress_all(&lab, &[("r2", "eth0"), ("r1", "eth1")]).unwrap();
     // the link is dark (r1 reaches r2 only over it); the stack must route around it
     assert_eq!(
@@ -30,6 +33,8 @@ fn switches_on_a_black_hole(frr: bool) {
         "the black-hole drops the link"
     );
     routing::wait_route(&lab, "r1", H2_NET, "198.18.13.3", Duration::from_secs(5)).unwrap();
+    // r4's route back moves too, by the stack's own flooding, a little later than r1's
+    traffic::wait_reply(&lab, "h1", h2, Duration::from_secs(5)).unwrap();
     assert_eq!(traffic::ping(&lab, "h1", h2, 3).unwrap(), 3);
 }
 
