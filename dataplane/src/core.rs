@@ -27,6 +27,7 @@ use crate::{
     netlink::Link,
     policy::{CompiledPolicy, PolicyMaps},
     tables::{PortInfo, TableMaps, Tables},
+    v4_direct::V4DirectTable,
     v4_filter::V4Filter,
 };
 
@@ -109,13 +110,14 @@ where
     T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
 }
 
-/// The IPv4 probe filter, memory-mapped.
-fn v4_filter(ebpf: &mut Ebpf) -> Result<V4Filter> {
-    let name = map_names::V4_FILTER;
+/// A memory-mapped array (the IPv4 probe filter, the IPv4 direct table).
+fn mapped<T>(
+    ebpf: &mut Ebpf,
+    name: &str,
+    new: impl FnOnce(MapData) -> std::io::Result<T>,
+) -> Result<T> {
     match ebpf.take_map(name) {
-        Some(Map::Array(data)) => {
-            V4Filter::new(data).with_context(|| format!("memory-mapping map {name}"))
-        }
+        Some(Map::Array(data)) => new(data).with_context(|| format!("memory-mapping map {name}")),
         Some(_) => bail!("map {name} has an unexpected type"),
         None => bail!("map {name} missing from the object"),
     }
@@ -185,7 +187,8 @@ impl Dataplane {
             routes_v4: take(&mut ebpf, map_names::ROUTES_V4)?,
             routes_v4_exact: take(&mut ebpf, map_names::ROUTES_V4_EXACT)?,
             v4_lengths: take(&mut ebpf, map_names::V4_LENGTHS)?,
-            v4_filter: v4_filter(&mut ebpf)?,
+            v4_filter: mapped(&mut ebpf, map_names::V4_FILTER, V4Filter::new)?,
+            v4_direct: mapped(&mut ebpf, map_names::V4_DIRECT, V4DirectTable::new)?,
             routes_v6: take(&mut ebpf, map_names::ROUTES_V6)?,
             sets: take(&mut ebpf, map_names::NEXTHOP_SETS)?,
             nexthops: take(&mut ebpf, map_names::NEXTHOPS)?,

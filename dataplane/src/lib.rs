@@ -12,10 +12,12 @@ pub mod daemon;
 pub mod events;
 pub mod explain;
 pub mod health;
+pub mod mapped_array;
 pub mod netlink;
 pub mod policy;
 pub mod state;
 pub mod tables;
+pub mod v4_direct;
 pub mod v4_filter;
 
 pub use crate::core::{AttachMode, Dataplane, XdpModeChoice};

@@ -17,7 +17,7 @@ use aya::maps::{
 use ipnet::IpNet;
 use thiserror::Error;
 
-use crate::v4_filter::V4Filter;
+use crate::{v4_direct::V4DirectTable, v4_filter::V4Filter};
 use x0_common::{
     Counter, IF_STATS_ARRAY_LEN, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_NEXTHOPS_PER_SET,
     NEIGH_PER_PORT, NH_F_IPV6, NH_F_RESOLVED, NH_LIVE, NextHop, NextHopHealth, NextHopSet,
@@ -123,6 +123,8 @@ pub struct TableMaps {
     pub routes_v4_exact: BpfHashMap<MapData, V4ExactKey, Route>,
     pub v4_lengths: Array<MapData, V4Lengths>,
     pub v4_filter: V4Filter,
+    /// What the fast path reads first: the routes up to /24, per /24.
+    pub v4_direct: V4DirectTable,
     pub routes_v6: LpmTrie<MapData, [u8; 16], Route>,
     pub sets: Array<MapData, NextHopSet>,
     pub nexthops: Array<MapData, NextHop>,
@@ -139,6 +141,7 @@ pub struct Tables {
     routes_v4_exact: BpfHashMap<MapData, V4ExactKey, Route>,
     v4_lengths: Array<MapData, V4Lengths>,
     v4_filter: V4Filter,
+    v4_direct: V4DirectTable,
     /// IPv4 routes per prefix length, to publish the lengths in use.
     v4_per_length: [u32; 33],
     routes_v6: LpmTrie<MapData, [u8; 16], Route>,
@@ -169,6 +172,7 @@ impl Tables {
             routes_v4_exact,
             v4_lengths,
             v4_filter,
+            v4_direct,
             routes_v6,
             sets,
             nexthops,
@@ -182,6 +186,7 @@ impl Tables {
             routes_v4_exact,
             v4_lengths,
             v4_filter,
+            v4_direct,
             v4_per_length: [0; 33],
             routes_v6,
             sets,
@@ -347,6 +352,11 @@ impl Tables {
         &self.v4_filter
     }
 
+    /// The IPv4 direct table, for tests and diagnostics.
+    pub fn v4_direct(&self) -> &V4DirectTable {
+        &self.v4_direct
+    }
+
     /// Routes per family: (IPv4, IPv6).
     pub fn route_counts(&self) -> (usize, usize) {
         (self.routes.len() - self.v6_routes, self.v6_routes)
@@ -379,25 +389,11 @@ impl Tables {
         if self.routes.get(&prefix).map(|(t, _)| t) == Some(&target) {
             return Ok(());
         }
-        let (route, set_id) = match &target {
-            RouteTarget::Local => (
-                Route {
-                    nexthop_set: 0,
-                    flags: ROUTE_F_LOCAL,
-                },
-                0,
-            ),
-            RouteTarget::NextHops(specs) => {
-                let set_id = self.acquire_set(specs)?;
-                (
-                    Route {
-                        nexthop_set: set_id,
-                        flags: 0,
-                    },
-                    set_id,
-                )
-            }
+        let set_id = match &target {
+            RouteTarget::Local => 0,
+            RouteTarget::NextHops(specs) => self.acquire_set(specs)?,
         };
+        let route = route_value(&target, set_id);
         if let Err(e) = self.write_route(prefix, &route) {
             if set_id != 0 {
                 self.release_set(set_id);
@@ -890,7 +886,19 @@ impl Tables {
         for k in stale {
             self.routes_v4_exact.remove(&k).map_err(err)?;
         }
+        self.v4_direct
+            .rebuild(wanted.iter().map(|(k, r)| (k.prefix_len as u8, k.addr, *r)));
         self.publish_v4_lengths()
+    }
+
+    /// The longest route shorter than `p` that covers it (for the direct table's words
+    /// that `p` leaves), with its prefix length.
+    fn v4_cover(&self, p: ipnet::Ipv4Net) -> Option<(u8, Route)> {
+        (0..p.prefix_len()).rev().find_map(|len| {
+            let net = ipnet::Ipv4Net::new(p.addr(), len).expect("shorter").trunc();
+            let (target, set_id) = self.routes.get(&IpNet::V4(net))?;
+            Some((len, route_value(target, *set_id)))
+        })
     }
 
     /// Removes a route from the maps: the LPM trie, then the exact map, then its filter
@@ -909,6 +917,12 @@ impl Tables {
                     Err(e) => return Err(map(e)),
                 }
                 self.v4_filter.remove(p.prefix_len(), key.addr);
+                if p.prefix_len() <= 24 {
+                    let cover = self.v4_cover(p);
+                    self.v4_direct.clear_route(p.prefix_len(), key.addr, cover);
+                } else {
+                    self.v4_direct.remove_longer(key.addr);
+                }
                 Ok(())
             }
             IpNet::V6(p) => self
@@ -946,6 +960,11 @@ impl Tables {
                     }
                     return Err(map(e));
                 }
+                if p.prefix_len() <= 24 {
+                    self.v4_direct.set_route(p.prefix_len(), key.addr, route);
+                } else if before.is_none() {
+                    self.v4_direct.add_longer(key.addr);
+                }
                 Ok(())
             }
             IpNet::V6(p) => self
@@ -957,5 +976,19 @@ impl Tables {
                 )
                 .map_err(map),
         }
+    }
+}
+
+/// The route maps' value for a route to `target` through next-hop set `set_id`.
+fn route_value(target: &RouteTarget, set_id: u32) -> Route {
+    match target {
+        RouteTarget::Local => Route {
+            nexthop_set: 0,
+            flags: ROUTE_F_LOCAL,
+        },
+        RouteTarget::NextHops(_) => Route {
+            nexthop_set: set_id,
+            flags: 0,
+        },
     }
 }

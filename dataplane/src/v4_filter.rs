@@ -7,55 +7,33 @@
 //! deleted, so that no packet ever skips a route that is there. A bit set in excess only
 //! costs a probe that misses.
 
-use std::{collections::HashMap, os::fd::AsFd, ptr::NonNull, sync::atomic::AtomicU64};
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+};
 
 use aya::maps::MapData;
-use std::sync::atomic::Ordering::Relaxed;
 use x0_common::{V4_FILTER_WORDS, v4_filter_bit};
 
+use crate::mapped_array::MappedArray;
+
 pub struct V4Filter {
-    /// Keeps the map (and so the mapping's file) open.
-    _map: MapData,
-    words: NonNull<AtomicU64>,
+    words: MappedArray<AtomicU64>,
     /// Routes longer than /24 share hashed bits: how many routes hold each such bit.
     shared: HashMap<u32, u32>,
 }
 
-// SAFETY: the mapping is owned by this value and only touched through atomics.
-unsafe impl Send for V4Filter {}
-unsafe impl Sync for V4Filter {}
-
-const BYTES: usize = V4_FILTER_WORDS as usize * 8;
-
 impl V4Filter {
     /// Maps `map` (an array of V4_FILTER_WORDS u64 created with BPF_F_MMAPABLE).
     pub fn new(map: MapData) -> std::io::Result<Self> {
-        // SAFETY: a fresh shared mapping of the map's whole value area; the kernel keeps
-        // the pages alive while mapped, and we unmap in Drop.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                BYTES,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                std::os::fd::AsRawFd::as_raw_fd(&map.fd().as_fd()),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
         Ok(Self {
-            _map: map,
-            words: NonNull::new(ptr.cast()).expect("mmap returned a mapping"),
+            words: MappedArray::new(map, V4_FILTER_WORDS as usize)?,
             shared: HashMap::new(),
         })
     }
 
     fn word(&self, bit: u32) -> &AtomicU64 {
-        debug_assert!(bit < V4_FILTER_WORDS * 64);
-        // SAFETY: v4_filter_bit stays below V4_FILTER_WORDS * 64, inside the mapping.
-        unsafe { &*self.words.as_ptr().add((bit / 64) as usize) }
+        self.words.at((bit / 64) as usize)
     }
 
     /// Whether the fast path would probe `prefix_len` for `addr`.
@@ -112,12 +90,5 @@ impl V4Filter {
                 word.store(w, Relaxed);
             }
         }
-    }
-}
-
-impl Drop for V4Filter {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, not used after this.
-        unsafe { libc::munmap(self.words.as_ptr().cast(), BYTES) };
     }
 }

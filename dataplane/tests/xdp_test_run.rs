@@ -313,6 +313,116 @@ fn the_longest_prefix_wins_through_the_exact_maps_with_any_number_of_lengths() {
     );
 }
 
+/// The direct table against a reference longest-prefix match: routes of every length from
+/// /0 to /32 (overlapping, in 10.0.0.0/14 and around it), added, replaced and removed at
+/// random; after each round, random destinations and each route's own address must get
+/// the outcome of the longest matching route (local, forwarded, unresolved next hop, no
+/// route), and each /24's word must name the longest route up to /24 and say whether
+/// longer ones lie inside. At the end, no word of the region keeps anything.
+#[test]
+fn random_route_churn_agrees_with_a_reference_longest_prefix_match() {
+    use std::collections::BTreeMap;
+    use x0_dataplane::tables::NextHopSpec;
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Kind {
+        Local,
+        Forwarded,
+        Unresolved,
+    }
+    let target = |k: Kind| match k {
+        Kind::Local => RouteTarget::Local,
+        Kind::Forwarded | Kind::Unresolved => RouteTarget::NextHops(vec![NextHopSpec {
+            gateway: if k == Kind::Forwarded {
+                "198.18.12.2"
+            } else {
+                "198.18.12.9"
+            }
+            .parse()
+            .unwrap(),
+            ifindex: PORT_A,
+        }]),
+    };
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move |n: u32| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % u64::from(n)) as u32
+    };
+    const BASE: u32 = 10 << 24; // 10.0.0.0/14: 1,024 /24s
+    let random_net = |rand: &mut dyn FnMut(u32) -> u32| {
+        const LENGTHS: [u8; 16] = [0, 6, 8, 12, 14, 16, 18, 20, 22, 23, 24, 24, 25, 28, 30, 32];
+        let len = LENGTHS[rand(16) as usize];
+        let addr = std::net::Ipv4Addr::from(BASE + rand(1 << 18));
+        ipnet::Ipv4Net::new(addr, len).unwrap().trunc()
+    };
+    let mut fx = Fixture::new();
+    let mut reference: BTreeMap<ipnet::Ipv4Net, Kind> = BTreeMap::new();
+    let kinds = [Kind::Local, Kind::Forwarded, Kind::Unresolved];
+    let longest = |r: &BTreeMap<ipnet::Ipv4Net, Kind>, a: u32, max: u8| {
+        (0..=max).rev().find_map(|len| {
+            let net = ipnet::Ipv4Net::new(a.into(), len).unwrap().trunc();
+            r.get(&net).map(|k| (len, *k))
+        })
+    };
+    for round in 0..6 {
+        for _ in 0..60 {
+            let net = random_net(&mut rand);
+            let kind = kinds[rand(3) as usize];
+            fx.dp()
+                .tables()
+                .upsert(ipnet::IpNet::V4(net), target(kind))
+                .unwrap();
+            reference.insert(net, kind);
+        }
+        let n_remove = if round == 5 { reference.len() } else { 25 };
+        for _ in 0..n_remove {
+            let nets: Vec<_> = reference.keys().copied().collect();
+            let net = nets[rand(nets.len() as u32) as usize];
+            fx.dp().tables().remove(ipnet::IpNet::V4(net)).unwrap();
+            reference.remove(&net);
+        }
+        let mut dsts: Vec<u32> = (0..150).map(|_| BASE + rand(1 << 18)).collect();
+        dsts.extend(
+            reference
+                .keys()
+                .map(|n| u32::from(n.addr()))
+                .filter(|a| a >> 24 == 10),
+        );
+        for a in dsts {
+            let d = a.to_be_bytes();
+            let name = format!("round {round}, {}", std::net::Ipv4Addr::from(a));
+            let expect = match longest(&reference, a, 32).map(|(_, k)| k) {
+                None => Expect::Pass(Reason::PassNoRoute),
+                Some(Kind::Local) => Expect::Pass(Reason::PassLocal),
+                Some(Kind::Unresolved) => Expect::Pass(Reason::PassNoNeighbour),
+                Some(Kind::Forwarded) => Expect::Redirect {
+                    ifindex: PORT_A,
+                    frame: udp4_forwarded([198, 18, 1, 2], d, 64, b"x"),
+                    reason: Reason::ForwardedRoute,
+                },
+            };
+            check(&mut fx, &name, &udp4([198, 18, 1, 2], d, 64, b"x"), &expect);
+            let word = fx.dp().tables().v4_direct().word(d);
+            let up_to_24 = longest(&reference, a, 24).map(|(len, _)| len);
+            let longer = reference
+                .keys()
+                .any(|n| n.prefix_len() > 24 && u32::from(n.addr()) >> 8 == a >> 8);
+            assert_eq!(
+                (word.prefix_len(), word.longer()),
+                (up_to_24, longer),
+                "{name}: the /24's word"
+            );
+        }
+    }
+    assert!(reference.is_empty());
+    let t = fx.dp().tables();
+    for i in 0..1024u32 {
+        let w = t.v4_direct().word((BASE + (i << 8)).to_be_bytes());
+        assert_eq!(w.0, 0, "/24 number {i} of 10.0.0.0/14 keeps {w:?}");
+    }
+}
+
 /// Routes longer than /24 share hashed filter bits: of two host routes on one bit,
 /// deleting one leaves the other found; deleting both clears the bit.
 #[test]
@@ -405,6 +515,11 @@ fn a_route_the_kernel_refuses_leaves_the_maps_as_they_were() {
             "{map}: the new next hop is let go"
         );
         assert!(!t.v4_filter().may_hold(24, [10, 0, 9, 0]), "{map}");
+        assert_eq!(
+            t.v4_direct().word([10, 0, 9, 0]).route(),
+            None,
+            "{map}: in the direct table"
+        );
         let exact: aya::maps::HashMap<_, x0_common::V4ExactKey, x0_common::Route> =
             aya::maps::HashMap::try_from(aya::maps::Map::HashMap(
                 aya::maps::MapData::from_pin(fx.pin_root.join(ROUTES_V4_EXACT)).unwrap(),
@@ -428,12 +543,16 @@ fn a_route_the_kernel_refuses_leaves_the_maps_as_they_were() {
     }
 }
 
-/// A restarted dataplane rebuilds the probe filter from the routes it adopts: bits that an
-/// older version's pins or a crash left missing come back (else those routes would be
-/// skipped), and bits of routes that are gone are cleared.
+/// A restarted dataplane rebuilds the probe filter and the direct table from the routes it
+/// adopts: bits and words that an older version's pins or a crash left missing come back
+/// (else those routes would be skipped), and those of routes that are gone are cleared.
 #[test]
-fn a_restart_rebuilds_the_probe_filter_from_the_routes() {
-    use x0_common::{V4_FILTER_WORDS, map_names::V4_FILTER, v4_filter_bit};
+fn a_restart_rebuilds_the_probe_filter_and_direct_table_from_the_routes() {
+    use x0_common::{
+        V4_FILTER_WORDS,
+        map_names::{V4_DIRECT, V4_FILTER},
+        v4_filter_bit,
+    };
     use x0_dataplane::Dataplane;
     let pin_root = std::path::PathBuf::from(format!(
         "/sys/fs/bpf/x0-test-restart-{}",
@@ -457,6 +576,21 @@ fn a_restart_rebuilds_the_probe_filter_from_the_routes() {
     let stale = v4_filter_bit(24, [10, 0, 2, 0]);
     assert!(stale / 64 < V4_FILTER_WORDS);
     filter.set(stale / 64, 1 << (stale % 64), 0).unwrap();
+    // And the direct table: the /24's word emptied, a word for no route written.
+    let mut direct: aya::maps::Array<_, u64> = aya::maps::Array::try_from(aya::maps::Map::Array(
+        aya::maps::MapData::from_pin(pin_root.join(V4_DIRECT)).unwrap(),
+    ))
+    .unwrap();
+    let element = |a: [u8; 4]| x0_common::V4Direct::index(a) / 2;
+    let local = x0_common::Route {
+        nexthop_set: 0,
+        flags: x0_common::ROUTE_F_LOCAL,
+    };
+    direct.set(element([10, 0, 1, 0]), 0, 0).unwrap();
+    let forged = x0_common::V4Direct(0).with_route(24, &local).0;
+    direct
+        .set(element([10, 0, 2, 0]), u64::from(forged) * 0x1_0000_0001, 0)
+        .unwrap();
 
     let mut dp = Dataplane::load(&pin_root).unwrap();
     let f = dp.tables().v4_filter();
@@ -465,18 +599,26 @@ fn a_restart_rebuilds_the_probe_filter_from_the_routes() {
         !f.may_hold(24, [10, 0, 2, 0]),
         "a bit of no route is cleared"
     );
-    let local = |dp: &Dataplane| dp.counters().unwrap().get(Reason::PassLocal);
-    let before = local(&dp);
+    let w = dp.tables().v4_direct().word([10, 0, 1, 0]);
+    assert_eq!((w.prefix_len(), w.longer()), (Some(24), true));
+    assert_eq!(dp.tables().v4_direct().word([10, 0, 2, 0]).route(), None);
+    let counter = |dp: &Dataplane, r| dp.counters().unwrap().get(r);
+    let before = counter(&dp, Reason::PassLocal);
     for d in [[10, 0, 1, 7], [10, 0, 1, 8]] {
         dp.test_run(&udp4([198, 18, 1, 2], d, 64, b"x")).unwrap();
     }
-    let found = local(&dp) - before;
+    let found = counter(&dp, Reason::PassLocal) - before;
+    let before = counter(&dp, Reason::PassNoRoute);
+    dp.test_run(&udp4([198, 18, 1, 2], [10, 0, 2, 1], 64, b"x"))
+        .unwrap();
+    let forged_found = counter(&dp, Reason::PassNoRoute) - before == 0;
     dp.shutdown(true).unwrap();
     let _ = std::fs::remove_dir_all(&pin_root);
     assert_eq!(
         found, 2,
         "the /32 and the /24 (both local) are found after the restart"
     );
+    assert!(!forged_found, "a word of no route is cleared");
 }
 
 #[test]

@@ -33,6 +33,7 @@ pub mod map_names {
     pub const ROUTES_V4_EXACT: &str = "X0_ROUTES_V4_EXACT";
     pub const V4_LENGTHS: &str = "X0_V4_LENGTHS";
     pub const V4_FILTER: &str = "X0_V4_FILTER";
+    pub const V4_DIRECT: &str = "X0_V4_DIRECT";
     pub const NEXTHOP_SETS: &str = "X0_NH_SETS";
     pub const NEXTHOPS: &str = "X0_NEXTHOPS";
     pub const TX_PORTS: &str = "X0_TX_PORTS";
@@ -62,12 +63,13 @@ pub mod map_names {
     pub const PENDING: &str = "X0_PENDING";
     pub const CLOCK: &str = "X0_CLOCK";
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 32] = [
+    pub const ALL: [&str; 33] = [
         ROUTES_V4,
         ROUTES_V6,
         ROUTES_V4_EXACT,
         V4_LENGTHS,
         V4_FILTER,
+        V4_DIRECT,
         NEXTHOP_SETS,
         NEXTHOPS,
         TX_PORTS,
@@ -152,6 +154,98 @@ pub const ROUTE_F_LOCAL: u32 = 1;
 /// first asked of the probe filter (`v4_filter_bit`), an array the verifier inlines:
 /// only probes that may hit are made. Every length may be in use.
 pub const MAX_V4_LENGTHS: usize = 33;
+
+/// The IPv4 direct table (`X0_V4_DIRECT`): one word per /24 of the address space, holding
+/// the answer of the routes up to /24 for every address in it (DPDK's DIR-24-8 without
+/// the second level). An array lookup is inlined by the verifier, where a hash lookup is
+/// kernel calls (costly where returns are mitigated); 64 MiB, preallocated. Routes longer
+/// than /24 stay in the exact map: their /24's word says so (`V4Direct::LONGER`) and the
+/// fast path probes those lengths first.
+pub const V4_DIRECT_ENTRIES: u32 = 1 << 24;
+/// The map's elements: two words per u64, since the kernel keeps array elements 8 bytes
+/// apart (a map of u32 would take 128 MiB). User space, which maps the array, sees the
+/// words in index order.
+pub const V4_DIRECT_ELEMENTS: u32 = V4_DIRECT_ENTRIES / 2;
+
+/// A word of the direct table: what the routes up to /24 say about one /24 (an address's
+/// index is its top 24 bits). Bit 31: a route covers it; 30: routes longer than /24 lie
+/// inside; 29: the route is local; 24..=28: the route's prefix length (user space needs it
+/// to know which slots a route owns); 0..=23: the route's next-hop set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct V4Direct(pub u32);
+
+impl V4Direct {
+    pub const ROUTE: u32 = 1 << 31;
+    pub const LONGER: u32 = 1 << 30;
+    const LOCAL: u32 = 1 << 29;
+    const LEN_SHIFT: u32 = 24;
+    const SET_MASK: u32 = (1 << Self::LEN_SHIFT) - 1;
+
+    /// The index of the /24 holding `addr`.
+    #[inline(always)]
+    pub fn index(addr: [u8; 4]) -> u32 {
+        u32::from_be_bytes(addr) >> 8
+    }
+
+    /// The word of /24 `index` from the map element holding it (element `index / 2`).
+    #[inline(always)]
+    pub fn in_element(element: u64, index: u32) -> Self {
+        let half = if cfg!(target_endian = "little") {
+            index & 1
+        } else {
+            !index & 1
+        };
+        Self((element >> (half * 32)) as u32)
+    }
+
+    /// The word for `route` (of `prefix_len` <= 24), keeping `self`'s LONGER bit.
+    pub fn with_route(self, prefix_len: u8, route: &Route) -> Self {
+        const _: () = assert!(MAX_NEXTHOP_SETS <= V4Direct::SET_MASK + 1);
+        debug_assert!(prefix_len <= 24 && route.flags & !ROUTE_F_LOCAL == 0);
+        let local = if route.flags & ROUTE_F_LOCAL != 0 {
+            Self::LOCAL
+        } else {
+            0
+        };
+        Self(
+            self.0 & Self::LONGER
+                | Self::ROUTE
+                | local
+                | u32::from(prefix_len) << Self::LEN_SHIFT
+                | route.nexthop_set & Self::SET_MASK,
+        )
+    }
+
+    /// No route up to /24 here (the LONGER bit kept).
+    pub fn without_route(self) -> Self {
+        Self(self.0 & Self::LONGER)
+    }
+
+    /// The covering route's prefix length, if a route covers this /24.
+    pub fn prefix_len(self) -> Option<u8> {
+        (self.0 & Self::ROUTE != 0).then_some((self.0 >> Self::LEN_SHIFT & 0x1f) as u8)
+    }
+
+    #[inline(always)]
+    pub fn longer(self) -> bool {
+        self.0 & Self::LONGER != 0
+    }
+
+    #[inline(always)]
+    pub fn route(self) -> Option<Route> {
+        if self.0 & Self::ROUTE == 0 {
+            return None;
+        }
+        Some(Route {
+            nexthop_set: self.0 & Self::SET_MASK,
+            flags: if self.0 & Self::LOCAL != 0 {
+                ROUTE_F_LOCAL
+            } else {
+                0
+            },
+        })
+    }
+}
 
 /// `X0_V4_FILTER`'s size in 64-bit words: 2^25 bits for the lengths /0../24, one bit per
 /// possible prefix, and 2^24 bits that routes longer than /24 share by hash.
@@ -404,6 +498,53 @@ mod tests {
         assert_eq!(V4ExactKey::masked(31, a).addr, [198, 51, 100, 76]);
         assert_eq!(V4ExactKey::masked(32, a).addr, a);
         assert_eq!(V4ExactKey::masked(24, a).prefix_len, 24);
+    }
+
+    #[test]
+    fn direct_words_round_trip_a_route_and_keep_the_longer_bit() {
+        use super::{ROUTE_F_LOCAL, Route, V4Direct};
+        assert_eq!(V4Direct::index([198, 51, 100, 77]), 0xc63364);
+        // Words 2k and 2k+1 side by side in memory are element k.
+        let pair: [u32; 2] = [0x8000_0001, 0xc000_0002];
+        let element =
+            u64::from_ne_bytes(unsafe { core::mem::transmute::<[u32; 2], [u8; 8]>(pair) });
+        assert_eq!(V4Direct::in_element(element, 6), V4Direct(pair[0]));
+        assert_eq!(V4Direct::in_element(element, 7), V4Direct(pair[1]));
+        let empty = V4Direct(V4Direct::LONGER);
+        assert_eq!(empty.route(), None);
+        assert_eq!(empty.prefix_len(), None);
+        for (len, route) in [
+            (
+                24,
+                Route {
+                    nexthop_set: 65_535,
+                    flags: 0,
+                },
+            ),
+            (
+                0,
+                Route {
+                    nexthop_set: 0,
+                    flags: ROUTE_F_LOCAL,
+                },
+            ),
+            (
+                13,
+                Route {
+                    nexthop_set: 7,
+                    flags: 0,
+                },
+            ),
+        ] {
+            let w = empty.with_route(len, &route);
+            assert_eq!(
+                (w.route(), w.prefix_len(), w.longer()),
+                (Some(route), Some(len), true)
+            );
+            let plain = V4Direct(0).with_route(len, &route);
+            assert!(!plain.longer());
+            assert_eq!(w.without_route(), empty);
+        }
     }
 
     #[test]

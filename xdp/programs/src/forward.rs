@@ -3,7 +3,8 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use x0_common::{
     BFD_CONTROL_PORT, CFG_F_FIB_FALLBACK, MAX_NEXTHOPS_PER_SET, MAX_V4_LENGTHS, NH_F_RESOLVED,
-    NH_LIVE, ROUTE_F_LOCAL, Reason, Route, V4ExactKey, policy::Flow, v4_filter_bit, xsk_slot_key,
+    NH_LIVE, ROUTE_F_LOCAL, Reason, Route, V4Direct, V4ExactKey, policy::Flow, v4_filter_bit,
+    xsk_slot_key,
 };
 
 use crate::{
@@ -11,7 +12,8 @@ use crate::{
     maps::Ingress,
     maps::{
         self, X0_NEXTHOPS, X0_NH_LIVE, X0_NH_SETS, X0_PENDING, X0_ROUTES_V4, X0_ROUTES_V4_EXACT,
-        X0_ROUTES_V6, X0_TX_PORTS, X0_V4_FILTER, X0_V4_LENGTHS, X0_XSK_SLOTS, X0_XSKS,
+        X0_ROUTES_V6, X0_TX_PORTS, X0_V4_DIRECT, X0_V4_FILTER, X0_V4_LENGTHS, X0_XSK_SLOTS,
+        X0_XSKS,
     },
     packet::{
         ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, Ipv4Hdr, Ipv6Hdr, frame_len, header,
@@ -105,7 +107,7 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
     }
 
     let egress = match route_v4(dst) {
-        Some(route) => match nexthop_egress(route) {
+        Some(route) => match nexthop_egress(&route) {
             Ok(e) => e,
             Err(Reason::PassLocal) => return local(ctx, ip.protocol, ip.ttl, ETH_HLEN + 20),
             Err(reason) => return pass(reason),
@@ -146,31 +148,43 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
     forward_v4(ip, eth, &egress)
 }
 
-/// The longest-prefix route of `dst`: per prefix length in use, longest first, a look at
-/// the probe filter and, where it says a route may be there, one hash lookup (see
-/// MAX_V4_LENGTHS). The LPM trie when no lengths are published.
+/// The longest-prefix route of `dst`. Its /24's word in the direct table answers for the
+/// routes up to /24; where it says longer routes lie inside, those lengths are probed
+/// first, longest first, each through the probe filter and, where it says a route may be
+/// there, one hash lookup. The LPM trie when no lengths are published (maps of a version
+/// before the direct table, until the daemon has rebuilt them).
 #[inline(always)]
-fn route_v4(dst: [u8; 4]) -> Option<&'static Route> {
-    if let Some(l) = X0_V4_LENGTHS.get(0)
-        && l.count != 0
-    {
+fn route_v4(dst: [u8; 4]) -> Option<Route> {
+    let index = V4Direct::index(dst);
+    let (Some(l), Some(element)) = (X0_V4_LENGTHS.get(0), X0_V4_DIRECT.get(index / 2)) else {
+        return None;
+    };
+    if l.count == 0 {
+        return X0_ROUTES_V4
+            .get(aya_ebpf::maps::lpm_trie::Key::new(32, dst))
+            .copied();
+    }
+    let word = V4Direct::in_element(*element, index);
+    if word.longer() {
         for i in 0..MAX_V4_LENGTHS {
             if i as u32 >= l.count {
                 break;
             }
             let len = l.lengths[i];
+            if len <= 24 {
+                break;
+            }
             let bit = v4_filter_bit(len, dst);
             match X0_V4_FILTER.get(bit / 64) {
-                Some(word) if *word & (1 << (bit % 64)) != 0 => {}
+                Some(w) if *w & (1 << (bit % 64)) != 0 => {}
                 _ => continue,
             }
             if let Some(route) = unsafe { X0_ROUTES_V4_EXACT.get(V4ExactKey::masked(len, dst)) } {
-                return Some(route);
+                return Some(*route);
             }
         }
-        return None;
     }
-    X0_ROUTES_V4.get(aya_ebpf::maps::lpm_trie::Key::new(32, dst))
+    word.route()
 }
 
 /// Decrements the TTL (RFC 1624 checksum update), rewrites the MACs and redirects.

@@ -14,7 +14,7 @@ use aya_ebpf::{
 use x0_common::{
     Config, Counter, IF_STATS_ARRAY_LEN, IfCounters, MAX_NEXTHOP_SETS, MAX_NEXTHOPS, MAX_PORTS,
     MAX_ROUTES_V4, MAX_ROUTES_V6, MAX_XSKS, NEIGH_PER_PORT, NextHop, NextHopHealth, NextHopSet,
-    PortState, Route, V4_FILTER_WORDS, V4ExactKey, V4Lengths, mac_key,
+    PortState, Route, V4_DIRECT_ELEMENTS, V4_FILTER_WORDS, V4ExactKey, V4Lengths, mac_key,
     policy::{
         ACTION_DENY, CT_DEFAULT_ENTRIES, CtEntry, CtKey, CtKey4, MAX_IDENTITY_PREFIXES,
         MAX_RULE_PAIRS, MAX_RULES, Pending, PolicyState, RateLimit, RuleList, RulePairKey, Trace,
@@ -42,6 +42,10 @@ pub static X0_V4_LENGTHS: Array<V4Lengths> = Array::pinned(1, 0);
 /// space, which sets a route's bit before writing the route and clears it after deleting.
 #[map]
 pub static X0_V4_FILTER: Array<u64> = Array::pinned(V4_FILTER_WORDS, BPF_F_MMAPABLE);
+/// The answer of the routes up to /24 per /24 (`x0_common::V4Direct`), two per element,
+/// memory-mapped and written by user space.
+#[map]
+pub static X0_V4_DIRECT: Array<u64> = Array::pinned(V4_DIRECT_ELEMENTS, BPF_F_MMAPABLE);
 #[map]
 pub static X0_NH_SETS: Array<NextHopSet> = Array::pinned(MAX_NEXTHOP_SETS, 0);
 #[map]
