@@ -519,3 +519,139 @@ fn the_sweep_expires_idle_flows_of_both_families() {
     );
     assert_eq!(ct6.keys().count(), 0);
 }
+
+/// The per-CPU flow cache in front of the IPv4 connection table passes a flow's packets
+/// as the table would, and leaves the table in charge of what it tracks: the first reply
+/// still reaches the table (the flow is marked replied), a FIN reaches it (the flow is
+/// marked closing), the entry's time is refreshed at least every
+/// FLOW_CACHE_REVALIDATE_NS while packets flow, every packet counts for its rule, and a
+/// new policy re-judges cached flows.
+#[test]
+fn the_flow_cache_leaves_replies_fins_and_time_to_the_connection_table() {
+    use aya::maps::{HashMap, Map, MapData};
+    use x0_common::{
+        map_names::CONNTRACK_V4,
+        policy::{CT_F_FIN_A, CT_F_REPLIED, CtEntry, CtKey4, FLOW_CACHE_REVALIDATE_NS},
+    };
+    let mut fx = Fixture::new();
+    const UDP_RULE: &str = "[[rule]]\nfrom = \"h1\"\nto = \"h2\"\nproto = \"udp\"\nports = \"5000\"\naction = \"allow\"\n";
+    const TCP_RULE: &str = "[[rule]]\nfrom = \"h1\"\nto = \"h2\"\nproto = \"tcp\"\nports = \"443\"\naction = \"allow\"\n";
+    let both = format!("{IDENTITIES}{UDP_RULE}{TCP_RULE}");
+    install(&mut fx, &policy("deny", &both));
+    let ct4: HashMap<_, CtKey4, CtEntry> = HashMap::try_from(Map::HashMap(
+        MapData::from_pin(fx.pin_root.join(CONNTRACK_V4)).unwrap(),
+    ))
+    .unwrap();
+    let entry = |port: u16| -> CtEntry {
+        ct4.iter()
+            .flatten()
+            .find(|(k, _)| k.port_a == port || k.port_b == port)
+            .map(|(_, e)| e)
+            .unwrap_or_else(|| panic!("no flow of port {port}"))
+    };
+    // UDP: opened, then cached by its second packet; the reply reaches the table.
+    for i in 0..3 {
+        expect(
+            &mut fx,
+            &format!("h1 udp {i}"),
+            &udp(H1, H2, 40000, 5000),
+            Reason::ForwardedRoute,
+        );
+    }
+    assert_eq!(entry(40000).flags & CT_F_REPLIED, 0);
+    expect(
+        &mut fx,
+        "h2 reply",
+        &udp(H2, H1, 5000, 40000),
+        Reason::ForwardedRoute,
+    );
+    assert_ne!(
+        entry(40000).flags & CT_F_REPLIED,
+        0,
+        "the reply is recorded"
+    );
+    // The table's time moves while cached packets flow.
+    let first = entry(40000).last_ns;
+    let wait = std::time::Duration::from_nanos(FLOW_CACHE_REVALIDATE_NS + 200_000_000);
+    let until = std::time::Instant::now() + wait;
+    let mut later_packets = 0;
+    while std::time::Instant::now() < until {
+        later_packets += 1;
+        expect(
+            &mut fx,
+            "h1 udp, later",
+            &udp(H1, H2, 40000, 5000),
+            Reason::ForwardedRoute,
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let later = entry(40000).last_ns;
+    assert!(
+        later - first >= FLOW_CACHE_REVALIDATE_NS,
+        "entry time moved {} ms in {wait:?}",
+        (later - first) / 1_000_000
+    );
+    // TCP: handshake, data from h1 (cached), then h1's FIN reaches the table.
+    let seg = |from_h1: bool, syn: bool, ack: bool| {
+        if from_h1 {
+            tcp(H1, H2, 40001, 443, syn, ack)
+        } else {
+            tcp(H2, H1, 443, 40001, syn, ack)
+        }
+    };
+    expect(
+        &mut fx,
+        "SYN",
+        &seg(true, true, false),
+        Reason::ForwardedRoute,
+    );
+    expect(
+        &mut fx,
+        "SYN-ACK",
+        &seg(false, true, true),
+        Reason::ForwardedRoute,
+    );
+    for i in 0..3 {
+        expect(
+            &mut fx,
+            &format!("ACK {i}"),
+            &seg(true, false, true),
+            Reason::ForwardedRoute,
+        );
+    }
+    assert_eq!(entry(40001).flags & CT_F_FIN_A, 0);
+    let mut fin = seg(true, false, true);
+    fin[14 + 20 + 13] |= 0x01; // FIN (the frame's TCP checksum is not checked here)
+    expect(&mut fx, "FIN", &fin, Reason::ForwardedRoute);
+    assert_ne!(
+        entry(40001).flags & (CT_F_FIN_A | x0_common::policy::CT_F_FIN_B),
+        0,
+        "the FIN is recorded"
+    );
+    // Every allowed packet counted for its rule, cached or not.
+    let hits = x0_dataplane::counters::read_rule_hits(&fx.pin_root).unwrap();
+    let udp_packets = hits.get(&1).copied().unwrap_or(0);
+    assert_eq!(udp_packets, 3 + 1 + later_packets, "udp rule");
+    assert_eq!(hits.get(&2).copied(), Some(5 + 1), "tcp rule: {hits:?}");
+    // A new policy without the UDP rule, right after the cache took the flow again (so
+    // that its entry is fresh): the cached flow is judged again and dropped.
+    let seen = entry(40000).last_ns;
+    let until = std::time::Instant::now() + 2 * wait;
+    while entry(40000).last_ns == seen {
+        assert!(std::time::Instant::now() < until, "no revalidation");
+        let _ = fx.dp().test_run(&udp(H1, H2, 40000, 5000)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let started = std::time::Instant::now();
+    install(&mut fx, &policy("deny", &format!("{IDENTITIES}{TCP_RULE}")));
+    assert!(
+        started.elapsed() < wait / 2,
+        "installed within the cache's time"
+    );
+    expect(
+        &mut fx,
+        "h1 udp after the rule went",
+        &udp(H1, H2, 40000, 5000),
+        Reason::DropDefaultDeny,
+    );
+}

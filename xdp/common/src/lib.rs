@@ -62,8 +62,9 @@ pub mod map_names {
     pub const JUMP: &str = "X0_JUMP";
     pub const PENDING: &str = "X0_PENDING";
     pub const CLOCK: &str = "X0_CLOCK";
+    pub const FLOW_CACHE: &str = "X0_FLOW_CACHE";
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 33] = [
+    pub const ALL: [&str; 34] = [
         ROUTES_V4,
         ROUTES_V6,
         ROUTES_V4_EXACT,
@@ -97,6 +98,7 @@ pub mod map_names {
         JUMP,
         PENDING,
         CLOCK,
+        FLOW_CACHE,
     ];
 }
 

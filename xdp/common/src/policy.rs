@@ -130,6 +130,37 @@ pub struct CtKey4 {
     pub _pad: [u8; 3],
 }
 
+/// Slots of the per-CPU flow cache (`FlowCacheEntry`), a power of two.
+pub const FLOW_CACHE_SLOTS: u32 = 4096;
+/// How long a cached flow is passed without its connection-table entry: its time is
+/// refreshed at least this often (every idle timeout is far longer), and a cached flow
+/// stops being passed at most this long after its entry would have (never: an entry of a
+/// flow with packets does not time out).
+pub const FLOW_CACHE_REVALIDATE_NS: u64 = 1_000_000_000;
+
+/// A slot of the per-CPU flow cache in front of the IPv4 connection table: an IPv4 flow
+/// the table allowed a moment ago, found with an array lookup (the verifier inlines it)
+/// instead of a hash lookup (kernel calls). A hit passes the packet as the table would
+/// (same generation, the rule's rate and counter); the table's entry is refreshed by the
+/// misses, at least every `FLOW_CACHE_REVALIDATE_NS`. Packets that change a TCP flow's
+/// state (SYN, FIN, RST) always go to the table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowCacheEntry {
+    pub key: CtKey4,
+    /// When the table last allowed the flow (coarse ns).
+    pub checked_ns: u64,
+    pub generation: u32,
+    pub rule_id: u32,
+    /// `FLOW_CACHE_FROM_*`: the directions whose packets may hit (the initiator's, and the
+    /// other once the table has seen it, so that its first reply still reaches the table).
+    pub ways: u32,
+    pub _pad: u32,
+}
+
+pub const FLOW_CACHE_FROM_A: u32 = 1;
+pub const FLOW_CACHE_FROM_B: u32 = 2;
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtEntry {

@@ -16,8 +16,9 @@ use x0_common::{
     MAX_ROUTES_V4, MAX_ROUTES_V6, MAX_XSKS, NEIGH_PER_PORT, NextHop, NextHopHealth, NextHopSet,
     PortState, Route, V4_DIRECT_ELEMENTS, V4_FILTER_WORDS, V4ExactKey, V4Lengths, mac_key,
     policy::{
-        ACTION_DENY, CT_DEFAULT_ENTRIES, CtEntry, CtKey, CtKey4, MAX_IDENTITY_PREFIXES,
-        MAX_RULE_PAIRS, MAX_RULES, Pending, PolicyState, RateLimit, RuleList, RulePairKey, Trace,
+        ACTION_DENY, CT_DEFAULT_ENTRIES, CtEntry, CtKey, CtKey4, FLOW_CACHE_SLOTS, FlowCacheEntry,
+        MAX_IDENTITY_PREFIXES, MAX_RULE_PAIRS, MAX_RULES, Pending, PolicyState, RateLimit,
+        RuleList, RulePairKey, Trace,
     },
     reason::{REASON_COUNT, Verdict},
 };
@@ -102,6 +103,9 @@ pub static X0_RULE_STATS: PerCpuArray<Counter> = PerCpuArray::pinned(2 * (MAX_RU
 pub static X0_CT: HashMap<CtKey, CtEntry> = HashMap::pinned(CT_DEFAULT_ENTRIES, 0);
 #[map]
 pub static X0_CT4: HashMap<CtKey4, CtEntry> = HashMap::pinned(CT_DEFAULT_ENTRIES, 0);
+/// Per CPU: IPv4 flows the connection table allowed a moment ago, by slot.
+#[map]
+pub static X0_FLOW_CACHE: PerCpuArray<FlowCacheEntry> = PerCpuArray::pinned(FLOW_CACHE_SLOTS, 0);
 /// What the program decided on an explained packet (see `EXPLAIN_MAGIC`).
 #[map]
 pub static X0_TRACE: PerCpuArray<Trace> = PerCpuArray::pinned(1, 0);
