@@ -27,6 +27,11 @@ pub struct Config {
     pub fib_fallback: bool,
     #[serde(default)]
     pub xdp_mode: XdpModeChoice,
+    /// The IPv4 direct table (64 MiB of kernel memory): routes up to /24 found with one
+    /// array lookup. Off, IPv4 lookups probe a hash map per prefix length in use. Takes
+    /// effect when the maps are created (pinned maps keep what they were created with).
+    #[serde(default = "default_true")]
+    pub ipv4_direct_table: bool,
     /// Interfaces to attach to.
     #[serde(default, rename = "interface")]
     pub interfaces: Vec<InterfaceConfig>,
@@ -380,6 +385,7 @@ mod tests {
 pin_root = "/run/x0/bpf"
 fib_fallback = false
 xdp_mode = "native"
+ipv4_direct_table = false
 
 [[interface]]
 name = "eth1"
@@ -402,6 +408,7 @@ via = [{ gateway = "2001:db8:12::2", interface = "eth1" }]
         assert_eq!(c.pin_root, PathBuf::from("/run/x0/bpf"));
         assert!(!c.fib_fallback);
         assert_eq!(c.xdp_mode, XdpModeChoice::Native);
+        assert!(!c.ipv4_direct_table);
         let routes = c.routes().unwrap();
         assert_eq!(routes.len(), 2);
         assert_eq!(routes[0].prefix.to_string(), "198.18.2.0/24");
@@ -417,6 +424,7 @@ via = [{ gateway = "2001:db8:12::2", interface = "eth1" }]
         assert_eq!(c.pin_root, PathBuf::from(DEFAULT_PIN_ROOT));
         assert!(c.fib_fallback);
         assert_eq!(c.xdp_mode, XdpModeChoice::Auto);
+        assert!(c.ipv4_direct_table);
     }
 
     /// Each broken config must be refused with a message naming the field.

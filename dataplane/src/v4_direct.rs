@@ -6,6 +6,10 @@
 //! only written once the route maps agree with it (after a route is written, after it is
 //! deleted), so that a packet sees the table before or after a change, never a mix that
 //! neither had.
+//!
+//! The table can be turned off (`ipv4_direct_table = false`: a map of one element, 64 MiB
+//! less kernel memory for a small router): then this type writes nothing and the fast path
+//! probes every prefix length through the probe filter and the exact map.
 
 use std::{
     collections::HashMap,
@@ -14,12 +18,13 @@ use std::{
 };
 
 use aya::maps::MapData;
-use x0_common::{Route, V4_DIRECT_ENTRIES, V4Direct};
+use x0_common::{Route, V4_DIRECT_ELEMENTS, V4_DIRECT_ENTRIES, V4Direct};
 
 use crate::mapped_array::MappedArray;
 
 pub struct V4DirectTable {
-    words: MappedArray<AtomicU32>,
+    /// None when the table is turned off.
+    words: Option<MappedArray<AtomicU32>>,
     /// Per /24 index: how many routes longer than /24 lie inside (its LONGER bit).
     longer: HashMap<u32, u32>,
 }
@@ -33,28 +38,53 @@ fn slots(prefix_len: u8, addr: [u8; 4]) -> Range<u32> {
 }
 
 impl V4DirectTable {
-    /// Maps `map` (an array of V4_DIRECT_ENTRIES u32 created with BPF_F_MMAPABLE).
+    /// Maps `map` (an array of V4_DIRECT_ELEMENTS u64 created with BPF_F_MMAPABLE), or
+    /// takes the table as turned off if the map was created smaller.
     pub fn new(map: MapData) -> std::io::Result<Self> {
+        let elements = map.info().map_err(std::io::Error::other)?.max_entries();
+        let words = if elements == V4_DIRECT_ELEMENTS {
+            Some(MappedArray::new(map, V4_DIRECT_ENTRIES as usize)?)
+        } else {
+            None
+        };
         Ok(Self {
-            words: MappedArray::new(map, V4_DIRECT_ENTRIES as usize)?,
+            words,
             longer: HashMap::new(),
         })
     }
 
-    /// The word the fast path reads for a destination `addr`.
+    pub fn enabled(&self) -> bool {
+        self.words.is_some()
+    }
+
+    /// The word the fast path reads for a destination `addr` (an empty word when the
+    /// table is off).
     pub fn word(&self, addr: [u8; 4]) -> V4Direct {
-        V4Direct(self.words.at(V4Direct::index(addr) as usize).load(Relaxed))
+        self.load(V4Direct::index(addr))
+    }
+
+    fn at(&self, index: u32) -> Option<&AtomicU32> {
+        self.words.as_ref().map(|w| w.at(index as usize))
+    }
+
+    fn load(&self, index: u32) -> V4Direct {
+        V4Direct(self.at(index).map_or(0, |w| w.load(Relaxed)))
     }
 
     fn store(&self, index: u32, w: V4Direct) {
-        self.words.at(index as usize).store(w.0, Relaxed);
+        if let Some(word) = self.at(index) {
+            word.store(w.0, Relaxed);
+        }
     }
 
     /// A route up to /24 written (new or changed): it takes the words of its /24s that no
     /// longer route holds.
     pub fn set_route(&mut self, prefix_len: u8, addr: [u8; 4], route: &Route) {
+        if !self.enabled() {
+            return;
+        }
         for i in slots(prefix_len, addr) {
-            let w = V4Direct(self.words.at(i as usize).load(Relaxed));
+            let w = self.load(i);
             if w.prefix_len().is_none_or(|l| l <= prefix_len) {
                 self.store(i, w.with_route(prefix_len, route));
             }
@@ -64,8 +94,11 @@ impl V4DirectTable {
     /// A route up to /24 deleted: its words go to `cover`, the longest remaining route
     /// shorter than it that covers it (prefix length and value), or to no route.
     pub fn clear_route(&mut self, prefix_len: u8, addr: [u8; 4], cover: Option<(u8, Route)>) {
+        if !self.enabled() {
+            return;
+        }
         for i in slots(prefix_len, addr) {
-            let w = V4Direct(self.words.at(i as usize).load(Relaxed));
+            let w = self.load(i);
             if w.prefix_len() == Some(prefix_len) {
                 let next = match &cover {
                     Some((len, route)) => w.with_route(*len, route),
@@ -78,11 +111,14 @@ impl V4DirectTable {
 
     /// A route longer than /24 written in the exact map: its /24 now says to probe.
     pub fn add_longer(&mut self, addr: [u8; 4]) {
+        if !self.enabled() {
+            return;
+        }
         let i = V4Direct::index(addr);
         *self.longer.entry(i).or_default() += 1;
-        self.words
-            .at(i as usize)
-            .fetch_or(V4Direct::LONGER, Relaxed);
+        if let Some(w) = self.at(i) {
+            w.fetch_or(V4Direct::LONGER, Relaxed);
+        }
     }
 
     /// A route longer than /24 deleted from the exact map: the last one of its /24 clears
@@ -93,9 +129,9 @@ impl V4DirectTable {
             Some(n) if *n > 1 => *n -= 1,
             Some(_) => {
                 self.longer.remove(&i);
-                self.words
-                    .at(i as usize)
-                    .fetch_and(!V4Direct::LONGER, Relaxed);
+                if let Some(w) = self.at(i) {
+                    w.fetch_and(!V4Direct::LONGER, Relaxed);
+                }
             }
             None => {}
         }
@@ -106,6 +142,9 @@ impl V4DirectTable {
     /// buffer and stored where it differs, so that a correct word is never rewritten.
     pub fn rebuild(&mut self, routes: impl IntoIterator<Item = (u8, [u8; 4], Route)>) {
         self.longer.clear();
+        if !self.enabled() {
+            return;
+        }
         // Routes up to /24 by the /8 they fall in; those shorter than /8 span several.
         let mut wide = Vec::new();
         let mut by_octet: Vec<Vec<(u8, [u8; 4], Route)>> = vec![Vec::new(); 256];
@@ -145,7 +184,7 @@ impl V4DirectTable {
             }
             for (k, w) in buf.iter().enumerate() {
                 let i = base + k as u32;
-                if self.words.at(i as usize).load(Relaxed) != w.0 {
+                if self.load(i) != *w {
                     self.store(i, *w);
                 }
             }

@@ -260,6 +260,7 @@ impl Lab {
             pin_root: self.pin_root(router),
             fib_fallback: r.fib_fallback,
             xdp_mode: r.xdp_mode,
+            ipv4_direct_table: r.ipv4_direct_table,
             interfaces: self
                 .topo
                 .ifaces_of(router)

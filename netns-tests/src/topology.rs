@@ -41,6 +41,9 @@ pub struct Router {
     pub routes: Vec<RouteConfig>,
     #[serde(default = "yes")]
     pub fib_fallback: bool,
+    /// The dataplane's IPv4 direct table (64 MiB); off, lookups probe per prefix length.
+    #[serde(default = "yes")]
+    pub ipv4_direct_table: bool,
     /// The kernel's own IP forwarding (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding).
     #[serde(default = "yes")]
     pub kernel_forwarding: bool,

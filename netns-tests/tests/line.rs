@@ -8,10 +8,30 @@ use x0_lab::{netns, traffic};
 
 #[test]
 fn xdp_forwards_ipv4_and_ipv6_both_ways_with_kernel_forwarding_off() {
+    forwards_both_ways(true);
+}
+
+/// The same with the IPv4 direct table turned off in the config: the map is created with
+/// one element and IPv4 lookups probe per prefix length.
+#[test]
+fn xdp_forwards_both_ways_without_the_ipv4_direct_table() {
+    forwards_both_ways(false);
+}
+
+fn forwards_both_ways(direct_table: bool) {
     let lab = common::lab("line.toml", |t| {
         t.routers[0].kernel_forwarding = false;
         t.routers[0].fib_fallback = false;
+        t.routers[0].ipv4_direct_table = direct_table;
     });
+    let direct =
+        aya::maps::MapData::from_pin(lab.pin_root("r1").join(x0_common::map_names::V4_DIRECT))
+            .unwrap();
+    assert_eq!(
+        direct.info().unwrap().max_entries() == x0_common::V4_DIRECT_ELEMENTS,
+        direct_table,
+        "the direct table's size follows the config"
+    );
     let r1 = lab.ns("r1");
     assert_eq!(
         netns::exec_ok(&r1, &["sysctl", "-n", "net.ipv4.ip_forward"])

@@ -151,27 +151,29 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
 /// The longest-prefix route of `dst`. Its /24's word in the direct table answers for the
 /// routes up to /24; where it says longer routes lie inside, those lengths are probed
 /// first, longest first, each through the probe filter and, where it says a route may be
-/// there, one hash lookup. The LPM trie when no lengths are published (maps of a version
-/// before the direct table, until the daemon has rebuilt them).
+/// there, one hash lookup. Without the direct table (turned off: a map of one element),
+/// every length is probed so. The LPM trie when no lengths are published (maps of a
+/// version before the exact map).
 #[inline(always)]
 fn route_v4(dst: [u8; 4]) -> Option<Route> {
-    let index = V4Direct::index(dst);
-    let (Some(l), Some(element)) = (X0_V4_LENGTHS.get(0), X0_V4_DIRECT.get(index / 2)) else {
-        return None;
-    };
+    let l = X0_V4_LENGTHS.get(0)?;
     if l.count == 0 {
         return X0_ROUTES_V4
             .get(aya_ebpf::maps::lpm_trie::Key::new(32, dst))
             .copied();
     }
-    let word = V4Direct::in_element(*element, index);
+    let index = V4Direct::index(dst);
+    let (word, shortest) = match X0_V4_DIRECT.get(index / 2) {
+        Some(element) => (V4Direct::in_element(*element, index), 25),
+        None => (V4Direct(V4Direct::LONGER), 0),
+    };
     if word.longer() {
         for i in 0..MAX_V4_LENGTHS {
             if i as u32 >= l.count {
                 break;
             }
             let len = l.lengths[i];
-            if len <= 24 {
+            if len < shortest {
                 break;
             }
             let bit = v4_filter_bit(len, dst);
