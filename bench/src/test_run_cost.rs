@@ -126,6 +126,7 @@ pub fn run(quick: bool) -> Result<Table> {
         Row::new("x0_pass (returns XDP_PASS; baseline)", pass_ns).baseline(),
     );
     let goal_row = with_policy_medians.into_iter().fold(0.0, f64::max);
+    let harness = rows[0].median();
     Ok(Table {
         id: "per-packet-cost".into(),
         title: "Per-packet cost of the forwarding program (BPF_PROG_TEST_RUN)".into(),
@@ -141,8 +142,9 @@ pub fn run(quick: bool) -> Result<Table> {
              on one buffer; the frame starts at TTL 255 and must leave at TTL 5 with \
              XDP_REDIRECT (checked), so every run forwarded. Routes: distinct IPv4 prefixes, \
              deterministic, one resolved next hop: \"mixed\" has every length from /16 to /32 \
-             (17 lengths for the fast path to probe, each behind the probe filter), \"/24\" \
-             one length (as most of an Internet table). {batches} batches per row: ns per run; the goal takes the worse shape."
+             (the direct table answers up to /24; the 8 lengths above are probed, each behind \
+             the probe filter, in the /24s that hold such routes), \"/24\" one length (as most \
+             of an Internet table). {batches} batches per row: ns per run; the goal takes the worse shape."
         ),
         unit: "ns per packet".into(),
         higher_is_better: false,
@@ -152,10 +154,17 @@ pub fn run(quick: bool) -> Result<Table> {
             "{goal_row:.0} ns: {}",
             if goal_row <= 100.0 { "met" } else { "not met" }
         ),
-        notes: if quick {
-            vec!["--quick: at most 10,000 routes".to_string()]
-        } else {
-            vec![]
+        notes: {
+            let mut notes = vec![format!(
+                "the goal row's {goal_row:.0} ns include the test-run harness, which x0_pass \
+                 measures at {harness:.0} ns: {:.0} ns are the program's own; the verdict is on \
+                 the whole figure",
+                goal_row - harness
+            )];
+            if quick {
+                notes.push("--quick: at most 10,000 routes".to_string());
+            }
+            notes
         },
     })
 }
