@@ -170,7 +170,8 @@ pub fn run(quick: bool) -> Result<Table> {
 }
 
 /// One table, then `x0_forward` on one frame through BPF_PROG_TEST_RUN for `secs`
-/// seconds; prints the mean ns per run. For profiling, not a benchmark of its own.
+/// seconds; prints the ns per run (mean, min, median). For profiling, not a benchmark of
+/// its own.
 pub fn run_loop(routes: u32, slash24: bool, policy: bool, secs: f64) -> Result<()> {
     let shape = if slash24 {
         Shape::Slash24
@@ -200,9 +201,12 @@ pub fn run_loop(routes: u32, slash24: bool, policy: bool, secs: f64) -> Result<(
             }
         }
         let mean = ns.iter().sum::<f64>() / ns.len().max(1) as f64;
+        let batches = ns.len();
+        let row = Row::new("", ns);
         println!(
-            "{} batches of {REPEAT}: mean {mean:.1} ns per run",
-            ns.len()
+            "{batches} batches of {REPEAT}: mean {mean:.1} ns per run (min {:.1}, median {:.1})",
+            row.min(),
+            row.median()
         );
         Ok(())
     })();
