@@ -11,7 +11,12 @@ fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let xdp = manifest.join("../xdp/programs");
     let common = manifest.join("../xdp/common");
-    for p in [xdp.join("src"), xdp.join("Cargo.toml"), common.join("src")] {
+    for p in [
+        xdp.join("src"),
+        xdp.join("Cargo.toml"),
+        xdp.join(".cargo/config.toml"),
+        common.join("src"),
+    ] {
         println!("cargo:rerun-if-changed={}", p.display());
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
