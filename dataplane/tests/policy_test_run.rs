@@ -520,10 +520,56 @@ fn the_sweep_expires_idle_flows_of_both_families() {
     assert_eq!(ct6.keys().count(), 0);
 }
 
+/// Flows that share a flow cache slot are told apart by their whole key: a flow the
+/// policy denies is not passed because an allowed flow sits in its slot.
+#[test]
+fn a_flow_in_an_allowed_flows_cache_slot_is_still_judged() {
+    use x0_common::policy::CtKey4;
+    let mut fx = Fixture::new();
+    let rule = "[[rule]]\nfrom = \"h1\"\nto = \"h2\"\nproto = \"udp\"\nports = \"5000\"\naction = \"allow\"\n";
+    install(&mut fx, &policy("deny", &format!("{IDENTITIES}{rule}")));
+    // h1's address is the lower: it is end A of both flows.
+    let slot = |sport: u16, dport: u16| {
+        CtKey4 {
+            addr_a: H1,
+            addr_b: H2,
+            port_a: sport,
+            port_b: dport,
+            proto: 17,
+            _pad: [0; 3],
+        }
+        .cache_slot()
+    };
+    let taken = slot(40000, 5000);
+    let sport = (1..=u16::MAX)
+        .find(|&p| slot(p, 5001) == taken)
+        .expect("a port pair in the allowed flow's slot");
+    for i in 0..3 {
+        expect(
+            &mut fx,
+            &format!("allowed flow, packet {i}"),
+            &udp(H1, H2, 40000, 5000),
+            Reason::ForwardedRoute,
+        );
+    }
+    expect(
+        &mut fx,
+        "denied flow in the same slot",
+        &udp(H1, H2, sport, 5001),
+        Reason::DropDefaultDeny,
+    );
+    expect(
+        &mut fx,
+        "allowed flow again",
+        &udp(H1, H2, 40000, 5000),
+        Reason::ForwardedRoute,
+    );
+}
+
 /// The per-CPU flow cache in front of the IPv4 connection table passes a flow's packets
 /// as the table would, and leaves the table in charge of what it tracks: the first reply
-/// still reaches the table (the flow is marked replied), a FIN reaches it (the flow is
-/// marked closing), the entry's time is refreshed at least every
+/// still reaches the table (the flow is marked replied) and from then on the cache
+/// answers both directions, a FIN reaches the table (the flow is marked closing), the entry's time is refreshed at least every
 /// FLOW_CACHE_REVALIDATE_NS while packets flow, every packet counts for its rule, and a
 /// new policy re-judges cached flows.
 #[test]
@@ -533,6 +579,10 @@ fn the_flow_cache_leaves_replies_fins_and_time_to_the_connection_table() {
         map_names::CONNTRACK_V4,
         policy::{CT_F_FIN_A, CT_F_REPLIED, CtEntry, CtKey4, FLOW_CACHE_REVALIDATE_NS},
     };
+    // The cache is per CPU: one CPU's, so that what it answers is known.
+    let mut cpu = nix::sched::CpuSet::new();
+    cpu.set(0).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu).unwrap();
     let mut fx = Fixture::new();
     const UDP_RULE: &str = "[[rule]]\nfrom = \"h1\"\nto = \"h2\"\nproto = \"udp\"\nports = \"5000\"\naction = \"allow\"\n";
     const TCP_RULE: &str = "[[rule]]\nfrom = \"h1\"\nto = \"h2\"\nproto = \"tcp\"\nports = \"443\"\naction = \"allow\"\n";
@@ -569,6 +619,27 @@ fn the_flow_cache_leaves_replies_fins_and_time_to_the_connection_table() {
         entry(40000).flags & CT_F_REPLIED,
         0,
         "the reply is recorded"
+    );
+    // From now on the cache answers both directions: the table's time stays.
+    let answered = entry(40000).last_ns;
+    for i in 0..3 {
+        expect(
+            &mut fx,
+            &format!("h1 udp, cached {i}"),
+            &udp(H1, H2, 40000, 5000),
+            Reason::ForwardedRoute,
+        );
+        expect(
+            &mut fx,
+            &format!("h2 reply, cached {i}"),
+            &udp(H2, H1, 5000, 40000),
+            Reason::ForwardedRoute,
+        );
+    }
+    assert_eq!(
+        entry(40000).last_ns,
+        answered,
+        "both directions answered by the cache"
     );
     // The table's time moves while cached packets flow.
     let first = entry(40000).last_ns;
@@ -631,7 +702,7 @@ fn the_flow_cache_leaves_replies_fins_and_time_to_the_connection_table() {
     // Every allowed packet counted for its rule, cached or not.
     let hits = x0_dataplane::counters::read_rule_hits(&fx.pin_root).unwrap();
     let udp_packets = hits.get(&1).copied().unwrap_or(0);
-    assert_eq!(udp_packets, 3 + 1 + later_packets, "udp rule");
+    assert_eq!(udp_packets, 3 + 1 + 6 + later_packets, "udp rule");
     assert_eq!(hits.get(&2).copied(), Some(5 + 1), "tcp rule: {hits:?}");
     // A new policy without the UDP rule, right after the cache took the flow again (so
     // that its entry is fresh): the cached flow is judged again and dropped.

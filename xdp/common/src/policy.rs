@@ -158,6 +158,30 @@ pub struct FlowCacheEntry {
     pub _pad: u32,
 }
 
+/// The flow cache slot of an IPv4 flow: a multiplicative hash of its canonical key's
+/// fields (ends in canonical order, so both directions share the slot). `a` and `b` are
+/// the addresses' bytes as native-endian words (`u32::from_ne_bytes`).
+#[inline(always)]
+pub const fn flow_cache_slot(a: u32, b: u32, port_a: u16, port_b: u16, proto: u8) -> u32 {
+    let ports = (port_a as u32) << 16 | port_b as u32;
+    let h = (a.wrapping_mul(0x9e37_79b1) ^ b).wrapping_mul(0x85eb_ca6b) ^ ports ^ proto as u32;
+    h.wrapping_mul(0xc2b2_ae35) >> (32 - FLOW_CACHE_SLOTS.trailing_zeros())
+}
+
+impl CtKey4 {
+    /// The key's slot in the flow cache (`flow_cache_slot`).
+    #[inline(always)]
+    pub const fn cache_slot(&self) -> u32 {
+        flow_cache_slot(
+            u32::from_ne_bytes(self.addr_a),
+            u32::from_ne_bytes(self.addr_b),
+            self.port_a,
+            self.port_b,
+            self.proto,
+        )
+    }
+}
+
 pub const FLOW_CACHE_FROM_A: u32 = 1;
 pub const FLOW_CACHE_FROM_B: u32 = 2;
 

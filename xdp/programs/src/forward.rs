@@ -18,7 +18,7 @@ use crate::{
     packet::{
         ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, Ipv4Hdr, Ipv6Hdr, frame_len, header,
     },
-    policy,
+    policy::{self, Cached},
 };
 
 /// What to return, why, the egress interface and the next hop (0 when not redirected /
@@ -140,10 +140,18 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
         return pass(Reason::PassOtherHost);
     }
     if let Some(generation) = policy::generation() {
-        if !explain && known_flow(ctx, generation, |f| flow_v4(f, ip), ETH_HLEN + 20) {
-            return forward_v4(ip, eth, &egress);
+        let default_deny = ingress.default_deny_in(generation);
+        if !explain {
+            match policy::cached_v4(ctx, ip, ETH_HLEN + 20, generation) {
+                Cached::Pass => return forward_v4(ip, eth, &egress),
+                Cached::Judge => return to_policy(4, &egress, generation, default_deny),
+                Cached::Miss => {}
+            }
+            if known_flow(ctx, generation, |f| flow_v4(f, ip), ETH_HLEN + 20) {
+                return forward_v4(ip, eth, &egress);
+            }
         }
-        return to_policy(4, &egress, generation, ingress.default_deny_in(generation));
+        return to_policy(4, &egress, generation, default_deny);
     }
     forward_v4(ip, eth, &egress)
 }
