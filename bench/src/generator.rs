@@ -40,8 +40,13 @@ pub struct Spec {
     pub duration: Duration,
 }
 
-/// Frames per BPF_PROG_TEST_RUN call: short enough to stop near the deadline.
-const FRAMES_PER_CALL: u32 = 1 << 18;
+/// Frames per BPF_PROG_TEST_RUN call (~0.3 s of traffic). Between calls the generator is
+/// silent for 20-40 ms: each call swaps the program into the interface's XDP dispatcher
+/// and back, waiting for RCU both times. At 2^18 frames (~50 ms) per call that silence
+/// was a third of the time: the router's core idled ~40% and every figure of the
+/// forwarding benchmark came out that much low (x0tta6bl4 2.4M -> 3.5M/s, the kernel 0.67M
+/// -> 0.76M/s with 2^21). The last call may run past the deadline, after the counting.
+const FRAMES_PER_CALL: u32 = 1 << 21;
 /// Frames the kernel builds and sends per batch (its maximum is 256).
 const BATCH: u32 = 64;
 
