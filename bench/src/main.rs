@@ -113,6 +113,9 @@ enum Command {
         flows: u16,
         #[arg(long)]
         secs: f64,
+        /// Frames sent per 256 built, less one, to start at (255: all); paced after.
+        #[arg(long, default_value_t = u8::MAX)]
+        pace: u8,
     },
 }
 
@@ -216,6 +219,7 @@ fn main() -> ExitCode {
             dst,
             flows,
             secs,
+            pace,
         } => (|| {
             let spec = generator::Spec {
                 iface,
@@ -225,8 +229,10 @@ fn main() -> ExitCode {
                 dst,
                 flows: flows.max(1),
                 duration: std::time::Duration::from_secs_f64(secs),
+                pace,
             };
-            println!("{}", generator::run(&spec)?);
+            let sent = generator::run(&spec)?;
+            println!("offered {} pace {}", sent.offered, sent.pace);
             Ok(())
         })(),
     };

@@ -129,10 +129,13 @@ pub mod gen_frame {
     pub const IP_CHECK: usize = 24;
     pub const SPORT: usize = 34;
     pub const UDP_CHECK: usize = 40;
-    /// Payload: flows (u16), MACs copy (12), TTL copy, a pad byte, checksum copy (u16).
+    /// Payload: flows (u16), MACs copy (12), TTL copy, pace, checksum copy (u16).
     pub const FLOWS: usize = 42;
     pub const MACS_COPY: usize = 44;
     pub const TTL_COPY: usize = 56;
+    /// Of every 256 frames built, about PACE + 1 are sent and the rest dropped by the
+    /// generator itself (255: all sent).
+    pub const PACE: usize = 57;
     pub const CHECK_COPY: usize = 58;
 }
 

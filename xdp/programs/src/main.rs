@@ -91,11 +91,11 @@ pub fn x0_drop(_ctx: XdpContext) -> u32 {
 /// The kernel recycles a frame's page with whatever the routers on the way wrote into it
 /// (MACs, TTL, checksum), so each run restores those from a copy in the payload, which
 /// nothing on the way touches. Payload layout: flows (u16), Ethernet destination and
-/// source (12 bytes), TTL, a pad byte, IPv4 checksum (u16).
+/// source (12 bytes), TTL, pace (`gen_frame::PACE`), IPv4 checksum (u16).
 #[xdp]
 pub fn x0_gen(ctx: XdpContext) -> u32 {
     use x0_common::gen_frame::{
-        CHECK_COPY, FLOWS, IP_CHECK, LEN, MACS, MACS_COPY, SPORT, TTL, TTL_COPY,
+        CHECK_COPY, FLOWS, IP_CHECK, LEN, MACS, MACS_COPY, PACE, SPORT, TTL, TTL_COPY,
     };
     let data = ctx.data();
     if data + LEN > ctx.data_end() {
@@ -104,6 +104,12 @@ pub fn x0_gen(ctx: XdpContext) -> u32 {
     // SAFETY: every offset lies inside the frame (checked above).
     unsafe {
         let at = |off: usize| (data + off) as *mut u8;
+        // Paced: the frames not sent go back to the run's page pool here, on this core,
+        // without the locked return a refused frame takes.
+        let pace = *at(PACE);
+        if pace != u8::MAX && (aya_ebpf::helpers::bpf_get_prandom_u32() & 0xff) as u8 > pace {
+            return xdp_action::XDP_DROP;
+        }
         core::ptr::copy_nonoverlapping(at(MACS_COPY), at(MACS), 12);
         *at(TTL) = *at(TTL_COPY);
         core::ptr::copy_nonoverlapping(at(CHECK_COPY), at(IP_CHECK), 2);
