@@ -50,18 +50,9 @@ pub fn read_flow(ctx: &XdpContext, f: &mut Flow, l4: usize) -> Result<(), Reason
     f.dport = 0;
     f.tcp_flags = 0;
     match f.proto {
-        IPPROTO_TCP => {
-            let h = header::<[u8; 20]>(ctx, l4).ok_or(Reason::DropMalformedL4)?;
-            let h = unsafe { &*h };
-            f.sport = u16::from_be_bytes([h[0], h[1]]);
-            f.dport = u16::from_be_bytes([h[2], h[3]]);
-            f.tcp_flags = h[13];
-        }
-        IPPROTO_UDP => {
-            let h = header::<[u8; 8]>(ctx, l4).ok_or(Reason::DropMalformedL4)?;
-            let h = unsafe { &*h };
-            f.sport = u16::from_be_bytes([h[0], h[1]]);
-            f.dport = u16::from_be_bytes([h[2], h[3]]);
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let p = ports(ctx, f.proto, l4).ok_or(Reason::DropMalformedL4)?;
+            (f.sport, f.dport, f.tcp_flags) = p;
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             if let Some(h) = header::<[u8; 8]>(ctx, l4) {
@@ -75,6 +66,31 @@ pub fn read_flow(ctx: &XdpContext, f: &mut Flow, l4: usize) -> Result<(), Reason
         _ => {}
     }
     Ok(())
+}
+
+/// The source and destination ports (and, for TCP, the flags) of a TCP or UDP header at
+/// `l4`; None if the frame is too short for it (or `proto` is neither).
+#[inline(always)]
+fn ports(ctx: &XdpContext, proto: u8, l4: usize) -> Option<(u16, u16, u8)> {
+    let be = |h: &[u8]| {
+        (
+            u16::from_be_bytes([h[0], h[1]]),
+            u16::from_be_bytes([h[2], h[3]]),
+        )
+    };
+    match proto {
+        IPPROTO_TCP => {
+            let h = unsafe { &*header::<[u8; 20]>(ctx, l4)? };
+            let (sport, dport) = be(h);
+            Some((sport, dport, h[13]))
+        }
+        IPPROTO_UDP => {
+            let h = unsafe { &*header::<[u8; 8]>(ctx, l4)? };
+            let (sport, dport) = be(h);
+            Some((sport, dport, 0))
+        }
+        _ => None,
+    }
 }
 
 /// The policy verdict for a packet about to be forwarded. `Err` carries the drop reason.
@@ -241,32 +257,13 @@ pub enum Cached {
 #[inline(always)]
 pub fn cached_v4(ctx: &XdpContext, ip: &Ipv4Hdr, l4: usize, generation: u32) -> Cached {
     let proto = ip.protocol;
-    let (sport, dport) = match proto {
-        IPPROTO_TCP => {
-            let Some(h) = header::<[u8; 20]>(ctx, l4) else {
-                return Cached::Miss;
-            };
-            let h = unsafe { &*h };
-            if h[13] & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
-                return Cached::Miss;
-            }
-            (
-                u16::from_be_bytes([h[0], h[1]]),
-                u16::from_be_bytes([h[2], h[3]]),
-            )
-        }
-        IPPROTO_UDP => {
-            let Some(h) = header::<[u8; 8]>(ctx, l4) else {
-                return Cached::Miss;
-            };
-            let h = unsafe { &*h };
-            (
-                u16::from_be_bytes([h[0], h[1]]),
-                u16::from_be_bytes([h[2], h[3]]),
-            )
-        }
-        _ => return Cached::Miss,
+    // Not TCP or UDP, or a packet that changes a TCP flow's state: the table's.
+    let Some((sport, dport, tcp_flags)) = ports(ctx, proto, l4) else {
+        return Cached::Miss;
     };
+    if tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
+        return Cached::Miss;
+    }
     // `a_first`'s order: addresses compared as bytes (big-endian numbers), then ports.
     let (src, dst) = (u32::from_be_bytes(ip.src), u32::from_be_bytes(ip.dst));
     let from_a = src < dst || (src == dst && sport <= dport);
