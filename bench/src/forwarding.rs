@@ -85,9 +85,7 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
         let modes = [Mode::Kernel, Mode::X0, Mode::Drop];
         let mut got = vec![Vec::new(); modes.len()];
         let mut offered = vec![Vec::new(); modes.len()];
-        let mut paces = vec![Vec::new(); modes.len()];
-        // Each way's next run starts at the pace its last one settled at.
-        let mut pace = [u8::MAX; 3];
+        let mut paces: Vec<Vec<u8>> = vec![Vec::new(); modes.len()];
         for rep in 1..=reps {
             for (i, mode) in modes.iter().enumerate() {
                 eprintln!(
@@ -96,11 +94,12 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
                     mode.name()
                 );
                 let lab = line_lab(*mode)?;
-                let s = measure(&lab, *mode, flows, Duration::from_secs(secs), pace[i])?;
+                // Each way's run starts at the pace its last one settled at.
+                let pace = paces[i].last().copied().unwrap_or(u8::MAX);
+                let s = measure(&lab, *mode, flows, Duration::from_secs(secs), pace)?;
                 got[i].push(s.got);
                 offered[i].push(s.offered);
                 paces[i].push(s.pace);
-                pace[i] = s.pace;
             }
         }
         for ((mode, got), offered) in modes.into_iter().zip(got).zip(offered) {
