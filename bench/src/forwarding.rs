@@ -2,17 +2,20 @@
 //! UDP frames from `x0-bench generate` (XDP live frames; see generator.rs) in h1, counted
 //! as they arrive on h2's interface; one flow and 1,000 flows (source ports).
 //!
-//! Three ways through the same ingress, each in a fresh lab: x0tta6bl4's XDP forwarding;
-//! the kernel's own IP forwarding (dataplane stopped and detached, ip_forward=1, the same
-//! NAPI path: GRO on the ingress veth); and XDP_DROP (`x0_drop` swapped into the ingress),
-//! the ceiling of what the ingress can take at all, counted at the ingress.
+//! Four ways through the same ingress: x0tta6bl4's XDP forwarding; the kernel's own IP
+//! forwarding (dataplane stopped and detached, ip_forward=1, the same NAPI path: GRO on
+//! the ingress veth); XDP_REDIRECT alone (`x0_redirect` swapped into the ingress of
+//! x0tta6bl4's lab after its run), what the rig forwards with no forwarding work at all;
+//! and XDP_DROP (`x0_drop` swapped into the ingress), the ceiling of what the ingress can
+//! take at all, counted at the ingress. Each but the redirect in a fresh lab.
 //!
 //! Cores: the generator is pinned to CPU 0; the router's ingress runs threaded NAPI pinned
 //! to CPU 1 (its XDP, the kernel's forwarding, and the delivery into h2's veth all run
-//! there): one receive core, away from the generator. The generator paces itself to offer
-//! a little more than each way takes (r1's ring refusing 1-5%; see `generator::next_pace`
-//! for why not far more). A figure within 5% of what the generator offered while it sent
-//! every frame it built says "generator-limited": a floor.
+//! there): one receive core, away from the generator. For the forwarding ways the
+//! generator paces itself, waiting before each frame, to offer a little more than the way
+//! takes (r1's ring refusing 1-5%; see `generator::next_gap` for why not far more); the
+//! XDP_DROP ceiling is offered all it can send. A figure within 5% of what the generator
+//! offered while it did not wait at all says "generator-limited": a floor.
 
 use std::{
     path::Path,
@@ -23,7 +26,10 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use x0_lab::{Lab, Topology, faults, lab::default_dataplane_bin, netns, traffic};
 
-use crate::report::{Row, Table};
+use crate::{
+    generator::Standalone,
+    report::{Row, Table},
+};
 
 /// The generator's core (also the receiver's), and the router's receive core.
 const GENERATOR_CPU: u32 = 0;
@@ -33,6 +39,8 @@ const ROUTER_CPU: u32 = 1;
 enum Mode {
     Kernel,
     X0,
+    /// `x0_redirect` in x0tta6bl4's lab: the rig's forwarding ceiling.
+    Redirect,
     Drop,
 }
 
@@ -42,6 +50,7 @@ impl Mode {
         match self {
             Mode::Kernel => 'k',
             Mode::X0 => 'x',
+            Mode::Redirect => 'r',
             Mode::Drop => 'd',
         }
     }
@@ -50,6 +59,7 @@ impl Mode {
         match self {
             Mode::Kernel => "Linux IP forwarding (XDP detached)",
             Mode::X0 => "x0tta6bl4 XDP forwarding",
+            Mode::Redirect => "XDP_REDIRECT to h2, nothing read (redirect ceiling)",
             Mode::Drop => "XDP_DROP on the same ingress (ceiling)",
         }
     }
@@ -60,8 +70,8 @@ impl Mode {
 struct Sample {
     offered: f64,
     got: f64,
-    /// Where the generator's pace ended.
-    pace: u8,
+    /// Where the generator's gap ended (0: it sent as fast as it could).
+    gap: u16,
 }
 
 pub fn run(quick: bool) -> Result<Vec<Table>> {
@@ -74,32 +84,43 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
     for flows in [1u32, 1000] {
         let mut rows = Vec::new();
         let mut offered_by_mode: Vec<Vec<f64>> = Vec::new();
-        let mut x0_median = 0.0;
-        let mut kernel_median = 0.0;
-        let mut drop_median = 0.0;
         // A fresh lab per run, the ways taken in turn. A lab keeps its speed for its
         // lifetime, and now and then one comes up at about half (seen for x0tta6bl4's
         // forwarding: the router's core then spends a third of its time on contended page
         // pool locks, returning the generator's frames): with one lab per way, one such lab
         // decided a way's every figure; now it is one run of five.
-        let modes = [Mode::Kernel, Mode::X0, Mode::Drop];
+        // The redirect ceiling runs in x0tta6bl4's lab, right after it: the pair shares
+        // the lab's speed, so their ratio is the forwarding work's cost alone.
+        let modes = [Mode::Kernel, Mode::X0, Mode::Redirect, Mode::Drop];
+        let at = |m: Mode| modes.iter().position(|x| *x == m).expect("every way runs");
         let mut got = vec![Vec::new(); modes.len()];
         let mut offered = vec![Vec::new(); modes.len()];
-        let mut paces: Vec<Vec<u8>> = vec![Vec::new(); modes.len()];
+        let mut gaps: Vec<Vec<u16>> = vec![Vec::new(); modes.len()];
         for rep in 1..=reps {
+            let mut x0_lab = None;
             for (i, mode) in modes.iter().enumerate() {
                 eprintln!(
                     "  forwarding: {} flow(s), run {rep}/{reps}, {}",
                     flows,
                     mode.name()
                 );
-                let lab = line_lab(*mode)?;
-                // Each way's run starts at the pace its last one settled at.
-                let pace = paces[i].last().copied().unwrap_or(u8::MAX);
-                let s = measure(&lab, *mode, flows, Duration::from_secs(secs), pace)?;
+                let lab = match mode {
+                    Mode::Redirect => {
+                        let lab: Lab = x0_lab.take().context("x0tta6bl4's lab")?;
+                        redirect_ingress(&lab)?;
+                        lab
+                    }
+                    _ => line_lab(*mode)?,
+                };
+                // Each way's run starts at the gap its last one settled at.
+                let gap = gaps[i].last().copied().unwrap_or(0);
+                let s = measure(&lab, *mode, flows, Duration::from_secs(secs), gap)?;
                 got[i].push(s.got);
                 offered[i].push(s.offered);
-                paces[i].push(s.pace);
+                gaps[i].push(s.gap);
+                if *mode == Mode::X0 {
+                    x0_lab = Some(lab);
+                }
             }
         }
         for ((mode, got), offered) in modes.into_iter().zip(got).zip(offered) {
@@ -109,51 +130,45 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
             } else {
                 row
             };
-            match mode {
-                Mode::Kernel => kernel_median = row.median(),
-                Mode::X0 => x0_median = row.median(),
-                Mode::Drop => drop_median = row.median(),
-            }
             rows.push(row);
             offered_by_mode.push(offered);
         }
         // A figure is the generator's, not the router's, when (nearly) all it offered
         // arrived while it sent every frame it built: the router might have taken more.
-        for ((row, offered), paces) in rows.iter_mut().zip(&offered_by_mode).zip(&paces) {
+        for ((row, offered), gaps) in rows.iter_mut().zip(&offered_by_mode).zip(&gaps) {
             let limited = row
                 .samples
                 .iter()
                 .zip(offered)
-                .zip(paces)
-                .any(|((g, o), p)| *g >= 0.95 * *o && *p == u8::MAX);
+                .zip(gaps)
+                .any(|((got, o), gap)| *got >= 0.95 * *o && *gap == 0);
             if limited {
                 row.note = "generator-limited".into();
             }
         }
         rows.push(Row::new(
-            "offered to r1 (paced, all runs)",
+            "offered to r1 (all runs)",
             offered_by_mode.concat(),
         ));
-        let x0 = x0_median;
-        let vs_kernel = x0 / kernel_median;
-        let x0_limited = rows[1].note == "generator-limited";
+        let median = |m: Mode| rows[at(m)].median();
+        let x0 = median(Mode::X0);
+        let vs_kernel = x0 / median(Mode::Kernel);
+        let x0_limited = rows[at(Mode::X0)].note == "generator-limited";
         let mut notes = Vec::new();
-        // The generator held frames back (pace below 255) in every run of the two
-        // forwarding ways: it could have offered more, so the router set their figures.
-        let held_back = paces[..2].iter().flatten().all(|p| *p < u8::MAX);
-        let most = paces[..2]
+        // The generator waited after every frame (a gap above 0) in every run of the
+        // forwarding ways: it could have offered more, so the routers set their figures.
+        let forwarding: Vec<u16> = [Mode::Kernel, Mode::X0, Mode::Redirect]
             .iter()
-            .flatten()
-            .copied()
-            .max()
-            .unwrap_or(u8::MAX);
-        if held_back {
+            .flat_map(|m| gaps[at(*m)].iter().copied())
+            .collect();
+        if forwarding.iter().all(|g| *g > 0) {
             notes.push(format!(
                 "The generator paced itself to offer a little more than each way took (r1's \
-                 ring refusing 1-5%), dropping the rest of the frames it built itself; in the \
-                 forwarding runs it sent at most {:.0}% of them, so it could have offered more: \
-                 the router, not the generator, set those figures.",
-                (f64::from(most) + 1.0) / 256.0 * 100.0
+                 ring refusing 1-5%) by waiting after every frame ({}-{} turns of its wait \
+                 loop at the end of the forwarding runs), so it could have offered more: the \
+                 router, not the generator, set those figures.",
+                forwarding.iter().min().unwrap_or(&0),
+                forwarding.iter().max().unwrap_or(&0)
             ));
         }
         if x0_limited {
@@ -163,8 +178,18 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
             ));
         }
         // A generator-limited ceiling is a floor: the true share is at most this.
-        let drop_limited = rows[2].note == "generator-limited";
-        let share = x0 / drop_median;
+        let drop_limited = rows[at(Mode::Drop)].note == "generator-limited";
+        let share = x0 / median(Mode::Drop);
+        let redirect = median(Mode::Redirect);
+        notes.push(format!(
+            "XDP_REDIRECT with no forwarding work at all (`x0_redirect`, in x0tta6bl4's lab \
+             right after it) reached {:.0}% of the XDP_DROP ceiling{}: what the rig leaves for \
+             any forwarder once the frames are delivered. x0tta6bl4 forwarded {:.0}% of that \
+             redirect ceiling.",
+            redirect / median(Mode::Drop) * 100.0,
+            if drop_limited { " or less" } else { "" },
+            x0 / redirect * 100.0
+        ));
         notes.push(
             "On two cores the receiver (h2's XDP, which counts and drops) runs on the router's \
              core: the forwarding rows carry its cost, the XDP_DROP row does not. Pinned to the \
@@ -215,12 +240,16 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
                  r1's ingress runs threaded NAPI pinned to CPU 1 (one receive core for the router \
                  and the delivery to h2, which counts and drops in XDP). The kernel baseline is the same namespaces with the \
                  dataplane stopped and detached and ip_forward=1 (GRO on, so the same NAPI \
-                 path); XDP_DROP is `x0_drop` in r1's ingress, counted there. The generator \
-                 paces itself to offer a little more than each way takes: r1's ring refuses \
-                 1-5% (RFC 2544's throughput, give or take that loss; far more overload costs \
-                 a veth receiver contended page-pool locks a NIC would not). Rows flagged generator-limited received nearly all \
-                 that was offered. veth is not a NIC: absolute rates are far below line rate \
-                 on real hardware and bounded by the veth transmit path, which all three share.",
+                 path); the redirect ceiling is `x0_redirect` swapped into r1's ingress in \
+                 x0tta6bl4's lab right after its run (every frame out to h2 through the same \
+                 port map, nothing read or rewritten); XDP_DROP is `x0_drop` in r1's ingress, \
+                 counted there. For the forwarding ways the generator \
+                 paces itself, waiting before each frame, to offer a little more than each way \
+                 takes: r1's ring refuses 1-5% (RFC 2544's throughput, give or take that loss; \
+                 far more overload costs a veth receiver contended page-pool locks a NIC would \
+                 not); the XDP_DROP ceiling is offered all the generator can send. Rows flagged \
+                 generator-limited received nearly all that was offered. veth is not a NIC: absolute rates are far below line rate \
+                 on real hardware and bounded by the veth transmit path, which all four share.",
                 if flows > 1 { "s" } else { "" }
             ),
             unit: "packets/s".into(),
@@ -249,7 +278,8 @@ fn line_lab(mode: Mode) -> Result<Lab> {
     );
     let r1 = lab.ns("r1");
     match mode {
-        Mode::X0 => {}
+        // The redirect ceiling borrows x0tta6bl4's lab (`redirect_ingress`).
+        Mode::X0 | Mode::Redirect => {}
         Mode::Drop => {
             faults::drop_ingress(&lab, "r1", "eth1")?;
         }
@@ -275,6 +305,36 @@ fn line_lab(mode: Mode) -> Result<Lab> {
     // 2.2M/s, kernel 0.30M vs 0.66M/s), so the router's figures would be the receiver's.
     threaded_napi(&lab, "r1", "eth1", ROUTER_CPU)?;
     Ok(lab)
+}
+
+/// Swaps `x0_redirect` into r1's ingress (the dataplane's pinned link, as a restart would),
+/// sending every frame out of the port towards h2.
+fn redirect_ingress(lab: &Lab) -> Result<()> {
+    use aya::programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    };
+    use x0_common::{map_names, program_names};
+    let link = lab.pin_root("r1").join("links").join("eth1");
+    // In r1's namespace: the kernel resolves the port map's ifindex in the caller's.
+    netns::in_netns(&lab.ns("r1"), move || -> Result<()> {
+        let egress = nix::net::if_::if_nametoindex("eth2")?;
+        let mut object =
+            Standalone::load_with_globals("redirect", &[(program_names::REDIRECT_TO, egress)])?;
+        let mut ports: aya::maps::DevMapHash<_> = object
+            .ebpf
+            .map_mut(map_names::TX_PORTS)
+            .context("the port map")?
+            .try_into()?;
+        ports.insert(egress, egress, None, 0)?;
+        let prog = object.program(program_names::REDIRECT)?;
+        let link = XdpLink::try_from(FdLink::from(PinnedLink::from_pin(&link)?))?;
+        let id = prog
+            .attach_to_link(link)
+            .context("swapping in x0_redirect")?;
+        let _ = FdLink::try_from(prog.take_link(id)?)?; // the router's pin keeps it
+        Ok(())
+    })
 }
 
 /// Threaded NAPI on `node`'s `iface`, its thread pinned to `cpu`.
@@ -343,7 +403,7 @@ fn mac(lab: &Lab, node: &str, iface: &str) -> Result<String> {
 }
 
 /// `x0-bench generate` in h1, pinned to CPU 0, for `secs`.
-fn start_generator(lab: &Lab, flows: u32, secs: f64, pace: u8) -> Result<Child> {
+fn start_generator(lab: &Lab, flows: u32, secs: f64, gap: u16, paced: bool) -> Result<Child> {
     let ip = |node: &str| -> Result<String> {
         Ok(lab
             .topo
@@ -360,7 +420,8 @@ fn start_generator(lab: &Lab, flows: u32, secs: f64, pace: u8) -> Result<Child> 
         .args(["--dst-mac", &mac(lab, "r1", "eth1")?])
         .args(["--src", &ip("h1")?, "--dst", &ip("h2")?])
         .args(["--flows", &flows.to_string(), "--secs", &secs.to_string()])
-        .args(["--pace", &pace.to_string()])
+        .args(["--gap", &gap.to_string()])
+        .args((!paced).then_some("--unpaced"))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -368,8 +429,12 @@ fn start_generator(lab: &Lab, flows: u32, secs: f64, pace: u8) -> Result<Child> 
         .context("starting the generator")
 }
 
-fn measure(lab: &Lab, mode: Mode, flows: u32, window: Duration, pace: u8) -> Result<Sample> {
-    let mut generator = start_generator(lab, flows, 1.0 + window.as_secs_f64() + 0.5, pace)?;
+fn measure(lab: &Lab, mode: Mode, flows: u32, window: Duration, gap: u16) -> Result<Sample> {
+    // The ceiling takes all the generator can offer: paced, the refusals an idle NAPI
+    // thread's wake-up costs (the ring fills while it wakes) would hold it down.
+    let paced = mode != Mode::Drop;
+    let secs = 1.0 + window.as_secs_f64() + 0.5;
+    let mut generator = start_generator(lab, flows, secs, gap, paced)?;
     // Warm-up, in which the generator finds its pace (a few calls).
     std::thread::sleep(Duration::from_millis(1000));
     if let Some(status) = generator.try_wait()? {
@@ -402,15 +467,62 @@ fn measure(lab: &Lab, mode: Mode, flows: u32, window: Duration, pace: u8) -> Res
         String::from_utf8_lossy(&out.stderr).trim()
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let pace = stdout
+    // Every call's gap and counts, for whoever studies the pacing.
+    if std::env::var_os("X0_BENCH_TRACE").is_some() {
+        eprintln!(
+            "  generator ({}): {}",
+            mode.name(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let gap = stdout
         .split_whitespace()
-        .skip_while(|w| *w != "pace")
+        .skip_while(|w| *w != "gap")
         .nth(1)
         .and_then(|p| p.parse().ok())
-        .with_context(|| format!("no pace in the generator's output: {stdout:?}"))?;
+        .with_context(|| format!("no gap in the generator's output: {stdout:?}"))?;
     Ok(Sample {
         offered: (s1 - s0) as f64 / secs,
         got: (g1.saturating_sub(g0)) as f64 / secs,
-        pace,
+        gap,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use aya::programs::{TestRun, TestRunOptions};
+    use x0_common::{map_names, program_names};
+
+    use super::*;
+
+    /// BPF_PROG_TEST_RUN's verdicts.
+    const XDP_ABORTED: u32 = 0;
+    const XDP_REDIRECT: u32 = 4;
+
+    #[test]
+    fn the_redirect_ceiling_sends_every_frame_to_its_port_and_no_other() -> Result<()> {
+        let lo = nix::net::if_::if_nametoindex("lo")?;
+        let mut object =
+            Standalone::load_with_globals("redirect-test", &[(program_names::REDIRECT_TO, lo)])?;
+        let frame = [0u8; 60]; // it reads nothing
+        let verdict = |object: &mut Standalone| -> Result<u32> {
+            let prog = object.program(program_names::REDIRECT)?;
+            Ok(prog
+                .test_run(TestRunOptions {
+                    data_in: Some(&frame),
+                    ..Default::default()
+                })?
+                .return_value)
+        };
+        // Its port is not in the port map yet: nowhere to send.
+        assert_eq!(verdict(&mut object)?, XDP_ABORTED);
+        let mut ports: aya::maps::DevMapHash<_> = object
+            .ebpf
+            .map_mut(map_names::TX_PORTS)
+            .context("the port map")?
+            .try_into()?;
+        ports.insert(lo, lo, None, 0)?;
+        assert_eq!(verdict(&mut object)?, XDP_REDIRECT);
+        Ok(())
+    }
 }

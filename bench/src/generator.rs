@@ -10,6 +10,12 @@
 //! has no room for are dropped by the veth (its `xdp_xmit_err` counters), as a NIC drops
 //! on a full ring.
 //!
+//! It paces itself by waiting before each frame (`next_gap`), never by dropping frames it
+//! built: a dropped frame goes back to the run's page pool through the locked ring the
+//! router's core returns the forwarded frames to. Paced that way (until 2026-11-22) the
+//! two cores spent a third of their time on that lock. Each call's gap and counts go to
+//! stderr (`X0_BENCH_TRACE=1 x0-bench forwarding` shows them).
+//!
 //! Earlier versions sent through AF_PACKET (and before that trafgen): the skb each frame
 //! needed capped them near 1.2M frames/s, below what the router forwards.
 
@@ -24,7 +30,8 @@ use aya::programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp};
 use etherparse::PacketBuilder;
 use x0_common::{
     gen_frame::{
-        CHECK_COPY, FLOWS, IP_CHECK, LEN, MACS, MACS_COPY, PACE, SPORT, TTL, TTL_COPY, UDP_CHECK,
+        CHECK_COPY, FLOWS, GAP, IP_CHECK, LEN, MACS, MACS_COPY, MAX_GAP, SPORT, TEMPLATE_TTL, TTL,
+        UDP_CHECK,
     },
     program_names,
 };
@@ -38,15 +45,17 @@ pub struct Spec {
     /// Distinct UDP source ports, chosen at random per frame by `x0_gen`.
     pub flows: u16,
     pub duration: Duration,
-    /// The pace to start at (`gen_frame::PACE`): 255, or where the last run of the same
-    /// way ended.
-    pub pace: u8,
+    /// The gap to start at (`gen_frame::GAP`): 0, or where the last run of the same way
+    /// ended.
+    pub gap: u16,
+    /// Whether the gap follows what the peer refuses (`next_gap`) or stays as given.
+    pub paced: bool,
 }
 
-/// What a run did: frames offered to the interface, and the pace it ended at.
+/// What a run did: frames offered to the interface, and the gap it ended at.
 pub struct Sent {
     pub offered: u64,
-    pub pace: u8,
+    pub gap: u16,
 }
 
 /// Frames per BPF_PROG_TEST_RUN call (~0.3 s of traffic). Between calls the generator is
@@ -64,41 +73,47 @@ const BATCH: u32 = 64;
 fn template(s: &Spec) -> Vec<u8> {
     let mut v = Vec::with_capacity(LEN);
     PacketBuilder::ethernet2(s.src_mac, s.dst_mac)
-        .ipv4(s.src.octets(), s.dst.octets(), 64)
+        .ipv4(s.src.octets(), s.dst.octets(), TEMPLATE_TTL)
         .udp(10_000, 9)
         .write(&mut v, &[0u8; 18]) // 14 + 20 + 8 + 18 = 60
         .expect("a valid frame");
     v[UDP_CHECK..UDP_CHECK + 2].copy_from_slice(&[0, 0]);
     v[FLOWS..FLOWS + 2].copy_from_slice(&s.flows.to_be_bytes());
     v.copy_within(MACS..MACS + 12, MACS_COPY);
-    v[TTL_COPY] = v[TTL];
-    v[PACE] = s.pace;
+    v[GAP..GAP + 2].copy_from_slice(&s.gap.to_be_bytes());
     v.copy_within(IP_CHECK..IP_CHECK + 2, CHECK_COPY);
     debug_assert_eq!(v[SPORT..SPORT + 2], 10_000u16.to_be_bytes());
+    debug_assert_eq!(v[TTL], TEMPLATE_TTL);
     v
 }
 
-/// The pace for the next call, from what the peer's ring refused of the last: a veth under
+/// The generator's own work per frame in ns, as `next_gap` models it: the time per frame
+/// is OWN_WORK + gap. An estimate (at no gap it sends 7-11M frames/s); off, it only makes
+/// the gap take a call or two more to settle.
+const OWN_WORK: f64 = 100.0;
+
+/// The gap for the next call, from what the peer's ring refused of the last: a veth under
 /// heavy overload costs the receiving core contended page-pool locks (the refused frames
 /// go back to the generator's pool from this core while the forwarded ones go back from
 /// the router's) that a NIC, dropping its overflow in hardware, would not. So the
 /// generator offers a little more than the receiver takes: between 1% and 5% refused
 /// (RFC 2544's throughput, give or take that loss), aiming at 3%.
-pub fn next_pace(pace: u8, sent: u64, refused: u64) -> u8 {
+pub fn next_gap(gap: u16, sent: u64, refused: u64) -> u16 {
     let offered = sent + refused;
     if offered == 0 {
-        return pace;
+        return gap;
     }
     let refused_share = refused as f64 / offered as f64;
-    let per_256 = f64::from(pace) + 1.0;
-    let next = if refused_share > 0.05 {
-        per_256 * (1.0 - refused_share) * 1.03
+    // How much faster (> 1) or slower (< 1) to offer.
+    let speed = if refused_share > 0.05 {
+        (1.0 - refused_share) * 1.03
     } else if refused_share < 0.01 {
-        per_256 * 1.1 + 1.0
+        1.1
     } else {
-        per_256
+        return gap;
     };
-    (next.round() - 1.0).clamp(0.0, 255.0) as u8
+    let next = (f64::from(gap) + OWN_WORK) / speed - OWN_WORK;
+    next.round().clamp(0.0, f64::from(MAX_GAP)) as u16
 }
 
 /// A veth's own counter (`rx_queue_N_<name>` / `tx_queue_N_<name>` in `ethtool -S`),
@@ -129,53 +144,93 @@ fn sent_refused(iface: &str) -> Result<(u64, u64)> {
     ))
 }
 
-/// Sends until the time is up, paced (`next_pace`) after every call.
+/// Sends until the time is up, paced (`next_gap`) after every call.
 pub fn run(s: &Spec) -> Result<Sent> {
     let ifindex = nix::net::if_::if_nametoindex(s.iface.as_str())
         .with_context(|| format!("interface {}", s.iface))?;
-    // The object's maps are pinned by name; give them a directory of their own (inside
-    // `ip netns exec` that is a private bpffs, gone with the process).
-    let pins = PathBuf::from(format!("/sys/fs/bpf/x0-gen-{}", std::process::id()));
-    x0_dataplane::bpffs::prepare(&pins)?;
-    let result = (|| -> Result<Sent> {
-        let mut ebpf = x0_lab::faults::small_loader(&pins)
-            .load(x0_dataplane::XDP_OBJECT)
-            .context("loading the XDP object")?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(program_names::GEN)
-            .context("x0_gen missing from the XDP object")?
-            .try_into()?;
-        prog.load().context("verifying x0_gen")?;
-        let mut frame = template(s);
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
-        // egress_ifindex. The ingress is where XDP_TX sends.
-        let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
-        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
-        let end = Instant::now() + s.duration;
-        let mut offered = 0u64;
-        let mut pace = s.pace;
-        let mut before = sent_refused(&s.iface)?;
-        while Instant::now() < end {
-            frame[PACE] = pace;
-            // In live mode the kernel returns no verdict; the veth's counters tell what went out.
-            prog.test_run(TestRunOptions {
-                data_in: Some(&frame),
-                ctx_in: Some(&ctx),
-                repeat: FRAMES_PER_CALL,
-                attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
-                ..Default::default()
-            })
-            .context("BPF_PROG_TEST_RUN (live frames)")?;
-            let now = sent_refused(&s.iface)?;
-            let (sent, refused) = (now.0 - before.0, now.1 - before.1);
-            offered += sent + refused;
-            pace = next_pace(pace, sent, refused);
-            before = now;
+    let mut object = Standalone::load("gen")?;
+    let prog = object.program(program_names::GEN)?;
+    let mut frame = template(s);
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+    // egress_ifindex. The ingress is where XDP_TX sends.
+    let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
+    let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let end = Instant::now() + s.duration;
+    let mut offered = 0u64;
+    let mut gap = s.gap;
+    let mut before = sent_refused(&s.iface)?;
+    while Instant::now() < end {
+        frame[GAP..GAP + 2].copy_from_slice(&gap.to_be_bytes());
+        // In live mode the kernel returns no verdict; the veth's counters tell what went out.
+        prog.test_run(TestRunOptions {
+            data_in: Some(&frame),
+            ctx_in: Some(&ctx),
+            repeat: FRAMES_PER_CALL,
+            attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+            ..Default::default()
+        })
+        .context("BPF_PROG_TEST_RUN (live frames)")?;
+        let now = sent_refused(&s.iface)?;
+        let (sent, refused) = (now.0 - before.0, now.1 - before.1);
+        offered += sent + refused;
+        eprintln!("call: gap {gap} ns, sent {sent}, refused {refused}");
+        if s.paced {
+            gap = next_gap(gap, sent, refused);
         }
-        Ok(Sent { offered, pace })
-    })();
-    let _ = std::fs::remove_dir_all(&pins);
-    result
+        before = now;
+    }
+    Ok(Sent { offered, gap })
+}
+
+/// The XDP object loaded for one of its stand-alone programs: its maps tiny and pinned in
+/// a directory of their own (the object pins by name; inside `ip netns exec` that is a
+/// private bpffs), removed when this is dropped.
+pub struct Standalone {
+    pub ebpf: aya::Ebpf,
+    pins: PathBuf,
+}
+
+impl Standalone {
+    /// `tag` names the pin directory (with the process id).
+    pub fn load(tag: &str) -> Result<Self> {
+        Self::load_with_globals(tag, &[])
+    }
+
+    /// Like `load`, with the object's u32 globals set first.
+    pub fn load_with_globals(tag: &str, globals: &[(&str, u32)]) -> Result<Self> {
+        let pins = PathBuf::from(format!("/sys/fs/bpf/x0-{tag}-{}", std::process::id()));
+        x0_dataplane::bpffs::prepare(&pins)?;
+        let mut loader = x0_lab::faults::small_loader(&pins);
+        for (name, value) in globals {
+            loader.override_global(name, value, true);
+        }
+        match loader.load(x0_dataplane::XDP_OBJECT) {
+            Ok(ebpf) => Ok(Self { ebpf, pins }),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&pins);
+                Err(e).context("loading the XDP object")
+            }
+        }
+    }
+
+    /// The named XDP program, verified and loaded (the first time).
+    pub fn program(&mut self, name: &str) -> Result<&mut Xdp> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("{name} missing from the XDP object"))?
+            .try_into()?;
+        if prog.fd().is_err() {
+            prog.load().with_context(|| format!("verifying {name}"))?;
+        }
+        Ok(prog)
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.pins);
+    }
 }
 
 pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
@@ -203,43 +258,105 @@ mod tests {
             dst: "198.18.2.2".parse().unwrap(),
             flows: 1000,
             duration: Duration::from_millis(1),
-            pace: 200,
+            gap: 300,
+            paced: true,
         };
         let f = template(&s);
         assert_eq!(f.len(), 60);
         assert_eq!(&f[FLOWS..FLOWS + 2], &1000u16.to_be_bytes());
         assert_eq!(&f[40..42], &[0, 0]);
         assert_eq!(&f[MACS_COPY..MACS_COPY + 12], &f[..12]);
-        assert_eq!((f[TTL_COPY], &f[CHECK_COPY..]), (64, &f[24..26]));
-        assert_eq!(f[PACE], 200);
+        assert_eq!((f[TTL], &f[CHECK_COPY..]), (64, &f[24..26]));
+        assert_eq!(&f[GAP..GAP + 2], &300u16.to_be_bytes());
         assert_eq!(&f[30..34], &[198, 18, 2, 2]);
         assert!(parse_mac("02:00:00").is_err());
     }
 
+    /// BPF_PROG_TEST_RUN's verdict for XDP_TX.
+    const XDP_TX: u32 = 3;
+
     #[test]
-    fn the_pace_settles_where_the_ring_refuses_a_few_percent() {
-        // A receiver that takes 1M of whatever is offered, out of 8M frames built per
-        // second: the pace must come down from "all" to just above 1M and stay there.
-        let built = 8_000_000.0;
-        let mut pace = u8::MAX;
+    fn x0_gen_restores_what_routers_rewrote_and_waits_its_gap() -> Result<()> {
+        let mut object = Standalone::load("gen-test")?;
+        let prog = object.program(program_names::GEN)?;
+        let built = template(&Spec {
+            iface: "lo".into(),
+            src_mac: parse_mac("02:00:00:00:00:01")?,
+            dst_mac: parse_mac("02:00:00:00:00:02")?,
+            src: "198.18.1.2".parse()?,
+            dst: "198.18.2.2".parse()?,
+            flows: 1000,
+            duration: Duration::from_millis(1),
+            gap: 0,
+            paced: true,
+        });
+        // A recycled page holds what the last router wrote: its MACs, TTL and checksum.
+        let mut recycled = built.clone();
+        recycled[MACS..MACS + 12].fill(0xee);
+        recycled[TTL] = 63;
+        recycled[IP_CHECK..IP_CHECK + 2].copy_from_slice(&[0x12, 0x34]);
+        let mut out = [0u8; LEN];
+        let r = prog.test_run(TestRunOptions {
+            data_in: Some(&recycled),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })?;
+        assert_eq!(r.return_value, XDP_TX);
+        assert_eq!(out[..SPORT], built[..SPORT], "headers as built");
+        assert_eq!(out[SPORT + 2..], built[SPORT + 2..]);
+        let sport = u16::from_be_bytes([out[SPORT], out[SPORT + 1]]);
+        assert!((10_000..11_000).contains(&sport), "source port {sport}");
+        // The gap: every frame waits at least that long (the run's mean per frame).
+        let per_frame = |gap: u16| -> Result<Duration> {
+            let mut frame = built.clone();
+            frame[GAP..GAP + 2].copy_from_slice(&gap.to_be_bytes());
+            let r = prog.test_run(TestRunOptions {
+                data_in: Some(&frame),
+                repeat: 1000,
+                ..Default::default()
+            })?;
+            Ok(r.duration)
+        };
+        let (none, some) = (per_frame(0)?, per_frame(5_000)?);
+        assert!(some >= Duration::from_nanos(5_000), "gap 5000 ns: {some:?}");
+        assert!(none < Duration::from_nanos(2_500), "no gap: {none:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_gap_settles_where_the_ring_refuses_a_few_percent() {
+        // A generator whose own work per frame is 150 ns (not the 100 the controller
+        // assumes) and whose clock reads make each wait ~20 ns longer than asked, and a
+        // receiver that takes 3.5M of whatever is offered: from no gap, the gap must grow
+        // until the ring refuses 1-5% and stay there.
+        let offered_at = |gap: u16| {
+            let wait = if gap > 0 { f64::from(gap) + 20.0 } else { 0.0 };
+            1e9 / (150.0 + wait)
+        };
+        let mut gap = 0;
         let mut refused_share = 1.0;
-        for _ in 0..10 {
-            let offered = built * (f64::from(pace) + 1.0) / 256.0;
-            let sent = offered.min(1_000_000.0);
+        let mut settled_after = None;
+        for call in 0..12 {
+            let offered = offered_at(gap);
+            let sent = offered.min(3_500_000.0);
             let refused = offered - sent;
             refused_share = refused / offered;
-            pace = next_pace(pace, sent as u64, refused as u64);
+            if settled_after.is_none() && (0.01..=0.05).contains(&refused_share) {
+                settled_after = Some(call);
+            }
+            gap = next_gap(gap, sent as u64, refused as u64);
         }
         assert!(
-            (0.0..=0.05).contains(&refused_share),
-            "refused {refused_share:.3}"
+            (0.01..=0.05).contains(&refused_share),
+            "refused {refused_share:.3}, gap {gap}"
         );
-        assert!(pace < 40, "pace {pace}");
-        // A receiver that takes everything: back up to sending all.
+        assert!(settled_after.is_some_and(|c| c <= 8), "{settled_after:?}");
+        // A receiver that takes everything: back to no gap at all.
         for _ in 0..40 {
-            pace = next_pace(pace, 1000, 0);
+            gap = next_gap(gap, 1000, 0);
         }
-        assert_eq!(pace, u8::MAX);
-        assert_eq!(next_pace(17, 0, 0), 17, "nothing sent: no change");
+        assert_eq!(gap, 0);
+        assert_eq!(next_gap(17, 0, 0), 17, "nothing sent: no change");
+        assert_eq!(next_gap(MAX_GAP, 1, 1000), MAX_GAP, "at most MAX_GAP");
     }
 }

@@ -113,9 +113,13 @@ enum Command {
         flows: u16,
         #[arg(long)]
         secs: f64,
-        /// Frames sent per 256 built, less one, to start at (255: all); paced after.
-        #[arg(long, default_value_t = u8::MAX)]
-        pace: u8,
+        /// The wait before each frame to start at, in ns (0: none); paced after.
+        #[arg(long, default_value_t = 0,
+              value_parser = clap::value_parser!(u16).range(..=i64::from(x0_common::gen_frame::MAX_GAP)))]
+        gap: u16,
+        /// Keep the gap as given instead of pacing.
+        #[arg(long)]
+        unpaced: bool,
     },
 }
 
@@ -219,7 +223,8 @@ fn main() -> ExitCode {
             dst,
             flows,
             secs,
-            pace,
+            gap,
+            unpaced,
         } => (|| {
             let spec = generator::Spec {
                 iface,
@@ -229,10 +234,11 @@ fn main() -> ExitCode {
                 dst,
                 flows: flows.max(1),
                 duration: std::time::Duration::from_secs_f64(secs),
-                pace,
+                gap,
+                paced: !unpaced,
             };
             let sent = generator::run(&spec)?;
-            println!("offered {} pace {}", sent.offered, sent.pace);
+            println!("offered {} gap {}", sent.offered, sent.gap);
             Ok(())
         })(),
     };

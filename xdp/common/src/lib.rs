@@ -115,6 +115,10 @@ pub mod program_names {
     pub const POLICY: &str = "x0_policy";
     /// The forwarding benchmark's traffic generator (BPF_PROG_TEST_RUN, live frames).
     pub const GEN: &str = "x0_gen";
+    /// The forwarding benchmark's redirect ceiling: every frame out of one port.
+    pub const REDIRECT: &str = "x0_redirect";
+    /// The global holding `REDIRECT`'s egress ifindex.
+    pub const REDIRECT_TO: &str = "X0_REDIRECT_TO";
 }
 
 /// The forwarding benchmark generator's 60-byte IPv4/UDP template, as `x0-bench generate`
@@ -129,13 +133,15 @@ pub mod gen_frame {
     pub const IP_CHECK: usize = 24;
     pub const SPORT: usize = 34;
     pub const UDP_CHECK: usize = 40;
-    /// Payload: flows (u16), MACs copy (12), TTL copy, pace, checksum copy (u16).
+    /// The template's TTL, which `x0_gen` puts back.
+    pub const TEMPLATE_TTL: u8 = 64;
+    /// Payload: flows (u16), MACs copy (12), gap (u16), checksum copy (u16).
     pub const FLOWS: usize = 42;
     pub const MACS_COPY: usize = 44;
-    pub const TTL_COPY: usize = 56;
-    /// Of every 256 frames built, about PACE + 1 are sent and the rest dropped by the
-    /// generator itself (255: all sent).
-    pub const PACE: usize = 57;
+    /// The wait before each frame, in ns (big-endian u16, at most `MAX_GAP`; 0: none, as
+    /// fast as the core builds them).
+    pub const GAP: usize = 56;
+    pub const MAX_GAP: u16 = 20_000;
     pub const CHECK_COPY: usize = 58;
 }
 

@@ -82,6 +82,23 @@ pub fn x0_drop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
 
+/// The ifindex `x0_redirect` sends to, set by its loader (`EbpfLoader::override_global`).
+#[unsafe(no_mangle)]
+static X0_REDIRECT_TO: u32 = 0;
+
+/// Sends every frame out of one port through the egress port map, reading and rewriting
+/// nothing: the forwarding benchmark's redirect ceiling, what the rig forwards with no
+/// forwarding work at all (no forwarder can pass it). Not used by the dataplane.
+#[xdp]
+pub fn x0_redirect(_ctx: XdpContext) -> u32 {
+    // Volatile: the value is patched into the object after compilation.
+    // SAFETY: a plain read of a static.
+    let ifindex = unsafe { core::ptr::read_volatile(&X0_REDIRECT_TO) };
+    maps::X0_TX_PORTS
+        .redirect(ifindex, 0)
+        .unwrap_or(xdp_action::XDP_ABORTED)
+}
+
 /// The forwarding benchmark's traffic generator, not used by the dataplane. Run through
 /// BPF_PROG_TEST_RUN in live-frames mode on a 60-byte UDP template whose ingress is the
 /// sending interface, it sends each frame out of that interface (XDP_TX), spread over the
@@ -91,12 +108,14 @@ pub fn x0_drop(_ctx: XdpContext) -> u32 {
 /// The kernel recycles a frame's page with whatever the routers on the way wrote into it
 /// (MACs, TTL, checksum), so each run restores those from a copy in the payload, which
 /// nothing on the way touches. Payload layout: flows (u16), Ethernet destination and
-/// source (12 bytes), TTL, pace (`gen_frame::PACE`), IPv4 checksum (u16).
+/// source (12 bytes), gap (`gen_frame::GAP`, u16), IPv4 checksum (u16).
 #[xdp]
 pub fn x0_gen(ctx: XdpContext) -> u32 {
+    use aya_ebpf::helpers::bpf_ktime_get_ns;
     use x0_common::gen_frame::{
-        CHECK_COPY, FLOWS, IP_CHECK, LEN, MACS, MACS_COPY, PACE, SPORT, TTL, TTL_COPY,
+        CHECK_COPY, FLOWS, GAP, IP_CHECK, LEN, MACS, MACS_COPY, SPORT, TEMPLATE_TTL, TTL,
     };
+    const WAIT_TURNS: u32 = 4096;
     let data = ctx.data();
     if data + LEN > ctx.data_end() {
         return xdp_action::XDP_ABORTED;
@@ -104,14 +123,25 @@ pub fn x0_gen(ctx: XdpContext) -> u32 {
     // SAFETY: every offset lies inside the frame (checked above).
     unsafe {
         let at = |off: usize| (data + off) as *mut u8;
-        // Paced: the frames not sent go back to the run's page pool here, on this core,
-        // without the locked return a refused frame takes.
-        let pace = *at(PACE);
-        if pace != u8::MAX && (aya_ebpf::helpers::bpf_get_prandom_u32() & 0xff) as u8 > pace {
-            return xdp_action::XDP_DROP;
+        // Paced by waiting, not by dropping: a frame this program dropped would go back to
+        // the run's page pool through the ring the router's core returns the forwarded
+        // frames to, and the two cores would fight over its lock (measured: a third of
+        // both cores' time).
+        let gap = u64::from(u16::from_be(core::ptr::read_unaligned(
+            at(GAP) as *const u16
+        )));
+        if gap > 0 {
+            let start = bpf_ktime_get_ns();
+            // A bound the verifier can walk; each turn (a clock read) takes far more than
+            // MAX_GAP / WAIT_TURNS ns, so the gap, not the bound, ends the wait.
+            for _ in 0..WAIT_TURNS {
+                if bpf_ktime_get_ns().wrapping_sub(start) >= gap {
+                    break;
+                }
+            }
         }
         core::ptr::copy_nonoverlapping(at(MACS_COPY), at(MACS), 12);
-        *at(TTL) = *at(TTL_COPY);
+        *at(TTL) = TEMPLATE_TTL;
         core::ptr::copy_nonoverlapping(at(CHECK_COPY), at(IP_CHECK), 2);
         let flows = u16::from_be(core::ptr::read_unaligned(at(FLOWS) as *const u16));
         let port = if flows > 1 {
