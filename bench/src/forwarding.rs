@@ -164,9 +164,9 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
         if forwarding.iter().all(|g| *g > 0) {
             notes.push(format!(
                 "The generator paced itself to offer a little more than each way took (r1's \
-                 ring refusing 1-5%) by waiting after every frame ({}-{} turns of its wait \
-                 loop at the end of the forwarding runs), so it could have offered more: the \
-                 router, not the generator, set those figures.",
+                 ring refusing 1-5%) by waiting before every frame ({}-{} ns at the end of \
+                 the forwarding runs), so it could have offered more: the router, not the \
+                 generator, set those figures.",
                 forwarding.iter().min().unwrap_or(&0),
                 forwarding.iter().max().unwrap_or(&0)
             ));
@@ -422,6 +422,7 @@ fn start_generator(lab: &Lab, flows: u32, secs: f64, gap: u16, paced: bool) -> R
         .args(["--flows", &flows.to_string(), "--secs", &secs.to_string()])
         .args(["--gap", &gap.to_string()])
         .args((!paced).then_some("--unpaced"))
+        .args(["--router-cpu", &ROUTER_CPU.to_string()])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

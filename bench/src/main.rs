@@ -120,6 +120,9 @@ enum Command {
         /// Keep the gap as given instead of pacing.
         #[arg(long)]
         unpaced: bool,
+        /// The router's receive core: the pacing offers more while it idles.
+        #[arg(long)]
+        router_cpu: Option<u32>,
     },
 }
 
@@ -225,6 +228,7 @@ fn main() -> ExitCode {
             secs,
             gap,
             unpaced,
+            router_cpu,
         } => (|| {
             let spec = generator::Spec {
                 iface,
@@ -236,6 +240,7 @@ fn main() -> ExitCode {
                 duration: std::time::Duration::from_secs_f64(secs),
                 gap,
                 paced: !unpaced,
+                router_cpu,
             };
             let sent = generator::run(&spec)?;
             println!("offered {} gap {}", sent.offered, sent.gap);
