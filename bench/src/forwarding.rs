@@ -13,8 +13,9 @@
 //! to CPU 1 (its XDP, the kernel's forwarding, and the delivery into h2's veth all run
 //! there): one receive core, away from the generator. For the forwarding ways the
 //! generator paces itself, waiting before each frame, to offer a little more than the way
-//! takes (r1's ring refusing 1-5%; see `generator::next_gap` for why not far more); the
-//! XDP_DROP ceiling is offered all it can send. A figure within 5% of what the generator
+//! takes (r1's ring refusing 1-5% once r1's core is busy; see `generator::next_gap` for
+//! why not far more, and why not less while the core idles); the XDP_DROP ceiling is
+//! offered all it can send. A figure within 5% of what the generator
 //! offered while it did not wait at all says "generator-limited": a floor.
 
 use std::{
