@@ -315,19 +315,14 @@ fn redirect_ingress(lab: &Lab) -> Result<()> {
         links::{FdLink, PinnedLink},
         xdp::XdpLink,
     };
-    use x0_common::{map_names, program_names};
+    use x0_common::program_names;
     let link = lab.pin_root("r1").join("links").join("eth1");
     // In r1's namespace: the kernel resolves the port map's ifindex in the caller's.
     netns::in_netns(&lab.ns("r1"), move || -> Result<()> {
         let egress = nix::net::if_::if_nametoindex("eth2")?;
         let mut object =
             Standalone::load_with_globals("redirect", &[(program_names::REDIRECT_TO, egress)])?;
-        let mut ports: aya::maps::DevMapHash<_> = object
-            .ebpf
-            .map_mut(map_names::TX_PORTS)
-            .context("the port map")?
-            .try_into()?;
-        ports.insert(egress, egress, None, 0)?;
+        object.add_port(egress)?;
         let prog = object.program(program_names::REDIRECT)?;
         let link = XdpLink::try_from(FdLink::from(PinnedLink::from_pin(&link)?))?;
         let id = prog
@@ -493,7 +488,7 @@ fn measure(lab: &Lab, mode: Mode, flows: u32, window: Duration, gap: u16) -> Res
 #[cfg(test)]
 mod tests {
     use aya::programs::{TestRun, TestRunOptions};
-    use x0_common::{map_names, program_names};
+    use x0_common::program_names;
 
     use super::*;
 
@@ -518,12 +513,7 @@ mod tests {
         };
         // Its port is not in the port map yet: nowhere to send.
         assert_eq!(verdict(&mut object)?, XDP_ABORTED);
-        let mut ports: aya::maps::DevMapHash<_> = object
-            .ebpf
-            .map_mut(map_names::TX_PORTS)
-            .context("the port map")?
-            .try_into()?;
-        ports.insert(lo, lo, None, 0)?;
+        object.add_port(lo)?;
         assert_eq!(verdict(&mut object)?, XDP_REDIRECT);
         Ok(())
     }

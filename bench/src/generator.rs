@@ -267,6 +267,18 @@ impl Standalone {
         }
     }
 
+    /// Puts `ifindex` (of the caller's namespace) into the object's egress port map, where
+    /// `x0_redirect` may send.
+    pub fn add_port(&mut self, ifindex: u32) -> Result<()> {
+        let mut ports: aya::maps::DevMapHash<_> = self
+            .ebpf
+            .map_mut(x0_common::map_names::TX_PORTS)
+            .context("the port map")?
+            .try_into()?;
+        ports.insert(ifindex, ifindex, None, 0)?;
+        Ok(())
+    }
+
     /// The named XDP program, verified and loaded (the first time).
     pub fn program(&mut self, name: &str) -> Result<&mut Xdp> {
         let prog: &mut Xdp = self
