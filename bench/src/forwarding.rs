@@ -28,8 +28,8 @@ use anyhow::{Context, Result, bail, ensure};
 use x0_lab::{Lab, Topology, faults, lab::default_dataplane_bin, netns, traffic};
 
 use crate::{
-    generator::Standalone,
     report::{Row, Table},
+    standalone::Standalone,
 };
 
 /// The generator's core (also the receiver's), and the router's receive core.
@@ -497,7 +497,7 @@ mod tests {
     const XDP_REDIRECT: u32 = 4;
 
     #[test]
-    fn the_redirect_ceiling_sends_every_frame_to_its_port_and_no_other() -> Result<()> {
+    fn the_redirect_ceiling_sends_only_once_its_port_is_in_the_port_map() -> Result<()> {
         let lo = nix::net::if_::if_nametoindex("lo")?;
         let mut object =
             Standalone::load_with_globals("redirect-test", &[(program_names::REDIRECT_TO, lo)])?;

@@ -10,6 +10,7 @@ mod memory;
 mod paths;
 mod policy_cost;
 mod report;
+mod standalone;
 mod test_run_cost;
 
 use std::{path::PathBuf, process::ExitCode, time::Instant};
