@@ -1,21 +1,28 @@
 //! What the dataplane asks of the kernel over rtnetlink (neli): links, local addresses,
 //! neighbours, neighbour resolution, and a stream of changes to all of them.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    fmt::Debug,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::atomic::{AtomicU32, Ordering},
+};
 
 use anyhow::{Context, Result, anyhow, bail};
 use neli::{
+    FromBytesWithInput, Size, ToBytes,
     consts::{
         nl::NlmF,
         rtnl::{Ifa, Iff, Ifla, Nda, Ntf, Nud, RtAddrFamily, Rtm, Rtn},
         socket::NlFamily,
     },
+    nl::NlmsghdrBuilder,
     nl::{NlPayload, Nlmsghdr},
     router::synchronous::{NlRouter, NlRouterReceiverHandle},
     rtnl::{
         Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder, Ndmsg, NdmsgBuilder,
         RtattrBuilder,
     },
+    socket::synchronous::NlSocketHandle,
     types::{Buffer, RtBuffer},
     utils::Groups,
 };
@@ -57,34 +64,37 @@ pub enum Event {
     AddrRemoved(LocalAddr),
 }
 
-/// Request/response rtnetlink socket.
+/// Request/response rtnetlink socket. Each request is sent and its answer read on the
+/// calling thread. (neli's `NlRouter` reads on a thread of its own; a read that overlaps the
+/// start of the next dump can find that dump already finished, and the kernel then fails
+/// the read with EINVAL: a daemon once died of it at start-up.)
 pub struct Netlink {
-    rtnl: NlRouter,
+    socket: NlSocketHandle,
+    seq: AtomicU32,
 }
+
+/// A dump the kernel marked inconsistent (NLM_F_DUMP_INTR: the table changed while it was
+/// read) is asked again this many times; after that the last answer stands, and the event
+/// stream, subscribed before the first dump, brings the changes.
+const DUMP_ATTEMPTS: usize = 3;
 
 impl Netlink {
     pub fn connect() -> Result<Self> {
-        let (rtnl, _) = NlRouter::connect(NlFamily::Route, None, Groups::empty())
+        let socket = NlSocketHandle::connect(NlFamily::Route, None, Groups::empty())
             .context("opening an rtnetlink socket")?;
-        Ok(Self { rtnl })
+        Ok(Self {
+            socket,
+            seq: AtomicU32::new(0),
+        })
     }
 
     pub fn links(&self) -> Result<Vec<Link>> {
-        let msg = IfinfomsgBuilder::default()
-            .ifi_family(RtAddrFamily::Unspecified)
-            .build()?;
-        let recv = self
-            .rtnl
-            .send::<_, _, Rtm, Ifinfomsg>(Rtm::Getlink, NlmF::DUMP, NlPayload::Payload(msg))
-            .context("RTM_GETLINK")?;
-        let mut links = Vec::new();
-        for response in recv {
-            let response = response.context("RTM_GETLINK response")?;
-            if let Some(link) = response.get_payload().and_then(decode_link) {
-                links.push(link);
-            }
-        }
-        Ok(links)
+        let msg = || {
+            IfinfomsgBuilder::default()
+                .ifi_family(RtAddrFamily::Unspecified)
+                .build()
+        };
+        self.dump(Rtm::Getlink, msg, |m: &Ifinfomsg| decode_link(m))
     }
 
     pub fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
@@ -95,22 +105,15 @@ impl Netlink {
     pub fn addresses(&self) -> Result<Vec<LocalAddr>> {
         let mut out = Vec::new();
         for family in [RtAddrFamily::Inet, RtAddrFamily::Inet6] {
-            let msg = IfaddrmsgBuilder::default()
-                .ifa_family(family)
-                .ifa_prefixlen(0)
-                .ifa_scope(neli::consts::rtnl::RtScope::Universe)
-                .ifa_index(0)
-                .build()?;
-            let recv = self
-                .rtnl
-                .send::<_, _, Rtm, Ifaddrmsg>(Rtm::Getaddr, NlmF::DUMP, NlPayload::Payload(msg))
-                .context("RTM_GETADDR")?;
-            for response in recv {
-                let response = response.context("RTM_GETADDR response")?;
-                if let Some(a) = response.get_payload().and_then(decode_addr) {
-                    out.push(a);
-                }
-            }
+            let msg = || {
+                IfaddrmsgBuilder::default()
+                    .ifa_family(family)
+                    .ifa_prefixlen(0)
+                    .ifa_scope(neli::consts::rtnl::RtScope::Universe)
+                    .ifa_index(0)
+                    .build()
+            };
+            out.extend(self.dump(Rtm::Getaddr, msg, |m: &Ifaddrmsg| decode_addr(m))?);
         }
         Ok(out)
     }
@@ -118,22 +121,15 @@ impl Netlink {
     pub fn neighbours(&self) -> Result<Vec<Neighbour>> {
         let mut out = Vec::new();
         for family in [RtAddrFamily::Inet, RtAddrFamily::Inet6] {
-            let msg = NdmsgBuilder::default()
-                .ndm_family(family)
-                .ndm_index(0)
-                .ndm_state(Nud::empty())
-                .ndm_type(Rtn::Unspec)
-                .build()?;
-            let recv = self
-                .rtnl
-                .send::<_, _, Rtm, Ndmsg>(Rtm::Getneigh, NlmF::DUMP, NlPayload::Payload(msg))
-                .context("RTM_GETNEIGH")?;
-            for response in recv {
-                let response = response.context("RTM_GETNEIGH response")?;
-                if let Some(n) = response.get_payload().and_then(decode_neighbour) {
-                    out.push(n);
-                }
-            }
+            let msg = || {
+                NdmsgBuilder::default()
+                    .ndm_family(family)
+                    .ndm_index(0)
+                    .ndm_state(Nud::empty())
+                    .ndm_type(Rtn::Unspec)
+                    .build()
+            };
+            out.extend(self.dump(Rtm::Getneigh, msg, |m: &Ndmsg| decode_neighbour(m))?);
         }
         Ok(out)
     }
@@ -160,19 +156,94 @@ impl Netlink {
             .ndm_type(Rtn::Unspec)
             .rtattrs(attrs)
             .build()?;
-        let recv = self
-            .rtnl
-            .send::<_, _, Rtm, Ndmsg>(
-                Rtm::Newneigh,
-                NlmF::CREATE | NlmF::REPLACE | NlmF::ACK,
-                NlPayload::Payload(msg),
-            )
+        let flags = NlmF::CREATE | NlmF::REPLACE | NlmF::ACK;
+        self.request(Rtm::Newneigh, flags, msg, |_: &Ndmsg| None::<()>)
             .with_context(|| format!("RTM_NEWNEIGH (resolve {addr} on ifindex {ifindex})"))?;
-        for response in recv {
-            response.with_context(|| format!("resolving {addr} on ifindex {ifindex}"))?;
-        }
         Ok(())
     }
+
+    /// A whole table, asked again while the kernel says it changed mid-read.
+    fn dump<P, R, T, E>(
+        &self,
+        ty: Rtm,
+        msg: impl Fn() -> Result<P, E>,
+        decode: impl Fn(&R) -> Option<T>,
+    ) -> Result<Vec<T>>
+    where
+        P: Size + ToBytes + Debug,
+        R: Size + FromBytesWithInput<Input = usize> + Debug,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let mut attempt = 1;
+        loop {
+            let answer = self
+                .request(ty, NlmF::DUMP, msg()?, &decode)
+                .with_context(|| format!("{ty:?} dump"))?;
+            if !answer.interrupted || attempt == DUMP_ATTEMPTS {
+                return Ok(answer.payloads);
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Sends one request and reads its whole answer: the payloads of a dump up to its
+    /// NLMSG_DONE (each through `decode`), or the acknowledgement of a change.
+    fn request<P, R, T>(
+        &self,
+        ty: Rtm,
+        flags: NlmF,
+        msg: P,
+        decode: impl Fn(&R) -> Option<T>,
+    ) -> Result<Answer<T>>
+    where
+        P: Size + ToBytes + Debug,
+        R: Size + FromBytesWithInput<Input = usize> + Debug,
+    {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let request = NlmsghdrBuilder::default()
+            .nl_type(ty)
+            .nl_flags(flags | NlmF::REQUEST)
+            .nl_pid(self.socket.pid())
+            .nl_seq(seq)
+            .nl_payload(NlPayload::Payload(msg))
+            .build()?;
+        self.socket.send(&request)?;
+        let mut answer = Answer {
+            payloads: Vec::new(),
+            interrupted: false,
+        };
+        loop {
+            let (messages, _) = self.socket.recv::<u16, R>()?;
+            for message in messages {
+                let message = message?;
+                if *message.nl_seq() != seq {
+                    continue; // a late answer to an earlier request that gave up
+                }
+                answer.interrupted |= message.nl_flags().contains(NlmF::DUMP_INTR);
+                match message.nl_payload() {
+                    NlPayload::Ack(_) => return Ok(answer),
+                    NlPayload::Err(e) => {
+                        bail!("{}", std::io::Error::from_raw_os_error(-*e.error()))
+                    }
+                    NlPayload::DumpExtAck(e) if *e.error() != 0 => {
+                        bail!("{}", std::io::Error::from_raw_os_error(-*e.error()))
+                    }
+                    NlPayload::DumpExtAck(_) | NlPayload::Empty => return Ok(answer),
+                    NlPayload::Payload(p) => answer.payloads.extend(decode(p)),
+                }
+                if !flags.contains(NlmF::DUMP) && !flags.contains(NlmF::ACK) {
+                    return Ok(answer);
+                }
+            }
+        }
+    }
+}
+
+/// What the kernel answered to one request.
+struct Answer<R> {
+    payloads: Vec<R>,
+    /// The kernel flagged the dump as read across a change (NLM_F_DUMP_INTR).
+    interrupted: bool,
 }
 
 /// A stream of link, address and neighbour changes.
