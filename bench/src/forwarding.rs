@@ -15,7 +15,9 @@
 //! generator paces itself, waiting before each frame, to offer a little more than the way
 //! takes (r1's ring refusing 1-5% once r1's core is busy; see `generator::next_gap` for
 //! why not far more, and why not less while the core idles); the XDP_DROP ceiling is
-//! offered all it can send. A figure within 5% of what the generator
+//! offered all it can send. A cache line's round trip between the two cores is read around
+//! every run (placement.rs): the host moves the vCPUs, and x0tta6bl4's rate follows.
+//! A figure within 5% of what the generator
 //! offered while it did not wait at all says "generator-limited": a floor.
 
 use std::{
@@ -28,6 +30,7 @@ use anyhow::{Context, Result, bail, ensure};
 use x0_lab::{Lab, Topology, faults, lab::default_dataplane_bin, netns, traffic};
 
 use crate::{
+    placement::{self, Placement},
     report::{Row, Table},
     standalone::Standalone,
 };
@@ -73,6 +76,9 @@ struct Sample {
     got: f64,
     /// Where the generator's gap ended (0: it sent as fast as it could).
     gap: u16,
+    /// A cache line's round trip between the generator's and the router's cores, just
+    /// before and just after the run.
+    round_trips: [Duration; 2],
 }
 
 pub fn run(quick: bool) -> Result<Vec<Table>> {
@@ -97,6 +103,7 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
         let mut got = vec![Vec::new(); modes.len()];
         let mut offered = vec![Vec::new(); modes.len()];
         let mut gaps: Vec<Vec<u16>> = vec![Vec::new(); modes.len()];
+        let mut round_trips: Vec<Vec<[Duration; 2]>> = vec![Vec::new(); modes.len()];
         for rep in 1..=reps {
             let mut x0_lab = None;
             for (i, mode) in modes.iter().enumerate() {
@@ -119,6 +126,7 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
                 got[i].push(s.got);
                 offered[i].push(s.offered);
                 gaps[i].push(s.gap);
+                round_trips[i].push(s.round_trips);
                 if *mode == Mode::X0 {
                     x0_lab = Some(lab);
                 }
@@ -191,6 +199,12 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
             if drop_limited { " or less" } else { "" },
             x0 / redirect * 100.0
         ));
+        notes.push(placement_note(
+            &rows,
+            &round_trips,
+            at(Mode::Kernel),
+            at(Mode::X0),
+        ));
         notes.push(
             "On two cores the receiver (h2's XDP, which counts and drops) runs on the router's \
              core: the forwarding rows carry its cost, the XDP_DROP row does not. Pinned to the \
@@ -198,8 +212,25 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
              measured slower."
                 .to_string(),
         );
+        let by_placement = [Placement::Near, Placement::Far]
+            .into_iter()
+            .filter_map(|p| {
+                let (x0, kernel) = (
+                    placed(&rows[at(Mode::X0)], &round_trips[at(Mode::X0)], p),
+                    placed(&rows[at(Mode::Kernel)], &round_trips[at(Mode::Kernel)], p),
+                );
+                let ratio = x0.median() / kernel.median();
+                (!ratio.is_nan()).then(|| {
+                    format!(
+                        "{} {ratio:.2}x ({})",
+                        placement_name(p),
+                        if ratio >= 3.0 { "met" } else { "not met" }
+                    )
+                })
+            })
+            .collect::<Vec<_>>();
         let verdict = format!(
-            "{:.2}x the kernel{} ({}); {:.0}% of the XDP_DROP ceiling{} ({})",
+            "{:.2}x the kernel{} ({}{}); {:.0}% of the XDP_DROP ceiling{} ({})",
             vs_kernel,
             if x0_limited { " or more" } else { "" },
             if vs_kernel >= 3.0 {
@@ -208,6 +239,11 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
                 "not shown: the generator is the limit"
             } else {
                 "not met"
+            },
+            if by_placement.is_empty() {
+                String::new()
+            } else {
+                format!("; with the vCPUs placed {}", by_placement.join(", "))
             },
             share * 100.0,
             if drop_limited {
@@ -249,7 +285,11 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
                  takes: r1's ring refuses 1-5% (RFC 2544's throughput, give or take that loss; \
                  far more overload costs a veth receiver contended page-pool locks a NIC would \
                  not); the XDP_DROP ceiling is offered all the generator can send. Rows flagged \
-                 generator-limited received nearly all that was offered. veth is not a NIC: absolute rates are far below line rate \
+                 generator-limited received nearly all that was offered. A cache line's round trip \
+                 between the generator's and the router's cores is read before and after every \
+                 run: the host moves this VM's vCPUs, and far apart (different dies) every frame's \
+                 first touch on the router's core costs a crossing, which the XDP ways feel most \
+                 (the verdict gives the ratio in each placement seen). veth is not a NIC: absolute rates are far below line rate \
                  on real hardware and bounded by the veth transmit path, which all four share.",
                 if flows > 1 { "s" } else { "" }
             ),
@@ -262,6 +302,76 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
         });
     }
     Ok(tables)
+}
+
+/// The runs of `row` made with the vCPUs placed `p` (see placement.rs).
+fn placed(row: &Row, round_trips: &[[Duration; 2]], p: Placement) -> Row {
+    let samples = row
+        .samples
+        .iter()
+        .zip(round_trips)
+        .filter(|(_, [before, after])| Placement::of(*before, *after) == p)
+        .map(|(got, _)| *got)
+        .collect();
+    Row::new(&row.name, samples)
+}
+
+fn placement_name(p: Placement) -> &'static str {
+    match p {
+        Placement::Near => "near",
+        Placement::Far => "far",
+        Placement::Moved => "moved",
+    }
+}
+
+/// Where the host had put the generator's and the router's vCPUs during the runs, and what
+/// x0tta6bl4 and the kernel forwarded in each placement.
+fn placement_note(
+    rows: &[Row],
+    round_trips: &[Vec<[Duration; 2]>],
+    kernel: usize,
+    x0: usize,
+) -> String {
+    let all: Vec<Duration> = round_trips.iter().flatten().flatten().copied().collect();
+    let ns = |d: Option<&Duration>| d.map_or(0, |d| d.as_nanos());
+    let runs = |p: Placement| {
+        round_trips
+            .iter()
+            .flatten()
+            .filter(|[b, a]| Placement::of(*b, *a) == p)
+            .count()
+    };
+    let mut note = format!(
+        "The host moves this VM's vCPUs: a cache line's round trip between the generator's \
+         and the router's cores, read before and after every run, was {}-{} ns. Runs with \
+         both readings under {} ns (near, one shared cache): {}; both above (far, frames \
+         cross between dies): {}; moved mid-run: {}.",
+        ns(all.iter().min()),
+        ns(all.iter().max()),
+        placement::FAR.as_nanos(),
+        runs(Placement::Near),
+        runs(Placement::Far),
+        runs(Placement::Moved),
+    );
+    for p in [Placement::Near, Placement::Far] {
+        let (x, k) = (
+            placed(&rows[x0], &round_trips[x0], p),
+            placed(&rows[kernel], &round_trips[kernel], p),
+        );
+        if x.samples.is_empty() || k.samples.is_empty() {
+            continue;
+        }
+        note += &format!(
+            " {}: x0tta6bl4 {:.2}M/s ({} runs), the kernel {:.2}M/s ({} runs), {:.2}x.",
+            if p == Placement::Near { "Near" } else { "Far" },
+            x.median() / 1e6,
+            x.samples.len(),
+            k.median() / 1e6,
+            k.samples.len(),
+            x.median() / k.median()
+        );
+    }
+    note
 }
 
 /// A fresh line lab set up for `mode`, with neighbours resolved.
@@ -430,6 +540,7 @@ fn measure(lab: &Lab, mode: Mode, flows: u32, window: Duration, gap: u16) -> Res
     // The ceiling takes all the generator can offer: paced, the refusals an idle NAPI
     // thread's wake-up costs (the ring fills while it wakes) would hold it down.
     let paced = mode != Mode::Drop;
+    let before = placement::round_trip(GENERATOR_CPU as usize, ROUTER_CPU as usize)?;
     let secs = 1.0 + window.as_secs_f64() + 0.5;
     let mut generator = start_generator(lab, flows, secs, gap, paced)?;
     // Warm-up, in which the generator finds its pace (a few calls).
@@ -463,6 +574,7 @@ fn measure(lab: &Lab, mode: Mode, flows: u32, window: Duration, gap: u16) -> Res
         out.status,
         String::from_utf8_lossy(&out.stderr).trim()
     );
+    let after = placement::round_trip(GENERATOR_CPU as usize, ROUTER_CPU as usize)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     // Every call's gap and counts, for whoever studies the pacing.
     if std::env::var_os("X0_BENCH_TRACE").is_some() {
@@ -482,6 +594,7 @@ fn measure(lab: &Lab, mode: Mode, flows: u32, window: Duration, gap: u16) -> Res
         offered: (s1 - s0) as f64 / secs,
         got: (g1.saturating_sub(g0)) as f64 / secs,
         gap,
+        round_trips: [before, after],
     })
 }
 

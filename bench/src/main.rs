@@ -8,6 +8,7 @@ mod forwarding;
 mod generator;
 mod memory;
 mod paths;
+mod placement;
 mod policy_cost;
 mod report;
 mod standalone;
