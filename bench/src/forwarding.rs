@@ -91,13 +91,11 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
     for flows in [1u32, 1000] {
         let mut rows = Vec::new();
         let mut offered_by_mode: Vec<Vec<f64>> = Vec::new();
-        // A fresh lab per run, the ways taken in turn. A lab keeps its speed for its
-        // lifetime, and now and then one comes up at about half (seen for x0tta6bl4's
-        // forwarding: the router's core then spends a third of its time on contended page
-        // pool locks, returning the generator's frames): with one lab per way, one such lab
-        // decided a way's every figure; now it is one run of five.
-        // The redirect ceiling runs in x0tta6bl4's lab, right after it: the pair shares
-        // the lab's speed, so their ratio is the forwarding work's cost alone.
+        // A fresh lab per run, the ways taken in turn: the host moves the vCPUs every few
+        // tens of seconds (placement.rs), and runs spread in time share its placements
+        // fairly between the ways.
+        // The redirect ceiling runs in x0tta6bl4's lab, right after it: the pair most
+        // likely shares a placement, so their ratio is the forwarding work's cost alone.
         let modes = [Mode::Kernel, Mode::X0, Mode::Redirect, Mode::Drop];
         let at = |m: Mode| modes.iter().position(|x| *x == m).expect("every way runs");
         let mut got = vec![Vec::new(); modes.len()];
@@ -272,8 +270,7 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
                  skb on the sender) in h1 \
                  (pinned to CPU 0), {flows} flow{} (UDP source ports), counted on h2's interface \
                  over {secs} s after 1 s of warm-up, {reps} runs per way, each in a fresh lab, the ways \
-                 taken in turn (a lab keeps its speed for its lifetime, and now and then one \
-                 comes up slow). \
+                 taken in turn. \
                  r1's ingress runs threaded NAPI pinned to CPU 1 (one receive core for the router \
                  and the delivery to h2, which counts and drops in XDP). The kernel baseline is the same namespaces with the \
                  dataplane stopped and detached and ip_forward=1 (GRO on, so the same NAPI \
