@@ -210,21 +210,15 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
              measured slower."
                 .to_string(),
         );
-        let by_placement = [Placement::Near, Placement::Far]
-            .into_iter()
-            .filter_map(|p| {
-                let (x0, kernel) = (
-                    placed(&rows[at(Mode::X0)], &round_trips[at(Mode::X0)], p),
-                    placed(&rows[at(Mode::Kernel)], &round_trips[at(Mode::Kernel)], p),
-                );
+        let by_placement = by_placement(&rows, &round_trips, at(Mode::Kernel), at(Mode::X0))
+            .iter()
+            .map(|(p, x0, kernel)| {
                 let ratio = x0.median() / kernel.median();
-                (!ratio.is_nan()).then(|| {
-                    format!(
-                        "{} {ratio:.2}x ({})",
-                        placement_name(p),
-                        if ratio >= 3.0 { "met" } else { "not met" }
-                    )
-                })
+                format!(
+                    "{} {ratio:.2}x ({})",
+                    placement_name(*p),
+                    if ratio >= 3.0 { "met" } else { "not met" }
+                )
             })
             .collect::<Vec<_>>();
         let verdict = format!(
@@ -301,6 +295,34 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
     Ok(tables)
 }
 
+/// x0tta6bl4's and the kernel's runs in each placement (near, far) that both had runs in:
+/// (placement, x0tta6bl4's, the kernel's).
+fn by_placement(
+    rows: &[Row],
+    round_trips: &[Vec<[Duration; 2]>],
+    kernel: usize,
+    x0: usize,
+) -> Vec<(Placement, Row, Row)> {
+    [Placement::Near, Placement::Far]
+        .into_iter()
+        .map(|p| {
+            (
+                p,
+                placed(&rows[x0], &round_trips[x0], p),
+                placed(&rows[kernel], &round_trips[kernel], p),
+            )
+        })
+        .filter(|(_, x, k)| !x.samples.is_empty() && !k.samples.is_empty())
+        .collect()
+}
+
+fn runs_of(row: &Row) -> String {
+    match row.samples.len() {
+        1 => "1 run".into(),
+        n => format!("{n} runs"),
+    }
+}
+
 /// The runs of `row` made with the vCPUs placed `p` (see placement.rs).
 fn placed(row: &Row, round_trips: &[[Duration; 2]], p: Placement) -> Row {
     let samples = row
@@ -350,21 +372,14 @@ fn placement_note(
         runs(Placement::Far),
         runs(Placement::Moved),
     );
-    for p in [Placement::Near, Placement::Far] {
-        let (x, k) = (
-            placed(&rows[x0], &round_trips[x0], p),
-            placed(&rows[kernel], &round_trips[kernel], p),
-        );
-        if x.samples.is_empty() || k.samples.is_empty() {
-            continue;
-        }
+    for (p, x, k) in by_placement(rows, round_trips, kernel, x0) {
         note += &format!(
-            " {}: x0tta6bl4 {:.2}M/s ({} runs), the kernel {:.2}M/s ({} runs), {:.2}x.",
+            " {}: x0tta6bl4 {:.2}M/s ({}), the kernel {:.2}M/s ({}), {:.2}x.",
             if p == Placement::Near { "Near" } else { "Far" },
             x.median() / 1e6,
-            x.samples.len(),
+            runs_of(&x),
             k.median() / 1e6,
-            k.samples.len(),
+            runs_of(&k),
             x.median() / k.median()
         );
     }
@@ -605,6 +620,36 @@ mod tests {
     /// BPF_PROG_TEST_RUN's verdicts.
     const XDP_ABORTED: u32 = 0;
     const XDP_REDIRECT: u32 = 4;
+
+    #[test]
+    fn runs_are_compared_within_a_placement_and_moved_runs_left_out() {
+        let (near, far) = (Duration::from_nanos(90), Duration::from_nanos(380));
+        let rows = [
+            Row::new("kernel", vec![1.2, 1.0, 1.1, 9.0]),
+            Row::new("x0", vec![4.4, 2.5, 3.5, 4.6]),
+        ];
+        let round_trips = [
+            vec![[near, near], [far, far], [near, near], [near, far]],
+            vec![[near, near], [far, far], [far, near], [near, near]],
+        ];
+        let pairs = by_placement(&rows, &round_trips, 0, 1);
+        let got: Vec<_> = pairs
+            .iter()
+            .map(|(p, x, k)| (*p, x.samples.clone(), k.samples.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Placement::Near, vec![4.4, 4.6], vec![1.2, 1.1]),
+                (Placement::Far, vec![2.5], vec![1.0]),
+            ]
+        );
+        // A placement only one way was seen in has no ratio.
+        let only_x0_far = [vec![[near, near]; 4], round_trips[1].clone()];
+        let pairs = by_placement(&rows, &only_x0_far, 0, 1);
+        assert_eq!(pairs.len(), 1);
+        assert_eq!(pairs[0].0, Placement::Near);
+    }
 
     #[test]
     fn the_redirect_ceiling_sends_only_once_its_port_is_in_the_port_map() -> Result<()> {
