@@ -197,12 +197,8 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
             if drop_limited { " or less" } else { "" },
             x0 / redirect * 100.0
         ));
-        notes.push(placement_note(
-            &rows,
-            &round_trips,
-            at(Mode::Kernel),
-            at(Mode::X0),
-        ));
+        let pairs = by_placement(&rows, &round_trips, at(Mode::Kernel), at(Mode::X0));
+        notes.push(placement_note(&round_trips, &pairs));
         notes.push(
             "On two cores the receiver (h2's XDP, which counts and drops) runs on the router's \
              core: the forwarding rows carry its cost, the XDP_DROP row does not. Pinned to the \
@@ -210,7 +206,7 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
              measured slower."
                 .to_string(),
         );
-        let by_placement = by_placement(&rows, &round_trips, at(Mode::Kernel), at(Mode::X0))
+        let by_placement = pairs
             .iter()
             .map(|(p, x0, kernel)| {
                 let ratio = x0.median() / kernel.median();
@@ -344,13 +340,8 @@ fn placement_name(p: Placement) -> &'static str {
 }
 
 /// Where the host had put the generator's and the router's vCPUs during the runs, and what
-/// x0tta6bl4 and the kernel forwarded in each placement.
-fn placement_note(
-    rows: &[Row],
-    round_trips: &[Vec<[Duration; 2]>],
-    kernel: usize,
-    x0: usize,
-) -> String {
+/// x0tta6bl4 and the kernel forwarded in each placement (`pairs`, from `by_placement`).
+fn placement_note(round_trips: &[Vec<[Duration; 2]>], pairs: &[(Placement, Row, Row)]) -> String {
     let all: Vec<Duration> = round_trips.iter().flatten().flatten().copied().collect();
     let ns = |d: Option<&Duration>| d.map_or(0, |d| d.as_nanos());
     let runs = |p: Placement| {
@@ -372,14 +363,14 @@ fn placement_note(
         runs(Placement::Far),
         runs(Placement::Moved),
     );
-    for (p, x, k) in by_placement(rows, round_trips, kernel, x0) {
+    for (p, x, k) in pairs {
         note += &format!(
             " {}: x0tta6bl4 {:.2}M/s ({}), the kernel {:.2}M/s ({}), {:.2}x.",
-            if p == Placement::Near { "Near" } else { "Far" },
+            if *p == Placement::Near { "Near" } else { "Far" },
             x.median() / 1e6,
-            runs_of(&x),
+            runs_of(x),
             k.median() / 1e6,
-            runs_of(&k),
+            runs_of(k),
             x.median() / k.median()
         );
     }
