@@ -71,7 +71,10 @@ impl Trust {
             .collect::<Result<Vec<_>, _>>()?;
         let subjects = anchors
             .iter()
-            .map(|a| DistinguishedName::from(a.subject.to_vec()))
+            // webpki keeps a name without its outer SEQUENCE; the CertificateRequest must carry
+            // whole DER Names (RFC 8446 4.2.4), or OpenSSL-based clients (grpcio, curl) fail to
+            // decode them.
+            .map(|a| DistinguishedName::in_sequence(&a.subject))
             .collect();
         let crls = crls
             .iter()

@@ -123,3 +123,36 @@ fn peer_errors_map_to_tls_alert_errors() {
     let e: rustls::Error = PeerError::NotSpiffe("no URI SAN".into()).into();
     assert!(e.to_string().contains("no URI SAN"), "{e}");
 }
+
+#[test]
+fn acceptable_ca_names_are_whole_der_names() {
+    // OpenSSL-based clients (grpcio, curl) decode each name of the CertificateRequest as a
+    // DER Name and give up the handshake when the outer SEQUENCE is missing.
+    let lab = Lab::new();
+    let us = lab.identity(&lab.issue("/router/r1", "us"));
+    let pem = std::fs::read(lab.ca_dir().join(ca::BUNDLE)).unwrap();
+    let ca_subjects: Vec<Vec<u8>> = x509_parser::pem::Pem::iter_from_buffer(&pem)
+        .map(|p| {
+            let p = p.unwrap();
+            let cert = p.parse_x509().unwrap();
+            cert.subject().as_raw().to_vec()
+        })
+        .collect();
+    let sent: Vec<Vec<u8>> = us
+        .trust()
+        .anchor_subjects()
+        .iter()
+        .map(|n| n.as_ref().to_vec())
+        .collect();
+    assert!(!sent.is_empty());
+    for name in &sent {
+        assert_eq!(name[0], 0x30, "a Name is a SEQUENCE");
+        use x509_parser::prelude::FromDer;
+        let (rest, _) = x509_parser::x509::X509Name::from_der(name).expect("a DER Name");
+        assert!(rest.is_empty());
+    }
+    assert_eq!(
+        sent, ca_subjects,
+        "the CA certificates' subjects, byte for byte"
+    );
+}
