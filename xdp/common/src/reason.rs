@@ -57,7 +57,7 @@ reasons! {
     PassNdp = 7, Passed, "pass_ndp", "IPv6 neighbour discovery (ICMPv6 133-137)";
     PassMulticast = 8, Passed, "pass_multicast", "multicast or broadcast destination";
     PassLinkLocal = 9, Passed, "pass_link_local", "link-local source or destination, never forwarded";
-    PassMartian = 10, Passed, "pass_martian", "loopback or unspecified address: the kernel drops and logs it";
+    DropMartian = 10, Dropped, "drop_martian", "martian address, never forwarded (RFC 1812 5.3.7, RFC 4291): source in 0/8, 127/8, 224/4, 240/4; ::, ::1, multicast or IPv4-mapped source; or such a destination";
     PassLocal = 11, Passed, "pass_local", "addressed to this router";
     PassTtlExpired = 12, Passed, "pass_ttl_expired", "TTL or hop limit <= 1: the kernel sends time-exceeded";
     PassNoRoute = 13, Passed, "pass_no_route", "no route in our maps and the FIB fallback is off";

@@ -102,8 +102,8 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
     if (src[0] == 169 && src[1] == 254) || (dst[0] == 169 && dst[1] == 254) {
         return pass(Reason::PassLinkLocal);
     }
-    if dst[0] == 127 || dst[0] == 0 || src[0] == 127 || src[0] & 0xf0 == 0xe0 {
-        return pass(Reason::PassMartian);
+    if is_martian_v4(src, dst) {
+        return drop(Reason::DropMartian);
     }
 
     let egress = match route_v4(dst) {
@@ -246,8 +246,8 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
     if (src[0] == 0xfe && src[1] & 0xc0 == 0x80) || (dst[0] == 0xfe && dst[1] & 0xc0 == 0x80) {
         return pass(Reason::PassLinkLocal);
     }
-    if is_loopback_or_unspecified(dst) || src[0] == 0xff {
-        return pass(Reason::PassMartian);
+    if is_martian_v6(src, dst) {
+        return drop(Reason::DropMartian);
     }
     match ip.next_header {
         IPPROTO_HOPOPTS => return pass(Reason::PassIpv6ExtHeader),
@@ -467,6 +467,35 @@ fn local(ctx: &XdpContext, protocol: u8, ttl: u8, l4: usize) -> Outcome {
 }
 
 const IPPROTO_UDP: u8 = 17;
+
+/// RFC 1812 5.3.7: "this network" (0/8), loopback (127/8), multicast (224/4) and reserved
+/// (240/4, with the limited broadcast) sources, and 0/8 or 127/8 destinations, are never
+/// forwarded. (Multicast and broadcast destinations were passed to the kernel before.)
+#[inline(always)]
+fn is_martian_v4(src: [u8; 4], dst: [u8; 4]) -> bool {
+    src[0] == 0 || src[0] == 127 || src[0] >= 224 || dst[0] == 0 || dst[0] == 127
+}
+
+/// RFC 4291 2.5.2-2.5.5 and 2.7: the unspecified and loopback addresses and IPv4-mapped
+/// addresses are never forwarded, either way; a multicast address is never a source.
+#[inline(always)]
+fn is_martian_v6(src: &[u8; 16], dst: &[u8; 16]) -> bool {
+    src[0] == 0xff
+        || is_loopback_or_unspecified(src)
+        || is_loopback_or_unspecified(dst)
+        || is_v4_mapped(src)
+        || is_v4_mapped(dst)
+}
+
+/// ::ffff:0:0/96.
+#[inline(always)]
+fn is_v4_mapped(a: &[u8; 16]) -> bool {
+    let mut high = 0u8;
+    for b in &a[..10] {
+        high |= *b;
+    }
+    high == 0 && a[10] == 0xff && a[11] == 0xff
+}
 
 fn is_loopback_or_unspecified(a: &[u8; 16]) -> bool {
     let mut high = 0u8;
