@@ -12,6 +12,7 @@ PY_REQUIREMENTS=(grpcio==1.85.1 grpcio-tools==1.85.1 grpcio-health-checking==1.8
 APT_PACKAGES=(
   llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev   # bpf-linker links against LLVM 22
   iproute2 iputils-ping ethtool                        # the namespace lab
+  traceroute iputils-tracepath iperf3                  # the lab checked with an operator's tools
   frr                                                  # bfdd: a standard BFD peer for interop tests
   python3-venv                                         # the virtualenv of the Python API client
   babeld time                                          # benchmarks: babeld to compare with, peak RSS

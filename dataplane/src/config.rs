@@ -55,6 +55,12 @@ pub struct Config {
     /// The gRPC control API (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<crate::api::config::ApiConfig>,
+    /// The kernel's copy of our routes (on by default).
+    #[serde(default)]
+    pub kernel_fib: crate::kernel_fib::KernelFibConfig,
+    /// The host's sysctls a router needs, checked at start.
+    #[serde(default)]
+    pub host: crate::host::HostConfig,
 }
 
 /// When a failed next hop is used again.
@@ -188,6 +194,7 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         config.routes()?;
         config.validate_bfd()?;
+        config.kernel_fib.validate()?;
         config.policy()?;
         if let Some(api) = &config.api {
             api.validate()?;

@@ -25,6 +25,7 @@ use crate::{
     control::{Control, compile_spec},
     events::{Event as ApiEvent, EventBus, EventKind},
     health::{HealthConfig, HealthMonitor, Journal, Update},
+    kernel_fib::{self, KernelFib},
     netlink::{Event, Events, Link, LocalAddr, Netlink},
     state::{ApiState, PolicySpec, StateStore},
     tables::{NextHopSpec, PortInfo, RouteTarget},
@@ -67,6 +68,8 @@ pub(crate) struct Node {
     pub(crate) policy_generation: u32,
     pub(crate) policy_enabled: bool,
     pub(crate) started: SystemTime,
+    /// The kernel's copy of the routes (None: `kernel_fib.enabled = false`).
+    pub(crate) kernel: Option<KernelFib>,
 }
 
 pub(crate) type Shared = Arc<Mutex<Option<Node>>>;
@@ -116,12 +119,10 @@ pub fn bring_up(config: &Config, nl: &Netlink, api: &ApiState) -> Result<Brought
     let links = nl.links()?;
     let mut ports: HashMap<&str, Link> = HashMap::new();
     for (i, iface) in config.interfaces.iter().enumerate() {
-        let link = links.iter().find(|l| l.name == iface.name).ok_or_else(|| {
-            anyhow!(
-                "interface[{i}].name: no interface named {:?} in this network namespace",
-                iface.name
-            )
-        })?;
+        let link = links
+            .iter()
+            .find(|l| l.name == iface.name)
+            .ok_or_else(|| no_such_interface(i, &iface.name))?;
         ports.insert(iface.name.as_str(), link.clone());
     }
 
@@ -243,6 +244,27 @@ fn set_local(dp: &mut Dataplane, a: &LocalAddr, present: bool) {
     }
 }
 
+fn no_such_interface(i: usize, name: &str) -> anyhow::Error {
+    anyhow!("interface[{i}].name: no interface named {name:?} in this network namespace")
+}
+
+/// The host's sysctls, in one log line (a warning when some are left as a router would not
+/// have them). A config naming a missing interface is refused first, with nothing changed.
+fn check_host(config: &Config) -> Result<()> {
+    for (i, iface) in config.interfaces.iter().enumerate() {
+        crate::netlink::ifindex_of(&iface.name).map_err(|_| no_such_interface(i, &iface.name))?;
+    }
+    let names: Vec<String> = config.interfaces.iter().map(|i| i.name.clone()).collect();
+    let net = std::path::Path::new("/proc/sys/net");
+    let (line, left) = crate::host::check(&config.host, &names, net)?;
+    if left {
+        tracing::warn!("{line}");
+    } else {
+        tracing::info!("{line}");
+    }
+    Ok(())
+}
+
 fn resolve_missing(dp: &Dataplane, nl: &Netlink) {
     for spec in dp.tables_ref().unresolved() {
         if let Err(e) = nl.resolve(spec.ifindex, spec.gateway) {
@@ -254,12 +276,51 @@ fn resolve_missing(dp: &Dataplane, nl: &Netlink) {
 impl Node {
     /// Writes what the health monitor decided, and publishes what changed.
     fn apply(&mut self, updates: Vec<Update>) {
+        let ids: Vec<u32> = updates.iter().map(|u| u.id).collect();
         for u in updates {
             if let Err(e) = self.dp.tables().apply_health(u.id, u.live, &u.record) {
                 tracing::error!(id = u.id, error = %e, "next-hop liveness not written");
             }
         }
+        // The fast path has moved; the kernel's copy follows.
+        if let Some(k) = &mut self.kernel
+            && !ids.is_empty()
+        {
+            let since = Instant::now();
+            let sets = k.liveness_changed(&self.nl, self.dp.tables_ref(), &self.health, &ids);
+            if sets > 0 {
+                let after_us = since.elapsed().as_micros() as u64;
+                tracing::info!(sets, after_us, "the kernel's routes followed the fast path");
+            }
+        }
         self.publish_journal();
+    }
+
+    /// Writes the route changes since the last call into the kernel's FIB.
+    fn sync_kernel_routes(&mut self) {
+        let changes = self.dp.tables().take_route_changes();
+        if let Some(k) = &mut self.kernel {
+            k.routes_changed(&self.nl, self.dp.tables_ref(), &self.health, changes);
+        }
+    }
+
+    /// Starts the kernel's copy of the routes (when the config has it on): from here on
+    /// every route change is also written there.
+    fn start_kernel_routes(&mut self) -> Result<()> {
+        if !self.config.kernel_fib.enabled {
+            return Ok(());
+        }
+        self.dp.tables().journal_routes();
+        let mut k = KernelFib::new(self.config.kernel_fib.clone());
+        let (written, removed) = k.start(&self.nl, self.dp.tables_ref(), &self.health)?;
+        tracing::info!(
+            written,
+            removed,
+            protocol = self.config.kernel_fib.protocol,
+            "kernel routes in step"
+        );
+        self.kernel = Some(k);
+        Ok(())
     }
 
     fn publish_journal(&mut self) {
@@ -327,6 +388,7 @@ impl Node {
         }
         self.health.set_sets(self.dp.tables_ref().sets());
         self.apply(updates);
+        self.sync_kernel_routes();
     }
 
     fn start_bfd(&self, spec: NextHopSpec) {
@@ -613,6 +675,7 @@ fn start_bfd(
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(opts: RunOptions) -> Result<()> {
+    check_host(&opts.config)?;
     // Subscribe before the first dump, so no change between the two is lost.
     let mut events = Events::subscribe()?;
     let nl = Netlink::connect()?;
@@ -675,8 +738,11 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         policy_generation,
         policy_enabled,
         started: SystemTime::now(),
+        kernel: None,
     };
     node.sync_nexthops();
+    node.start_kernel_routes()
+        .context("writing the routes into the kernel's FIB")?;
     let events_bus = node.events.clone();
     let shared: Shared = Arc::new(Mutex::new(Some(node)));
     let api = match &opts.config.api {
@@ -810,6 +876,10 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     }
     let node = shared.lock().expect("node lock").take().expect("running");
     drop(node.bfd);
+    if opts.detach_on_exit && node.kernel.is_some() {
+        let (routes, nexthops) = kernel_fib::clear(&node.nl, node.config.kernel_fib.protocol)?;
+        tracing::info!(routes, nexthops, "kernel routes removed");
+    }
     node.dp.shutdown(opts.detach_on_exit)?;
     if let Some(p) = &opts.ready_file {
         let _ = std::fs::remove_file(p);

@@ -12,6 +12,8 @@ pub mod daemon;
 pub mod events;
 pub mod explain;
 pub mod health;
+pub mod host;
+pub mod kernel_fib;
 pub mod mapped_array;
 pub mod netlink;
 pub mod policy;

@@ -81,6 +81,9 @@ enum Command {
     Detach {
         #[arg(long, default_value = DEFAULT_PIN_ROOT)]
         pin_root: PathBuf,
+        /// The protocol number of our routes in the kernel's FIB (`kernel_fib.protocol`).
+        #[arg(long, default_value_t = x0_dataplane::kernel_fib::DEFAULT_PROTOCOL)]
+        kernel_protocol: u8,
     },
 }
 
@@ -217,9 +220,17 @@ fn real_main(cli: Cli) -> Result<()> {
         Command::Monitor {
             what: MonitorWhat::Drops { pin_root, count },
         } => x0_dataplane::explain::monitor_drops(&pin_root, count, &mut std::io::stdout()),
-        Command::Detach { pin_root } => {
+        Command::Detach {
+            pin_root,
+            kernel_protocol,
+        } => {
             x0_dataplane::core::remove_all_pins(&pin_root)?;
             println!("detached; removed the pins under {}", pin_root.display());
+            let nl = x0_dataplane::netlink::Netlink::connect()?;
+            let (routes, nexthops) = x0_dataplane::kernel_fib::clear(&nl, kernel_protocol)?;
+            println!(
+                "removed {routes} route(s) and {nexthops} nexthop(s) of protocol {kernel_protocol} from the kernel"
+            );
             Ok(())
         }
     }

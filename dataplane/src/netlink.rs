@@ -163,7 +163,7 @@ impl Netlink {
     }
 
     /// A whole table, asked again while the kernel says it changed mid-read.
-    fn dump<P, R, T, E>(
+    pub(crate) fn dump<P, R, T, E>(
         &self,
         ty: Rtm,
         msg: impl Fn() -> Result<P, E>,
@@ -187,8 +187,9 @@ impl Netlink {
     }
 
     /// Sends one request and reads its whole answer: the payloads of a dump up to its
-    /// NLMSG_DONE (each through `decode`), or the acknowledgement of a change.
-    fn request<P, R, T>(
+    /// NLMSG_DONE (each through `decode`), or the acknowledgement of a change. A refusal
+    /// is an error holding the kernel's `std::io::Error` (see [`errno_of`]).
+    pub(crate) fn request<P, R, T>(
         &self,
         ty: Rtm,
         flags: NlmF,
@@ -223,10 +224,10 @@ impl Netlink {
                 match message.nl_payload() {
                     NlPayload::Ack(_) => return Ok(answer),
                     NlPayload::Err(e) => {
-                        bail!("{}", std::io::Error::from_raw_os_error(-*e.error()))
+                        return Err(std::io::Error::from_raw_os_error(-*e.error()).into());
                     }
                     NlPayload::DumpExtAck(e) if *e.error() != 0 => {
-                        bail!("{}", std::io::Error::from_raw_os_error(-*e.error()))
+                        return Err(std::io::Error::from_raw_os_error(-*e.error()).into());
                     }
                     NlPayload::DumpExtAck(_) | NlPayload::Empty => return Ok(answer),
                     NlPayload::Payload(p) => answer.payloads.extend(decode(p)),
@@ -239,9 +240,16 @@ impl Netlink {
     }
 }
 
+/// The errno of a request the kernel refused, if that is what `e` is.
+pub fn errno_of(e: &anyhow::Error) -> Option<i32> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<std::io::Error>())
+        .and_then(|io| io.raw_os_error())
+}
+
 /// What the kernel answered to one request.
-struct Answer<R> {
-    payloads: Vec<R>,
+pub(crate) struct Answer<R> {
+    pub(crate) payloads: Vec<R>,
     /// The kernel flagged the dump as read across a change (NLM_F_DUMP_INTR).
     interrupted: bool,
 }
@@ -378,7 +386,7 @@ fn decode_addr(msg: &Ifaddrmsg) -> Option<LocalAddr> {
     })
 }
 
-fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
+pub(crate) fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
     match b.len() {
         4 => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(b).ok()?))),
         16 => Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(b).ok()?))),

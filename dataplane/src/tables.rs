@@ -163,6 +163,8 @@ pub struct Tables {
     set_by_ids: HashMap<Vec<u32>, (u32, u32)>,
     nh_ids: IdPool,
     set_ids: IdPool,
+    /// Prefixes whose route changed, for the kernel's copy (None: nobody asked to track).
+    route_journal: Option<Vec<IpNet>>,
 }
 
 impl Tables {
@@ -205,6 +207,7 @@ impl Tables {
             set_by_ids: HashMap::new(),
             nh_ids: IdPool::new(MAX_NEXTHOPS, "next-hop"),
             set_ids: IdPool::new(MAX_NEXTHOP_SETS, "next-hop-set"),
+            route_journal: None,
         }
     }
 
@@ -329,6 +332,47 @@ impl Tables {
         self.set_by_ids.keys().cloned().collect()
     }
 
+    /// Every next-hop set by its id.
+    pub fn sets_by_id(&self) -> HashMap<u32, Vec<u32>> {
+        self.set_by_ids
+            .iter()
+            .map(|(ids, (set, _))| (*set, ids.clone()))
+            .collect()
+    }
+
+    /// The set a prefix's route uses (0: a local route), or None without a route.
+    pub fn route_set(&self, prefix: &IpNet) -> Option<u32> {
+        self.routes.get(prefix).map(|(_, set)| *set)
+    }
+
+    /// Every prefix whose route uses `set_id` (a scan: for the rare whole-set rewrite).
+    pub fn routes_with_set(&self, set_id: u32) -> Vec<IpNet> {
+        self.routes
+            .iter()
+            .filter(|(_, (_, s))| *s == set_id)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// From now on, remember every prefix whose route is added, changed or removed.
+    pub fn journal_routes(&mut self) {
+        self.route_journal.get_or_insert_with(Vec::new);
+    }
+
+    /// Prefixes whose route changed since the last call, in the order of the changes.
+    pub fn take_route_changes(&mut self) -> Vec<IpNet> {
+        self.route_journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn journal(&mut self, prefix: IpNet) {
+        if let Some(j) = &mut self.route_journal {
+            j.push(prefix);
+        }
+    }
+
     pub fn ports(&self) -> impl Iterator<Item = (&u32, &PortInfo)> {
         self.ports.iter()
     }
@@ -400,6 +444,7 @@ impl Tables {
             }
             return Err(e);
         }
+        self.journal(prefix);
         match self.routes.insert(prefix, (target, set_id)) {
             Some((_, old_set)) if old_set != 0 => self.release_set(old_set),
             Some(_) => {}
@@ -414,6 +459,7 @@ impl Tables {
         };
         self.delete_route(prefix)?;
         self.routes.remove(&prefix);
+        self.journal(prefix);
         self.counted(prefix, false)?;
         if set_id != 0 {
             self.release_set(set_id);

@@ -14,6 +14,7 @@ use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
 };
+use x0_dataplane::host::Action;
 use x0_dataplane::{
     api::config::{AllowConfig, ApiConfig, TlsConfig},
     config::{BfdOverride, Config, InterfaceConfig},
@@ -283,6 +284,16 @@ impl Lab {
             identities: r.identities.clone(),
             rules: r.rules.clone(),
             api: Some(self.api_config(router)?),
+            kernel_fib: Default::default(),
+            // A router the topology runs without kernel forwarding keeps it off.
+            host: x0_dataplane::host::HostConfig {
+                forwarding: if r.kernel_forwarding {
+                    Action::Fix
+                } else {
+                    Action::Leave
+                },
+                ..Default::default()
+            },
         })
     }
 

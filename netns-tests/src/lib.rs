@@ -9,6 +9,7 @@ pub mod netns;
 pub mod pki;
 pub mod report;
 pub mod routing;
+pub mod tools;
 pub mod topology;
 pub mod traffic;
 

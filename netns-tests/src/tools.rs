@@ -1,0 +1,207 @@
+//! The lab through an operator's ordinary tools (ping with options, traceroute, tracepath,
+//! iperf3, ip route), their output parsed into figures the tests can check.
+
+use std::{
+    net::IpAddr,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{lab::Lab, netns};
+
+/// `ping -c COUNT EXTRA.. TO` from `from`; returns the replies and ping's whole output.
+pub fn ping_with(
+    lab: &Lab,
+    from: &str,
+    to: IpAddr,
+    count: u32,
+    extra: &[&str],
+) -> Result<(u32, String)> {
+    let count = count.to_string();
+    let target = to.to_string();
+    let mut args = vec!["ping", "-n", "-c", &count, "-i", "0.05", "-W", "1"];
+    args.extend_from_slice(extra);
+    args.push(&target);
+    let out = netns::exec(&lab.ns(from), &args)?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let received = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("unexpected ping output: {text}"))?;
+    Ok((received, text))
+}
+
+/// The hops `traceroute -n` lists from `from` to `to` (None: no answer, `*`), one probe per
+/// hop, at most `max_hops`.
+pub fn traceroute(lab: &Lab, from: &str, to: IpAddr, max_hops: u32) -> Result<Vec<Option<IpAddr>>> {
+    let max = max_hops.to_string();
+    let target = to.to_string();
+    let family = if to.is_ipv6() { "-6" } else { "-4" };
+    let args = [
+        "traceroute",
+        family,
+        "-n",
+        "-q",
+        "1",
+        "-N",
+        "1",
+        "-w",
+        "1",
+        "-m",
+        &max,
+        &target,
+    ];
+    let out = netns::exec_ok(&lab.ns(from), &args)?;
+    Ok(parse_traceroute(&out))
+}
+
+/// " 2  198.18.12.2  0.065 ms" -> Some(198.18.12.2); " 3  *" -> None (the header skipped).
+fn parse_traceroute(out: &str) -> Vec<Option<IpAddr>> {
+    out.lines()
+        .filter(|l| !l.starts_with("traceroute"))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            words.next()?.parse::<u32>().ok()?;
+            Some(words.next().and_then(|w| w.parse().ok()))
+        })
+        .collect()
+}
+
+/// The path MTU `tracepath -n` finds from `from` to `to`.
+pub fn tracepath_pmtu(lab: &Lab, from: &str, to: IpAddr) -> Result<u32> {
+    let target = to.to_string();
+    let out = netns::exec_ok(&lab.ns(from), &["tracepath", "-n", "-m", "8", &target])?;
+    parse_pmtu(&out).with_context(|| format!("no \"pmtu\" in tracepath's output:\n{out}"))
+}
+
+/// "     Resume: pmtu 1400 hops 4 back 4 " -> 1400.
+fn parse_pmtu(out: &str) -> Option<u32> {
+    let line = out.lines().rev().find(|l| l.contains("pmtu"))?;
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "pmtu")?;
+    words.next()?.parse().ok()
+}
+
+/// Bytes an `iperf3` TCP test of `secs` seconds from `client` delivered to `server` (at `to`).
+pub fn iperf3_tcp(lab: &Lab, client: &str, server: &str, to: IpAddr, secs: u32) -> Result<u64> {
+    let mut daemon = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns(server),
+            "iperf3",
+            "-s",
+            "-1",
+            "-p",
+            "5301",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting iperf3 -s")?;
+    let target = to.to_string();
+    let secs = secs.to_string();
+    let mut out = None;
+    // The server needs a moment to listen; the client is asked again until it connects
+    // (iperf3 -J may exit 0 with an "error" in its JSON).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let args = ["iperf3", "-c", &target, "-p", "5301", "-t", &secs, "-J"];
+        let o = netns::exec(&lab.ns(client), &args)?;
+        let json: Option<serde_json::Value> = serde_json::from_slice(&o.stdout).ok();
+        if let Some(json) = json.filter(|j| o.status.success() && j.get("error").is_none()) {
+            out = Some(json);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let json = out.context("iperf3 never connected")?;
+    json["end"]["sum_received"]["bytes"]
+        .as_u64()
+        .with_context(|| format!("no end.sum_received.bytes in {json}"))
+}
+
+/// The gateway the router's kernel uses for `dst` now (`ip route get`), None if it has no
+/// route (or only a direct one).
+pub fn kernel_gateway(lab: &Lab, router: &str, dst: IpAddr) -> Result<Option<IpAddr>> {
+    let out = netns::exec(&lab.ns(router), &["ip", "route", "get", &dst.to_string()])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    Ok(words
+        .find(|w| *w == "via")
+        .and_then(|_| words.next()?.parse().ok()))
+}
+
+/// Waits until the router's kernel sends `dst` through `gateway`; returns how long it took
+/// from `since` (each check is an `ip route get`, a few milliseconds).
+pub fn wait_kernel_gateway(
+    lab: &Lab,
+    router: &str,
+    dst: IpAddr,
+    gateway: IpAddr,
+    since: Instant,
+    within: Duration,
+) -> Result<Duration> {
+    loop {
+        if kernel_gateway(lab, router, dst)? == Some(gateway) {
+            return Ok(since.elapsed());
+        }
+        if since.elapsed() > within {
+            let now = kernel_gateway(lab, router, dst)?;
+            bail!(
+                "{router}'s kernel still routes {dst} via {now:?}, not {gateway}, after {within:?}"
+            );
+        }
+    }
+}
+
+/// Lines of `ip [-6] route show proto PROTO` and `ip nexthop show proto PROTO` in the router.
+pub fn kernel_routes_of(
+    lab: &Lab,
+    router: &str,
+    protocol: u8,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let ns = lab.ns(router);
+    let p = protocol.to_string();
+    let mut routes = Vec::new();
+    for family in ["-4", "-6"] {
+        let out = netns::exec_ok(&ns, &["ip", family, "route", "show", "proto", &p])?;
+        routes.extend(out.lines().map(str::to_string));
+    }
+    let out = netns::exec_ok(&ns, &["ip", "nexthop", "show", "protocol", &p])?;
+    Ok((routes, out.lines().map(str::to_string).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceroute_output_becomes_hops() {
+        let out = "traceroute to 198.18.2.2 (198.18.2.2), 8 hops max, 60 byte packets\n \
+                   1  198.18.1.1  0.048 ms\n 2  *\n 3  198.18.24.4  0.024 ms\n";
+        let hops = parse_traceroute(out);
+        assert_eq!(
+            hops,
+            vec![
+                Some("198.18.1.1".parse().unwrap()),
+                None,
+                Some("198.18.24.4".parse().unwrap())
+            ]
+        );
+    }
+
+    #[test]
+    fn tracepath_output_gives_the_path_mtu() {
+        let out = " 1?: [LOCALHOST]    pmtu 1500\n 2:  198.18.12.2  0.1ms pmtu 1400\n     Resume: pmtu 1400 hops 4 back 4 \n";
+        assert_eq!(parse_pmtu(out), Some(1400));
+        assert_eq!(parse_pmtu("no figures"), None);
+    }
+}

@@ -1,0 +1,316 @@
+//! The kernel and the fast path hold the same routes (docs/DESIGN.md, "The kernel's FIB"),
+//! checked on the diamond lab as an operator would: ping every address, the routers' own
+//! traffic, traceroute, tracepath, fragments, IP options, iperf3; and after failovers,
+//! restarts and detach, what the kernel holds.
+
+mod common;
+
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use x0_lab::{
+    Lab,
+    faults::{self, Failure},
+    netns, tools, traffic,
+};
+
+const PROTOCOL: u8 = x0_dataplane::kernel_fib::DEFAULT_PROTOCOL;
+
+fn routers(lab: &Lab) -> Vec<String> {
+    lab.topo.routers.iter().map(|r| r.name.clone()).collect()
+}
+
+/// Every address of every router, both families.
+fn router_addrs(lab: &Lab) -> Vec<(String, IpAddr)> {
+    let is_router = |n: &str| lab.topo.is_router(n);
+    let mut out = Vec::new();
+    for l in &lab.topo.links {
+        for end in [&l.a, &l.b] {
+            if is_router(&end.node) {
+                out.extend(end.addrs.iter().map(|a| (end.node.clone(), a.addr())));
+            }
+        }
+    }
+    out
+}
+
+fn wait_h1_h2(lab: &Lab) {
+    for v6 in [false, true] {
+        let dst = common::addr(lab, "h2", v6);
+        traffic::wait_reply(lab, "h1", dst, Duration::from_secs(10)).expect("h1 reaches h2");
+    }
+}
+
+#[test]
+fn every_router_address_answers_h1_and_every_router_reaches_h2() {
+    let lab = common::lab("diamond.toml", |_| {});
+    wait_h1_h2(&lab);
+    let mut failed = Vec::new();
+    for (router, addr) in router_addrs(&lab) {
+        if traffic::ping(&lab, "h1", addr, 3).unwrap() == 0 {
+            failed.push(format!("h1 -> {router} {addr}"));
+        }
+    }
+    for router in routers(&lab) {
+        for v6 in [false, true] {
+            let h2 = common::addr(&lab, "h2", v6);
+            if traffic::ping(&lab, &router, h2, 3).unwrap() == 0 {
+                failed.push(format!("{router} -> h2 {h2}"));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "no answer: {failed:?}");
+}
+
+/// The hops a traceroute from h1 to h2 must list: r1's, r2's and r4's addresses on the
+/// primary path, then h2.
+fn primary_path(lab: &Lab, v6: bool) -> Vec<IpAddr> {
+    let a = |s: &str| s.parse::<IpAddr>().unwrap();
+    let mut hops = if v6 {
+        vec![a("2001:db8:1::1"), a("2001:db8:12::2"), a("2001:db8:24::4")]
+    } else {
+        vec![a("198.18.1.1"), a("198.18.12.2"), a("198.18.24.4")]
+    };
+    hops.push(common::addr(lab, "h2", v6));
+    hops
+}
+
+fn backup_path(lab: &Lab, v6: bool) -> Vec<IpAddr> {
+    let a = |s: &str| s.parse::<IpAddr>().unwrap();
+    let mut hops = if v6 {
+        vec![a("2001:db8:1::1"), a("2001:db8:13::3"), a("2001:db8:34::4")]
+    } else {
+        vec![a("198.18.1.1"), a("198.18.13.3"), a("198.18.34.4")]
+    };
+    hops.push(common::addr(lab, "h2", v6));
+    hops
+}
+
+/// traceroute, fragments (`ping -s 3000`) and IPv4 record-route (`ping -R`) from h1 to h2.
+fn check_operator_tools(lab: &Lab, path: &dyn Fn(&Lab, bool) -> Vec<IpAddr>) {
+    for v6 in [false, true] {
+        let h2 = common::addr(lab, "h2", v6);
+        let hops = tools::traceroute(lab, "h1", h2, 6).unwrap();
+        let want: Vec<Option<IpAddr>> = path(lab, v6).into_iter().map(Some).collect();
+        assert_eq!(
+            hops,
+            want,
+            "traceroute {} h1 -> h2",
+            if v6 { "-6" } else { "-4" }
+        );
+        let (got, out) = tools::ping_with(lab, "h1", h2, 5, &["-s", "3000"]).unwrap();
+        assert_eq!(got, 5, "ping -s 3000 {h2} (fragments):\n{out}");
+    }
+    let h2 = common::addr(lab, "h2", false);
+    let (got, out) = tools::ping_with(lab, "h1", h2, 3, &["-R"]).unwrap();
+    assert_eq!(got, 3, "ping -R (IPv4 options):\n{out}");
+    assert!(out.contains("RR:"), "no recorded route in:\n{out}");
+}
+
+#[test]
+fn traceroute_fragments_and_ip_options_cross_the_mesh() {
+    let lab = common::lab("diamond.toml", |_| {});
+    wait_h1_h2(&lab);
+    check_operator_tools(&lab, &primary_path);
+}
+
+#[test]
+fn tracepath_finds_a_smaller_mtu_and_iperf3_crosses_it() {
+    let lab = common::lab("diamond.toml", |_| {});
+    let (a, b) = faults::link_ends(&lab, "r2", "r4").unwrap();
+    for (node, iface) in [a, b] {
+        netns::exec_ok(
+            &lab.ns(&node),
+            &["ip", "link", "set", &iface, "mtu", "1400"],
+        )
+        .unwrap();
+    }
+    wait_h1_h2(&lab);
+    for v6 in [false, true] {
+        let h2 = common::addr(&lab, "h2", v6);
+        assert_eq!(
+            tools::tracepath_pmtu(&lab, "h1", h2).unwrap(),
+            1400,
+            "tracepath to {h2}"
+        );
+        let bytes = tools::iperf3_tcp(&lab, "h1", "h2", h2, 2).unwrap();
+        println!("iperf3 TCP h1 -> {h2} over a 1400-byte hop: {bytes} bytes in 2 s");
+        assert!(bytes > 1_000_000, "iperf3 to {h2} moved only {bytes} bytes");
+    }
+}
+
+/// Waits until `router`'s BFD session with `peer` is up (only Up -> Down fails a next hop).
+fn wait_bfd_up(lab: &Lab, router: &str, peer: &str) {
+    let start = Instant::now();
+    let needle = format!("peer={peer} ");
+    let up = |log: &str| {
+        log.lines()
+            .any(|l| l.contains(&needle) && l.contains("to=Up"))
+    };
+    while !up(&lab.dataplane_log(router)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{router}: BFD with {peer} never came up:\n{}",
+            lab.dataplane_log(router)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Fails r2 (both its links, `kind`) and checks that r1's and r4's kernels follow their
+/// fast paths onto r3 and that the operator's tools cross the backup path.
+fn failover_moves_the_kernel_route(kind: Failure) {
+    let lab = common::lab("diamond.toml", |_| {});
+    wait_h1_h2(&lab);
+    let h2 = common::addr(&lab, "h2", false);
+    let h1 = common::addr(&lab, "h1", false);
+    let r2 = "198.18.12.2".parse().unwrap();
+    assert_eq!(tools::kernel_gateway(&lab, "r1", h2).unwrap(), Some(r2));
+    wait_bfd_up(&lab, "r1", "198.18.12.2");
+    wait_bfd_up(&lab, "r4", "198.18.24.2");
+    let wall = faults::fail(&lab, "r1", "r2", kind).unwrap();
+    // The moment the failure began, on the monotonic clock.
+    let began = Instant::now() - wall.elapsed().unwrap_or_default();
+    let r3 = "198.18.13.3".parse().unwrap();
+    let took = tools::wait_kernel_gateway(&lab, "r1", h2, r3, began, Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.dataplane_log("r1")));
+    println!("{kind:?}: r1's kernel routes h2 via r3 {took:?} after the failure began");
+    // The daemon logs the move just after making it.
+    let logged = Instant::now();
+    let line = loop {
+        let log = lab.dataplane_log("r1");
+        if let Some(l) = log.lines().find(|l| l.contains("followed the fast path")) {
+            break l.to_string();
+        }
+        assert!(
+            logged.elapsed() < Duration::from_secs(2),
+            "no move logged:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    println!("{kind:?}: r1's log: {line}");
+    // r2's other link, so that r4 sends h1's traffic through r3 too.
+    faults::fail(&lab, "r4", "r2", kind).unwrap();
+    let r3_far = "198.18.34.3".parse().unwrap();
+    let since = Instant::now();
+    tools::wait_kernel_gateway(&lab, "r4", h1, r3_far, since, Duration::from_secs(2)).unwrap();
+    wait_h1_h2(&lab);
+    check_operator_tools(&lab, &backup_path);
+    let (got, _) = tools::ping_with(&lab, "r1", h2, 3, &[]).unwrap();
+    assert_eq!(got, 3, "r1's own ping to h2 over the backup");
+}
+
+#[test]
+fn the_kernel_follows_a_carrier_loss_failover() {
+    failover_moves_the_kernel_route(Failure::Carrier);
+}
+
+#[test]
+fn the_kernel_follows_a_black_hole_failover() {
+    failover_moves_the_kernel_route(Failure::Blackhole);
+}
+
+/// Our routes in r1's kernel, sorted, as `ip route` prints them.
+fn ours(lab: &Lab) -> (Vec<String>, Vec<String>) {
+    let (mut routes, mut nexthops) = tools::kernel_routes_of(lab, "r1", PROTOCOL).unwrap();
+    routes.sort();
+    nexthops.sort();
+    (routes, nexthops)
+}
+
+#[test]
+fn restarts_adopt_and_detach_removes_exactly_our_routes() {
+    let lab = common::lab("diamond.toml", |_| {});
+    let ns = lab.ns("r1");
+    // Another daemon's route (protocol static) for a prefix of ours, and one of its own.
+    netns::exec_ok(
+        &ns,
+        &[
+            "ip",
+            "route",
+            "add",
+            "198.18.2.0/24",
+            "via",
+            "198.18.13.3",
+            "proto",
+            "static",
+            "metric",
+            "900",
+        ],
+    )
+    .unwrap();
+    netns::exec_ok(
+        &ns,
+        &[
+            "ip",
+            "route",
+            "add",
+            "203.0.113.0/24",
+            "via",
+            "198.18.13.3",
+            "proto",
+            "static",
+        ],
+    )
+    .unwrap();
+    let configured = lab.topo.router("r1").unwrap().routes.len();
+    let before = ours(&lab);
+    assert_eq!(
+        before.0.len(),
+        configured,
+        "one kernel route per route: {:?}",
+        before.0
+    );
+    lab.kill_dataplane("r1").unwrap();
+    lab.start_dataplane("r1").unwrap();
+    lab.wait_ready("r1", Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        ours(&lab),
+        before,
+        "a restart after kill -9 changes nothing in the kernel"
+    );
+    assert!(
+        lab.dataplane_log("r1").contains("written=0 removed=0"),
+        "nothing rewritten"
+    );
+    lab.stop_dataplane("r1").unwrap();
+    lab.detach_dataplane("r1").unwrap();
+    assert_eq!(ours(&lab), (vec![], vec![]), "detach leaves none of ours");
+    let others = netns::exec_ok(&ns, &["ip", "route", "show", "proto", "static"]).unwrap();
+    assert!(
+        others.contains("198.18.2.0/24") && others.contains("203.0.113.0/24"),
+        "{others}"
+    );
+}
+
+#[test]
+fn routes_changed_over_the_api_reach_the_kernel() {
+    let lab = common::lab("diamond.toml", |_| {});
+    let route = "203.0.113.0/24";
+    lab.x0ctl("r1", &["route", "add", route, "--via", "198.18.13.3@eth2"])
+        .unwrap();
+    let shown = |lab: &Lab| {
+        let out = netns::exec_ok(
+            &lab.ns("r1"),
+            &["ip", "route", "show", "proto", "250", route],
+        )
+        .unwrap();
+        out.trim().to_string()
+    };
+    let out = shown(&lab);
+    assert!(out.contains("via 198.18.13.3 dev eth2"), "kernel: {out:?}");
+    let refused = lab.x0ctl("r1", &["route", "add", route, "--via", "198.18.13.3@eth2"]);
+    assert!(
+        refused.is_err(),
+        "a second add of the same prefix is refused"
+    );
+    assert_eq!(shown(&lab), out, "the refused request changed nothing");
+    lab.x0ctl("r1", &["route", "del", route]).unwrap();
+    assert_eq!(
+        shown(&lab),
+        "",
+        "deleted from the kernel with the fast path"
+    );
+}
