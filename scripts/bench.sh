@@ -16,4 +16,5 @@ fi
 ./scripts/setup.sh
 echo "[bench] building release binaries" >&2
 cargo build --release --workspace --bins --quiet
-exec ./target/release/x0-bench all "$@"
+BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release"
+exec "$BIN/x0-bench" all "$@"

@@ -12,7 +12,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 ./scripts/setup.sh
 echo "== building (release)"
 cargo build --release --workspace --bins --quiet
-LAB=./target/release/x0-lab
+# Where cargo put them (CARGO_TARGET_DIR or a config may move target/).
+BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release"
+LAB="$BIN/x0-lab"
 NAME=x0demo
 MESH=x0brains
 trap '$LAB down --name $NAME; $LAB down --name $MESH' EXIT
@@ -24,12 +26,20 @@ cat <<'PIC'
    h1 -- r1          r4 -- h2        r2: primary path, r3: precomputed backup
             +-- r3 --+
 PIC
-$LAB up netns-tests/topologies/diamond.toml --name $NAME --dataplane-bin ./target/release/x0-dataplane
+$LAB up netns-tests/topologies/diamond.toml --name $NAME --dataplane-bin "$BIN/x0-dataplane"
 
 echo
 echo "== ping h1 -> h2 over IPv4 and IPv6"
 $LAB ping --name $NAME --from h1 --to h2 --count 10
 $LAB ping --name $NAME --from h1 --to h2 --count 10 --ipv6
+
+echo
+echo "== the kernel holds the fast path's routes too (proto 250): traceroute, fragments and"
+echo "   the routers' own traffic follow the mesh"
+ip -n $NAME-r1 route show proto 250 | sed 's/^/   r1: /'
+ip netns exec $NAME-h1 traceroute -n -q 1 -w 1 198.18.2.2 | sed 's/^/   /'
+ip netns exec $NAME-h1 ping -c 3 -s 3000 198.18.2.2 | tail -2 | sed 's/^/   /'
+ip netns exec $NAME-r1 ping -c 3 198.18.2.2 | tail -2 | sed 's/^/   r1 -> h2: /'
 
 echo
 echo "== the control API: x0ctl over mutual TLS (SPIFFE SVIDs from the lab CA, X25519MLKEM768)"
@@ -59,6 +69,9 @@ for failure in carrier blackhole; do
   $LAB traffic --name $NAME --from h1 --to h2 --count 20000 --rate 10000 --fail r1-r2 --failure $failure --fail-after-ms 800
   echo "   r1's next hops after the failure:"
   $LAB stats r1 --name $NAME | sed -n '/next hop/,$p' | sed 's/^/   /'
+  echo "   r1's kernel followed the fast path (its log, and its route for h2 now):"
+  { grep "followed the fast path" /run/x0lab/$NAME/r1.log || true; } | tail -1 | sed "s/^.*daemon: /   /"
+  ip -n $NAME-r1 route show proto 250 198.18.2.0/24 | sed 's/^/   /'
   echo "   repairing r1-r2; traffic returns to r2 after BFD is up again and the 2 s hold-down"
   $LAB repair --name $NAME r1-r2 --failure $failure
   sleep 5
@@ -81,7 +94,7 @@ cat <<'PIC'
         r3 ----- r5
 PIC
 $LAB down --name $NAME
-$LAB up netns-tests/topologies/six.toml --name $MESH --dataplane-bin ./target/release/x0-dataplane --brains | tail -1
+$LAB up netns-tests/topologies/six.toml --name $MESH --dataplane-bin "$BIN/x0-dataplane" --brains | tail -1
 $LAB ctl --name $MESH r1 --brain -- brain status | sed 's/^/   /'
 echo "   a remote link fails (r4-r6, on the h1 -> h2 path, not r1's) in the middle of a stream:"
 $LAB traffic --name $MESH --from h1 --to h2 --count 20000 --rate 10000 --fail r4-r6 --failure carrier --fail-after-ms 800

@@ -201,6 +201,10 @@ enum CaCmd {
         name: String,
         #[arg(long, default_value = "30d")]
         validity: humantime::Duration,
+        /// A DNS name beside the SPIFFE ID (repeatable), for clients that check a host name
+        /// rather than a SPIFFE ID: grpcio's `grpc.ssl_target_name_override`, curl.
+        #[arg(long = "dns")]
+        dns_names: Vec<String>,
     },
     /// Revokes by serial or certificate file and re-signs the CRL.
     Revoke {
@@ -793,11 +797,11 @@ fn run_ca(what: &CaCmd) -> Result<()> {
             out,
             name,
             validity,
+            dns_names,
         } => {
-            let issued = ca::issue(
-                dir,
-                &ca::IssueRequest::svid(path, out, name, (*validity).into()),
-            )?;
+            let mut request = ca::IssueRequest::svid(path, out, name, (*validity).into());
+            request.dns_names = dns_names.clone();
+            let issued = ca::issue(dir, &request)?;
             println!(
                 "{} serial {} -> {} {}",
                 issued.spiffe_id.map(|i| i.to_string()).unwrap_or_default(),

@@ -90,6 +90,9 @@ pub struct IssueRequest {
     /// Default: now (less a minute). Tests set it to mint expired or not-yet-valid SVIDs.
     pub not_before: Option<SystemTime>,
     pub kind: Leaf,
+    /// DNS names an SVID carries beside its SPIFFE ID (the X509-SVID spec allows them):
+    /// clients that check a host name, not a SPIFFE ID (grpcio, curl), check one of these.
+    pub dns_names: Vec<String>,
 }
 
 impl IssueRequest {
@@ -102,6 +105,7 @@ impl IssueRequest {
             validity,
             not_before: None,
             kind: Leaf::Svid,
+            dns_names: Vec::new(),
         }
     }
 }
@@ -215,6 +219,13 @@ pub fn issue(dir: &Path, req: &IssueRequest) -> Result<Issued> {
             let id = SpiffeId::new(format!("spiffe://{}{}", state.trust_domain, req.path))
                 .map_err(|e| anyhow!("invalid SPIFFE ID path {:?}: {e}", req.path))?;
             params.subject_alt_names = vec![SanType::URI(id.to_string().try_into()?)];
+            for name in &req.dns_names {
+                let dns = name
+                    .as_str()
+                    .try_into()
+                    .map_err(|e| anyhow!("DNS name {name:?}: {e}"))?;
+                params.subject_alt_names.push(SanType::DnsName(dns));
+            }
             params.distinguished_name = dn(&req.name);
             (Some(id), None)
         }

@@ -30,6 +30,11 @@ use crate::{
 
 /// Where each router's dataplane listens for mutual-TLS API clients (its own loopback).
 pub const API_ADDR: &str = "127.0.0.1:7443";
+/// Where a router's API listens: every address of the router (dual stack), so that an
+/// orchestrator anywhere in the mesh reaches it (mutual TLS guards it); API_ADDR is one.
+pub const API_LISTEN: &str = "[::]:7443";
+/// The API's port, for addresses across the mesh.
+pub const API_PORT: u16 = 7443;
 
 /// Where labs keep their state (config files, logs, pids, the bpffs with the pins).
 pub const LAB_ROOT: &str = "/run/x0lab";
@@ -92,11 +97,7 @@ impl Lab {
         lab.build()?;
         let pki = Pki::create(&lab.dir.join("pki"))?;
         for r in &lab.topo.routers {
-            pki.issue(
-                &format!("/router/{}", r.name),
-                &r.name,
-                Duration::from_secs(86_400),
-            )?;
+            pki.issue_router(&r.name, Duration::from_secs(86_400))?;
         }
         for r in lab.topo.routers.clone() {
             lab.start_dataplane(&r.name)?;
@@ -307,7 +308,7 @@ impl Lab {
         self.file(router, "sock")
     }
 
-    /// The API config a router gets: both listeners (TCP on its loopback), its SVID
+    /// The API config a router gets: both listeners (TCP on all its addresses), its SVID
     /// files, the operator allowed everything and brains routes; or the override a test
     /// wrote with `set_api_config`.
     pub fn api_config(&self, router: &str) -> Result<ApiConfig> {
@@ -319,7 +320,7 @@ impl Lab {
         Ok(ApiConfig {
             unix_socket: Some(self.api_socket(router)),
             unix_mode: "0600".into(),
-            listen: Some(API_ADDR.parse().expect("valid")),
+            listen: Some(API_LISTEN.parse().expect("valid")),
             pq: PqMode::Required,
             tls: Some(TlsConfig {
                 cert: Some(files.cert),

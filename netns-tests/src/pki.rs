@@ -14,6 +14,11 @@ pub const TRUST_DOMAIN: &str = "lab.x0tta6bl4";
 pub const OPERATOR: &str = "operator";
 const DAY: Duration = Duration::from_secs(86_400);
 
+/// The DNS name a lab router's SVID carries beside its SPIFFE ID.
+pub fn router_dns_name(router: &str) -> String {
+    format!("{router}.{TRUST_DOMAIN}")
+}
+
 pub struct Pki {
     pub dir: PathBuf,
 }
@@ -45,6 +50,19 @@ impl Pki {
             name,
             validity,
         ))
+    }
+
+    /// Issues a router's SVID (spiffe://lab.x0tta6bl4/router/<name>), with the DNS name
+    /// `<name>.lab.x0tta6bl4` for clients that check a host name (grpcio, curl).
+    pub fn issue_router(&self, name: &str, validity: Duration) -> Result<ca::Issued> {
+        let mut req = ca::IssueRequest::svid(
+            &format!("/router/{name}"),
+            &self.dir.join("svid"),
+            name,
+            validity,
+        );
+        req.dns_names = vec![router_dns_name(name)];
+        self.issue_with(req)
     }
 
     /// Issues with every knob (tests: expired, not yet valid, plain TLS).

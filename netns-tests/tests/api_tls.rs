@@ -157,6 +157,7 @@ fn post_quantum_key_exchange_and_every_bad_client_refused_clearly() {
             validity,
             not_before: Some(not_before),
             kind,
+            dns_names: Vec::new(),
         })
         .unwrap()
     };

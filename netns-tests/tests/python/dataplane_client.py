@@ -3,10 +3,14 @@
 netns-tests/tests/python_client.rs: proof that a client in another language works.
 
     dataplane_client.py SOCKET [PROTO_ROOT]
+    dataplane_client.py HOST:PORT [PROTO_ROOT] --cert C --key K --bundle B --server-name N
 
 Compiles dataplane.proto with grpc_tools.protoc into a temporary directory (no generated
 code is committed), connects to the dataplane's Unix socket (plain HTTP/2: access is
-governed by the socket's file permissions; :authority "localhost", see below), and calls GetInfo, AddRoute, ListRoutes,
+governed by the socket's file permissions; :authority "localhost", see below) or to its
+TCP listener over mutual TLS (our SVID and key, the trust bundle; the server must present
+the DNS name N, which `x0ctl ca issue --dns` puts beside its SPIFFE ID: grpcio checks a
+host name, not a SPIFFE ID), and calls GetInfo, AddRoute, ListRoutes,
 an invalid AddRoute, DeleteRoute and the standard health check. Progress goes to
 stderr; stdout gets one JSON object:
 
@@ -16,6 +20,7 @@ stderr; stdout gets one JSON object:
 Needs grpcio and grpcio-tools (scripts/setup.sh installs them in /opt/x0tta6bl4/pyenv).
 """
 
+import argparse
 import importlib
 import json
 import os
@@ -79,26 +84,38 @@ def health_check(channel):
     return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
 
 
-def main():
-    if len(sys.argv) not in (2, 3):
-        raise SystemExit(__doc__)
-    socket_path = sys.argv[1]
-    here = os.path.dirname(os.path.abspath(__file__))
-    default_root = os.path.join(here, "..", "..", "..", "proto", "proto")
-    proto_root = os.path.abspath(sys.argv[2] if len(sys.argv) == 3 else default_root)
-
-    with tempfile.TemporaryDirectory(prefix="x0-pyproto-") as gen:
-        pb, pb_grpc = compile_proto(proto_root, gen)
-        log(f"compiled {PROTO} (grpcio {grpc.__version__})")
-
+def channel(args):
+    """A Unix-socket channel, or a mutual-TLS one when a certificate is given."""
+    if args.cert is None:
         # gRPC C-core (since 1.57) sends the %-encoded socket path as :authority, which
         # the server's HTTP/2 stack (h2) rejects as malformed: RST_STREAM PROTOCOL_ERROR,
         # INTERNAL in the client (grpc/grpc#38142, hyperium/h2#487). "localhost", as
         # grpc-go and tonic send on Unix sockets, is accepted.
         options = [("grpc.default_authority", "localhost")]
-        with grpc.insecure_channel("unix:" + socket_path, options=options) as channel:
-            grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
-            stub = pb_grpc.DataplaneStub(channel)
+        return grpc.insecure_channel("unix:" + args.target, options=options)
+    read = lambda p: open(p, "rb").read()
+    creds = grpc.ssl_channel_credentials(read(args.bundle), read(args.key), read(args.cert))
+    options = [("grpc.ssl_target_name_override", args.server_name)]
+    return grpc.secure_channel(args.target, creds, options=options)
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(usage=__doc__)
+    parser.add_argument("target")
+    parser.add_argument("proto_root", nargs="?", default=os.path.join(here, "..", "..", "..", "proto", "proto"))
+    for flag in ("--cert", "--key", "--bundle", "--server-name"):
+        parser.add_argument(flag)
+    args = parser.parse_args()
+    proto_root = os.path.abspath(args.proto_root)
+
+    with tempfile.TemporaryDirectory(prefix="x0-pyproto-") as gen:
+        pb, pb_grpc = compile_proto(proto_root, gen)
+        log(f"compiled {PROTO} (grpcio {grpc.__version__})")
+
+        with channel(args) as ch:
+            grpc.channel_ready_future(ch).result(timeout=TIMEOUT)
+            stub = pb_grpc.DataplaneStub(ch)
 
             info = stub.GetInfo(pb.GetInfoRequest(), timeout=TIMEOUT)
             interfaces = [i.name for i in info.interfaces]
@@ -133,7 +150,7 @@ def main():
             deleted = all(r.prefix != PREFIX for r in routes(stub, pb, pb.ROUTE_ORIGIN_UNSPECIFIED))
             log(f"DeleteRoute {PREFIX}: gone from ListRoutes: {deleted}")
 
-            health = health_check(channel)
+            health = health_check(ch)
             log(f"health of {SERVICE}: {health}")
 
     print(
