@@ -118,10 +118,28 @@ fn one(lab: &Lab, failure: Failure) -> Result<(f64, bool)> {
 
 const FAILURES: [Failure; 2] = [Failure::Carrier, Failure::BlackHole];
 
-/// Outages (ms) of one stack, per failure type (in FAILURES' order), and how many of
-/// them never recovered within the stream.
-fn samples(stack: Stack, reps: u32, bin: &std::path::Path) -> Result<Vec<(Vec<f64>, u32)>> {
-    let mut out = vec![(Vec::new(), 0), (Vec::new(), 0)];
+/// How long after the fast path r1's kernel route followed a failover (us), as r1's
+/// x0-dataplane logged it ("the kernel's routes followed the fast path ... after_us=N").
+fn kernel_follow_us(lab: &Lab) -> Option<f64> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        let log = lab.dataplane_log("r1");
+        let line = log.lines().find(|l| l.contains("followed the fast path"));
+        if let Some(v) = line.and_then(|l| l.split("after_us=").nth(1)) {
+            return v.split_whitespace().next()?.parse().ok();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Per failure type (in FAILURES' order): one stack's outages (ms), how many of them never
+/// recovered within the stream, and (x0tta6bl4) how long its kernel route took to follow.
+type Samples = Vec<(Vec<f64>, u32, Vec<f64>)>;
+
+fn samples(stack: Stack, reps: u32, bin: &std::path::Path) -> Result<Samples> {
+    let mut out: Samples = vec![(Vec::new(), 0, Vec::new()), (Vec::new(), 0, Vec::new())];
+    let mut follows: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     let mut record = |i: usize, (ms, recovered): (f64, bool), say: &dyn Fn(&str)| {
         out[i].0.push(ms);
         if !recovered {
@@ -168,6 +186,9 @@ fn samples(stack: Stack, reps: u32, bin: &std::path::Path) -> Result<Vec<(Vec<f6
                         kernel_lab(stack)?
                     };
                     record(i, one(&lab, failure)?, &say);
+                    if stack == Stack::X0 {
+                        follows[i].extend(kernel_follow_us(&lab));
+                    }
                 }
             }
         }
@@ -186,6 +207,9 @@ fn samples(stack: Stack, reps: u32, bin: &std::path::Path) -> Result<Vec<(Vec<f6
                 }
             }
         }
+    }
+    for (o, f) in out.iter_mut().zip(follows) {
+        o.2 = f;
     }
     Ok(out)
 }
@@ -210,7 +234,20 @@ pub fn run(reps: u32) -> Result<Vec<Table>> {
         let mut rows = Vec::new();
         let mut notes = Vec::new();
         for (si, stack) in stacks.into_iter().enumerate() {
-            let (v, unrecovered) = all[si][fi].clone();
+            let (v, unrecovered, follow) = all[si][fi].clone();
+            if !follow.is_empty() {
+                let mut f = follow.clone();
+                f.sort_by(f64::total_cmp);
+                notes.push(format!(
+                    "{}: r1's kernel route followed the fast path {:.0} us after it (median of \
+                     {}; max {:.0} us; the daemon's log): traffic the fast path passes up, and \
+                     r1's own, takes the backup too",
+                    stack.name(),
+                    f[f.len() / 2],
+                    f.len(),
+                    f[f.len() - 1]
+                ));
+            }
             if unrecovered > 0 {
                 notes.push(format!(
                     "{}: {unrecovered} of {reps} runs had not recovered when the stream ended: \

@@ -287,14 +287,14 @@ impl Lab {
             api: Some(self.api_config(router)?),
             kernel_fib: Default::default(),
             // A router the topology runs without kernel forwarding keeps it off.
-            host: x0_dataplane::host::HostConfig {
+            host: r.host.clone().unwrap_or(x0_dataplane::host::HostConfig {
                 forwarding: if r.kernel_forwarding {
                     Action::Fix
                 } else {
                     Action::Leave
                 },
                 ..Default::default()
-            },
+            }),
         })
     }
 

@@ -47,6 +47,10 @@ pub struct Router {
     /// The kernel's own IP forwarding (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding).
     #[serde(default = "yes")]
     pub kernel_forwarding: bool,
+    /// The dataplane's `[host]` section; absent: it fixes the host's sysctls, but leaves
+    /// forwarding off on a router the topology runs without kernel forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<x0_dataplane::host::HostConfig>,
     /// Routes for the kernel FIB, as `ip route add` arguments.
     #[serde(default)]
     pub kernel_routes: Vec<String>,

@@ -314,3 +314,78 @@ fn routes_changed_over_the_api_reach_the_kernel() {
         "deleted from the kernel with the fast path"
     );
 }
+
+/// r1 of the line lab with kernel forwarding off at start, its h2 link at MTU 1400, and the
+/// dataplane's `[host] forwarding` as given.
+fn line_without_forwarding(forwarding: x0_dataplane::host::Action) -> Lab {
+    let lab = common::lab("line.toml", |t| {
+        let r1 = t.routers.iter_mut().find(|r| r.name == "r1").unwrap();
+        r1.kernel_forwarding = false;
+        r1.host = Some(x0_dataplane::host::HostConfig {
+            forwarding,
+            ..Default::default()
+        });
+    });
+    for (node, iface) in [("r1", "eth2"), ("h2", "eth0")] {
+        netns::exec_ok(&lab.ns(node), &["ip", "link", "set", iface, "mtu", "1400"]).unwrap();
+    }
+    lab
+}
+
+#[test]
+fn with_forwarding_fixed_the_kernel_answers_traceroute_pmtu_and_fragments() {
+    let lab = line_without_forwarding(x0_dataplane::host::Action::Fix);
+    let log = lab.dataplane_log("r1");
+    assert!(
+        log.contains("ip_forward 0 -> 1"),
+        "the daemon says what it set:\n{log}"
+    );
+    let fwd = netns::exec_ok(&lab.ns("r1"), &["sysctl", "-n", "net.ipv4.ip_forward"]).unwrap();
+    assert_eq!(fwd.trim(), "1");
+    for v6 in [false, true] {
+        let h2 = common::addr(&lab, "h2", v6);
+        traffic::wait_reply(&lab, "h1", h2, Duration::from_secs(10)).unwrap();
+        let r1 = common::addr(&lab, "r1", v6);
+        let hops = tools::traceroute(&lab, "h1", h2, 4).unwrap();
+        assert_eq!(hops, vec![Some(r1), Some(h2)], "traceroute to {h2}");
+        // PMTU discovery: DF set (IPv6 never fragments in flight), 1450 bytes > 1400.
+        let (got, out) = tools::ping_with(&lab, "h1", h2, 2, &["-M", "do", "-s", "1450"]).unwrap();
+        assert_eq!(got, 0, "{out}");
+        let said = if v6 {
+            "Packet too big: mtu=1400"
+        } else {
+            "Frag needed and DF set (mtu = 1400)"
+        };
+        assert!(out.contains(said), "no {said:?} from r1:\n{out}");
+        let (got, out) = tools::ping_with(&lab, "h1", h2, 3, &["-s", "3000"]).unwrap();
+        assert_eq!(got, 3, "fragments to {h2}:\n{out}");
+    }
+    let h2 = common::addr(&lab, "h2", false);
+    let (got, out) = tools::ping_with(&lab, "h1", h2, 3, &["-R"]).unwrap();
+    assert_eq!(got, 3, "ping -R:\n{out}");
+}
+
+#[test]
+fn with_forwarding_left_off_the_daemon_warns_and_changes_nothing() {
+    let lab = line_without_forwarding(x0_dataplane::host::Action::Leave);
+    let log = lab.dataplane_log("r1");
+    let line = log
+        .lines()
+        .find(|l| l.contains("host: "))
+        .expect("the host line");
+    assert!(
+        line.contains("WARN") && line.contains("ip_forward at 0"),
+        "{line}"
+    );
+    let fwd = netns::exec_ok(&lab.ns("r1"), &["sysctl", "-n", "net.ipv4.ip_forward"]).unwrap();
+    assert_eq!(fwd.trim(), "0");
+    // The fast path still forwards; what needs the kernel's forwarding (an ICMP error for
+    // transit traffic) does not come, as documented.
+    let h2 = common::addr(&lab, "h2", false);
+    traffic::wait_reply(&lab, "h1", h2, Duration::from_secs(10)).unwrap();
+    let hops = tools::traceroute(&lab, "h1", h2, 2).unwrap();
+    assert_eq!(
+        hops[0], None,
+        "without forwarding r1 sends no time-exceeded: {hops:?}"
+    );
+}
