@@ -236,20 +236,10 @@ impl KernelFib {
                 }
             }
         }
-        let unused: Vec<u32> = self
-            .sets
-            .iter()
-            .filter(|(set, s)| sets.get(set) != Some(&s.members))
-            .map(|(set, _)| *set)
-            .collect();
-        for set in unused {
-            if self.sets.remove(&set).is_some_and(|s| s.active.is_some()) {
-                match messages::delete_nexthop(nl, Self::nexthop_id(set)) {
-                    Err(e) if !is_gone(&e) => self.refused(e),
-                    _ => {}
-                }
-            }
-        }
+        // Objects of sets no route uses are left in the kernel (deleting one waits for an
+        // RCU grace period, milliseconds, in the API's path); a reused set id replaces its
+        // content, and start and detach remove what is left.
+        self.sets.retain(|set, s| sets.get(set) == Some(&s.members));
     }
 
     /// Follows the health monitor after next hops `ids` changed state: every set whose
@@ -292,14 +282,10 @@ impl KernelFib {
         let p = self.config.protocol;
         self.sets.get_mut(&set).expect("listed").active = after;
         let Some(spec) = after else {
-            // None live: the routes become unreachable, then the object goes.
+            // None live: the routes become unreachable; the object stays, idle (deleting it
+            // waits for an RCU grace period), until a next hop is live again.
             for prefix in tables.routes_with_set(set) {
                 self.write_route(nl, prefix, None);
-            }
-            if let Err(e) = messages::delete_nexthop(nl, id)
-                && !is_gone(&e)
-            {
-                self.refused(e);
             }
             return;
         };
