@@ -26,14 +26,7 @@ pub fn ping_with(
     args.push(&target);
     let out = netns::exec(&lab.ns(from), &args)?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let received = text
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .and_then(|l| l.split(", ").nth(1))
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("unexpected ping output: {text}"))?;
-    Ok((received, text))
+    Ok((crate::traffic::ping_received(&text)?, text))
 }
 
 /// The hops `traceroute -n` lists from `from` to `to` (None: no answer, `*`), one probe per

@@ -27,16 +27,18 @@ pub fn ping(lab: &Lab, from: &str, to: IpAddr, count: u32) -> Result<u32> {
             &to.to_string(),
         ],
     )?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    // "20 packets transmitted, 20 received, 0% packet loss, time 190ms"
-    let received = text
-        .lines()
+    ping_received(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The replies ping's summary counts: "20 packets transmitted, 20 received, 0% packet
+/// loss, time 190ms" -> 20.
+pub fn ping_received(text: &str) -> Result<u32> {
+    text.lines()
         .find(|l| l.contains("packets transmitted"))
         .and_then(|l| l.split(", ").nth(1))
         .and_then(|s| s.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-        .with_context(|| format!("unexpected ping output: {text}"))?;
-    Ok(received)
+        .with_context(|| format!("unexpected ping output: {text}"))
 }
 
 /// Pings `to` from `from` once at a time until a reply comes back: a routing stack has

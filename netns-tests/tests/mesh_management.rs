@@ -71,24 +71,13 @@ fn x0ctl_in_h1_drives_r4s_api_across_the_mesh() {
     assert!(wrong.is_err(), "x0ctl accepted r4 as r3");
 }
 
-fn python() -> std::path::PathBuf {
-    let venv = std::env::var_os("X0_PYENV").unwrap_or_else(|| "/opt/x0tta6bl4/pyenv".into());
-    let p = Path::new(&venv).join("bin/python");
-    assert!(
-        p.is_file(),
-        "{} not found: run scripts/setup.sh",
-        p.display()
-    );
-    p
-}
-
 /// The Python client in h1 against r4 at `addr`, expecting the server name `name`.
 fn python_client(lab: &Lab, addr: &str, name: &str) -> std::process::Output {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let files = lab.pki().files(OPERATOR);
     Command::new("ip")
         .args(["netns", "exec", &lab.ns("h1")])
-        .arg(python())
+        .arg(common::python())
         .arg(manifest.join("tests/python/dataplane_client.py"))
         .arg(format!("{addr}:{API_PORT}"))
         .arg(manifest.join("../proto/proto"))

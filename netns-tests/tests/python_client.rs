@@ -6,44 +6,13 @@
 
 mod common;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::Path, process::Command};
 
 use serde_json::Value;
 
-/// The virtualenv scripts/setup.sh installs grpcio, grpcio-tools and
-/// grpcio-health-checking into (`X0_PYENV` there and here).
-fn python() -> PathBuf {
-    let venv = std::env::var_os("X0_PYENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/x0tta6bl4/pyenv"));
-    let python = venv.join("bin").join("python");
-    assert!(
-        python.is_file(),
-        "{} not found: run scripts/setup.sh (it installs the Python gRPC virtualenv)",
-        python.display()
-    );
-    let out = Command::new(&python)
-        .args([
-            "-c",
-            "import grpc, grpc_tools.protoc, grpc_health.v1.health_pb2",
-        ])
-        .output()
-        .expect("run the virtualenv's python");
-    assert!(
-        out.status.success(),
-        "{} lacks grpcio, grpcio-tools or grpcio-health-checking: run scripts/setup.sh\n{}",
-        venv.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    python
-}
-
 #[test]
 fn python_grpcio_client_over_unix_socket() {
-    let python = python();
+    let python = common::python();
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let script = manifest.join("tests/python/dataplane_client.py");
     let proto_root = manifest.join("../proto/proto");

@@ -5,6 +5,8 @@
 use std::{
     net::IpAddr,
     path::Path,
+    path::PathBuf,
+    process::Command,
     sync::atomic::{AtomicU32, Ordering},
 };
 
@@ -34,4 +36,32 @@ pub fn lab(file: &str, tweak: impl FnOnce(&mut Topology)) -> Lab {
 
 pub fn addr(lab: &Lab, node: &str, v6: bool) -> IpAddr {
     lab.topo.addr_of(node, v6).expect("address")
+}
+
+/// The virtualenv scripts/setup.sh installs grpcio, grpcio-tools and
+/// grpcio-health-checking into (`X0_PYENV` there and here).
+pub fn python() -> PathBuf {
+    let venv = std::env::var_os("X0_PYENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/x0tta6bl4/pyenv"));
+    let python = venv.join("bin").join("python");
+    assert!(
+        python.is_file(),
+        "{} not found: run scripts/setup.sh (it installs the Python gRPC virtualenv)",
+        python.display()
+    );
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import grpc, grpc_tools.protoc, grpc_health.v1.health_pb2",
+        ])
+        .output()
+        .expect("run the virtualenv's python");
+    assert!(
+        out.status.success(),
+        "{} lacks grpcio, grpcio-tools or grpcio-health-checking: run scripts/setup.sh\n{}",
+        venv.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    python
 }
