@@ -21,7 +21,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "build (the lab tests run the release binaries built here)"
 # Release daemons, as users run them: the six-router brain lab (6 dataplanes with BFD at
 # 10 ms x 3 and 6 brains on 2 cores) lost adjacencies by chance with debug builds
-# (failed in about one brain-suite run of three; 4 of 4 green in release).
+# (x0-lab::brains failed in 4 of 9 runs here, full suites and the brain suite alone, one
+# of them a fresh-clone CI run; 2 of 2 brain-suite runs green with release daemons).
 cargo build --release --workspace --bins --quiet
 X0_DATAPLANE_BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/x0-dataplane"
 export X0_DATAPLANE_BIN
