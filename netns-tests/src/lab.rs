@@ -384,12 +384,7 @@ impl Lab {
             .arg(bin)
             .arg("--addr")
             .arg(addr)
-            .arg("--cert")
-            .arg(&files.cert)
-            .arg("--key")
-            .arg(&files.key)
-            .arg("--bundle")
-            .arg(&files.bundle)
+            .args(crate::pki::tls_args(&files))
             .args(args)
             .output()?;
         if !out.status.success() {

@@ -19,6 +19,20 @@ pub fn router_dns_name(router: &str) -> String {
     format!("{router}.{TRUST_DOMAIN}")
 }
 
+/// `--cert C --key K --bundle B`: how x0ctl, x0-brain and the Python client take an SVID.
+pub fn tls_args(files: &FileSource) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    for (flag, path) in [
+        ("--cert", &files.cert),
+        ("--key", &files.key),
+        ("--bundle", &files.bundle),
+    ] {
+        out.push(flag.into());
+        out.push(path.as_os_str().to_owned());
+    }
+    out
+}
+
 pub struct Pki {
     pub dir: PathBuf,
 }

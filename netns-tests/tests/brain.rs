@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use x0_lab::{lab::API_ADDR, traffic};
+use x0_lab::{lab::API_ADDR, pki::tls_args, traffic};
 
 fn brain(lab: &x0_lab::Lab, args: &[&str]) -> String {
     let bin = x0_lab::lab::default_dataplane_bin()
@@ -24,12 +24,7 @@ fn brain(lab: &x0_lab::Lab, args: &[&str]) -> String {
             "--dataplane",
             &format!("https://{API_ADDR}"),
         ])
-        .arg("--cert")
-        .arg(&files.cert)
-        .arg("--key")
-        .arg(&files.key)
-        .arg("--bundle")
-        .arg(&files.bundle)
+        .args(tls_args(&files))
         .output()
         .unwrap();
     assert!(

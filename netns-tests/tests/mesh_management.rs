@@ -12,7 +12,7 @@ use serde_json::Value;
 use x0_lab::{
     Lab,
     lab::API_PORT,
-    pki::{OPERATOR, TRUST_DOMAIN, router_dns_name},
+    pki::{OPERATOR, TRUST_DOMAIN, router_dns_name, tls_args},
     traffic,
 };
 
@@ -81,12 +81,7 @@ fn python_client(lab: &Lab, addr: &str, name: &str) -> std::process::Output {
         .arg(manifest.join("tests/python/dataplane_client.py"))
         .arg(format!("{addr}:{API_PORT}"))
         .arg(manifest.join("../proto/proto"))
-        .arg("--cert")
-        .arg(&files.cert)
-        .arg("--key")
-        .arg(&files.key)
-        .arg("--bundle")
-        .arg(&files.bundle)
+        .args(tls_args(&files))
         .args(["--server-name", name])
         .output()
         .expect("run the Python client")

@@ -171,7 +171,15 @@ pub fn nexthops(nl: &Netlink, protocol: u8) -> Result<Vec<u32>> {
     )
 }
 
-fn route_msg(prefix: IpNet, protocol: u8, metric: u32, nexthop: Option<u32>) -> Result<Rtmsg> {
+/// The route message for `prefix` with our protocol and metric, of type `kind` (Unspec and
+/// scope Nowhere for a delete, which matches any type).
+fn route_msg(
+    prefix: IpNet,
+    protocol: u8,
+    metric: u32,
+    nexthop: Option<u32>,
+    kind: Rtn,
+) -> Result<Rtmsg> {
     let (family, dst) = ip_bytes(prefix.network());
     let mut attrs = RtBuffer::new();
     attrs.push(rta(Rta::Dst, dst)?);
@@ -189,12 +197,12 @@ fn route_msg(prefix: IpNet, protocol: u8, metric: u32, nexthop: Option<u32>) -> 
         .rtm_tos(0)
         .rtm_table(RtTable::Main)
         .rtm_protocol(Rtprot::UnrecognizedConst(protocol))
-        .rtm_scope(RtScope::Universe)
-        .rtm_type(if nexthop.is_some() {
-            Rtn::Unicast
+        .rtm_scope(if kind == Rtn::Unspec {
+            RtScope::Nowhere
         } else {
-            Rtn::Unreachable
+            RtScope::Universe
         })
+        .rtm_type(kind)
         .rtattrs(attrs)
         .build()?)
 }
@@ -208,7 +216,12 @@ pub fn replace_route(
     metric: u32,
     nexthop: Option<u32>,
 ) -> Result<()> {
-    let msg = route_msg(prefix, protocol, metric, nexthop)?;
+    let kind = if nexthop.is_some() {
+        Rtn::Unicast
+    } else {
+        Rtn::Unreachable
+    };
+    let msg = route_msg(prefix, protocol, metric, nexthop, kind)?;
     let flags = NlmF::CREATE | NlmF::REPLACE | NlmF::ACK;
     nl.request(Rtm::Newroute, flags, msg, |_: &Rtmsg| None::<()>)
         .with_context(|| format!("kernel route {prefix}"))?;
@@ -218,18 +231,7 @@ pub fn replace_route(
 /// Deletes our route for `prefix` (the protocol and metric must match: another daemon's
 /// route for the same prefix is never touched).
 pub fn delete_route(nl: &Netlink, prefix: IpNet, protocol: u8, metric: u32) -> Result<()> {
-    let mut msg = route_msg(prefix, protocol, metric, None)?;
-    msg = RtmsgBuilder::default()
-        .rtm_family(*msg.rtm_family())
-        .rtm_dst_len(*msg.rtm_dst_len())
-        .rtm_src_len(0)
-        .rtm_tos(0)
-        .rtm_table(RtTable::Main)
-        .rtm_protocol(*msg.rtm_protocol())
-        .rtm_scope(RtScope::Nowhere)
-        .rtm_type(Rtn::Unspec)
-        .rtattrs(msg.rtattrs().iter().cloned().collect())
-        .build()?;
+    let msg = route_msg(prefix, protocol, metric, None, Rtn::Unspec)?;
     nl.request(Rtm::Delroute, NlmF::ACK, msg, |_: &Rtmsg| None::<()>)
         .with_context(|| format!("deleting kernel route {prefix}"))?;
     Ok(())
