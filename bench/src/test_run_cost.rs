@@ -88,6 +88,10 @@ pub fn run(quick: bool) -> Result<Table> {
             let fwd = dp.program(program_names::FORWARD)?;
             // Interleave baseline and forwarding batches so that drift hits both alike.
             let mut fwd_ns = Vec::new();
+            // Beside the plain frame of the first table: the frames that went to the
+            // kernel before (fragments, options), each forwarded (checked as the rest).
+            let kinds = if rows.is_empty() { &KINDS[..] } else { &[] };
+            let mut kind_ns = vec![Vec::new(); kinds.len()];
             for b in 0..batches {
                 let f = &frames[b % frames.len()];
                 pass_ns.push(run_batch(pass, f, XDP_PASS, None)?);
@@ -97,11 +101,23 @@ pub fn run(quick: bool) -> Result<Table> {
                     XDP_REDIRECT,
                     Some(START_TTL - REPEAT as u8),
                 )?);
+                for ((_, make), ns) in kinds.iter().zip(&mut kind_ns) {
+                    let f = make(f);
+                    ns.push(run_batch(
+                        fwd,
+                        &f,
+                        XDP_REDIRECT,
+                        Some(START_TTL - REPEAT as u8),
+                    )?);
+                }
             }
             rows.push(Row::new(
                 format!("x0_forward, {n} routes ({})", shape.name()),
                 fwd_ns,
             ));
+            for ((name, _), ns) in kinds.iter().zip(kind_ns) {
+                rows.push(Row::new(format!("x0_forward, {n} routes: {name}"), ns));
+            }
             if n == largest {
                 // The same table with the policy benchmark's 10,000 rules among 1,000
                 // identities in force, on a flow the connection table knows.
@@ -278,6 +294,50 @@ fn frame(dst: Ipv4Addr) -> Vec<u8> {
         .write(&mut v, &[0u8; 22]) // 14 + 20 + 8 + 22 = 64 bytes
         .unwrap();
     v
+}
+
+/// The frame kinds measured beside the plain one: IPv4 fragments and options, forwarded
+/// by XDP like it (they went to the kernel before).
+const KINDS: [FrameKind; 3] = [
+    ("IPv4 first fragment (MF)", |f| {
+        patch_ipv4(f, |h| h[6] = 0x20)
+    }),
+    ("IPv4 later fragment (offset 1480)", |f| {
+        patch_ipv4(f, |h| h[6..8].copy_from_slice(&185u16.to_be_bytes()))
+    }),
+    ("IPv4 with 4 bytes of options (no-op)", with_nop_options),
+];
+
+/// A frame kind's name, and how to make one from the plain frame.
+type FrameKind = (&'static str, fn(&[u8]) -> Vec<u8>);
+
+/// `frame` with its IPv4 header changed by `change`, the checksum recomputed.
+fn patch_ipv4(frame: &[u8], change: impl Fn(&mut [u8])) -> Vec<u8> {
+    let mut v = frame.to_vec();
+    let ihl = (v[14] & 0x0f) as usize * 4;
+    change(&mut v[14..14 + ihl]);
+    let ihl = (v[14] & 0x0f) as usize * 4;
+    v[24..26].fill(0);
+    let sum = v[14..14 + ihl]
+        .chunks(2)
+        .map(|w| u16::from_be_bytes([w[0], w[1]]) as u32)
+        .sum::<u32>();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    let folded = (folded & 0xffff) + (folded >> 16);
+    v[24..26].copy_from_slice(&(!(folded as u16)).to_be_bytes());
+    v
+}
+
+/// `frame` with a 24-byte IPv4 header: three no-ops and an end of options.
+fn with_nop_options(frame: &[u8]) -> Vec<u8> {
+    let mut v = frame[..34].to_vec();
+    v.extend_from_slice(&[1, 1, 1, 0]);
+    v.extend_from_slice(&frame[34..]);
+    let tot_len = u16::from_be_bytes([v[16], v[17]]) + 4;
+    patch_ipv4(&v, |h| {
+        h[0] = 0x46;
+        h[2..4].copy_from_slice(&tot_len.to_be_bytes());
+    })
 }
 
 /// One BPF_PROG_TEST_RUN call of REPEAT runs; returns the kernel's ns per run after

@@ -144,9 +144,19 @@ impl Dataplane {
     /// Like `load`, with capacities by map name for the maps created new: the
     /// connection table's from the config; small route maps in tests that need the kernel
     /// to refuse a write.
+    /// A load that fails (the verifier refuses a program, say) leaves no maps it created
+    /// pinned: each set holds hundreds of MiB of kernel memory.
     pub fn load_sized(pin_root: &Path, sizes: &[(&str, u32)]) -> Result<Self> {
         bpffs::prepare(pin_root)?;
         let adopted = pin_root.join(map_names::STATS).exists();
+        let loaded = Self::load_at(pin_root, sizes, adopted);
+        if loaded.is_err() && !adopted {
+            let _ = bpffs::remove_pins(pin_root, &map_names::ALL);
+        }
+        loaded
+    }
+
+    fn load_at(pin_root: &Path, sizes: &[(&str, u32)], adopted: bool) -> Result<Self> {
         let mut loader = EbpfLoader::new();
         loader.default_map_pin_directory(pin_root);
         for (name, entries) in sizes {

@@ -726,3 +726,101 @@ fn the_flow_cache_leaves_replies_fins_and_time_to_the_connection_table() {
         Reason::DropDefaultDeny,
     );
 }
+
+/// `frame` (IPv4) as a fragment of datagram `id`: offset in 8-byte units, more to come.
+fn fragment(frame: Vec<u8>, id: u16, offset: u16, more: bool) -> Vec<u8> {
+    let flags_offset = offset | if more { 0x2000 } else { 0 };
+    fixtures::patch_ipv4(frame, |h| {
+        h[4..6].copy_from_slice(&id.to_be_bytes());
+        h[6..8].copy_from_slice(&flags_offset.to_be_bytes());
+    })
+}
+
+#[test]
+fn later_fragments_are_judged_as_their_first_fragments_flow() {
+    let mut fx = Fixture::new();
+    let rules = r#"
+[[rule]]
+from = "h1"
+to = "h2"
+proto = "udp"
+ports = "5000"
+action = "allow"
+"#;
+    install(&mut fx, &policy("deny", &format!("{IDENTITIES}{rules}")));
+    // Every later fragment's payload begins with bytes that read as an allowed UDP header
+    // (ports 4000 -> 5000): a fast path that took ports from them would let them through.
+    let allowed_looking = || udp(H1, H2, 4000, 5000);
+    expect(
+        &mut fx,
+        "first fragment to the allowed port",
+        &fragment(udp(H1, H2, 4000, 5000), 77, 0, true),
+        Reason::ForwardedRoute,
+    );
+    expect(
+        &mut fx,
+        "its later fragment",
+        &fragment(allowed_looking(), 77, 185, false),
+        Reason::ForwardedRoute,
+    );
+    expect(
+        &mut fx,
+        "a later fragment whose first fragment never came",
+        &fragment(allowed_looking(), 78, 185, false),
+        Reason::DropFragmentUnknown,
+    );
+    expect(
+        &mut fx,
+        "first fragment to a denied port",
+        &fragment(udp(H1, H2, 4000, 22), 79, 0, true),
+        Reason::DropDefaultDeny,
+    );
+    expect(
+        &mut fx,
+        "its later fragment, judged with port 22",
+        &fragment(allowed_looking(), 79, 185, false),
+        Reason::DropDefaultDeny,
+    );
+    expect(
+        &mut fx,
+        "a first fragment too short for its ports (RFC 1858 tiny fragment)",
+        &{
+            let mut f = fragment(udp(H1, H2, 4000, 5000), 80, 0, true);
+            f.truncate(14 + 20 + 2);
+            fixtures::patch_ipv4(f, |h| h[2..4].copy_from_slice(&22u16.to_be_bytes()))
+        },
+        Reason::DropMalformedL4,
+    );
+}
+
+#[test]
+fn an_ipv6_later_fragment_without_its_first_is_dropped_under_policy() {
+    let mut fx = Fixture::new();
+    // Allowed by default; one rule, so that policy is on.
+    let rules = "[[rule]]\nfrom = \"h1\"\nto = \"h2\"\nproto = \"tcp\"\nports = \"23\"\naction = \"deny\"\n";
+    install(&mut fx, &policy("allow", &format!("{IDENTITIES}{rules}")));
+    let to_router = (HOST_MAC, PORT_A_MAC);
+    let h1 = fixtures::ip6("2001:db8:1::2");
+    let h2 = fixtures::ip6("2001:db8:2::2");
+    let plain = fixtures::udp6(h1, h2, 64, to_router);
+    let later = fixtures::with_ext6(&plain, 44, &[0, 0, 0, 0xb9, 0, 0, 0, 9]);
+    expect(
+        &mut fx,
+        "ipv6 later fragment, first never seen",
+        &later,
+        Reason::DropFragmentUnknown,
+    );
+    let first = fixtures::with_ext6(&plain, 44, &[0, 0, 0, 1, 0, 0, 0, 9]);
+    expect(
+        &mut fx,
+        "its first fragment",
+        &first,
+        Reason::ForwardedRoute,
+    );
+    expect(
+        &mut fx,
+        "the later fragment again",
+        &later,
+        Reason::ForwardedRoute,
+    );
+}

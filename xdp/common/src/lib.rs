@@ -63,8 +63,9 @@ pub mod map_names {
     pub const PENDING: &str = "X0_PENDING";
     pub const CLOCK: &str = "X0_CLOCK";
     pub const FLOW_CACHE: &str = "X0_FLOW_CACHE";
+    pub const FRAGS: &str = "X0_FRAGS";
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 34] = [
+    pub const ALL: [&str; 35] = [
         ROUTES_V4,
         ROUTES_V6,
         ROUTES_V4_EXACT,
@@ -99,6 +100,7 @@ pub mod map_names {
         PENDING,
         CLOCK,
         FLOW_CACHE,
+        FRAGS,
     ];
 }
 
@@ -494,6 +496,8 @@ mod pod {
     unsafe impl aya::Pod for super::policy::Trace {}
     unsafe impl aya::Pod for super::policy::DropEvent {}
     unsafe impl aya::Pod for super::policy::Pending {}
+    unsafe impl aya::Pod for super::policy::FragKey {}
+    unsafe impl aya::Pod for super::policy::FragPorts {}
 }
 
 #[cfg(test)]

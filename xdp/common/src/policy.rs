@@ -231,6 +231,34 @@ pub const fn ct_timeout(proto: u8, flags: u32) -> u64 {
     }
 }
 
+/// Datagrams being fragmented that policy has seen the first fragment of (LRU, as many
+/// as Cilium keeps): later fragments carry no ports, so they take the first fragment's
+/// and are judged as packets of that flow.
+pub const FRAG_ENTRIES: u32 = 8_192;
+
+/// `X0_FRAGS` key: one datagram (RFC 791 / RFC 8200: addresses, protocol and id).
+/// IPv4 addresses fill the first 4 bytes, as in `Flow`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// The IPv4 identification (16 bits) or the IPv6 fragment header's (32 bits).
+    pub id: u32,
+    /// 4 or 6.
+    pub family: u8,
+    pub proto: u8,
+    pub _pad: [u8; 2],
+}
+
+/// `X0_FRAGS` value: the ports of the datagram's first fragment.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragPorts {
+    pub sport: u16,
+    pub dport: u16,
+}
+
 /// `X0_PENDING[0]` (per CPU): what `x0_forward` decided for a packet before it tail-calls
 /// `x0_policy`, which checks policy and then finishes the forwarding.
 #[repr(C)]

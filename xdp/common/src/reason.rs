@@ -51,9 +51,9 @@ reasons! {
     ForwardedFib = 1, Forwarded, "forwarded_fib", "redirected by the kernel FIB fallback (bpf_fib_lookup)";
     PassArp = 2, Passed, "pass_arp", "ARP: the kernel answers it";
     PassNonIp = 3, Passed, "pass_non_ip", "not IPv4 or IPv6 (VLAN tags, LLDP, ...)";
-    PassIpv4Options = 4, Passed, "pass_ipv4_options", "IPv4 header with options";
-    PassFragment = 5, Passed, "pass_fragment", "IPv4 or IPv6 fragment";
-    PassIpv6ExtHeader = 6, Passed, "pass_ipv6_ext_header", "IPv6 hop-by-hop options header";
+    PassIpv4Options = 4, Passed, "pass_ipv4_options", "IPv4 options a router must act on (record route, timestamp, source route, router alert, security) or malformed options: the kernel processes them (RFC 1812 5.2.4)";
+    PassFragment = 5, Passed, "pass_fragment", "not used any more (fragments are forwarded since 2026-12); kept so that counter indices stay those of earlier versions";
+    PassIpv6ExtHeader = 6, Passed, "pass_ipv6_ext_header", "IPv6 hop-by-hop options header (RFC 8200 4.3), or more than 4 extension headers before the upper layer";
     PassNdp = 7, Passed, "pass_ndp", "IPv6 neighbour discovery (ICMPv6 133-137)";
     PassMulticast = 8, Passed, "pass_multicast", "multicast or broadcast destination";
     PassLinkLocal = 9, Passed, "pass_link_local", "link-local source or destination, never forwarded";
@@ -79,6 +79,7 @@ reasons! {
     DropConntrackFull = 29, Dropped, "drop_conntrack_full", "a new flow, allowed, but the connection table is full";
     DropMalformedL4 = 30, Dropped, "drop_malformed_l4", "TCP/UDP header truncated (policy needs the ports)";
     DropPolicyUnavailable = 31, Dropped, "drop_policy_unavailable", "policy is on but its program is not loaded: fail closed";
+    DropFragmentUnknown = 32, Dropped, "drop_fragment_unknown", "policy is on and this later fragment's datagram never showed its first fragment here; or an IPv4 TCP fragment at offset 8 (RFC 1858 3.2: only an attack makes one)";
 }
 
 // Counters are indexed by value and listed in `ALL` in declaration order: keep them equal.

@@ -3,12 +3,13 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use x0_common::{
     BFD_CONTROL_PORT, CFG_F_FIB_FALLBACK, MAX_NEXTHOPS_PER_SET, MAX_V4_LENGTHS, NH_F_RESOLVED,
-    NH_LIVE, ROUTE_F_LOCAL, Reason, Route, V4Direct, V4ExactKey, policy::Flow, v4_filter_bit,
-    xsk_slot_key,
+    NH_LIVE, ROUTE_F_LOCAL, Reason, Route, V4Direct, V4ExactKey, policy::Flow, reason::Verdict,
+    v4_filter_bit, xsk_slot_key,
 };
 
 use crate::{
     checksum, fib,
+    l3::{self, Frag, Upper},
     maps::Ingress,
     maps::{
         self, X0_NEXTHOPS, X0_NH_LIVE, X0_NH_SETS, X0_PENDING, X0_ROUTES_V4, X0_ROUTES_V4_EXACT,
@@ -17,6 +18,7 @@ use crate::{
     },
     packet::{
         ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, Ipv4Hdr, Ipv6Hdr, frame_len, header,
+        header_at,
     },
     policy::{self, Cached},
 };
@@ -81,20 +83,11 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
         return drop(Reason::DropMalformedL3);
     };
     let ip = unsafe { &mut *ip };
-    if ip.version_ihl >> 4 != 4 || ip.version_ihl & 0x0f < 5 {
-        return drop(Reason::DropMalformedL3);
-    }
-    if ip.version_ihl & 0x0f != 5 {
-        return pass(Reason::PassIpv4Options);
-    }
+    let upper = match l3::ipv4(ctx, ip, frame_len(ctx)) {
+        Ok(upper) => upper,
+        Err(reason) => return refuse(reason),
+    };
     let tot_len = u16::from_be_bytes(ip.tot_len) as usize;
-    if tot_len < 20 || tot_len > frame_len(ctx) - ETH_HLEN || !ipv4_checksum_ok(ip) {
-        return drop(Reason::DropMalformedL3);
-    }
-    // More-fragments flag or a non-zero offset.
-    if u16::from_be_bytes(ip.frag_off) & 0x3fff != 0 {
-        return pass(Reason::PassFragment);
-    }
     let (src, dst) = (ip.src, ip.dst);
     if dst[0] & 0xf0 == 0xe0 || dst == [255; 4] {
         return pass(Reason::PassMulticast);
@@ -109,7 +102,7 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
     let egress = match route_v4(dst) {
         Some(route) => match nexthop_egress(&route) {
             Ok(e) => e,
-            Err(Reason::PassLocal) => return local(ctx, ip.protocol, ip.ttl, ETH_HLEN + 20),
+            Err(Reason::PassLocal) => return local(ctx, &upper, ip.ttl),
             Err(reason) => return pass(reason),
         },
         None => {
@@ -141,19 +134,36 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
     }
     if let Some(generation) = policy::generation() {
         let default_deny = ingress.default_deny_in(generation);
-        if !explain {
-            match policy::cached_v4(ctx, ip, ETH_HLEN + 20, generation) {
+        let mut judge = explain;
+        if !explain && upper.frag == Frag::Whole {
+            match policy::cached_v4(ctx, ip, upper.l4, generation) {
                 Cached::Pass => return forward_v4(ip, eth, &egress),
-                Cached::Judge => return to_policy(4, &egress, generation, default_deny),
+                Cached::Judge => judge = true,
                 Cached::Miss => {}
             }
-            if known_flow(ctx, generation, |f| flow_v4(f, ip), ETH_HLEN + 20) {
-                return forward_v4(ip, eth, &egress);
-            }
+        }
+        let Some(f) = pending_flow() else {
+            return drop(Reason::DropPolicyUnavailable);
+        };
+        flow_v4(f, ip);
+        if let Err(reason) = policy::read_flow(ctx, f, &upper, explain) {
+            return drop(reason);
+        }
+        if !judge && policy::established(f, generation) {
+            return forward_v4(ip, eth, &egress);
         }
         return to_policy(4, &egress, generation, default_deny);
     }
     forward_v4(ip, eth, &egress)
+}
+
+/// A reason found in the headers, as its outcome.
+#[inline(always)]
+fn refuse(reason: Reason) -> Outcome {
+    match reason.verdict() {
+        Verdict::Dropped => drop(reason),
+        _ => pass(reason),
+    }
 }
 
 /// The longest-prefix route of `dst`. Its /24's word in the direct table answers for the
@@ -208,23 +218,6 @@ pub fn forward_v4(ip: &mut Ipv4Hdr, eth: *mut EthHdr, egress: &Egress) -> Outcom
     redirect(eth, egress)
 }
 
-/// The header's ten 16-bit words sum to 0xffff (one's complement). Summed as loaded: the
-/// one's-complement sum is independent of byte order (RFC 1071), so no swap per word;
-/// 16-bit loads, where the header's byte arrays would load byte by byte (frames start
-/// 2-aligned, after the headroom, so the header does too; x86 and the verifier take
-/// misaligned loads anyway).
-#[inline(always)]
-fn ipv4_checksum_ok(ip: &Ipv4Hdr) -> bool {
-    let words = ip as *const Ipv4Hdr as *const u16;
-    let mut sum: u32 = 0;
-    for i in 0..10 {
-        sum += unsafe { *words.add(i) } as u32;
-    }
-    checksum::fold(sum) == 0xffff
-}
-
-const IPPROTO_HOPOPTS: u8 = 0;
-const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_ICMPV6: u8 = 58;
 
 fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) -> Outcome {
@@ -249,26 +242,23 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
     if is_martian_v6(src, dst) {
         return drop(Reason::DropMartian);
     }
-    match ip.next_header {
-        IPPROTO_HOPOPTS => return pass(Reason::PassIpv6ExtHeader),
-        IPPROTO_FRAGMENT => return pass(Reason::PassFragment),
-        IPPROTO_ICMPV6 => {
-            if let Some(icmp_type) = header::<u8>(ctx, ETH_HLEN + 40)
-                && (133..=137).contains(&unsafe { *icmp_type })
-            {
-                return pass(Reason::PassNdp);
-            }
-        }
-        _ => {}
+    let upper = match l3::ipv6(ctx, ip) {
+        Ok(upper) => upper,
+        Err(reason) => return refuse(reason),
+    };
+    if upper.proto == IPPROTO_ICMPV6
+        && !matches!(upper.frag, Frag::Later(_))
+        && let Some(icmp_type) = header_at::<u8>(ctx, upper.l4)
+        && (133..=137).contains(&unsafe { *icmp_type })
+    {
+        return pass(Reason::PassNdp);
     }
 
     let key = aya_ebpf::maps::lpm_trie::Key::new(128, ip.dst);
     let egress = match X0_ROUTES_V6.get(&key) {
         Some(route) => match nexthop_egress(route) {
             Ok(e) => e,
-            Err(Reason::PassLocal) => {
-                return local(ctx, ip.next_header, ip.hop_limit, ETH_HLEN + 40);
-            }
+            Err(Reason::PassLocal) => return local(ctx, &upper, ip.hop_limit),
             Err(reason) => return pass(reason),
         },
         None => {
@@ -299,7 +289,14 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
         return pass(Reason::PassOtherHost);
     }
     if let Some(generation) = policy::generation() {
-        if !explain && known_flow(ctx, generation, |f| flow_v6(f, ip), ETH_HLEN + 40) {
+        let Some(f) = pending_flow() else {
+            return drop(Reason::DropPolicyUnavailable);
+        };
+        flow_v6(f, ip, upper.proto);
+        if let Err(reason) = policy::read_flow(ctx, f, &upper, explain) {
+            return drop(reason);
+        }
+        if !explain && policy::established(f, generation) {
             return forward_v6(ip, eth, &egress);
         }
         return to_policy(6, &egress, generation, ingress.default_deny_in(generation));
@@ -353,23 +350,8 @@ pub fn after_policy(ctx: &XdpContext, explain: bool) -> Outcome {
     let Some(eth) = header::<EthHdr>(ctx, 0) else {
         return drop(Reason::DropMalformedL2);
     };
-    let default_deny = p.default_deny != 0;
-    let verdict = if p.family == 4 {
-        let Some(ip) = header::<Ipv4Hdr>(ctx, ETH_HLEN) else {
-            return drop(Reason::DropMalformedL3);
-        };
-        flow_v4(&mut p.flow, unsafe { &*ip });
-        policy::read_flow(ctx, &mut p.flow, ETH_HLEN + 20)
-    } else {
-        let Some(ip) = header::<Ipv6Hdr>(ctx, ETH_HLEN) else {
-            return drop(Reason::DropMalformedL3);
-        };
-        flow_v6(&mut p.flow, unsafe { &*ip });
-        policy::read_flow(ctx, &mut p.flow, ETH_HLEN + 40)
-    };
-    if let Err(r) =
-        verdict.and_then(|()| policy::check(ctx, &p.flow, p.generation, default_deny, explain))
-    {
+    // x0_forward filled in the flow (and found a later fragment's ports).
+    if let Err(r) = policy::check(ctx, &p.flow, p.generation, p.default_deny != 0, explain) {
         return drop(r);
     }
     let Some(reason) = Reason::from_u32(p.reason) else {
@@ -396,16 +378,11 @@ pub fn after_policy(ctx: &XdpContext, explain: bool) -> Outcome {
     }
 }
 
-/// Policy is on: an established flow passes here (see `policy::established`). The flow
-/// is built in X0_PENDING (off the small BPF stack) by `fill`, then its ports from `l4`.
+/// The flow of the packet in X0_PENDING (off the small BPF stack), for policy.
 #[inline(always)]
-fn known_flow(ctx: &XdpContext, generation: u32, fill: impl FnOnce(&mut Flow), l4: usize) -> bool {
-    let Some(p) = X0_PENDING.get_ptr_mut(0) else {
-        return false;
-    };
-    let f = unsafe { &mut (*p).flow };
-    fill(f);
-    policy::read_flow(ctx, f, l4).is_ok() && policy::established(f, generation)
+fn pending_flow() -> Option<&'static mut Flow> {
+    let p = X0_PENDING.get_ptr_mut(0)?;
+    Some(unsafe { &mut (*p).flow })
 }
 
 /// The addresses and protocol of an IPv4 packet's flow.
@@ -417,10 +394,11 @@ fn flow_v4(f: &mut Flow, ip: &Ipv4Hdr) {
     set_v4_address(&mut f.dst, ip.dst);
 }
 
+/// `proto`: the upper layer's, after the extension headers.
 #[inline(always)]
-fn flow_v6(f: &mut Flow, ip: &Ipv6Hdr) {
+fn flow_v6(f: &mut Flow, ip: &Ipv6Hdr, proto: u8) {
     f.family = 6;
-    f.proto = ip.next_header;
+    f.proto = proto;
     f.src = ip.src;
     f.dst = ip.dst;
 }
@@ -441,11 +419,11 @@ fn set_v4_address(a: &mut [u8; 16], v4: [u8; 4]) {
 /// x0-dataplane's AF_XDP socket for the interface queue when it has one, so that BFD
 /// does not wait on a busy kernel; everything else (and BFD without a socket) to the kernel.
 #[inline(always)]
-fn local(ctx: &XdpContext, protocol: u8, ttl: u8, l4: usize) -> Outcome {
-    if protocol != IPPROTO_UDP || ttl != 255 {
+fn local(ctx: &XdpContext, upper: &Upper, ttl: u8) -> Outcome {
+    if upper.proto != IPPROTO_UDP || ttl != 255 || upper.frag != Frag::Whole {
         return pass(Reason::PassLocal);
     }
-    let Some(udp) = header::<[u8; 8]>(ctx, l4) else {
+    let Some(udp) = header_at::<[u8; 8]>(ctx, upper.l4) else {
         return pass(Reason::PassLocal);
     };
     if u16::from_be_bytes([unsafe { (*udp)[2] }, unsafe { (*udp)[3] }]) != BFD_CONTROL_PORT {

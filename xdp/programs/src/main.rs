@@ -1,10 +1,13 @@
 //! x0tta6bl4's XDP fast path. See docs/DESIGN.md for the map layout and the decisions.
 #![no_std]
 #![no_main]
+// `packet::opaque`: an asm block hides a value from the optimiser.
+#![feature(asm_experimental_arch)]
 
 mod checksum;
 mod fib;
 mod forward;
+mod l3;
 mod maps;
 mod packet;
 mod policy;

@@ -6,8 +6,8 @@ use aya_ebpf::{
     helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
     macros::map,
     maps::{
-        Array, DevMapHash, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf,
-        XskMap,
+        Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, ProgramArray,
+        RingBuf, XskMap,
     },
     programs::XdpContext,
 };
@@ -16,9 +16,9 @@ use x0_common::{
     MAX_ROUTES_V4, MAX_ROUTES_V6, MAX_XSKS, NEIGH_PER_PORT, NextHop, NextHopHealth, NextHopSet,
     PortState, Route, V4_DIRECT_ELEMENTS, V4_FILTER_WORDS, V4ExactKey, V4Lengths, mac_key,
     policy::{
-        ACTION_DENY, CT_DEFAULT_ENTRIES, CtEntry, CtKey, CtKey4, FLOW_CACHE_SLOTS, FlowCacheEntry,
-        MAX_IDENTITY_PREFIXES, MAX_RULE_PAIRS, MAX_RULES, Pending, PolicyState, RateLimit,
-        RuleList, RulePairKey, Trace,
+        ACTION_DENY, CT_DEFAULT_ENTRIES, CtEntry, CtKey, CtKey4, FLOW_CACHE_SLOTS, FRAG_ENTRIES,
+        FlowCacheEntry, FragKey, FragPorts, MAX_IDENTITY_PREFIXES, MAX_RULE_PAIRS, MAX_RULES,
+        Pending, PolicyState, RateLimit, RuleList, RulePairKey, Trace,
     },
     reason::{REASON_COUNT, Verdict},
 };
@@ -106,6 +106,9 @@ pub static X0_CT4: HashMap<CtKey4, CtEntry> = HashMap::pinned(CT_DEFAULT_ENTRIES
 /// Per CPU: IPv4 flows the connection table allowed a moment ago, by slot.
 #[map]
 pub static X0_FLOW_CACHE: PerCpuArray<FlowCacheEntry> = PerCpuArray::pinned(FLOW_CACHE_SLOTS, 0);
+/// Per datagram being fragmented: its first fragment's ports (policy on only).
+#[map]
+pub static X0_FRAGS: LruHashMap<FragKey, FragPorts> = LruHashMap::pinned(FRAG_ENTRIES, 0);
 /// What the program decided on an explained packet (see `EXPLAIN_MAGIC`).
 #[map]
 pub static X0_TRACE: PerCpuArray<Trace> = PerCpuArray::pinned(1, 0);

@@ -50,7 +50,30 @@ pub fn header<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     Some((start + offset) as *mut T)
 }
 
+/// `header` for an offset computed from the packet (where the transport header starts).
+/// The address is laundered before the bounds check: the compiler otherwise turns
+/// `start + offset + size > end` into a test of `offset` against `end - start`, which
+/// gives the verifier no packet range for the pointer.
+#[inline(always)]
+pub fn header_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+    let at = opaque(ctx.data() + offset);
+    if at + core::mem::size_of::<T>() > ctx.data_end() {
+        return None;
+    }
+    Some(at as *mut T)
+}
+
 #[inline(always)]
 pub fn frame_len(ctx: &XdpContext) -> usize {
     ctx.data_end() - ctx.data()
+}
+
+/// `value`, hidden from the optimiser (moved to itself in an asm block), so that a bounds
+/// check is made on the register the verifier then sees used. Unlike
+/// `core::hint::black_box`, it costs no stack slot (the BPF stack is 512 bytes); an empty
+/// block would leave the kernel a line-info record without an instruction.
+#[inline(always)]
+pub fn opaque(mut value: usize) -> usize {
+    unsafe { core::arch::asm!("{0} = {0}", inout(reg) value, options(pure, nomem, nostack)) };
+    value
 }

@@ -11,18 +11,20 @@ use x0_common::{
     policy::{
         ACTION_DENY, CT_F_FIN_A, CT_F_FIN_B, CT_F_INITIATOR_A, CT_F_REPLIED, CT_F_RST, CtEntry,
         CtKey, CtKey4, DROP_EVENTS_PER_SEC, DropEvent, FLOW_CACHE_FROM_A, FLOW_CACHE_FROM_B,
-        FLOW_CACHE_REVALIDATE_NS, Flow, FlowCacheEntry, IDENTITY_ANY, IDENTITY_WORLD,
-        POLICY_F_ENABLED, PROTO_ANY, RULES_PER_PAIR, RuleList, RulePairKey, TRACE_F_CONNTRACK_HIT,
-        TRACE_F_DEFAULT_ACTION, TRACE_F_POLICY_CHECKED, ct_timeout, flow_cache_slot, rule_slot,
+        FLOW_CACHE_REVALIDATE_NS, Flow, FlowCacheEntry, FragKey, FragPorts, IDENTITY_ANY,
+        IDENTITY_WORLD, POLICY_F_ENABLED, PROTO_ANY, RULES_PER_PAIR, RuleList, RulePairKey,
+        TRACE_F_CONNTRACK_HIT, TRACE_F_DEFAULT_ACTION, TRACE_F_POLICY_CHECKED, ct_timeout,
+        flow_cache_slot, rule_slot,
     },
 };
 
 use crate::{
+    l3::{Frag, Upper},
     maps::{
-        X0_CT, X0_CT4, X0_DROP_BUDGET, X0_DROPS, X0_FLOW_CACHE, X0_IDENT_V4, X0_IDENT_V6,
+        X0_CT, X0_CT4, X0_DROP_BUDGET, X0_DROPS, X0_FLOW_CACHE, X0_FRAGS, X0_IDENT_V4, X0_IDENT_V6,
         X0_POLICY, X0_RATE, X0_RULE_STATS, X0_RULES, coarse_now_ns, trace,
     },
-    packet::{Ipv4Hdr, header},
+    packet::{Ipv4Hdr, header_at},
 };
 
 pub const IPPROTO_TCP: u8 = 6;
@@ -41,21 +43,32 @@ pub fn generation() -> Option<u32> {
     (state.flags & POLICY_F_ENABLED != 0).then_some(state.generation)
 }
 
-/// Fills in `f` from the packet: addresses, protocol, and the ports (and TCP flags) of the
-/// transport header at `l4`. ICMP echo uses its identifier as the source port, so that
-/// request and reply are one flow.
+/// Fills in the ports of `f` (and TCP flags) from the packet's transport header at
+/// `upper.l4`; `f` has its addresses and protocol. ICMP echo uses its identifier as the
+/// source port, so that request and reply are one flow. A later fragment has no
+/// transport header: it takes the ports its datagram's first fragment had, which that
+/// one left in X0_FRAGS (unless `explain`, which changes nothing).
 #[inline(always)]
-pub fn read_flow(ctx: &XdpContext, f: &mut Flow, l4: usize) -> Result<(), Reason> {
+pub fn read_flow(
+    ctx: &XdpContext,
+    f: &mut Flow,
+    upper: &Upper,
+    explain: bool,
+) -> Result<(), Reason> {
     f.sport = 0;
     f.dport = 0;
     f.tcp_flags = 0;
+    if let Frag::Later(id) = upper.frag {
+        return fragment_ports(f, id);
+    }
+    let l4 = upper.l4;
     match f.proto {
         IPPROTO_TCP | IPPROTO_UDP => {
             let p = ports(ctx, f.proto, l4).ok_or(Reason::DropMalformedL4)?;
             (f.sport, f.dport, f.tcp_flags) = p;
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
-            if let Some(h) = header::<[u8; 8]>(ctx, l4) {
+            if let Some(h) = header_at::<[u8; 8]>(ctx, l4) {
                 let h = unsafe { &*h };
                 // Echo request / reply (ICMP 8/0, ICMPv6 128/129): the identifier.
                 if matches!(h[0], 0 | 8 | 128 | 129) {
@@ -65,7 +78,45 @@ pub fn read_flow(ctx: &XdpContext, f: &mut Flow, l4: usize) -> Result<(), Reason
         }
         _ => {}
     }
+    if let Frag::First(id) = upper.frag
+        && !explain
+    {
+        remember_fragment(f, id);
+    }
     Ok(())
+}
+
+/// A later fragment's ports: its first fragment's. Calls of their own (here and in
+/// `remember_fragment`): the key's 40 bytes stay off the forwarding path's stack.
+#[inline(never)]
+fn fragment_ports(f: &mut Flow, id: u32) -> Result<(), Reason> {
+    let ports = unsafe { X0_FRAGS.get(frag_key(f, id)) }.ok_or(Reason::DropFragmentUnknown)?;
+    f.sport = ports.sport;
+    f.dport = ports.dport;
+    Ok(())
+}
+
+/// A first fragment's ports, for the later fragments of its datagram. LRU: a full table
+/// forgets the oldest datagram, whose later fragments then drop.
+#[inline(never)]
+fn remember_fragment(f: &Flow, id: u32) {
+    let ports = FragPorts {
+        sport: f.sport,
+        dport: f.dport,
+    };
+    let _ = X0_FRAGS.insert(frag_key(f, id), ports, 0);
+}
+
+#[inline(always)]
+fn frag_key(f: &Flow, id: u32) -> FragKey {
+    FragKey {
+        src: f.src,
+        dst: f.dst,
+        id,
+        family: f.family,
+        proto: f.proto,
+        _pad: [0; 2],
+    }
 }
 
 /// The source and destination ports (and, for TCP, the flags) of a TCP or UDP header at
@@ -80,12 +131,12 @@ fn ports(ctx: &XdpContext, proto: u8, l4: usize) -> Option<(u16, u16, u8)> {
     };
     match proto {
         IPPROTO_TCP => {
-            let h = unsafe { &*header::<[u8; 20]>(ctx, l4)? };
+            let h = unsafe { &*header_at::<[u8; 20]>(ctx, l4)? };
             let (sport, dport) = be(h);
             Some((sport, dport, h[13]))
         }
         IPPROTO_UDP => {
-            let h = unsafe { &*header::<[u8; 8]>(ctx, l4)? };
+            let h = unsafe { &*header_at::<[u8; 8]>(ctx, l4)? };
             let (sport, dport) = be(h);
             Some((sport, dport, 0))
         }
