@@ -10,6 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use x0_common::Reason;
+use x0_dataplane::counters::Counters;
 use x0_lab::{
     Lab,
     faults::{self, Failure},
@@ -100,13 +102,32 @@ fn check_operator_tools(lab: &Lab, path: &dyn Fn(&Lab, bool) -> Vec<IpAddr>) {
             "traceroute {} h1 -> h2",
             if v6 { "-6" } else { "-4" }
         );
+        let before = lab.counters("r1").unwrap();
         let (got, out) = tools::ping_with(lab, "h1", h2, 5, &["-s", "3000"]).unwrap();
         assert_eq!(got, 5, "ping -s 3000 {h2} (fragments):\n{out}");
+        // 3 fragments per request and per reply, both ways through r1: forwarded by XDP.
+        let forwarded = counter_delta(lab, &before, Reason::ForwardedRoute);
+        assert!(
+            forwarded >= 30,
+            "r1 forwarded {forwarded} frames of the fragmented pings by XDP"
+        );
     }
     let h2 = common::addr(lab, "h2", false);
+    let before = lab.counters("r1").unwrap();
     let (got, out) = tools::ping_with(lab, "h1", h2, 3, &["-R"]).unwrap();
     assert_eq!(got, 3, "ping -R (IPv4 options):\n{out}");
     assert!(out.contains("RR:"), "no recorded route in:\n{out}");
+    // Record route is the kernel's to fill in (RFC 1812 5.2.4).
+    let recorded = counter_delta(lab, &before, Reason::PassIpv4Options);
+    assert!(
+        recorded >= 6,
+        "r1 passed {recorded} record-route packets to its kernel"
+    );
+}
+
+/// How much r1's counter of `reason` grew since `before`.
+fn counter_delta(lab: &Lab, before: &Counters, reason: Reason) -> u64 {
+    lab.counters("r1").unwrap().get(reason) - before.get(reason)
 }
 
 #[test]
