@@ -442,12 +442,20 @@ pub async fn run(config: BrainConfig) -> Result<()> {
                         Instant::now(),
                     );
                 }
+                // A router's own prefixes: a link's subnet, which both its ends announce,
+                // would take the innocent end's traffic down with the quarantined one.
                 let prefixes = |router: &str| -> Vec<String> {
+                    let shared = |p: &String| {
+                        s.lsdb
+                            .records()
+                            .any(|o| o.record.originator != router && o.record.prefixes.contains(p))
+                    };
                     let mut v: Vec<String> = s
                         .lsdb
                         .get(router)
                         .map(|r| r.record.prefixes.clone())
                         .unwrap_or_default();
+                    v.retain(|p| !shared(p));
                     for n in config.neighbors.iter().filter(|n| n.router == router) {
                         v.extend(n.addrs.iter().map(|a| ipnet::IpNet::from(*a).to_string()));
                     }

@@ -24,6 +24,18 @@ pub struct CostGraph {
     pub links: Vec<(usize, usize, u32)>,
 }
 
+impl CostGraph {
+    /// Links in one order, whatever order they were learnt in: where several sets of paths
+    /// are equally good, the computation's choice follows the order of the links, so every
+    /// brain, and a check computed from a topology file, must see them in the same one.
+    pub fn canonical(&mut self) {
+        for l in &mut self.links {
+            *l = (l.0.min(l.1), l.0.max(l.1), l.2);
+        }
+        self.links.sort_unstable();
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Path {
     /// Routers from the source to the destination, both included.

@@ -144,6 +144,7 @@ impl Lsdb {
                 }
             }
         }
+        m.graph.canonical();
         m.names = names;
         m
     }

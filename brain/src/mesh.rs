@@ -1,6 +1,8 @@
 //! A whole topology pushed by an orchestrator (static mode), in the lab's topology format:
 //! `[[router]]` names, `[[link]]` ends `{ node, iface, addrs }` with an optional `cost`.
-//! Ends that are not routers are hosts: their link's subnets are the router's prefixes.
+//! Ends that are not routers are hosts. A router's prefixes are the subnets of all its
+//! links (as a link-state router announces its connected networks), so that every address
+//! of every router is reachable, not only the hosts.
 //! Other fields (the lab's routes, BFD settings, ...) are ignored.
 
 use std::{
@@ -85,7 +87,9 @@ impl Mesh {
                     if a == b {
                         bail!("link[{i}]: {} links to itself", l.a.node);
                     }
-                    m.graph.links.push((a, b, l.cost));
+                    m.graph.links.push((a.min(b), a.max(b), l.cost));
+                    m.prefixes[a].extend(l.a.addrs.iter().map(|n| n.trunc()));
+                    m.prefixes[b].extend(l.b.addrs.iter().map(|n| n.trunc()));
                     for (from, to, end_from, end_to) in [(a, b, &l.a, &l.b), (b, a, &l.b, &l.a)] {
                         m.adjacency.insert(
                             (from, to),
@@ -113,6 +117,7 @@ impl Mesh {
                 ),
             }
         }
+        m.graph.canonical();
         Ok(m)
     }
 
@@ -125,28 +130,44 @@ impl Mesh {
 
     /// The routes `router` should have: every other router's prefixes via the plan's next
     /// hops, each as (gateway of the prefix's family, our interface), in preference order.
+    /// A prefix several routers originate (a link's subnet, from both its ends) goes to the
+    /// nearest of them; one `router` originates itself is its own (connected), never routed.
     pub fn routes(&self, router: usize, plan: &Plan) -> BTreeMap<IpNet, Vec<(IpAddr, String)>> {
-        let mut out = BTreeMap::new();
+        let own = &self.prefixes[router];
+        let mut nearest: BTreeMap<IpNet, (u64, usize)> = BTreeMap::new();
         for (&dest, hops) in &plan.next_hops {
-            for prefix in &self.prefixes[dest] {
-                let via: Vec<(IpAddr, String)> = hops
-                    .via
-                    .iter()
-                    .filter_map(|n| {
-                        let adj = self.adjacency.get(&(router, *n))?;
-                        let gw = adj
-                            .neighbour_addrs
-                            .iter()
-                            .find(|a| a.is_ipv4() == prefix.addr().is_ipv4())?;
-                        Some((*gw, adj.iface.clone()))
-                    })
-                    .collect();
-                if !via.is_empty() {
-                    out.insert(*prefix, via);
-                }
+            for prefix in self.prefixes[dest].iter().filter(|p| !own.contains(p)) {
+                let best = nearest.entry(*prefix).or_insert((hops.cost, dest));
+                *best = (*best).min((hops.cost, dest));
             }
         }
-        out
+        nearest
+            .into_iter()
+            .filter_map(|(prefix, (_, dest))| {
+                let via = self.gateways(router, &plan.next_hops[&dest].via, prefix);
+                (!via.is_empty()).then_some((prefix, via))
+            })
+            .collect()
+    }
+
+    /// The gateways of `prefix`'s family and our interfaces towards `neighbours`.
+    fn gateways(
+        &self,
+        router: usize,
+        neighbours: &[usize],
+        prefix: IpNet,
+    ) -> Vec<(IpAddr, String)> {
+        neighbours
+            .iter()
+            .filter_map(|n| {
+                let adj = self.adjacency.get(&(router, *n))?;
+                let gw = adj
+                    .neighbour_addrs
+                    .iter()
+                    .find(|a| a.is_ipv4() == prefix.addr().is_ipv4())?;
+                Some((*gw, adj.iface.clone()))
+            })
+            .collect()
     }
 }
 
@@ -172,6 +193,50 @@ mod tests {
             !routes.contains_key(&"198.18.1.0/24".parse::<IpNet>().unwrap()),
             "its own prefix"
         );
+    }
+
+    #[test]
+    fn link_subnets_go_to_their_nearest_end_and_our_own_are_never_routed() {
+        let m = Mesh::parse(DIAMOND).unwrap();
+        let r1 = m.index("r1").unwrap();
+        let routes = m.routes(r1, &crate::plan::plan(&m.graph, r1, 3));
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        for own in [
+            "198.18.1.0/24",
+            "198.18.12.0/24",
+            "198.18.13.0/24",
+            "2001:db8:12::/64",
+        ] {
+            assert!(!routes.contains_key(&net(own)), "{own} is connected to r1");
+        }
+        // r2-r4's subnet: r2 (cost 10) is nearer than r4 (20), and r3-r4's through r3.
+        let first = |p: &str| format!("{}@{}", routes[&net(p)][0].0, routes[&net(p)][0].1);
+        assert_eq!(first("198.18.24.0/24"), "198.18.12.2@eth1");
+        assert_eq!(first("2001:db8:24::/64"), "2001:db8:12::2@eth1");
+        assert_eq!(first("198.18.34.0/24"), "198.18.13.3@eth2");
+    }
+
+    #[test]
+    fn the_order_links_are_learnt_in_changes_no_route() {
+        // In the six-router lab r4 has equally good path sets to r3; which one the flow
+        // takes followed the links' order (the file's, or the link-state records').
+        let six = include_str!("../../netns-tests/topologies/six.toml");
+        let m = Mesh::parse(six).unwrap();
+        let mut learnt = m.clone();
+        learnt.graph.links.rotate_left(4);
+        let all = |m: &Mesh| -> Vec<_> {
+            (0..m.names.len())
+                .map(|r| m.routes(r, &crate::plan::plan(&m.graph, r, 3)))
+                .collect()
+        };
+        let before = all(&m);
+        assert_ne!(
+            all(&learnt),
+            before,
+            "the order mattered without canonical()"
+        );
+        learnt.graph.canonical();
+        assert_eq!(all(&learnt), before);
     }
 
     #[test]

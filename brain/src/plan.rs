@@ -13,6 +13,9 @@ use crate::{
 pub struct NextHops {
     /// Neighbours (router indices) in preference order; the first is the shortest path's.
     pub via: Vec<usize>,
+    /// The shortest path's cost (to choose the nearest of several routers that originate
+    /// one prefix, such as both ends of a link).
+    pub cost: u64,
     /// Backups the disjoint paths proposed but the LFA check refused (they could loop).
     pub refused: Vec<usize>,
     /// Links and routers more than one path uses (the disjoint paths ran out).
@@ -103,6 +106,7 @@ pub fn plan(g: &CostGraph, source: usize, k: usize) -> Plan {
             dest,
             NextHops {
                 via,
+                cost: first.cost,
                 refused,
                 shared_links: set.shared_links,
                 shared_nodes: set.shared_nodes,

@@ -1,5 +1,5 @@
 //! A brain beside every router: configs generated from the topology (neighbours, their
-//! addresses on each link, link costs, the hosts' subnets), SVIDs from the lab CA, and
+//! addresses on each link, link costs, the router's subnets), SVIDs from the lab CA, and
 //! `x0-brain run` in the router's namespace.
 
 use std::{fs, path::PathBuf, time::Duration};
@@ -34,6 +34,9 @@ impl Lab {
             } else {
                 continue;
             };
+            // Every subnet of the router, as a link-state router announces its connected
+            // networks: the mesh reaches every router address, not only the hosts.
+            prefixes.extend(mine.addrs.iter().map(|a| a.trunc()));
             if self.topo.is_router(&theirs.node) {
                 let v4 = theirs
                     .addrs
@@ -48,8 +51,6 @@ impl Lab {
                     capacity_mbps: l.capacity_mbps.unwrap_or(1000),
                     brain: format!("{}:{BRAIN_PORT}", v4.addr()),
                 });
-            } else {
-                prefixes.extend(mine.addrs.iter().map(|a| a.trunc()));
             }
         }
         let files = self.pki().files(&format!("brain-{router}"));

@@ -372,15 +372,20 @@ impl Lab {
 
     /// `x0ctl` in the router's namespace against another server (a brain: `https://127.0.0.1:7444`).
     pub fn x0ctl_at(&self, router: &str, addr: &str, args: &[&str]) -> Result<String> {
+        self.x0ctl_as(router, OPERATOR, addr, args)
+    }
+
+    /// `x0ctl` in `node`'s namespace as the lab SVID `svid` (`brain-r1`: as r1's brain).
+    pub fn x0ctl_as(&self, node: &str, svid: &str, addr: &str, args: &[&str]) -> Result<String> {
         let bin = self
             .dataplane_bin
             .parent()
             .map(|d| d.join("x0ctl"))
             .filter(|p| p.is_file())
             .context("x0ctl binary not found next to x0-dataplane (cargo build)")?;
-        let files = self.pki().files(OPERATOR);
+        let files = self.pki().files(svid);
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns(router)])
+            .args(["netns", "exec", &self.ns(node)])
             .arg(bin)
             .arg("--addr")
             .arg(addr)
@@ -389,7 +394,7 @@ impl Lab {
             .output()?;
         if !out.status.success() {
             bail!(
-                "x0ctl {} on {router}: {}",
+                "x0ctl {} on {node}: {}",
                 args.join(" "),
                 String::from_utf8_lossy(&out.stderr).trim()
             );

@@ -80,8 +80,15 @@ fn parse_pmtu(out: &str) -> Option<u32> {
     words.next()?.parse().ok()
 }
 
-/// Bytes an `iperf3` TCP test of `secs` seconds from `client` delivered to `server` (at `to`).
-pub fn iperf3_tcp(lab: &Lab, client: &str, server: &str, to: IpAddr, secs: u32) -> Result<u64> {
+/// Bytes an `iperf3` TCP test of `secs` seconds from `client` delivered to `server` (at `to`),
+/// at most at `bitrate` (iperf3's `-b`: "50M") if given.
+pub fn iperf3_tcp(
+    lab: &Lab,
+    (client, server): (&str, &str),
+    to: IpAddr,
+    secs: u32,
+    bitrate: Option<&str>,
+) -> Result<u64> {
     let mut daemon = Command::new("ip")
         .args([
             "netns",
@@ -104,7 +111,10 @@ pub fn iperf3_tcp(lab: &Lab, client: &str, server: &str, to: IpAddr, secs: u32) 
     // (iperf3 -J may exit 0 with an "error" in its JSON).
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        let args = ["iperf3", "-c", &target, "-p", "5301", "-t", &secs, "-J"];
+        let mut args = vec!["iperf3", "-c", &target, "-p", "5301", "-t", &secs, "-J"];
+        if let Some(b) = bitrate {
+            args.extend(["-b", b]);
+        }
         let o = netns::exec(&lab.ns(client), &args)?;
         let json: Option<serde_json::Value> = serde_json::from_slice(&o.stdout).ok();
         if let Some(json) = json.filter(|j| o.status.success() && j.get("error").is_none()) {

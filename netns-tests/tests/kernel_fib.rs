@@ -24,20 +24,6 @@ fn routers(lab: &Lab) -> Vec<String> {
     lab.topo.routers.iter().map(|r| r.name.clone()).collect()
 }
 
-/// Every address of every router, both families.
-fn router_addrs(lab: &Lab) -> Vec<(String, IpAddr)> {
-    let is_router = |n: &str| lab.topo.is_router(n);
-    let mut out = Vec::new();
-    for l in &lab.topo.links {
-        for end in [&l.a, &l.b] {
-            if is_router(&end.node) {
-                out.extend(end.addrs.iter().map(|a| (end.node.clone(), a.addr())));
-            }
-        }
-    }
-    out
-}
-
 fn wait_h1_h2(lab: &Lab) {
     for v6 in [false, true] {
         let dst = common::addr(lab, "h2", v6);
@@ -50,7 +36,7 @@ fn every_router_address_answers_h1_and_every_router_reaches_h2() {
     let lab = common::lab("diamond.toml", |_| {});
     wait_h1_h2(&lab);
     let mut failed = Vec::new();
-    for (router, addr) in router_addrs(&lab) {
+    for (router, addr) in common::router_addrs(&lab) {
         if traffic::ping(&lab, "h1", addr, 3).unwrap() == 0 {
             failed.push(format!("h1 -> {router} {addr}"));
         }
@@ -156,7 +142,7 @@ fn tracepath_finds_a_smaller_mtu_and_iperf3_crosses_it() {
             1400,
             "tracepath to {h2}"
         );
-        let bytes = tools::iperf3_tcp(&lab, "h1", "h2", h2, 2).unwrap();
+        let bytes = tools::iperf3_tcp(&lab, ("h1", "h2"), h2, 2, None).unwrap();
         println!("iperf3 TCP h1 -> {h2} over a 1400-byte hop: {bytes} bytes in 2 s");
         assert!(bytes > 1_000_000, "iperf3 to {h2} moved only {bytes} bytes");
     }

@@ -2,6 +2,8 @@
 //! fail (never skip).
 #![allow(dead_code)]
 
+pub mod six;
+
 use std::{
     net::IpAddr,
     path::Path,
@@ -36,6 +38,33 @@ pub fn lab(file: &str, tweak: impl FnOnce(&mut Topology)) -> Lab {
 
 pub fn addr(lab: &Lab, node: &str, v6: bool) -> IpAddr {
     lab.topo.addr_of(node, v6).expect("address")
+}
+
+/// Every address of every router, both families.
+pub fn router_addrs(lab: &Lab) -> Vec<(String, IpAddr)> {
+    let is_router = |n: &str| lab.topo.is_router(n);
+    let mut out = Vec::new();
+    for l in &lab.topo.links {
+        for end in [&l.a, &l.b] {
+            if is_router(&end.node) {
+                out.extend(end.addrs.iter().map(|a| (end.node.clone(), a.addr())));
+            }
+        }
+    }
+    out
+}
+
+/// The subnet of `node`'s first link in the family.
+pub fn subnet(lab: &Lab, node: &str, v6: bool) -> ipnet::IpNet {
+    lab.topo
+        .links
+        .iter()
+        .flat_map(|l| [&l.a, &l.b])
+        .filter(|end| end.node == node)
+        .flat_map(|end| end.addrs.iter())
+        .find(|a| a.addr().is_ipv6() == v6)
+        .expect("an address of that family")
+        .trunc()
 }
 
 /// The virtualenv scripts/setup.sh installs grpcio, grpcio-tools and
