@@ -195,6 +195,7 @@ impl Config {
         config.routes()?;
         config.validate_bfd()?;
         config.kernel_fib.validate()?;
+        config.host.validate()?;
         config.policy()?;
         if let Some(api) = &config.api {
             api.validate()?;

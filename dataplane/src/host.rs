@@ -2,7 +2,8 @@
 //! IP forwarding on, so that the kernel forwards what the fast path passes up (fragments,
 //! options, packets too big) and sends the ICMP errors of a router (time exceeded, packet
 //! too big, unreachable); reverse-path filtering not strict, since a mesh with backup paths
-//! receives traffic on links it would not send it back on; ICMP redirects not accepted.
+//! receives traffic on links it would not send it back on; ICMP redirects not accepted;
+//! and, if the config gives it, the rate of the router's ICMP errors.
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,32 @@ pub struct HostConfig {
     /// net.ipv4.conf.<interface>.accept_redirects and net.ipv6's: 0.
     #[serde(default)]
     pub accept_redirects: Action,
+    /// The token bucket of the ICMP errors the router sends, both families (RFC 1812
+    /// 4.3.2.8, RFC 4443 2.4(f)); absent: the kernel's (1000/s, burst 50).
+    #[serde(default)]
+    pub icmp_errors: Option<IcmpRate>,
+}
+
+/// `icmp_errors = { per_sec = 1000, burst = 50 }`: net.ipv4.icmp_msgs_per_sec and
+/// icmp_msgs_burst, one bucket per network namespace that ICMPv6 errors draw from too.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IcmpRate {
+    pub per_sec: u32,
+    pub burst: u32,
+}
+
+impl HostConfig {
+    pub fn validate(&self) -> Result<()> {
+        if let Some(r) = self.icmp_errors {
+            for (field, v) in [("per_sec", r.per_sec), ("burst", r.burst)] {
+                if !(1..=1_000_000).contains(&v) {
+                    bail!("host.icmp_errors.{field}: {v} is outside 1..=1000000");
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One sysctl that is not what a router needs.
@@ -44,7 +71,7 @@ struct Finding {
     action: Action,
     path: PathBuf,
     found: String,
-    wanted: &'static str,
+    wanted: String,
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -61,7 +88,7 @@ fn read(path: &Path) -> Result<String> {
 pub fn check(config: &HostConfig, interfaces: &[String], net: &Path) -> Result<(String, bool)> {
     let mut seen = Vec::new();
     let mut findings = Vec::new();
-    let mut want = |action, path: PathBuf, ok: &dyn Fn(&str) -> bool, wanted| -> Result<()> {
+    let mut want = |action, path: PathBuf, ok: &dyn Fn(&str) -> bool, wanted: &str| -> Result<()> {
         let found = read(&path)?;
         let short = path
             .strip_prefix(net)
@@ -74,7 +101,7 @@ pub fn check(config: &HostConfig, interfaces: &[String], net: &Path) -> Result<(
                 action,
                 path,
                 found,
-                wanted,
+                wanted: wanted.to_string(),
             });
         }
         Ok(())
@@ -109,6 +136,13 @@ pub fn check(config: &HostConfig, interfaces: &[String], net: &Path) -> Result<(
             want(config.accept_redirects, net.join(r), &is("0"), "0")?;
         }
     }
+    if let Some(rate) = config.icmp_errors {
+        for (file, v) in [("msgs_per_sec", rate.per_sec), ("msgs_burst", rate.burst)] {
+            let v = v.to_string();
+            let path = net.join(format!("ipv4/icmp_{file}"));
+            want(Action::Fix, path, &|f: &str| f == v, &v)?;
+        }
+    }
     apply(&findings, seen.join(" "))
 }
 
@@ -125,7 +159,7 @@ fn apply(findings: &[Finding], seen: String) -> Result<(String, bool)> {
     let mut done = Vec::new();
     for f in findings {
         if f.action == Action::Fix {
-            std::fs::write(&f.path, f.wanted).with_context(|| format!("setting {}", name(f)))?;
+            std::fs::write(&f.path, &f.wanted).with_context(|| format!("setting {}", name(f)))?;
             done.push(format!("set {} {} -> {}", name(f), f.found, f.wanted));
         } else {
             done.push(format!(
@@ -157,6 +191,8 @@ mod tests {
             ("ipv4/conf/eth0/rp_filter", "0"),
             ("ipv4/conf/eth0/accept_redirects", "1"),
             ("ipv6/conf/eth0/accept_redirects", "1"),
+            ("ipv4/icmp_msgs_per_sec", "1000"),
+            ("ipv4/icmp_msgs_burst", "50"),
         ];
         for (p, v) in files {
             let path = dir.join(p);
@@ -226,10 +262,42 @@ mod tests {
             forwarding: Action::Leave,
             rp_filter: Action::Leave,
             accept_redirects: Action::Leave,
+            icmp_errors: None,
         };
         let (line, left) = check(&config, &["eth0".into()], &dir).unwrap();
         assert!(left && line.contains("ip_forward at 0"), "{line}");
         assert_eq!(value(&dir, "ipv4/ip_forward"), "0");
+    }
+
+    #[test]
+    fn the_icmp_error_rate_is_set_when_given_and_left_when_not() {
+        let dir = temp("icmp");
+        fake_net(&dir);
+        let (line, _) = check(&HostConfig::default(), &["eth0".into()], &dir).unwrap();
+        assert!(
+            !line.contains("icmp_msgs"),
+            "not read unless configured: {line}"
+        );
+        let config = HostConfig {
+            icmp_errors: Some(IcmpRate {
+                per_sec: 20,
+                burst: 5,
+            }),
+            ..Default::default()
+        };
+        let (line, _) = check(&config, &["eth0".into()], &dir).unwrap();
+        assert_eq!(value(&dir, "ipv4/icmp_msgs_per_sec"), "20");
+        assert_eq!(value(&dir, "ipv4/icmp_msgs_burst"), "5");
+        assert!(line.contains("icmp_msgs_per_sec 1000 -> 20"), "{line}");
+        let bad = HostConfig {
+            icmp_errors: Some(IcmpRate {
+                per_sec: 0,
+                burst: 5,
+            }),
+            ..Default::default()
+        };
+        let e = bad.validate().unwrap_err().to_string();
+        assert_eq!(e, "host.icmp_errors.per_sec: 0 is outside 1..=1000000");
     }
 
     #[test]

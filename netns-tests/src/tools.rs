@@ -182,6 +182,51 @@ pub fn kernel_routes_of(
     Ok((routes, out.lines().map(str::to_string).collect()))
 }
 
+/// Sends one UDP datagram with TTL 1 to `to` from each of `sources` (addresses of `from`),
+/// all at once, and returns the routers that answered each with an ICMP time exceeded
+/// (read from the sockets' error queues, IP_RECVERR), in the sources' order.
+pub fn time_exceeded_for(
+    lab: &Lab,
+    from: &str,
+    sources: &[IpAddr],
+    to: IpAddr,
+) -> Result<Vec<Option<IpAddr>>> {
+    const SCRIPT: &str = r#"
+import socket, struct, sys, time
+IP_RECVERR, SO_EE_ORIGIN_ICMP = 11, 2
+dst, socks = sys.argv[1], []
+for src in sys.argv[2:]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((src, 0))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 1)
+    s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+    socks.append(s)
+for s in socks:
+    s.sendto(b"x0", (dst, 33434))
+time.sleep(1.0)
+for s in socks:
+    try:
+        _, anc, _, _ = s.recvmsg(64, 512, socket.MSG_ERRQUEUE)
+    except BlockingIOError:
+        print("-")
+        continue
+    err = anc[0][2]
+    origin, kind = err[4], err[5]
+    offender = socket.inet_ntoa(err[20:24])
+    print(offender if origin == SO_EE_ORIGIN_ICMP and kind == 11 else "-")
+"#;
+    let mut args = vec![
+        "python3".to_string(),
+        "-c".into(),
+        SCRIPT.into(),
+        to.to_string(),
+    ];
+    args.extend(sources.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = netns::exec_ok(&lab.ns(from), &args)?;
+    Ok(out.lines().map(|l| l.parse().ok()).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

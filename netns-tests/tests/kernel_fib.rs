@@ -396,3 +396,52 @@ fn with_forwarding_left_off_the_daemon_warns_and_changes_nothing() {
         "without forwarding r1 sends no time-exceeded: {hops:?}"
     );
 }
+
+/// Time-exceeded answers r1 of the line lab gives to 20 datagrams with TTL 1, each from
+/// another address of h1 (20 peers: the kernel's per-peer limit lets each through, so only
+/// the router's token bucket, `[host] icmp_errors`, limits them).
+fn time_exceeded_answers(icmp_errors: Option<x0_dataplane::host::IcmpRate>) -> usize {
+    let lab = common::lab("line.toml", |t| {
+        let r1 = t.routers.iter_mut().find(|r| r.name == "r1").unwrap();
+        r1.host = Some(x0_dataplane::host::HostConfig {
+            icmp_errors,
+            ..Default::default()
+        });
+    });
+    let sources: Vec<IpAddr> = (100..120)
+        .map(|i| format!("198.18.1.{i}").parse().unwrap())
+        .collect();
+    for s in &sources {
+        let addr = format!("{s}/24");
+        netns::exec_ok(&lab.ns("h1"), &["ip", "addr", "add", &addr, "dev", "eth0"]).unwrap();
+    }
+    let h2 = common::addr(&lab, "h2", false);
+    traffic::wait_reply(&lab, "h1", h2, Duration::from_secs(10)).unwrap();
+    let r1 = common::addr(&lab, "r1", false);
+    let answers = tools::time_exceeded_for(&lab, "h1", &sources, h2).unwrap();
+    assert!(
+        answers.iter().all(|a| a.is_none() || *a == Some(r1)),
+        "only r1 answers: {answers:?}"
+    );
+    answers.iter().filter(|a| a.is_some()).count()
+}
+
+#[test]
+fn icmp_errors_follow_the_routers_token_bucket() {
+    let all = time_exceeded_answers(None);
+    assert_eq!(
+        all, 20,
+        "the kernel's default bucket (1000/s, burst 50) answers all 20"
+    );
+    let limited = time_exceeded_answers(Some(x0_dataplane::host::IcmpRate {
+        per_sec: 1,
+        burst: 1,
+    }));
+    // The kernel draws 0 to 2 credits per error at random (CVE-2020-25705): with one
+    // credit, k answers need k - 1 draws of 0 in a row, so more than 10 has odds of 3^-10.
+    println!("time exceeded for 20 sources at once: {all} by default, {limited} at 1/s burst 1");
+    assert!(
+        (1..=10).contains(&limited),
+        "{limited} answers at 1/s, burst 1"
+    );
+}
