@@ -35,6 +35,8 @@ pub fn distances(g: &CostGraph, from: usize) -> Vec<u64> {
 pub struct LfaTable {
     source: usize,
     from_source: Vec<u64>,
+    /// The cheapest link to each neighbour.
+    link_cost: std::collections::HashMap<usize, u64>,
     from_neighbour: std::collections::HashMap<usize, Vec<u64>>,
 }
 
@@ -51,9 +53,20 @@ impl LfaTable {
             .collect();
         neighbours.sort_unstable();
         neighbours.dedup();
+        let mut link_cost = std::collections::HashMap::new();
+        for &(a, b, c) in &g.links {
+            let n = match (a == source, b == source) {
+                (true, _) => b,
+                (_, true) => a,
+                _ => continue,
+            };
+            let e = link_cost.entry(n).or_insert(u64::MAX);
+            *e = (*e).min(u64::from(c));
+        }
         Self {
             source,
             from_source: distances(g, source),
+            link_cost,
             from_neighbour: neighbours
                 .into_iter()
                 .map(|n| (n, distances(g, n)))
@@ -71,6 +84,26 @@ impl LfaTable {
         }
         let back = dn[self.source].saturating_add(self.from_source[dest]);
         dn[dest] < back
+    }
+
+    /// The cost of the shortest path to `dest` (u64::MAX: unreachable).
+    pub fn distance(&self, dest: usize) -> u64 {
+        self.from_source[dest]
+    }
+
+    /// Whether neighbour `n` is the first hop of a shortest path to `dest`.
+    pub fn is_shortest(&self, n: usize, dest: usize) -> bool {
+        let (Some(dn), Some(&c)) = (self.from_neighbour.get(&n), self.link_cost.get(&n)) else {
+            return false;
+        };
+        dn[dest] != u64::MAX && c.saturating_add(dn[dest]) == self.from_source[dest]
+    }
+
+    /// The first hop of a shortest path to `dest` (the lowest-numbered where several tie).
+    pub fn shortest_next_hop(&self, dest: usize) -> Option<usize> {
+        let mut ns: Vec<usize> = self.from_neighbour.keys().copied().collect();
+        ns.sort_unstable();
+        ns.into_iter().find(|&n| self.is_shortest(n, dest))
     }
 }
 
@@ -90,5 +123,7 @@ mod tests {
         assert!(t.is_loop_free(1, 3));
         assert!(!t.is_loop_free(2, 3));
         assert!(!t.is_loop_free(3, 3), "not a neighbour");
+        assert!(t.is_shortest(1, 3) && !t.is_shortest(2, 3));
+        assert_eq!((t.shortest_next_hop(3), t.distance(3)), (Some(1), 2));
     }
 }

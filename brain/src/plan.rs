@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    disjoint::{CostGraph, from_source},
+    disjoint::{CostGraph, PathSet, from_source},
     lfa::LfaTable,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NextHops {
-    /// Neighbours (router indices) in preference order; the first is the shortest path's.
+    /// Neighbours (router indices) in preference order; the first is on a shortest path.
     pub via: Vec<usize>,
     /// The shortest path's cost (to choose the nearest of several routers that originate
     /// one prefix, such as both ends of a link).
@@ -61,6 +61,35 @@ pub fn cut_elements(g: &CostGraph) -> (Vec<usize>, Vec<(usize, usize)>) {
     (points, bridges)
 }
 
+/// The first hops of `set`'s paths for `dest`: first the one on a shortest path (the
+/// disjoint set minimises the paths' total, so its cheapest may be longer than the
+/// shortest, and a primary off every shortest path can loop: neighbours forward on theirs),
+/// then the others in order where loop-free (RFC 5286), else refused.
+fn next_hops(lfa: &LfaTable, set: &PathSet, dest: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut hops: Vec<usize> = Vec::new();
+    for p in &set.paths {
+        if !hops.contains(&p.nodes[1]) {
+            hops.push(p.nodes[1]);
+        }
+    }
+    let primary = hops
+        .iter()
+        .copied()
+        .find(|&h| lfa.is_shortest(h, dest))
+        .or_else(|| lfa.shortest_next_hop(dest))
+        .unwrap_or(hops[0]);
+    let mut via = vec![primary];
+    let mut refused = Vec::new();
+    for h in hops.into_iter().filter(|&h| h != primary) {
+        if h == dest || lfa.is_loop_free(h, dest) {
+            via.push(h);
+        } else {
+            refused.push(h);
+        }
+    }
+    (via, refused)
+}
+
 /// The plan of router `source` with up to `k` paths per destination.
 pub fn plan(g: &CostGraph, source: usize, k: usize) -> Plan {
     let lfa = LfaTable::new(g, source);
@@ -70,19 +99,7 @@ pub fn plan(g: &CostGraph, source: usize, k: usize) -> Plan {
         let Some(set) = set else {
             continue;
         };
-        let mut via = Vec::new();
-        let mut refused = Vec::new();
-        for (i, p) in set.paths.iter().enumerate() {
-            let hop = p.nodes[1];
-            if via.contains(&hop) || refused.contains(&hop) {
-                continue;
-            }
-            if i == 0 || hop == dest || lfa.is_loop_free(hop, dest) {
-                via.push(hop);
-            } else {
-                refused.push(hop);
-            }
-        }
+        let (via, refused) = next_hops(&lfa, &set, dest);
         if via.len() < 2 {
             out.unprotected.push(dest);
         }
@@ -106,7 +123,7 @@ pub fn plan(g: &CostGraph, source: usize, k: usize) -> Plan {
             dest,
             NextHops {
                 via,
-                cost: first.cost,
+                cost: lfa.distance(dest),
                 refused,
                 shared_links: set.shared_links,
                 shared_nodes: set.shared_nodes,
@@ -133,6 +150,37 @@ mod tests {
         // The classic ring limit of LFAs: for the nearer routers the other way round
         // costs no less than coming back through us, so only the opposite one is covered.
         assert_eq!(p.unprotected, vec![1, 2, 4, 5]);
+    }
+
+    #[test]
+    fn the_primary_is_on_a_shortest_path_even_when_the_disjoint_set_is_not() {
+        // The six-router lab (r1..r6 = 0..5). From r4 to r3 the three paths sharing least
+        // are r4-r5-r3 (19), r4-r2-r1-r3 (33) and one more; the shortest, r4-r2-r3 (18),
+        // is not among them. The primary must still be r2: forwarding follows it.
+        let g = CostGraph {
+            n: 6,
+            links: vec![
+                (0, 1, 10),
+                (0, 2, 12),
+                (1, 2, 7),
+                (1, 3, 11),
+                (2, 4, 13),
+                (3, 4, 6),
+                (3, 5, 9),
+                (4, 5, 14),
+                (1, 4, 17),
+            ],
+        };
+        let sets = from_source(&g, 3, 3);
+        let cheapest = &sets[2].as_ref().unwrap().paths[0];
+        assert_eq!(
+            (cheapest.nodes[1], cheapest.cost),
+            (4, 19),
+            "the set's cheapest"
+        );
+        let to_r3 = &plan(&g, 3, 3).next_hops[&2];
+        assert_eq!((to_r3.via[0], to_r3.cost), (1, 18));
+        assert!(to_r3.via.contains(&4), "r5 stays a backup: {to_r3:?}");
     }
 
     #[test]
