@@ -679,7 +679,7 @@ async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
             "router": s.router, "mode": s.mode, "routers": s.routers, "links": s.links,
             "paths": s.paths.iter().map(|p| serde_json::json!({"prefix": p.prefix, "next_hops": p.next_hops})).collect::<Vec<_>>(),
             "unprotected": s.unprotected, "accepted": s.accepted, "rejected": s.rejected,
-            "pushes": s.pushes, "last_push_unix_ns": s.last_push_unix_ns, "mapek": s.mapek, "source": s.source, "duplicates": s.duplicates, "source": s.source,
+            "pushes": s.pushes, "last_push_unix_ns": s.last_push_unix_ns, "mapek": s.mapek, "source": s.source, "duplicates": s.duplicates,
             "incidents": s.incidents.iter().map(|i| serde_json::json!({"id": i.id, "kind": i.kind, "subject": i.subject,
                 "detected_unix_ns": i.detected_unix_ns, "repaired_unix_ns": i.repaired_unix_ns, "strategy": i.strategy, "success": i.success})).collect::<Vec<_>>(),
             "repair_times": s.repair_times.iter().map(|m| serde_json::json!({"kind": m.kind, "count": m.count, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms, "max_ms": m.max_ms})).collect::<Vec<_>>(),
