@@ -103,7 +103,7 @@ async fn load_dataplane(target: Target, routes: u32, rules: usize) -> Result<()>
 /// A 1,000-router mesh in the lab's topology format (random geometric, degree ~5), one
 /// host subnet per router.
 fn big_mesh(n: usize) -> String {
-    let g = x0_brain::testgraph::random_geometric(n, 5.0, 42);
+    let g = x0_brain::paths::testgraph::random_geometric(n, 5.0, 42);
     let mut out = String::new();
     for r in 0..n {
         let _ = writeln!(out, "[[router]]\nname = \"r{r}\"\n");

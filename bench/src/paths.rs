@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use x0_brain::{
-    disjoint::{Network, from_source},
-    testgraph::random_geometric,
+    paths::disjoint::{Network, from_source},
+    paths::testgraph::random_geometric,
 };
 
 use crate::report::{Row, Table};

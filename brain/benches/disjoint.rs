@@ -6,8 +6,8 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use x0_brain::{
-    disjoint::{Network, from_source},
-    testgraph::random_geometric,
+    paths::disjoint::{Network, from_source},
+    paths::testgraph::random_geometric,
 };
 
 fn all_destinations(c: &mut Criterion) {

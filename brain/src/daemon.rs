@@ -23,14 +23,14 @@ use x0ctl::client::{Target, connect};
 
 use crate::{
     config::{BrainConfig, Mode},
-    guard::Guard,
-    knowledge::Knowledge,
-    lsdb::Lsdb,
-    lsp::{Reject, Signer},
-    mapek::LinkHealth,
-    monitor::Monitor,
-    plan::plan,
-    push,
+    linkstate::lsdb::Lsdb,
+    linkstate::lsp::{Reject, Signer},
+    mapek::guard::Guard,
+    mapek::knowledge::Knowledge,
+    mapek::link_health::LinkHealth,
+    mapek::monitor::Monitor,
+    paths::plan::plan,
+    paths::push,
 };
 
 /// A neighbour whose brain answered within this long counts as adjacent when the
@@ -80,7 +80,7 @@ impl Shared {
             .unwrap_or_default();
         if originator == self.router {
             // Our own, coming back: never taken from others, but its sequence is noted.
-            if let Ok(v) = crate::lsp::verify(r, &self.trust, SystemTime::now()) {
+            if let Ok(v) = crate::linkstate::lsp::verify(r, &self.trust, SystemTime::now()) {
                 self.own_seen = self.own_seen.max(v.record.sequence);
             }
             return Err((originator, Reject::Duplicate));
@@ -117,10 +117,10 @@ impl Shared {
     }
 
     /// The mesh to plan from: the orchestrator's, or the one link state describes.
-    pub fn mesh(&self) -> crate::mesh::Mesh {
+    pub fn mesh(&self) -> crate::linkstate::mesh::Mesh {
         self.static_topology
             .as_deref()
-            .and_then(|t| crate::mesh::Mesh::parse(t).ok())
+            .and_then(|t| crate::linkstate::mesh::Mesh::parse(t).ok())
             .unwrap_or_else(|| self.lsdb.mesh())
     }
 
@@ -245,7 +245,7 @@ pub async fn run(config: BrainConfig) -> Result<()> {
     }));
     let mut guard = Guard::new(Instant::now());
     let mut pps: HashMap<String, f64> = HashMap::new();
-    let mut pending_undo: Option<crate::guard::Action> = None;
+    let mut pending_undo: Option<crate::mapek::guard::Action> = None;
     let mut monitor = Monitor::default();
     let (obs_tx, mut obs_rx) = mpsc::channel::<Observation>(256);
     let mut followers: Vec<tokio::task::JoinHandle<()>> = Vec::new();
@@ -265,7 +265,7 @@ pub async fn run(config: BrainConfig) -> Result<()> {
     let (incoming, local) =
         x0_identity::listen::tls(config.listen, watcher, PqMode::Required).await?;
     let (flood_tx, mut flood_rx) = mpsc::unbounded_channel();
-    let service = crate::server::Service {
+    let service = crate::linkstate::server::Service {
         shared: shared.clone(),
         trust_domain: td.clone(),
         flood: flood_tx.clone(),
@@ -471,7 +471,7 @@ pub async fn run(config: BrainConfig) -> Result<()> {
             };
             if let Some(action) = action {
                 let ok = set_policy_action(dp, &action).await;
-                if !matches!(action, crate::guard::Action::Lift { .. }) {
+                if !matches!(action, crate::mapek::guard::Action::Lift { .. }) {
                     let kb = &shared.lock().expect("brain lock").knowledge;
                     let undo = guard.confirm(ok, kb, Instant::now());
                     if let Some(undo) = undo {
@@ -715,15 +715,15 @@ pub async fn run(config: BrainConfig) -> Result<()> {
 /// Applies a guard action to the dataplane's policy and reads it back: whether it is in force.
 async fn set_policy_action(
     dp: &mut x0_proto::dataplane::v1::dataplane_client::DataplaneClient<Channel>,
-    action: &crate::guard::Action,
+    action: &crate::mapek::guard::Action,
 ) -> bool {
     let result = async {
         let now = dp.get_policy(dpb::GetPolicyRequest {}).await?.into_inner();
-        let want = crate::guard::apply(&now, action);
+        let want = crate::mapek::guard::apply(&now, action);
         dp.set_policy(dpb::SetPolicyRequest { policy: Some(want) })
             .await?;
         let after = dp.get_policy(dpb::GetPolicyRequest {}).await?.into_inner();
-        Ok::<bool, tonic::Status>(crate::guard::in_force(&after, action))
+        Ok::<bool, tonic::Status>(crate::mapek::guard::in_force(&after, action))
     };
     match tokio::time::timeout(RPC_TIMEOUT, result).await {
         Ok(Ok(ok)) => {

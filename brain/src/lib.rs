@@ -1,22 +1,10 @@
-//! x0tta6bl4's brain as a library: the mesh as a graph, k disjoint paths from this router
-//! to every other, loop-free alternates, and the next-hop sets they give the dataplane.
+//! x0tta6bl4's brain as a library, in the order it works: link state with the neighbours'
+//! brains (`linkstate`), k disjoint paths and the next-hop sets they give the dataplane
+//! (`paths`), and the MAPE-K loop that watches the links and acts on what it finds
+//! (`mapek`); `daemon` wires them together.
 
-pub mod analyze;
-pub mod blocks;
 pub mod config;
 pub mod daemon;
-pub mod disjoint;
-pub mod execute;
-pub mod guard;
-pub mod knowledge;
-pub mod lfa;
-pub mod lsdb;
-pub mod lsp;
+pub mod linkstate;
 pub mod mapek;
-pub mod mesh;
-pub mod monitor;
-pub mod plan;
-pub mod push;
-pub mod server;
-pub mod testgraph;
-pub mod topology;
+pub mod paths;

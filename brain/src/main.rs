@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use x0_brain::{config::Mode, mesh::Mesh, plan::plan, push};
+use x0_brain::{config::Mode, linkstate::mesh::Mesh, paths::plan::plan, paths::push};
 use x0_identity::{FileSource, PqMode};
 use x0ctl::client::{Target, connect};
 

@@ -224,7 +224,7 @@ fn bad_link_state_records_are_rejected_and_counted() {
             .enable_all()
             .build()?
             .block_on(async move {
-                let signer = x0_brain::lsp::Signer::from_files(&files)?;
+                let signer = x0_brain::linkstate::lsp::Signer::from_files(&files)?;
                 let conn = x0ctl::client::connect(&target).await?;
                 let mut b = BrainClient::new(conn.channel);
                 let db = b
@@ -580,7 +580,7 @@ fn a_brain_flooding_forged_records_is_quarantined_by_policy() {
             .enable_all()
             .build()?
             .block_on(async move {
-                let signer = x0_brain::lsp::Signer::from_files(&files)?;
+                let signer = x0_brain::linkstate::lsp::Signer::from_files(&files)?;
                 let conn = x0ctl::client::connect(&target).await?;
                 let mut b = BrainClient::new(conn.channel);
                 let mut rejected = 0;

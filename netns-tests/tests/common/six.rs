@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use x0_brain::{config::Mode, mesh::Mesh, plan::plan};
+use x0_brain::{config::Mode, linkstate::mesh::Mesh, paths::plan::plan};
 use x0_lab::Lab;
 
 pub const ROUTERS: [&str; 6] = ["r1", "r2", "r3", "r4", "r5", "r6"];

@@ -4,7 +4,7 @@
 
 use std::{cmp::Reverse, collections::BinaryHeap};
 
-use crate::disjoint::CostGraph;
+use crate::paths::disjoint::CostGraph;
 
 /// Shortest distances from `from` to every router (u64::MAX: unreachable).
 pub fn distances(g: &CostGraph, from: usize) -> Vec<u64> {

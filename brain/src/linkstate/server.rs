@@ -67,7 +67,7 @@ impl Brain for Service {
                         fresh.push(r.clone());
                     }
                     Err((originator, e)) => {
-                        use crate::lsp::Reject;
+                        use crate::linkstate::lsp::Reject;
                         if matches!(
                             e,
                             Reject::Forged(_) | Reject::Malformed(_) | Reject::TooLarge
@@ -75,7 +75,7 @@ impl Brain for Service {
                             // the sender's doing, whoever it claims spoke (MAPE-K guard)
                             *s.bad_from.entry(from.clone()).or_default() += 1;
                         }
-                        if !matches!(e, crate::lsp::Reject::Duplicate) {
+                        if !matches!(e, crate::linkstate::lsp::Reject::Duplicate) {
                             tracing::warn!(from = %from, originator, reason = e.name(), detail = %e, "link-state record rejected");
                         }
                         out.rejected.push(pb::Rejection {
@@ -124,7 +124,7 @@ impl Brain for Service {
                 .map_err(|e| Status::internal(format!("{e:#}")))?;
             return Ok(Response::new(pb::SetTopologyResponse::default()));
         }
-        let mesh = crate::mesh::Mesh::parse(&r.topology_toml)
+        let mesh = crate::linkstate::mesh::Mesh::parse(&r.topology_toml)
             .map_err(|e| Status::invalid_argument(format!("topology_toml: {e:#}")))?;
         if mesh.index(&s.router).is_err() {
             return Err(Status::invalid_argument(format!(

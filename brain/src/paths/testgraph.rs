@@ -2,7 +2,7 @@
 //! shape of a wireless mesh, for benchmarks and tests. A tiny deterministic generator
 //! keeps results reproducible without a dependency.
 
-use crate::disjoint::CostGraph;
+use crate::paths::disjoint::CostGraph;
 
 /// SplitMix64 (Steele, Lea, Flood 2014): enough randomness for test topologies.
 pub struct SplitMix(pub u64);
@@ -79,7 +79,7 @@ mod tests {
         let g = random_geometric(1000, 5.0, 1);
         let avg = 2.0 * g.links.len() as f64 / g.n as f64;
         assert!((3.5..7.0).contains(&avg), "average degree {avg}");
-        let sets = crate::disjoint::from_source(&g, 0, 1);
+        let sets = crate::paths::disjoint::from_source(&g, 0, 1);
         assert!(sets.iter().skip(1).all(|s| s.is_some()), "connected");
     }
 }

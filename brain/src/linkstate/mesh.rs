@@ -14,7 +14,7 @@ use anyhow::{Result, bail};
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::{disjoint::CostGraph, plan::Plan};
+use crate::{paths::disjoint::CostGraph, paths::plan::Plan};
 
 #[derive(Debug, Deserialize)]
 struct File {
@@ -175,13 +175,13 @@ impl Mesh {
 mod tests {
     use super::*;
 
-    const DIAMOND: &str = include_str!("../../netns-tests/topologies/diamond.toml");
+    const DIAMOND: &str = include_str!("../../../netns-tests/topologies/diamond.toml");
 
     #[test]
     fn the_lab_diamond_gives_r1_both_ways_to_h2() {
         let m = Mesh::parse(DIAMOND).unwrap();
         let r1 = m.index("r1").unwrap();
-        let p = crate::plan::plan(&m.graph, r1, 3);
+        let p = crate::paths::plan::plan(&m.graph, r1, 3);
         let routes = m.routes(r1, &p);
         let to_h2 = &routes[&"198.18.2.0/24".parse::<IpNet>().unwrap()];
         let mut gws: Vec<String> = to_h2.iter().map(|(g, i)| format!("{g}@{i}")).collect();
@@ -199,7 +199,7 @@ mod tests {
     fn link_subnets_go_to_their_nearest_end_and_our_own_are_never_routed() {
         let m = Mesh::parse(DIAMOND).unwrap();
         let r1 = m.index("r1").unwrap();
-        let routes = m.routes(r1, &crate::plan::plan(&m.graph, r1, 3));
+        let routes = m.routes(r1, &crate::paths::plan::plan(&m.graph, r1, 3));
         let net = |s: &str| s.parse::<IpNet>().unwrap();
         for own in [
             "198.18.1.0/24",
@@ -220,13 +220,13 @@ mod tests {
     fn the_order_links_are_learnt_in_changes_no_route() {
         // In the six-router lab r4 has equally good path sets to r3; which one the flow
         // takes followed the links' order (the file's, or the link-state records').
-        let six = include_str!("../../netns-tests/topologies/six.toml");
+        let six = include_str!("../../../netns-tests/topologies/six.toml");
         let m = Mesh::parse(six).unwrap();
         let mut learnt = m.clone();
         learnt.graph.links.rotate_left(4);
         let all = |m: &Mesh| -> Vec<_> {
             (0..m.names.len())
-                .map(|r| m.routes(r, &crate::plan::plan(&m.graph, r, 3)))
+                .map(|r| m.routes(r, &crate::paths::plan::plan(&m.graph, r, 3)))
                 .collect()
         };
         let before = all(&m);

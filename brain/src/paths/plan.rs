@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    disjoint::{CostGraph, PathSet, from_source},
-    lfa::LfaTable,
+    paths::disjoint::{CostGraph, PathSet, from_source},
+    paths::lfa::LfaTable,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,7 +103,7 @@ pub fn plan(g: &CostGraph, source: usize, k: usize) -> Plan {
         if via.len() < 2 {
             out.unprotected.push(dest);
         }
-        let links_of = |p: &crate::disjoint::Path| -> Vec<(usize, usize)> {
+        let links_of = |p: &crate::paths::disjoint::Path| -> Vec<(usize, usize)> {
             p.nodes
                 .windows(2)
                 .map(|w| (w[0].min(w[1]), w[0].max(w[1])))

@@ -12,10 +12,10 @@ use std::{
 };
 
 use crate::{
-    analyze::{Detector, Model, Strategy},
     config::Mode,
-    execute::Executor,
-    knowledge::Knowledge,
+    mapek::analyze::{Detector, Model, Strategy},
+    mapek::execute::Executor,
+    mapek::knowledge::Knowledge,
 };
 
 /// Flaps per minute below this are never an anomaly.

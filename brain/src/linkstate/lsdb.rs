@@ -12,9 +12,9 @@ use x0_identity::Trust;
 use x0_proto::brain::v1::SignedRecord;
 
 use crate::{
-    disjoint::CostGraph,
-    lsp::{Reject, Verified, verify},
-    mesh::{Adjacency, Mesh},
+    linkstate::lsp::{Reject, Verified, verify},
+    linkstate::mesh::{Adjacency, Mesh},
+    paths::disjoint::CostGraph,
 };
 
 #[derive(Default)]
@@ -153,7 +153,7 @@ impl Lsdb {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lsp::{
+    use crate::linkstate::lsp::{
         Signer,
         tests::{files, issue, pki, record},
     };

@@ -14,7 +14,7 @@
 //! a Dijkstra on the residual graph that stops as soon as the destination is settled, and
 //! only the arcs and potentials it touched are reset for the next destination.
 
-use crate::blocks::BlockTree;
+use crate::paths::blocks::BlockTree;
 
 /// An undirected graph with costs, in compressed rows: the input of the computation.
 #[derive(Clone, Debug, Default)]
@@ -457,7 +457,7 @@ fn repeated<T: Ord + Copy>(mut all: Vec<T>) -> Vec<T> {
 
 /// k paths from `source` to every router (index = destination; None: itself or unreachable).
 ///
-/// Searched block by block ([`crate::blocks`]): every path to a router behind a cut router
+/// Searched block by block ([`crate::paths::blocks`]): every path to a router behind a cut router
 /// passes through it, so the paths to it are the paths to the cut router joined with the
 /// paths from there inside the router's own block. What the flow minimises (links shared,
 /// routers shared, cost) adds up over blocks, so the result is as good as one search over
@@ -616,7 +616,7 @@ mod tests {
     /// simple paths, where one exists, costs what the flow found.
     #[test]
     fn matches_brute_force_on_random_small_graphs() {
-        let mut rng = crate::testgraph::SplitMix(7);
+        let mut rng = crate::paths::testgraph::SplitMix(7);
         for round in 0..200 {
             let n = 5 + (rng.next_u64() % 4) as usize;
             let mut links = Vec::new();
@@ -682,7 +682,7 @@ mod tests {
     fn blocks_give_what_one_search_over_the_mesh_gives() {
         let mut behind_cuts = 0;
         for seed in 0..6 {
-            let g = crate::testgraph::random_geometric(150, 2.5 + seed as f64, seed);
+            let g = crate::paths::testgraph::random_geometric(150, 2.5 + seed as f64, seed);
             let linked: std::collections::HashSet<(usize, usize)> = g
                 .links
                 .iter()

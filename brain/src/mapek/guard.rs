@@ -18,9 +18,9 @@ use std::{
 use x0_proto::dataplane::v1 as dpb;
 
 use crate::{
-    analyze::{Detector, Model, Strategy},
-    execute::Executor,
-    knowledge::Knowledge,
+    mapek::analyze::{Detector, Model, Strategy},
+    mapek::execute::Executor,
+    mapek::knowledge::Knowledge,
 };
 
 /// Bad records a minute below this are never an anomaly (a restarted peer may send a few).
@@ -246,7 +246,7 @@ impl Guard {
             return None;
         }
         self.last_sample = now;
-        let unix = crate::mapek::unix_ns();
+        let unix = crate::mapek::link_health::unix_ns();
         let mut found: Vec<(&'static str, String, f64)> = Vec::new();
         let neighbors: Vec<String> = self.bad.keys().cloned().collect();
         for n in neighbors {
@@ -320,7 +320,7 @@ impl Guard {
     /// pending action. Returns the rollback to apply when it did not take.
     pub fn confirm(&mut self, ok: bool, kb: &Knowledge, now: Instant) -> Option<Action> {
         let (action, incident) = self.pending.take()?;
-        let _ = kb.close_incident(incident, crate::mapek::unix_ns(), ok);
+        let _ = kb.close_incident(incident, crate::mapek::link_health::unix_ns(), ok);
         let undo = self.executor.confirm(ok, now);
         if ok {
             let router = match &action {

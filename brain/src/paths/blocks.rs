@@ -180,8 +180,8 @@ mod tests {
     #[test]
     fn cut_routers_and_bridges_match_petgraph() {
         for seed in 0..5 {
-            let g = crate::testgraph::random_geometric(300, 3.0 + seed as f64, seed);
-            let (points, bridges) = crate::plan::cut_elements(&g);
+            let g = crate::paths::testgraph::random_geometric(300, 3.0 + seed as f64, seed);
+            let (points, bridges) = crate::paths::plan::cut_elements(&g);
             let all = blocks(g.n, &g.links);
             let mut count = vec![0; g.n];
             for b in &all {
