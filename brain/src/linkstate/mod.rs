@@ -6,4 +6,5 @@ pub mod lsdb;
 pub mod lsp;
 pub mod mesh;
 pub mod server;
+pub mod state;
 pub mod topology;

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 use x0_identity::listen::{Caller, Peer};
 use x0_proto::brain::v1::{self as pb, brain_server::Brain};
 
-use crate::daemon::Shared;
+use crate::linkstate::state::Shared;
 
 pub struct Service {
     pub shared: Arc<Mutex<Shared>>,

@@ -1,0 +1,165 @@
+//! What the brain's gRPC service and its loop share: the link-state database, the plan in
+//! force, the knowledge base, and what the status reports.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Result;
+use x0_identity::Trust;
+use x0_proto::brain::v1 as pb;
+
+use crate::{
+    config::Mode, linkstate::lsdb::Lsdb, linkstate::lsp::Reject, mapek::knowledge::Knowledge,
+};
+
+/// What the service and the loop share.
+pub struct Shared {
+    pub lsdb: Lsdb,
+    pub trust: Arc<Trust>,
+    pub router: String,
+    pub mode: Mode,
+    /// The database changed since the last plan.
+    pub changed: bool,
+    /// The highest sequence seen for our own name (after a lost state file).
+    pub own_seen: u64,
+    pub paths: Vec<pb::PathEntry>,
+    pub unprotected: Vec<String>,
+    pub pushes: u64,
+    pub last_push_unix_ns: u64,
+    pub knowledge: Knowledge,
+    pub mapek: String,
+    /// Static mode: an orchestrator's topology (its text, kept in `static_path`).
+    pub static_topology: Option<String>,
+    pub static_path: std::path::PathBuf,
+    /// The monitor's view of each link, for the status.
+    pub links: Vec<pb::LinkQuality>,
+    /// Records each neighbour's brain flooded that failed verification (forged, malformed).
+    pub bad_from: HashMap<String, u64>,
+}
+
+pub fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl Shared {
+    /// Offers a neighbour's record. Err: (originator, why not).
+    pub fn offer(&mut self, r: &pb::SignedRecord) -> Result<(), (String, Reject)> {
+        let originator = <pb::LinkStateRecord as prost::Message>::decode(r.record.as_slice())
+            .map(|x| x.originator)
+            .unwrap_or_default();
+        if originator == self.router {
+            // Our own, coming back: never taken from others, but its sequence is noted.
+            if let Ok(v) = crate::linkstate::lsp::verify(r, &self.trust, SystemTime::now()) {
+                self.own_seen = self.own_seen.max(v.record.sequence);
+            }
+            return Err((originator, Reject::Duplicate));
+        }
+        match self.lsdb.offer(r, &self.trust, SystemTime::now()) {
+            Ok(_) => {
+                self.changed = true;
+                Ok(())
+            }
+            Err(e) => Err((originator, e)),
+        }
+    }
+
+    /// Sets (or clears) the orchestrator's topology and keeps it on disk.
+    pub fn set_static(&mut self, text: Option<String>) -> Result<()> {
+        match &text {
+            Some(t) => {
+                if let Some(dir) = self.static_path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let tmp = self.static_path.with_extension("tmp");
+                std::fs::write(&tmp, t)?;
+                std::fs::rename(&tmp, &self.static_path)?;
+            }
+            None => match std::fs::remove_file(&self.static_path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            },
+        }
+        tracing::info!(static_mode = text.is_some(), "topology source changed");
+        self.static_topology = text;
+        self.changed = true;
+        Ok(())
+    }
+
+    /// The mesh to plan from: the orchestrator's, or the one link state describes.
+    pub fn mesh(&self) -> crate::linkstate::mesh::Mesh {
+        self.static_topology
+            .as_deref()
+            .and_then(|t| crate::linkstate::mesh::Mesh::parse(t).ok())
+            .unwrap_or_else(|| self.lsdb.mesh())
+    }
+
+    pub fn status(&self) -> pb::Status {
+        let mesh = self.mesh();
+        pb::Status {
+            router: self.router.clone(),
+            mode: format!("{:?}", self.mode).to_lowercase(),
+            routers: mesh.names.clone(),
+            links: mesh
+                .graph
+                .links
+                .iter()
+                .map(|(a, b, c)| format!("{}-{} ({c})", mesh.names[*a], mesh.names[*b]))
+                .collect(),
+            paths: self.paths.clone(),
+            unprotected: self.unprotected.clone(),
+            accepted: self.lsdb.accepted,
+            rejected: self
+                .lsdb
+                .rejected
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            duplicates: self.lsdb.duplicates,
+            pushes: self.pushes,
+            last_push_unix_ns: self.last_push_unix_ns,
+            incidents: self
+                .knowledge
+                .incidents()
+                .unwrap_or_default()
+                .iter()
+                .rev()
+                .take(100)
+                .rev()
+                .map(|i| pb::Incident {
+                    id: i.id,
+                    kind: i.kind.clone(),
+                    subject: i.subject.clone(),
+                    detected_unix_ns: i.detected_unix_ns,
+                    strategy: i.strategy.clone(),
+                    repaired_unix_ns: i.repaired_unix_ns.unwrap_or(0),
+                    success: i.success.unwrap_or(false),
+                })
+                .collect(),
+            mapek: self.mapek.clone(),
+            link_quality: self.links.clone(),
+            source: if self.static_topology.is_some() {
+                "static"
+            } else {
+                "link-state"
+            }
+            .into(),
+            repair_times: ["link-lost", "router-lost", "link-flapping"]
+                .iter()
+                .filter_map(|k| {
+                    let m = self.knowledge.mttr(k).ok().flatten()?;
+                    Some(pb::RepairTime {
+                        kind: k.to_string(),
+                        count: m.count,
+                        p50_ms: m.p50_ms,
+                        p99_ms: m.p99_ms,
+                        max_ms: m.max_ms,
+                    })
+                })
+                .collect(),
+        }
+    }
+}
