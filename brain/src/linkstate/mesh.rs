@@ -82,14 +82,18 @@ impl Mesh {
             if l.cost == 0 {
                 bail!("link[{i}].cost: must be at least 1");
             }
+            // Every subnet of a router's links is its prefix, to hosts or to routers.
+            for end in [&l.a, &l.b] {
+                if let Some(&r) = index.get(&end.node) {
+                    m.prefixes[r].extend(end.addrs.iter().map(|n| n.trunc()));
+                }
+            }
             match (index.get(&l.a.node), index.get(&l.b.node)) {
                 (Some(&a), Some(&b)) => {
                     if a == b {
                         bail!("link[{i}]: {} links to itself", l.a.node);
                     }
-                    m.graph.links.push((a.min(b), a.max(b), l.cost));
-                    m.prefixes[a].extend(l.a.addrs.iter().map(|n| n.trunc()));
-                    m.prefixes[b].extend(l.b.addrs.iter().map(|n| n.trunc()));
+                    m.graph.links.push((a, b, l.cost));
                     for (from, to, end_from, end_to) in [(a, b, &l.a, &l.b), (b, a, &l.b, &l.a)] {
                         m.adjacency.insert(
                             (from, to),
@@ -100,16 +104,7 @@ impl Mesh {
                         );
                     }
                 }
-                (Some(&r), None) | (None, Some(&r)) => {
-                    let end = if index.contains_key(&l.a.node) {
-                        &l.a
-                    } else {
-                        &l.b
-                    };
-                    for net in &end.addrs {
-                        m.prefixes[r].push(net.trunc());
-                    }
-                }
+                (Some(_), None) | (None, Some(_)) => {} // a host's link: its subnet, above
                 (None, None) => bail!(
                     "link[{i}]: neither {:?} nor {:?} is a router",
                     l.a.node,

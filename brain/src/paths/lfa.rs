@@ -42,17 +42,7 @@ pub struct LfaTable {
 
 impl LfaTable {
     pub fn new(g: &CostGraph, source: usize) -> Self {
-        let mut neighbours: Vec<usize> = g
-            .links
-            .iter()
-            .filter_map(|&(a, b, _)| match (a == source, b == source) {
-                (true, _) => Some(b),
-                (_, true) => Some(a),
-                _ => None,
-            })
-            .collect();
-        neighbours.sort_unstable();
-        neighbours.dedup();
+        // The cheapest link to each neighbour; its keys are the neighbours.
         let mut link_cost = std::collections::HashMap::new();
         for &(a, b, c) in &g.links {
             let n = match (a == source, b == source) {
@@ -66,11 +56,8 @@ impl LfaTable {
         Self {
             source,
             from_source: distances(g, source),
+            from_neighbour: link_cost.keys().map(|&n| (n, distances(g, n))).collect(),
             link_cost,
-            from_neighbour: neighbours
-                .into_iter()
-                .map(|n| (n, distances(g, n)))
-                .collect(),
         }
     }
 

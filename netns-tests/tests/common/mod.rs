@@ -57,10 +57,8 @@ pub fn router_addrs(lab: &Lab) -> Vec<(String, IpAddr)> {
 /// The subnet of `node`'s first link in the family.
 pub fn subnet(lab: &Lab, node: &str, v6: bool) -> ipnet::IpNet {
     lab.topo
-        .links
-        .iter()
-        .flat_map(|l| [&l.a, &l.b])
-        .filter(|end| end.node == node)
+        .ifaces_of(node)
+        .into_iter()
         .flat_map(|end| end.addrs.iter())
         .find(|a| a.addr().is_ipv6() == v6)
         .expect("an address of that family")
