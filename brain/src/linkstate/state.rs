@@ -46,6 +46,30 @@ pub fn unix_ns(t: SystemTime) -> u64 {
 }
 
 impl Shared {
+    /// A fresh view for `config`'s router: the knowledge base and any orchestrator's
+    /// topology come from its state directory.
+    pub fn open(config: &crate::config::BrainConfig, trust: Arc<Trust>) -> Result<Self> {
+        let static_path = config.state_dir.join("static-topology.toml");
+        Ok(Shared {
+            lsdb: Lsdb::default(),
+            trust,
+            router: config.router.clone(),
+            mode: config.mode,
+            changed: true,
+            own_seen: 0,
+            paths: Vec::new(),
+            unprotected: Vec::new(),
+            pushes: 0,
+            last_push_unix_ns: 0,
+            knowledge: Knowledge::open(&config.state_dir.join("knowledge.redb"))?,
+            mapek: String::new(),
+            static_topology: std::fs::read_to_string(&static_path).ok(),
+            static_path,
+            links: Vec::new(),
+            bad_from: HashMap::new(),
+        })
+    }
+
     /// Offers a neighbour's record. Err: (originator, why not).
     pub fn offer(&mut self, r: &pb::SignedRecord) -> Result<(), (String, Reject)> {
         let originator = <pb::LinkStateRecord as prost::Message>::decode(r.record.as_slice())

@@ -1,0 +1,146 @@
+//! The connection to our router's dataplane: made (and remade) by the loop, with two
+//! follower tasks that turn its event and stats streams into `Observation`s.
+
+use tokio::{sync::mpsc, task::JoinHandle};
+use tonic::transport::Channel;
+use x0_identity::PqMode;
+use x0_proto::dataplane::v1::{self as dpb, dataplane_client::DataplaneClient};
+use x0ctl::client::{Target, connect};
+
+use super::{RPC_TIMEOUT, events::Observation};
+use crate::config::BrainConfig;
+
+pub type Client = DataplaneClient<Channel>;
+
+/// What the dataplane says of our links: its next hops (BFD, carrier) and interfaces.
+pub struct View {
+    pub next_hops: Vec<dpb::NextHopState>,
+    pub interfaces: Vec<dpb::Interface>,
+}
+
+pub struct Dataplane {
+    target: Target,
+    client: Option<Client>,
+    followers: Vec<JoinHandle<()>>,
+    observations: mpsc::Sender<Observation>,
+}
+
+impl Dataplane {
+    /// Not yet connected; the observations come out of the receiver.
+    pub fn new(config: &BrainConfig) -> (Self, mpsc::Receiver<Observation>) {
+        let (tx, rx) = mpsc::channel(256);
+        let target = Target {
+            addr: config.dataplane.clone(),
+            svid: Some(config.tls.clone()),
+            pq: PqMode::Required,
+            server_id: None,
+        };
+        let dp = Dataplane {
+            target,
+            client: None,
+            followers: Vec::new(),
+            observations: tx,
+        };
+        (dp, rx)
+    }
+
+    /// Connects if not connected, restarting the followers on the new connection.
+    pub async fn ensure_connected(&mut self) {
+        if self.client.is_some() {
+            return;
+        }
+        match tokio::time::timeout(RPC_TIMEOUT, connect(&self.target)).await {
+            Ok(Ok(c)) => {
+                let dp = c.dataplane(64 << 20);
+                for f in self.followers.drain(..) {
+                    f.abort();
+                }
+                self.followers = follow(dp.clone(), self.observations.clone());
+                self.client = Some(dp);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "dataplane unreachable; keeping what is installed")
+            }
+            Err(_) => tracing::warn!("dataplane connection timed out"),
+        }
+    }
+
+    pub fn client(&mut self) -> Option<&mut Client> {
+        self.client.as_mut()
+    }
+
+    /// The connection failed: the next tick makes a new one.
+    pub fn lost(&mut self) {
+        self.client = None;
+    }
+
+    /// Next hops and interfaces, or None (not connected, or it stopped answering).
+    pub async fn view(&mut self) -> Option<View> {
+        let dp = self.client.as_mut()?;
+        let nhs = tokio::time::timeout(RPC_TIMEOUT, dp.list_next_hops(dpb::ListNextHopsRequest {}));
+        let nhs = nhs.await;
+        let info = tokio::time::timeout(RPC_TIMEOUT, dp.get_info(dpb::GetInfoRequest {})).await;
+        match (nhs, info) {
+            (Ok(Ok(n)), Ok(Ok(i))) => Some(View {
+                next_hops: n.into_inner().next_hops,
+                interfaces: i.into_inner().interfaces,
+            }),
+            _ => {
+                self.lost();
+                None
+            }
+        }
+    }
+}
+
+/// The follower tasks; they end with the connection.
+fn follow(dp: Client, tx: mpsc::Sender<Observation>) -> Vec<JoinHandle<()>> {
+    vec![
+        tokio::spawn(follow_events(dp.clone(), tx.clone())),
+        tokio::spawn(follow_stats(dp, tx)),
+    ]
+}
+
+async fn follow_events(mut dp: Client, tx: mpsc::Sender<Observation>) {
+    let request = dpb::WatchEventsRequest {
+        include_history: false,
+    };
+    let Ok(stream) = dp.watch_events(request).await else {
+        return;
+    };
+    let mut stream = stream.into_inner();
+    while let Ok(Some(e)) = stream.message().await {
+        if tx.send(Observation::Event(e)).await.is_err() {
+            return;
+        }
+    }
+    tracing::warn!("the dataplane's event stream ended");
+}
+
+/// Stats every second, each followed by the BFD sessions' counters.
+async fn follow_stats(mut dp: Client, tx: mpsc::Sender<Observation>) {
+    let request = dpb::WatchStatsRequest {
+        interval_ms: 1000,
+        include_zero: false,
+    };
+    let Ok(stream) = dp.watch_stats(request).await else {
+        return;
+    };
+    let mut stream = stream.into_inner();
+    while let Ok(Some(s)) = stream.message().await {
+        let bfd = dp.list_bfd_sessions(dpb::ListBfdSessionsRequest {});
+        let bfd = tokio::time::timeout(RPC_TIMEOUT, bfd).await;
+        if tx.send(Observation::Stats(s)).await.is_err() {
+            return;
+        }
+        if let Ok(Ok(b)) = bfd
+            && tx
+                .send(Observation::Bfd(b.into_inner().sessions))
+                .await
+                .is_err()
+        {
+            return;
+        }
+    }
+    tracing::warn!("the dataplane's stats stream ended");
+}

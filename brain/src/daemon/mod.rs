@@ -1,0 +1,213 @@
+//! `x0-brain run`: watches its router's adjacencies through the dataplane API, originates
+//! and floods signed link-state records, keeps the neighbours' records, and programs the
+//! next-hop sets the mesh calls for (enforce) or says what it would program (observe).
+//! If the brain stops, the dataplane keeps its routes and its own failover (fail-static);
+//! when it comes back it pushes only what differs, so a restart disturbs nothing.
+//!
+//! The wiring: the gRPC service (neighbours flood into it), a relay and one peer task per
+//! neighbour (flooding, `peers`), the dataplane's follower tasks (`dataplane`), and the
+//! loop here, which owns MAPE-K's state and runs its steps in order every interval.
+
+mod adjacency;
+mod dataplane;
+mod events;
+mod observe;
+mod originate;
+mod peers;
+mod planning;
+mod protect;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
+use x0_identity::{Identity, PqMode, SourceConfig};
+use x0_proto::brain::v1::{self as pb, brain_server::BrainServer};
+
+use crate::{
+    config::BrainConfig,
+    linkstate::{lsp::Signer, server::Service, state::Shared},
+};
+use adjacency::Adjacencies;
+use dataplane::Dataplane;
+use events::{Flood, FromPeer, Observation};
+use observe::Senses;
+use originate::Originator;
+use peers::Peers;
+use planning::Planner;
+use protect::Protector;
+
+/// How long any call to the dataplane or a neighbour's brain may take.
+const RPC_TIMEOUT: Duration = Duration::from_secs(2);
+/// Every neighbour gets the whole database this often (catches up a restarted one).
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+pub async fn run(config: BrainConfig) -> Result<()> {
+    let identity = Identity::from_files(&config.tls).context("tls: our SVID")?;
+    let td = identity.spiffe_id.trust_domain().to_string();
+    let want = format!("/brain/{}", config.router);
+    if identity.spiffe_id.path() != want {
+        anyhow::bail!(
+            "tls: our SVID is {}, not spiffe://{td}{want}",
+            identity.spiffe_id
+        );
+    }
+    let signer = Signer::from_files(&config.tls)?;
+    let shared = Arc::new(Mutex::new(Shared::open(&config, identity.trust().clone())?));
+    let (flood_tx, flood_rx) = mpsc::unbounded_channel::<Flood>();
+    serve(&config, shared.clone(), td.clone(), flood_tx).await?;
+    let (peer_tx, peer_rx) = mpsc::unbounded_channel();
+    let peers = Peers::start(&config, &td, peer_tx);
+    tokio::spawn(peers.clone().relay(flood_rx));
+    let (dataplane, observations) = Dataplane::new(&config);
+    let control = Control {
+        senses: Senses::new(&config),
+        protector: Protector::new(Instant::now()),
+        adjacencies: Adjacencies::default(),
+        originator: Originator::new(signer, &config.state_dir),
+        planner: Planner::new(),
+        dataplane,
+        peers,
+        shared,
+        config,
+    };
+    control.run(observations, peer_rx).await
+}
+
+/// Starts the service neighbours flood into and operators read (mutual TLS, PQ required).
+async fn serve(
+    config: &BrainConfig,
+    shared: Arc<Mutex<Shared>>,
+    trust_domain: String,
+    flood: mpsc::UnboundedSender<Flood>,
+) -> Result<()> {
+    let source = SourceConfig::Files(config.tls.clone());
+    let watcher = x0_identity::IdentityWatcher::start(source, Duration::from_secs(1)).await?;
+    let (incoming, local) =
+        x0_identity::listen::tls(config.listen, watcher, PqMode::Required).await?;
+    let service = Service {
+        shared,
+        trust_domain,
+        flood,
+    };
+    tokio::spawn(async move {
+        let server = tonic::transport::Server::builder().add_service(BrainServer::new(service));
+        if let Err(e) = server.serve_with_incoming(incoming).await {
+            tracing::error!(error = %e, "brain server failed");
+        }
+    });
+    tracing::info!(%local, router = %config.router, mode = ?config.mode, "x0-brain listening");
+    Ok(())
+}
+
+/// The loop's state: MAPE-K's parts and the connections they act through.
+struct Control {
+    config: BrainConfig,
+    shared: Arc<Mutex<Shared>>,
+    senses: Senses,
+    protector: Protector,
+    adjacencies: Adjacencies,
+    originator: Originator,
+    planner: Planner,
+    dataplane: Dataplane,
+    peers: Peers,
+}
+
+impl Control {
+    async fn run(
+        mut self,
+        mut observations: mpsc::Receiver<Observation>,
+        mut from_peers: mpsc::UnboundedReceiver<FromPeer>,
+    ) -> Result<()> {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.config.interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sync = Instant::now() - SYNC_EVERY;
+        loop {
+            // Wake on the tick, or at once when the dataplane reports something.
+            let mut seen = Vec::new();
+            tokio::select! {
+                _ = tick.tick() => {}
+                Some(o) = observations.recv() => seen.push(o),
+            }
+            while let Ok(o) = observations.try_recv() {
+                seen.push(o);
+            }
+            self.monitor(seen, &mut from_peers).await;
+            self.act().await?;
+            if last_sync.elapsed() >= SYNC_EVERY {
+                last_sync = Instant::now();
+                self.synchronise();
+            }
+            let (dp, shared) = (&mut self.dataplane, &self.shared);
+            self.planner
+                .step(dp, shared, &self.config, &self.adjacencies)
+                .await;
+        }
+    }
+
+    /// Monitor: observations, round trips and answers, then who is adjacent.
+    async fn monitor(
+        &mut self,
+        seen: Vec<Observation>,
+        from_peers: &mut mpsc::UnboundedReceiver<FromPeer>,
+    ) {
+        for o in &seen {
+            self.senses.take(o, &self.config, &mut self.protector);
+        }
+        while let Ok(e) = from_peers.try_recv() {
+            match e {
+                FromPeer::Answered { router, at } => self.adjacencies.on_answer(router, at),
+                FromPeer::Rtt { router, rtt, at } => self.senses.on_rtt(&router, rtt, at),
+            }
+        }
+        self.dataplane.ensure_connected().await;
+        let view = self.dataplane.view().await;
+        self.adjacencies
+            .update(&self.config.neighbors, view.as_ref());
+    }
+
+    /// The guard's actions, link health, and a new record of ours if one is due.
+    async fn act(&mut self) -> Result<()> {
+        if let Some(dp) = self.dataplane.client() {
+            self.protector.step(dp, &self.shared, &self.config).await;
+        }
+        let guarded = self.protector.guard.state();
+        let costs = self.senses.link_costs(&self.shared, &self.config, &guarded);
+        let adjacencies = self.adjacencies_to_advertise(&costs);
+        if let Some(signed) = self
+            .originator
+            .step(adjacencies, &self.shared, &self.config)?
+        {
+            self.peers.flood(None, &[signed]);
+        }
+        Ok(())
+    }
+
+    fn adjacencies_to_advertise(&self, costs: &HashMap<String, u32>) -> Vec<pb::Adjacency> {
+        self.config
+            .neighbors
+            .iter()
+            .filter(|n| self.adjacencies.is_adjacent(&n.router))
+            .map(|n| pb::Adjacency {
+                neighbor: n.router.clone(),
+                cost: costs[&n.router],
+                interface: n.interface.clone(),
+                neighbor_addrs: n.addrs.iter().map(|a| a.to_string()).collect(),
+            })
+            .collect()
+    }
+
+    /// The whole database to every neighbour, and a latency probe behind it.
+    fn synchronise(&self) {
+        let all: Vec<pb::SignedRecord> = {
+            let s = self.shared.lock().expect("brain lock");
+            s.lsdb.records().map(|v| v.signed.clone()).collect()
+        };
+        self.peers.flood(None, &all);
+        self.peers.probe();
+    }
+}

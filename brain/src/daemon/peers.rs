@@ -1,0 +1,175 @@
+//! Flooding: one task per neighbouring brain owns its connection and hands it records in
+//! order; a relay task passes on what the service accepted. A neighbour that is slow or
+//! gone delays only its own task, and what queues up meanwhile is merged, not repeated.
+
+use std::{collections::HashSet, time::Instant};
+
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+use x0_identity::{IdPattern, PqMode};
+use x0_proto::brain::v1::{self as pb, brain_client::BrainClient};
+use x0ctl::client::{Target, connect};
+
+use super::{
+    RPC_TIMEOUT,
+    events::{Flood, FromPeer, ToPeer},
+};
+use crate::config::BrainConfig;
+
+/// The senders to every neighbour's peer task, in the config's order.
+#[derive(Clone)]
+pub struct Peers {
+    to: Vec<(String, mpsc::UnboundedSender<ToPeer>)>,
+}
+
+impl Peers {
+    /// Starts a peer task per configured neighbour; they report to `events`.
+    pub fn start(config: &BrainConfig, td: &str, events: mpsc::UnboundedSender<FromPeer>) -> Self {
+        let to = config
+            .neighbors
+            .iter()
+            .map(|n| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let target = Target {
+                    addr: format!("https://{}", n.brain),
+                    svid: Some(config.tls.clone()),
+                    pq: PqMode::Required,
+                    server_id: format!("spiffe://{td}/brain/{}", n.router)
+                        .parse::<IdPattern>()
+                        .ok(),
+                };
+                tokio::spawn(peer(n.router.clone(), target, rx, events.clone()));
+                (n.router.clone(), tx)
+            })
+            .collect();
+        Peers { to }
+    }
+
+    /// Hands `records` to every neighbour but `except` (the one they came from).
+    pub fn flood(&self, except: Option<&str>, records: &[pb::SignedRecord]) {
+        if records.is_empty() {
+            return;
+        }
+        for (router, tx) in &self.to {
+            if Some(router.as_str()) != except {
+                let _ = tx.send(ToPeer::Flood(records.to_vec()));
+            }
+        }
+    }
+
+    /// Asks every neighbour's task for a round trip.
+    pub fn probe(&self) {
+        for (_, tx) in &self.to {
+            let _ = tx.send(ToPeer::Probe);
+        }
+    }
+
+    /// Passes on, until the service stops, what it accepted from one neighbour.
+    pub async fn relay(self, mut floods: mpsc::UnboundedReceiver<Flood>) {
+        while let Some((from, records)) = floods.recv().await {
+            self.flood(from.as_deref(), &records);
+        }
+    }
+}
+
+/// One neighbour's task: takes what queued up, floods it once, then probes if asked.
+async fn peer(
+    router: String,
+    target: Target,
+    mut rx: mpsc::UnboundedReceiver<ToPeer>,
+    events: mpsc::UnboundedSender<FromPeer>,
+) {
+    let mut client: Option<BrainClient<Channel>> = None;
+    while let Some(first) = rx.recv().await {
+        let mut work = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            work.push(more);
+        }
+        let (records, probe) = merge(work);
+        if !records.is_empty() && flood_once(&mut client, &target, records).await {
+            let at = Instant::now();
+            let _ = events.send(FromPeer::Answered {
+                router: router.clone(),
+                at,
+            });
+        }
+        if probe && let Some(c) = &mut client {
+            let start = Instant::now();
+            let answer = tokio::time::timeout(RPC_TIMEOUT, c.flood(pb::FloodRequest::default()));
+            if let Ok(Ok(_)) = answer.await {
+                let (rtt, at) = (start.elapsed(), Instant::now());
+                let _ = events.send(FromPeer::Rtt {
+                    router: router.clone(),
+                    rtt,
+                    at,
+                });
+            }
+        }
+    }
+}
+
+/// The queued work as one flood (each distinct record once, in the order queued) and
+/// whether a probe was asked for.
+fn merge(work: Vec<ToPeer>) -> (Vec<pb::SignedRecord>, bool) {
+    let (mut records, mut probe) = (Vec::new(), false);
+    let mut seen = HashSet::new();
+    for w in work {
+        match w {
+            ToPeer::Probe => probe = true,
+            ToPeer::Flood(rs) => {
+                records.extend(rs.into_iter().filter(|r| seen.insert(r.record.clone())))
+            }
+        }
+    }
+    (records, probe)
+}
+
+/// One Flood RPC, connecting first if needed; a failure drops the connection so the next
+/// flood makes a new one. Whether the neighbour took the records.
+async fn flood_once(
+    client: &mut Option<BrainClient<Channel>>,
+    target: &Target,
+    records: Vec<pb::SignedRecord>,
+) -> bool {
+    if client.is_none() {
+        match tokio::time::timeout(RPC_TIMEOUT, connect(target)).await {
+            Ok(Ok(c)) => *client = Some(BrainClient::new(c.channel)),
+            _ => return false,
+        }
+    }
+    let Some(c) = client else { return false };
+    let answered = matches!(
+        tokio::time::timeout(RPC_TIMEOUT, c.flood(pb::FloodRequest { records })).await,
+        Ok(Ok(_))
+    );
+    if !answered {
+        *client = None;
+    }
+    answered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(b: u8) -> pb::SignedRecord {
+        pb::SignedRecord {
+            record: vec![b],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn queued_floods_merge_into_one_with_each_record_once() {
+        let work = vec![
+            ToPeer::Flood(vec![record(1), record(2)]),
+            ToPeer::Probe,
+            ToPeer::Flood(vec![record(2), record(3)]),
+        ];
+        let (records, probe) = merge(work);
+        let bytes: Vec<u8> = records.iter().map(|r| r.record[0]).collect();
+        assert_eq!(bytes, vec![1, 2, 3]);
+        assert!(probe);
+        assert!(!merge(vec![ToPeer::Flood(vec![record(1)])]).1);
+    }
+}
