@@ -7,4 +7,5 @@ pub mod config;
 pub mod daemon;
 pub mod linkstate;
 pub mod mapek;
+pub mod models;
 pub mod paths;
