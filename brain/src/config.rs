@@ -43,6 +43,15 @@ pub struct BrainConfig {
     #[serde(default)]
     pub prefixes: Vec<IpNet>,
     pub tls: FileSource,
+    /// How often telemetry is sampled and exchanged with the neighbours' brains.
+    #[serde(default = "default_telemetry_interval")]
+    pub telemetry_interval_ms: u64,
+    /// The anomaly model (`x0-brain train`); without one, no scores.
+    #[serde(default)]
+    pub model: Option<PathBuf>,
+    /// Each interval's telemetry as JSON lines (for datasets), if set.
+    #[serde(default)]
+    pub telemetry_log: Option<PathBuf>,
     #[serde(default, rename = "neighbor")]
     pub neighbors: Vec<NeighborConfig>,
 }
@@ -70,6 +79,9 @@ fn default_k() -> usize {
 fn default_interval() -> u64 {
     200
 }
+fn default_telemetry_interval() -> u64 {
+    1000
+}
 fn default_lifetime() -> u32 {
     60
 }
@@ -91,6 +103,12 @@ impl BrainConfig {
         }
         if !(20..=10_000).contains(&c.interval_ms) {
             bail!("interval_ms: {} is not 20 to 10000", c.interval_ms);
+        }
+        if !(100..=60_000).contains(&c.telemetry_interval_ms) {
+            bail!(
+                "telemetry_interval_ms: {} is not 100 to 60000",
+                c.telemetry_interval_ms
+            );
         }
         if !(10..=3600).contains(&c.lifetime_s) {
             bail!("lifetime_s: {} is not 10 to 3600", c.lifetime_s);

@@ -667,6 +667,35 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// The anomaly model and each router's telemetry: a few telling features, and our score.
+fn print_telemetry(s: &x0_proto::brain::v1::Status) {
+    println!("anomaly model: {}", s.model);
+    // bfd_loss_max, rtt_max_log, brains_silent_frac, run_delay_frac (docs/DESIGN.md).
+    let pick =
+        |t: &x0_proto::brain::v1::Telemetry, i: usize| t.features.get(i).copied().unwrap_or(0.0);
+    println!(
+        "{:<10} {:>7} {:>9} {:>7} {:>7} {:>7} {:>6}",
+        "router", "age ms", "bfd loss", "rtt", "silent", "cpu wait", "score"
+    );
+    for t in &s.telemetry {
+        let score = match t.score {
+            Some(x) if t.anomalous => format!("{x:.3} !"),
+            Some(x) => format!("{x:.3}"),
+            None => "-".into(),
+        };
+        println!(
+            "{:<10} {:>7} {:>9.3} {:>7.3} {:>7.3} {:>7.3} {:>6}",
+            t.router,
+            t.age_ms,
+            pick(t, 6),
+            pick(t, 9),
+            pick(t, 12),
+            pick(t, 13),
+            score
+        );
+    }
+}
+
 async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
     let mut b = x0_proto::brain::v1::brain_client::BrainClient::new(conn.channel.clone());
     let s = b
@@ -685,6 +714,9 @@ async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
             "repair_times": s.repair_times.iter().map(|m| serde_json::json!({"kind": m.kind, "count": m.count, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms, "max_ms": m.max_ms})).collect::<Vec<_>>(),
             "link_quality": s.link_quality.iter().map(|l| serde_json::json!({"neighbor": l.neighbor, "rtt_ms": l.rtt_ms, "loss": l.loss,
                 "utilisation": l.utilisation, "base_cost": l.base_cost, "cost": l.cost})).collect::<Vec<_>>(),
+            "model": s.model,
+            "telemetry": s.telemetry.iter().map(|t| serde_json::json!({"router": t.router, "features": t.features,
+                "age_ms": t.age_ms, "score": t.score, "anomalous": t.anomalous})).collect::<Vec<_>>(),
         }));
     }
     println!(
@@ -717,6 +749,7 @@ async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
             l.cost
         );
     }
+    print_telemetry(&s);
     let mut rejected: Vec<_> = s.rejected.iter().collect();
     rejected.sort();
     println!(

@@ -64,6 +64,15 @@ impl Lab {
             lifetime_s: 60,
             state_dir: self.dir.join("brain-state").join(router),
             prefixes,
+            telemetry_interval_ms: 1000,
+            model: None,
+            // The lab keeps every interval's telemetry (datasets are made from it).
+            telemetry_log: Some(
+                self.dir
+                    .join("brain-state")
+                    .join(router)
+                    .join("telemetry.jsonl"),
+            ),
             tls: x0_identity::FileSource {
                 crls: Vec::new(),
                 ..files
@@ -74,6 +83,16 @@ impl Lab {
 
     /// Starts (or restarts) `router`'s brain, minting its SVID the first time.
     pub fn start_brain(&self, router: &str, mode: Mode) -> Result<()> {
+        self.start_brain_with(router, mode, |_| {})
+    }
+
+    /// `start_brain` with the lab's config changed by `edit` first (a model, say).
+    pub fn start_brain_with(
+        &self,
+        router: &str,
+        mode: Mode,
+        edit: impl FnOnce(&mut BrainConfig),
+    ) -> Result<()> {
         let name = format!("brain-{router}");
         if !self.pki().svid_dir().join(format!("{name}.pem")).exists() {
             self.pki().issue(
@@ -82,7 +101,8 @@ impl Lab {
                 Duration::from_secs(86_400),
             )?;
         }
-        let config = self.brain_config(router, mode)?;
+        let mut config = self.brain_config(router, mode)?;
+        edit(&mut config);
         let path = self.file(&name, "toml");
         fs::write(&path, toml::to_string(&config)?)?;
         self.spawn_daemon(

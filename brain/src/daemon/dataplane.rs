@@ -20,6 +20,7 @@ pub struct View {
 
 pub struct Dataplane {
     target: Target,
+    stats_every_ms: u32,
     client: Option<Client>,
     followers: Vec<JoinHandle<()>>,
     observations: mpsc::Sender<Observation>,
@@ -37,6 +38,7 @@ impl Dataplane {
         };
         let dp = Dataplane {
             target,
+            stats_every_ms: config.telemetry_interval_ms as u32,
             client: None,
             followers: Vec::new(),
             observations: tx,
@@ -55,7 +57,7 @@ impl Dataplane {
                 for f in self.followers.drain(..) {
                     f.abort();
                 }
-                self.followers = follow(dp.clone(), self.observations.clone());
+                self.followers = follow(dp.clone(), self.observations.clone(), self.stats_every_ms);
                 self.client = Some(dp);
             }
             Ok(Err(e)) => {
@@ -94,10 +96,10 @@ impl Dataplane {
 }
 
 /// The follower tasks; they end with the connection.
-fn follow(dp: Client, tx: mpsc::Sender<Observation>) -> Vec<JoinHandle<()>> {
+fn follow(dp: Client, tx: mpsc::Sender<Observation>, every_ms: u32) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(follow_events(dp.clone(), tx.clone())),
-        tokio::spawn(follow_stats(dp, tx)),
+        tokio::spawn(follow_stats(dp, tx, every_ms)),
     ]
 }
 
@@ -117,10 +119,10 @@ async fn follow_events(mut dp: Client, tx: mpsc::Sender<Observation>) {
     tracing::warn!("the dataplane's event stream ended");
 }
 
-/// Stats every second, each followed by the BFD sessions' counters.
-async fn follow_stats(mut dp: Client, tx: mpsc::Sender<Observation>) {
+/// Stats every telemetry interval, each followed by the BFD sessions' counters.
+async fn follow_stats(mut dp: Client, tx: mpsc::Sender<Observation>, every_ms: u32) {
     let request = dpb::WatchStatsRequest {
-        interval_ms: 1000,
+        interval_ms: every_ms,
         include_zero: false,
     };
     let Ok(stream) = dp.watch_stats(request).await else {

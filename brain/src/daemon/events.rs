@@ -17,6 +17,8 @@ pub enum ToPeer {
     Flood(Vec<pb::SignedRecord>),
     /// Measure the round trip over the open connection (never a handshake).
     Probe,
+    /// Our telemetry this interval (only the newest queued is sent).
+    Exchange(pb::ExchangeRequest),
 }
 
 /// What a peer task learnt about its neighbour's brain (peer -> loop).

@@ -15,7 +15,9 @@ mod observe;
 mod originate;
 mod peers;
 mod planning;
+mod procfs;
 mod protect;
+mod telemetry;
 
 use std::{
     collections::HashMap,
@@ -40,6 +42,7 @@ use originate::Originator;
 use peers::Peers;
 use planning::Planner;
 use protect::Protector;
+use telemetry::Telemetry;
 
 /// How long any call to the dataplane or a neighbour's brain may take.
 const RPC_TIMEOUT: Duration = Duration::from_secs(2);
@@ -57,7 +60,10 @@ pub async fn run(config: BrainConfig) -> Result<()> {
         );
     }
     let signer = Signer::from_files(&config.tls)?;
-    let shared = Arc::new(Mutex::new(Shared::open(&config, identity.trust().clone())?));
+    let (telemetry, model) = Telemetry::new(&config);
+    let mut state = Shared::open(&config, identity.trust().clone())?;
+    state.model = model;
+    let shared = Arc::new(Mutex::new(state));
     let (flood_tx, flood_rx) = mpsc::unbounded_channel::<Flood>();
     serve(&config, shared.clone(), td.clone(), flood_tx).await?;
     let (peer_tx, peer_rx) = mpsc::unbounded_channel();
@@ -66,6 +72,7 @@ pub async fn run(config: BrainConfig) -> Result<()> {
     let (dataplane, observations) = Dataplane::new(&config);
     let control = Control {
         senses: Senses::new(&config),
+        telemetry,
         protector: Protector::new(Instant::now()),
         adjacencies: Adjacencies::default(),
         originator: Originator::new(signer, &config.state_dir),
@@ -109,6 +116,7 @@ struct Control {
     config: BrainConfig,
     shared: Arc<Mutex<Shared>>,
     senses: Senses,
+    telemetry: Telemetry,
     protector: Protector,
     adjacencies: Adjacencies,
     originator: Originator,
@@ -130,7 +138,9 @@ impl Control {
             // Wake on the tick, or at once when the dataplane reports something.
             let mut seen = Vec::new();
             tokio::select! {
-                _ = tick.tick() => {}
+                deadline = tick.tick() => {
+                    self.telemetry.on_late(deadline.elapsed().as_secs_f64());
+                }
                 Some(o) = observations.recv() => seen.push(o),
             }
             while let Ok(o) = observations.try_recv() {
@@ -155,19 +165,51 @@ impl Control {
         seen: Vec<Observation>,
         from_peers: &mut mpsc::UnboundedReceiver<FromPeer>,
     ) {
-        for o in &seen {
-            self.senses.take(o, &self.config, &mut self.protector);
-        }
         while let Ok(e) = from_peers.try_recv() {
             match e {
-                FromPeer::Answered { router, at } => self.adjacencies.on_answer(router, at),
-                FromPeer::Rtt { router, rtt, at } => self.senses.on_rtt(&router, rtt, at),
+                FromPeer::Answered { router, at } => {
+                    self.telemetry.on_answer(&router);
+                    self.adjacencies.on_answer(router, at);
+                }
+                FromPeer::Rtt { router, rtt, at } => {
+                    self.telemetry.on_rtt(&router, rtt.as_secs_f64() * 1e3);
+                    self.senses.on_rtt(&router, rtt, at);
+                }
             }
+        }
+        for o in &seen {
+            self.senses.take(o, &self.config, &mut self.protector);
+            self.sample(o);
         }
         self.dataplane.ensure_connected().await;
         let view = self.dataplane.view().await;
         self.adjacencies
             .update(&self.config.neighbors, view.as_ref());
+    }
+
+    /// Telemetry: a completed interval is scored and sent to the neighbours' brains.
+    fn sample(&mut self, o: &Observation) {
+        match o {
+            Observation::Stats(s) => self.telemetry.on_stats(s),
+            Observation::Event(e) => {
+                if let Some(x0_proto::dataplane::v1::event::Kind::Link(l)) = &e.kind
+                    && !l.up
+                {
+                    let on_link = self
+                        .config
+                        .neighbors
+                        .iter()
+                        .filter(|n| n.interface == l.interface);
+                    on_link.for_each(|n| self.telemetry.on_carrier_loss(&n.router));
+                }
+            }
+            Observation::Bfd(sessions) => {
+                if let Some(sample) = self.telemetry.on_bfd(sessions, &self.config) {
+                    let request = self.telemetry.publish(&sample, &self.shared, &self.config);
+                    self.peers.exchange(&request);
+                }
+            }
+        }
     }
 
     /// The guard's actions, link health, and a new record of ours if one is due.

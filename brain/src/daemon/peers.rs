@@ -57,6 +57,13 @@ impl Peers {
         }
     }
 
+    /// Our telemetry to every neighbour's brain.
+    pub fn exchange(&self, request: &pb::ExchangeRequest) {
+        for (_, tx) in &self.to {
+            let _ = tx.send(ToPeer::Exchange(request.clone()));
+        }
+    }
+
     /// Asks every neighbour's task for a round trip.
     pub fn probe(&self) {
         for (_, tx) in &self.to {
@@ -85,13 +92,18 @@ async fn peer(
         while let Ok(more) = rx.try_recv() {
             work.push(more);
         }
-        let (records, probe) = merge(work);
+        let (records, probe, exchange) = merge(work);
         if !records.is_empty() && flood_once(&mut client, &target, records).await {
             let at = Instant::now();
             let _ = events.send(FromPeer::Answered {
                 router: router.clone(),
                 at,
             });
+        }
+        if let (Some(x), Some(c)) = (exchange, &mut client) {
+            // Over the open connection only (the floods make it); a refusal is the
+            // neighbour's to log, and the next interval brings a new one.
+            let _ = tokio::time::timeout(RPC_TIMEOUT, c.exchange(x)).await;
         }
         if probe && let Some(c) = &mut client {
             let start = Instant::now();
@@ -108,20 +120,21 @@ async fn peer(
     }
 }
 
-/// The queued work as one flood (each distinct record once, in the order queued) and
-/// whether a probe was asked for.
-fn merge(work: Vec<ToPeer>) -> (Vec<pb::SignedRecord>, bool) {
-    let (mut records, mut probe) = (Vec::new(), false);
+/// The queued work as one flood (each distinct record once, in the order queued),
+/// whether a probe was asked for, and the newest telemetry.
+fn merge(work: Vec<ToPeer>) -> (Vec<pb::SignedRecord>, bool, Option<pb::ExchangeRequest>) {
+    let (mut records, mut probe, mut exchange) = (Vec::new(), false, None);
     let mut seen = HashSet::new();
     for w in work {
         match w {
             ToPeer::Probe => probe = true,
+            ToPeer::Exchange(x) => exchange = Some(x),
             ToPeer::Flood(rs) => {
                 records.extend(rs.into_iter().filter(|r| seen.insert(r.record.clone())))
             }
         }
     }
-    (records, probe)
+    (records, probe, exchange)
 }
 
 /// One Flood RPC, connecting first if needed; a failure drops the connection so the next
@@ -166,10 +179,18 @@ mod tests {
             ToPeer::Probe,
             ToPeer::Flood(vec![record(2), record(3)]),
         ];
-        let (records, probe) = merge(work);
+        let (records, probe, exchange) = merge(work);
         let bytes: Vec<u8> = records.iter().map(|r| r.record[0]).collect();
         assert_eq!(bytes, vec![1, 2, 3]);
-        assert!(probe);
+        assert!(probe && exchange.is_none());
         assert!(!merge(vec![ToPeer::Flood(vec![record(1)])]).1);
+        let x = |n| {
+            ToPeer::Exchange(pb::ExchangeRequest {
+                unix_ns: n,
+                ..Default::default()
+            })
+        };
+        let (_, _, newest) = merge(vec![x(1), x(2)]);
+        assert_eq!(newest.unwrap().unix_ns, 2);
     }
 }

@@ -138,6 +138,23 @@ impl Brain for Service {
         Ok(Response::new(pb::SetTopologyResponse { routers, links }))
     }
 
+    async fn exchange(
+        &self,
+        req: Request<pb::ExchangeRequest>,
+    ) -> Result<Response<pb::ExchangeResponse>, Status> {
+        let from = brain_of(&req, &self.trust_domain);
+        let r = req.into_inner();
+        if from.as_deref() != Some(r.router.as_str()) {
+            return Err(Status::permission_denied(
+                "only a brain of this trust domain, about its own router",
+            ));
+        }
+        let mut s = self.shared.lock().expect("brain lock");
+        s.hear(r.router.clone(), &r)
+            .map_err(Status::invalid_argument)?;
+        Ok(Response::new(pb::ExchangeResponse {}))
+    }
+
     async fn get_status(
         &self,
         req: Request<pb::GetStatusRequest>,

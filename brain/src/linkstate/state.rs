@@ -38,7 +38,26 @@ pub struct Shared {
     pub links: Vec<pb::LinkQuality>,
     /// Records each neighbour's brain flooded that failed verification (forged, malformed).
     pub bad_from: HashMap<String, u64>,
+    /// Telemetry the neighbours' brains sent (Exchange), newest per router.
+    pub heard: HashMap<String, Heard>,
+    /// Our own latest telemetry (features, score), for the status.
+    pub own_telemetry: Option<pb::Telemetry>,
+    /// The anomaly model in use, or why there is none.
+    pub model: String,
 }
+
+/// One neighbour's latest telemetry.
+#[derive(Clone, Debug)]
+pub struct Heard {
+    pub features: Vec<f32>,
+    pub embedding: Vec<f32>,
+    pub at: std::time::Instant,
+}
+
+/// At most this many routers' telemetry is kept (neighbours only send their own).
+const HEARD_MAX: usize = 256;
+/// Telemetry older than this is gone (its sender stopped: a missing feature, not an error).
+pub const HEARD_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn unix_ns(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -67,6 +86,9 @@ impl Shared {
             static_path,
             links: Vec::new(),
             bad_from: HashMap::new(),
+            heard: HashMap::new(),
+            own_telemetry: None,
+            model: "none".into(),
         })
     }
 
@@ -89,6 +111,62 @@ impl Shared {
             }
             Err(e) => Err((originator, e)),
         }
+    }
+
+    /// Takes a neighbour's telemetry if it is well formed: the current feature set, at
+    /// most 64 embedding values, all finite. Err: why not, in one sentence.
+    pub fn hear(&mut self, router: String, r: &pb::ExchangeRequest) -> Result<(), String> {
+        use crate::models::features::{FEATURES, VERSION};
+        if r.features_version != VERSION || r.features.len() != FEATURES {
+            return Err(format!(
+                "features: version {} with {} values; this brain takes version {VERSION} with {FEATURES}",
+                r.features_version,
+                r.features.len()
+            ));
+        }
+        if r.embedding.len() > 64 {
+            return Err(format!(
+                "embedding: {} values, at most 64",
+                r.embedding.len()
+            ));
+        }
+        if !r.features.iter().chain(&r.embedding).all(|v| v.is_finite()) {
+            return Err("features and embedding must be finite".into());
+        }
+        let now = std::time::Instant::now();
+        self.heard
+            .retain(|_, h| now.duration_since(h.at) < HEARD_FRESH);
+        if self.heard.len() >= HEARD_MAX && !self.heard.contains_key(&router) {
+            return Err(format!("telemetry from more than {HEARD_MAX} routers"));
+        }
+        let heard = Heard {
+            features: r.features.clone(),
+            embedding: r.embedding.clone(),
+            at: now,
+        };
+        self.heard.insert(router, heard);
+        Ok(())
+    }
+
+    fn telemetry(&self) -> Vec<pb::Telemetry> {
+        let mut heard: Vec<(&String, &Heard)> = self
+            .heard
+            .iter()
+            .filter(|(_, h)| h.at.elapsed() < HEARD_FRESH)
+            .collect();
+        heard.sort_by_key(|(r, _)| r.as_str());
+        let theirs = heard.into_iter().map(|(router, h)| pb::Telemetry {
+            router: router.clone(),
+            features: h.features.clone(),
+            age_ms: h.at.elapsed().as_millis() as u64,
+            score: None,
+            anomalous: false,
+        });
+        self.own_telemetry
+            .clone()
+            .into_iter()
+            .chain(theirs)
+            .collect()
     }
 
     /// Sets (or clears) the orchestrator's topology and keeps it on disk.
@@ -165,6 +243,8 @@ impl Shared {
                 .collect(),
             mapek: self.mapek.clone(),
             link_quality: self.links.clone(),
+            model: self.model.clone(),
+            telemetry: self.telemetry(),
             source: if self.static_topology.is_some() {
                 "static"
             } else {
