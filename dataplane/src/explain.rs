@@ -119,8 +119,7 @@ pub fn explain(pin_root: &Path, p: &Probe) -> Result<Explanation> {
     };
     traces.set(0, PerCpuValues::try_from(vec![sentinel; cpus])?, 0)?;
 
-    let prog = Xdp::from_pin(pin_root.join(PROGRAM_PIN), XdpAttachType::Interface)
-        .context("opening the pinned x0_forward (is x0-dataplane running?)")?;
+    let prog = pinned_forward(pin_root)?;
     let mut out = vec![0u8; data.len() + 64];
     let mut ctx_out = vec![0u8; ctx.len()];
     let r = prog
@@ -309,4 +308,11 @@ pub fn monitor_drops(pin_root: &Path, count: usize, out: &mut dyn std::io::Write
             return Ok(());
         }
     }
+}
+
+/// The running daemon's `x0_forward`, pinned under `pin_root` (explain runs it; the lab
+/// swaps it back into a port it had faulted).
+pub fn pinned_forward(pin_root: &Path) -> Result<Xdp> {
+    Xdp::from_pin(pin_root.join(PROGRAM_PIN), XdpAttachType::Interface)
+        .context("opening the pinned x0_forward (is x0-dataplane running?)")
 }

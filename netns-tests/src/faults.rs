@@ -132,6 +132,65 @@ pub fn drop_ingress_all(lab: &Lab, ends: &[(&str, &str)]) -> Result<std::time::S
     Ok(at)
 }
 
+/// Makes router port `iface` of `node` lose `per_million` of the frames it receives, unseen
+/// and uncounted (a bad wire); the rest is forwarded as usual, by the same maps. Returns
+/// when the loss began. `forward_again` ends it.
+pub fn lossy_ingress(
+    lab: &Lab,
+    node: &str,
+    iface: &str,
+    per_million: u32,
+) -> Result<std::time::SystemTime> {
+    let root = lab.pin_root(node);
+    let mut loader = EbpfLoader::new();
+    loader.default_map_pin_directory(&root).override_global(
+        program_names::LOSS_PER_MILLION,
+        &per_million,
+        true,
+    );
+    let mut ebpf = loader
+        .load(x0_dataplane::XDP_OBJECT)
+        .context("loading x0_lossy with the router's maps")?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(program_names::LOSSY)
+        .context("x0_lossy")?
+        .try_into()?;
+    prog.load()?;
+    let forward = x0_dataplane::explain::pinned_forward(&root)?;
+    let mut next: aya::maps::ProgramArray<_> = ebpf
+        .take_map(program_names::LOSSY_NEXT)
+        .context("x0_lossy's next-program map")?
+        .try_into()?;
+    next.set(0, forward.fd()?, 0)?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(program_names::LOSSY)
+        .expect("loaded")
+        .try_into()?;
+    let at = swap_into(prog, &root, iface)?;
+    // The program and its map stay with the link once `ebpf` is gone.
+    Ok(at)
+}
+
+/// Puts the router's own `x0_forward` back into `iface`'s link (ends a lossy or black-holed
+/// port without restarting the dataplane).
+pub fn forward_again(lab: &Lab, node: &str, iface: &str) -> Result<()> {
+    let root = lab.pin_root(node);
+    let mut prog = x0_dataplane::explain::pinned_forward(&root)?;
+    swap_into(&mut prog, &root, iface).map(|_| ())
+}
+
+/// Swaps `prog` into the router's pinned link on `iface`; when it took over.
+fn swap_into(prog: &mut Xdp, root: &Path, iface: &str) -> Result<std::time::SystemTime> {
+    let pin = root.join("links").join(iface);
+    let link = XdpLink::try_from(FdLink::from(
+        PinnedLink::from_pin(&pin).with_context(|| format!("{}", pin.display()))?,
+    ))?;
+    let at = std::time::SystemTime::now();
+    let id = prog.attach_to_link(link).context("swapping the program")?;
+    let _ = FdLink::try_from(prog.take_link(id)?)?; // the router's pin keeps it
+    Ok(at)
+}
+
 /// Ends a `drop_ingress` on an interface that had no router program. (On a router port,
 /// restart its dataplane: the new daemon puts its own program back into the link.)
 pub fn restore(lab: &Lab, node: &str, iface: &str) -> Result<()> {

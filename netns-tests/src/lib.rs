@@ -7,6 +7,7 @@ pub mod frr;
 pub mod lab;
 pub mod netns;
 pub mod pki;
+pub mod random_mesh;
 pub mod report;
 pub mod routing;
 pub mod tools;

@@ -230,3 +230,23 @@ fn stats_command_prints_the_pinned_counters() {
         "interface names resolved:\n{table}"
     );
 }
+
+/// The lab's lossy wire (no netem here): `x0_lossy` swapped into r1's port from h1 drops
+/// about the share asked of what crosses it and forwards the rest with r1's own maps;
+/// `forward_again` puts r1's program back and nothing is lost.
+#[test]
+fn a_lossy_port_loses_the_share_asked_and_forwards_the_rest() {
+    let lab = common::lab("line.toml", |_| {});
+    let h2 = common::addr(&lab, "h2", false);
+    assert_eq!(traffic::ping(&lab, "h1", h2, 2).unwrap(), 2);
+    x0_lab::faults::lossy_ingress(&lab, "r1", "eth1", 300_000).unwrap();
+    let lossy = traffic::udp_stream(&lab, "h1", "h2", h2, 9300, 5_000, 5_000).unwrap();
+    let share = lossy.lost as f64 / lossy.sent as f64;
+    assert!(
+        (0.25..0.35).contains(&share),
+        "30% asked, {share:.3} lost: {lossy:?}"
+    );
+    x0_lab::faults::forward_again(&lab, "r1", "eth1").unwrap();
+    let clean = traffic::udp_stream(&lab, "h1", "h2", h2, 9301, 5_000, 5_000).unwrap();
+    assert!(clean.lost * 100 < clean.sent, "{clean:?}");
+}

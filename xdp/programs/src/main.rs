@@ -72,6 +72,38 @@ fn is_explained(ctx: &XdpContext) -> bool {
     magic == x0_common::policy::EXPLAIN_MAGIC
 }
 
+/// How many frames per million `x0_lossy` drops, set by its loader (`override_global`).
+#[unsafe(no_mangle)]
+static X0_LOSS_PER_MILLION: u32 = 0;
+
+/// Where `x0_lossy` hands the frames it keeps: the router's own `x0_forward`, put at 0 by
+/// the lab. Not pinned: each lossy port's loader makes its own.
+#[aya_ebpf::macros::map]
+static X0_LOSSY_NEXT: aya_ebpf::maps::ProgramArray =
+    aya_ebpf::maps::ProgramArray::with_max_entries(1, 0);
+
+/// The lab's lossy link (this kernel has no netem): drops frames at random, unseen and
+/// uncounted as a bad wire would, and tail-calls the router's `x0_forward` with the rest
+/// (a second copy of the forwarding here would not pass the verifier). Swapped into a
+/// router port's link by the lab; not used by the dataplane.
+#[xdp]
+pub fn x0_lossy(ctx: XdpContext) -> u32 {
+    // Volatile: the value is patched into the object after compilation.
+    // SAFETY: a plain read of a static, and a helper that takes nothing.
+    let (loss, draw) = unsafe {
+        (
+            core::ptr::read_volatile(&X0_LOSS_PER_MILLION),
+            aya_ebpf::helpers::bpf_get_prandom_u32(),
+        )
+    };
+    if draw % 1_000_000 < loss {
+        return xdp_action::XDP_DROP;
+    }
+    // SAFETY: the array holds only XDP programs; it does not return when one is there.
+    unsafe { X0_LOSSY_NEXT.tail_call(&ctx, 0) };
+    xdp_action::XDP_PASS
+}
+
 /// Does nothing but XDP_PASS: the benchmarks' baseline, and the program lab hosts attach so
 /// that frames redirected into their veth end are accepted.
 #[xdp]
