@@ -3,6 +3,7 @@
 //! docs/performance.json and docs/PERFORMANCE.md from the results.
 
 mod control_plane;
+mod detect;
 mod failover;
 mod forwarding;
 mod generator;
@@ -98,6 +99,22 @@ enum Command {
         policy: bool,
         #[arg(long, default_value_t = 10.0)]
         secs: f64,
+    },
+    /// The brain's anomaly detectors on held-out lab incidents (`x0-lab incidents`):
+    /// GraphSAGE f32 / INT8 beside the MAPE-K thresholds and a z-score.
+    Detect {
+        /// Datasets to train and calibrate on.
+        #[arg(long, default_values = ["bench/data/incidents/six-seed1"])]
+        train: Vec<PathBuf>,
+        /// Held-out datasets (another seed and topology) to judge on.
+        #[arg(long, default_values = ["bench/data/incidents/mesh12-seed2"])]
+        test: Vec<PathBuf>,
+        /// Fewer training epochs (under 3 minutes in all).
+        #[arg(long)]
+        quick: bool,
+        /// One JSON object per model.
+        #[arg(long)]
+        json: bool,
     },
     /// The forwarding benchmark's traffic generator (run inside the sending namespace).
     Generate {
@@ -220,6 +237,20 @@ fn main() -> ExitCode {
         Command::ControlPlane { quick } => print(control_plane::run(quick)),
         Command::Memory { quick } => print(memory::run(quick)),
         Command::Paths { quick } => print(paths::run(quick).map(|t| vec![t])),
+        Command::Detect {
+            train,
+            test,
+            quick,
+            json,
+        } => {
+            let options = detect::Options {
+                train,
+                test,
+                epochs: if quick { 10 } else { 40 },
+                json,
+            };
+            detect::run(&options)
+        }
         Command::Generate {
             iface,
             src_mac,

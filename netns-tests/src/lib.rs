@@ -4,6 +4,7 @@
 pub mod brains;
 pub mod faults;
 pub mod frr;
+pub mod incidents;
 pub mod lab;
 pub mod netns;
 pub mod pki;

@@ -27,6 +27,33 @@ enum Command {
         #[arg(long)]
         brains: bool,
     },
+    /// Record a labelled incidents dataset (docs/DATASET.md): a mesh with brains, streams
+    /// between its hosts, faults injected one at a time with their ground truth.
+    Incidents {
+        /// The mesh: a topology file ...
+        #[arg(long, conflicts_with = "routers")]
+        topology: Option<PathBuf>,
+        /// ... or a random mesh of this many routers, from the seed.
+        #[arg(long)]
+        routers: Option<usize>,
+        /// Decides the random mesh and the schedule.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 14)]
+        episodes: usize,
+        /// Seconds each fault lasts, and the fault-free seconds after it.
+        #[arg(long, default_value_t = 20)]
+        fault_s: u64,
+        #[arg(long, default_value_t = 20)]
+        gap_s: u64,
+        /// Where the dataset goes (a directory).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "x0inc")]
+        name: String,
+        #[arg(long)]
+        dataplane_bin: Option<PathBuf>,
+    },
     /// Stop the daemons and remove everything the lab created.
     Down {
         #[arg(long, default_value = "x0lab")]
@@ -172,6 +199,42 @@ fn real_main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Down { name } => Lab::down_by_name(&name),
+        Command::Incidents {
+            topology,
+            routers,
+            seed,
+            episodes,
+            fault_s,
+            gap_s,
+            out,
+            name,
+            dataplane_bin,
+        } => {
+            let (topo, label) = match (topology, routers) {
+                (Some(t), _) => (Topology::from_file(&t)?, t.display().to_string()),
+                (None, Some(n)) => (
+                    x0_lab::random_mesh::random_mesh(n, seed)?,
+                    format!("random:{n}:{seed}"),
+                ),
+                (None, None) => bail!("give --topology FILE or --routers N"),
+            };
+            let bin = match dataplane_bin {
+                Some(b) => b,
+                None => default_dataplane_bin()?,
+            };
+            let plan = x0_lab::incidents::Plan {
+                seed,
+                episodes,
+                fault: std::time::Duration::from_secs(fault_s),
+                gap: std::time::Duration::from_secs(gap_s),
+                warmup: std::time::Duration::from_secs(20),
+                surge_every: 3,
+            };
+            let lab = Lab::up(&name, topo, bin)?;
+            let labels = x0_lab::incidents::record(&lab, &label, &plan, &out)?;
+            println!("{} episodes recorded in {}", labels.len(), out.display());
+            Ok(())
+        }
         Command::Ctl {
             name,
             router,

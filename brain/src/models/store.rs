@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use burn::{
     store::{BurnpackStore, ModuleSnapshot, burn_pack::Reader},
-    tensor::Device,
+    tensor::{Bytes, Device},
 };
 
 use super::{features, graphsage::GraphSage};
@@ -45,8 +45,11 @@ pub fn load(path: &Path, device: &Device) -> Result<ModelFile> {
 }
 
 fn load_inner(path: &Path, device: &Device) -> Result<ModelFile> {
-    let reader =
-        Reader::from_file_exact(path).map_err(|e| anyhow::anyhow!("not a Burnpack file: {e}"))?;
+    // Read once, into memory: a Burnpack file store reads its tensors lazily, from disk,
+    // so a file replaced or removed after loading would take the running model with it.
+    let bytes = std::fs::read(path)?;
+    let reader = Reader::from_bytes(Bytes::from_bytes_vec(bytes.clone()))
+        .map_err(|e| anyhow::anyhow!("not a Burnpack file: {e}"))?;
     let meta = reader.metadata();
     let get = |k: &str| meta.get(k).map(String::as_str).unwrap_or("");
     if get("x0.kind") != KIND {
@@ -66,7 +69,7 @@ fn load_inner(path: &Path, device: &Device) -> Result<ModelFile> {
         bail!("hidden size {hidden} or threshold {threshold} out of range");
     }
     let mut model = GraphSage::new(hidden, device);
-    let mut store = BurnpackStore::from_file(path).auto_extension(false);
+    let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes)));
     let applied = model
         .load_from(&mut store)
         .map_err(|e| anyhow::anyhow!("weights: {e}"))?;
@@ -116,6 +119,9 @@ mod tests {
         let (f32_path, int8_path) = (dir.path().join("m.bpk"), dir.path().join("q.bpk"));
         save(&f32_path, &m).unwrap();
         let back = load(&f32_path, &device).unwrap();
+        // The loaded model keeps nothing of the file (the brain's may be replaced under it).
+        let f32_size = std::fs::metadata(&f32_path).unwrap().len();
+        std::fs::write(&f32_path, b"replaced").unwrap();
         assert_eq!(back.model.scores(g, &device), m.model.scores(g, &device));
         assert_eq!((back.threshold, back.quantized), (m.threshold, false));
 
@@ -138,10 +144,9 @@ mod tests {
         }
         let size = |p: &Path| std::fs::metadata(p).unwrap().len();
         assert!(
-            size(&int8_path) < size(&f32_path),
-            "{} vs {}",
-            size(&int8_path),
-            size(&f32_path)
+            size(&int8_path) < f32_size,
+            "{} vs {f32_size}",
+            size(&int8_path)
         );
     }
 

@@ -1,0 +1,225 @@
+//! Labelled incident datasets (`x0-lab incidents`; format in docs/DATASET.md): what every
+//! brain saw each interval, and the ground truth of the faults injected. The types are
+//! here, once, for the lab that writes them and the trainer and benchmark that read them.
+
+use std::{collections::HashMap, path::Path};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    features::{self, FEATURES, Features},
+    graphsage::Graph,
+    train::Example,
+};
+
+/// The format's version; a reader refuses any other.
+pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT: &str = "x0-incidents";
+/// An interval this long after a fault ends still belongs to it (features lag by their
+/// baselines; the mesh reconverges).
+pub const GRACE_NS: u64 = 5_000_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Both ends of a link lose 1-30 % of what they receive.
+    Loss,
+    /// One end of a link loses 5-30 % of what it receives.
+    OneWayLoss,
+    /// Both ends stay up and lose everything.
+    Blackhole,
+    /// The link loses carrier for 1 s every 3 s.
+    Flap,
+    /// A router's dataplane and brain get 3 % of a CPU.
+    CpuStarvation,
+    /// A router's brain is killed (and restarted at the end).
+    BrainCrash,
+    /// One end advertises a link at ten times its cost.
+    CostMisconfig,
+    /// No fault: a TCP load between the hosts (must not be flagged).
+    Surge,
+}
+
+impl Kind {
+    pub fn is_fault(self) -> bool {
+        self != Kind::Surge
+    }
+}
+
+/// One injected episode and its ground truth.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Label {
+    pub kind: Kind,
+    /// The faulty link ("r2-r4", the end that suffers first) or router ("r3"); empty for a surge.
+    pub element: String,
+    /// The routers the fault touches directly (a link's ends, or the router).
+    pub routers: Vec<String>,
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
+    /// Loss per million for the loss kinds.
+    #[serde(default)]
+    pub loss_per_million: u32,
+}
+
+impl Label {
+    /// Whether `t` falls in the fault's window (with the grace after it).
+    pub fn covers(&self, t: u64) -> bool {
+        (self.start_unix_ns..=self.end_unix_ns + GRACE_NS).contains(&t)
+    }
+}
+
+/// `meta.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub format: String,
+    pub version: u32,
+    pub features_version: u32,
+    pub seed: u64,
+    pub topology: String,
+    pub routers: Vec<String>,
+    pub links: Vec<(String, String)>,
+    pub interval_ms: u64,
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
+}
+
+/// One line of a brain's telemetry log (the fields the models read).
+#[derive(Deserialize)]
+struct LogLine {
+    unix_ns: u64,
+    features: Vec<f32>,
+}
+
+/// A dataset in memory: per interval, each router's features (None: it logged nothing).
+pub struct Dataset {
+    pub meta: Meta,
+    pub labels: Vec<Label>,
+    pub neighbours: Vec<Vec<usize>>,
+    /// Start of each interval, and the routers' features in it (in `meta.routers` order).
+    pub intervals: Vec<(u64, Vec<Option<Features>>)>,
+}
+
+impl Dataset {
+    pub fn load(dir: &Path) -> Result<Self> {
+        Self::load_inner(dir).with_context(|| format!("dataset {}", dir.display()))
+    }
+
+    fn load_inner(dir: &Path) -> Result<Self> {
+        let meta: Meta = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json"))?)
+            .context("meta.json")?;
+        if meta.format != FORMAT || meta.version != FORMAT_VERSION {
+            bail!(
+                "{} version {}: this reads {FORMAT} version {FORMAT_VERSION}",
+                meta.format,
+                meta.version
+            );
+        }
+        if meta.features_version != features::VERSION {
+            bail!(
+                "feature set {}: this reads {}",
+                meta.features_version,
+                features::VERSION
+            );
+        }
+        let labels = read_lines::<Label>(&dir.join("labels.jsonl"))?;
+        let index: HashMap<&str, usize> = meta
+            .routers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.as_str(), i))
+            .collect();
+        let mut neighbours = vec![Vec::new(); meta.routers.len()];
+        for (a, b) in &meta.links {
+            let (Some(&a), Some(&b)) = (index.get(a.as_str()), index.get(b.as_str())) else {
+                bail!("meta.json: link {a}-{b} names an unknown router");
+            };
+            neighbours[a].push(b);
+            neighbours[b].push(a);
+        }
+        let intervals = read_intervals(dir, &meta)?;
+        Ok(Dataset {
+            meta,
+            labels,
+            neighbours,
+            intervals,
+        })
+    }
+
+    /// Each interval with every router present as a labelled snapshot (a router is
+    /// positive when a fault touching it covers the interval), with the interval's start.
+    pub fn examples(&self) -> Vec<(u64, Example)> {
+        self.intervals
+            .iter()
+            .filter(|(_, fs)| fs.iter().all(Option::is_some))
+            .map(|(t, fs)| {
+                let features = fs.iter().map(|f| f.expect("present")).collect();
+                let labels = self
+                    .meta
+                    .routers
+                    .iter()
+                    .map(|r| self.faulty(r, *t))
+                    .collect();
+                let graph = Graph {
+                    features,
+                    neighbours: self.neighbours.clone(),
+                };
+                (*t, Example { graph, labels })
+            })
+            .collect()
+    }
+
+    /// Whether a fault touching `router` covers `t`.
+    pub fn faulty(&self, router: &str, t: u64) -> bool {
+        self.labels
+            .iter()
+            .any(|l| l.kind.is_fault() && l.covers(t) && l.routers.iter().any(|r| r == router))
+    }
+}
+
+fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Buckets every router's log lines into the dataset's intervals.
+fn read_intervals(dir: &Path, meta: &Meta) -> Result<Vec<(u64, Vec<Option<Features>>)>> {
+    let step = meta.interval_ms.max(1) * 1_000_000;
+    let count = (meta.end_unix_ns.saturating_sub(meta.start_unix_ns) / step) as usize;
+    let mut intervals: Vec<(u64, Vec<Option<Features>>)> = (0..count)
+        .map(|i| {
+            (
+                meta.start_unix_ns + i as u64 * step,
+                vec![None; meta.routers.len()],
+            )
+        })
+        .collect();
+    for (r, router) in meta.routers.iter().enumerate() {
+        let lines = read_lines::<LogLine>(&dir.join("telemetry").join(format!("{router}.jsonl")))?;
+        for line in lines {
+            let Some(slot) = line
+                .unix_ns
+                .checked_sub(meta.start_unix_ns)
+                .map(|d| (d / step) as usize)
+            else {
+                continue;
+            };
+            let features: Result<Features, _> = line.features.as_slice().try_into();
+            match (intervals.get_mut(slot), features) {
+                (Some((_, fs)), Ok(f)) => fs[r] = Some(f),
+                (_, Err(_)) => bail!(
+                    "{router}: a line with {} features, not {FEATURES}",
+                    line.features.len()
+                ),
+                (None, _) => {}
+            }
+        }
+    }
+    Ok(intervals)
+}

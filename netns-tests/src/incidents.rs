@@ -1,0 +1,368 @@
+//! `x0-lab incidents`: labelled incidents from the real lab, for training and judging the
+//! brain's anomaly models. A mesh (a topology file, or a random one from the seed) runs with
+//! a brain per router and streams between its hosts; faults are injected one at a time,
+//! each with its ground truth (kind, element, start, end), with fault-free gaps between
+//! them and some legitimate load surges (false alarms are counted there). Every brain logs
+//! its telemetry each interval; the dataset is those logs with the labels (format:
+//! docs/DATASET.md). The same seed gives the same schedule.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result, bail};
+use rand::{RngExt, SeedableRng, rngs::StdRng, seq::SliceRandom};
+use x0_brain::{
+    config::Mode,
+    models::dataset::{FORMAT, FORMAT_VERSION, Kind, Label, Meta},
+};
+
+use crate::{Lab, Topology, faults, netns};
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub seed: u64,
+    pub episodes: usize,
+    pub fault: Duration,
+    pub gap: Duration,
+    pub warmup: Duration,
+    /// One surge every this many episodes.
+    pub surge_every: usize,
+}
+
+/// The fault kinds, each once a round.
+const FAULTS: [Kind; 7] = [
+    Kind::Loss,
+    Kind::OneWayLoss,
+    Kind::Blackhole,
+    Kind::Flap,
+    Kind::CpuStarvation,
+    Kind::BrainCrash,
+    Kind::CostMisconfig,
+];
+
+fn on_link(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Loss | Kind::OneWayLoss | Kind::Blackhole | Kind::Flap | Kind::CostMisconfig
+    )
+}
+
+pub fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The schedule: each fault kind in turn (shuffled by the seed), surges between.
+pub fn schedule(plan: &Plan, topo: &Topology) -> Vec<(Kind, String, u32)> {
+    let mut rng = StdRng::seed_from_u64(plan.seed);
+    let links = router_links(topo);
+    let routers: Vec<String> = topo.routers.iter().map(|r| r.name.clone()).collect();
+    let mut kinds = Vec::new();
+    while kinds.len() < plan.episodes {
+        let mut round = FAULTS.to_vec();
+        round.shuffle(&mut rng);
+        kinds.extend(round);
+    }
+    kinds.truncate(plan.episodes);
+    kinds
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, kind)| {
+            let surge = (plan.surge_every > 0 && i % plan.surge_every == plan.surge_every - 1)
+                .then(|| (Kind::Surge, String::new(), 0));
+            let element = if on_link(kind) {
+                let (a, b) = &links[rng.random_range(0..links.len())];
+                if rng.random() {
+                    format!("{a}-{b}")
+                } else {
+                    format!("{b}-{a}")
+                }
+            } else {
+                routers[rng.random_range(0..routers.len())].clone()
+            };
+            let loss = match kind {
+                Kind::Loss => rng.random_range(10_000..=300_000),
+                Kind::OneWayLoss => rng.random_range(50_000..=300_000),
+                _ => 0,
+            };
+            std::iter::once((kind, element, loss)).chain(surge)
+        })
+        .collect()
+}
+
+pub fn router_links(topo: &Topology) -> Vec<(String, String)> {
+    topo.links
+        .iter()
+        .filter(|l| topo.is_router(&l.a.node) && topo.is_router(&l.b.node))
+        .map(|l| (l.a.node.clone(), l.b.node.clone()))
+        .collect()
+}
+
+/// Runs the whole schedule on `lab` (brains started here) and writes the dataset to `out`.
+pub fn record(lab: &Lab, topology: &str, plan: &Plan, out: &Path) -> Result<Vec<Label>> {
+    std::fs::create_dir_all(out.join("telemetry"))?;
+    for r in &lab.topo.routers {
+        lab.start_brain(&r.name, Mode::Enforce)?;
+    }
+    wait_reachable(lab)?;
+    let start = unix_ns(SystemTime::now());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let labels = std::thread::scope(|s| -> Result<Vec<Label>> {
+        s.spawn(|| background(lab, &stop));
+        std::thread::sleep(plan.warmup);
+        let labels = episodes(lab, plan);
+        // The streams stop whether or not every episode went through.
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        labels
+    })?;
+    write_dataset(lab, topology, plan, out, &labels, start)?;
+    Ok(labels)
+}
+
+/// Every scheduled episode in turn, each followed by the fault-free gap.
+fn episodes(lab: &Lab, plan: &Plan) -> Result<Vec<Label>> {
+    let mut labels = Vec::new();
+    for (i, (kind, element, loss)) in schedule(plan, &lab.topo).into_iter().enumerate() {
+        eprintln!(
+            "episode {}: {kind:?} {element} (loss {loss} per million)",
+            i + 1
+        );
+        let label = episode(lab, kind, &element, loss, plan.fault)
+            .with_context(|| format!("episode {}: {kind:?} on {element}", i + 1))?;
+        labels.push(label);
+        std::thread::sleep(plan.gap);
+    }
+    Ok(labels)
+}
+
+fn wait_reachable(lab: &Lab) -> Result<()> {
+    let h2 = lab.topo.addr_of("h2", false).context("h2's address")?;
+    for _ in 0..30 {
+        if crate::traffic::ping(lab, "h1", h2, 1).unwrap_or(0) == 1 {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    bail!("h1 does not reach h2 after 30 s: the brains did not converge")
+}
+
+/// Streams both ways between the hosts (200 packets/s each) until `stop`.
+fn background(lab: &Lab, stop: &std::sync::atomic::AtomicBool) {
+    let (Some(h1), Some(h2)) = (lab.topo.addr_of("h1", false), lab.topo.addr_of("h2", false))
+    else {
+        return;
+    };
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::scope(|s| {
+            s.spawn(|| crate::traffic::udp_stream(lab, "h1", "h2", h2, 9400, 2_000, 200));
+            s.spawn(|| crate::traffic::udp_stream(lab, "h2", "h1", h1, 9401, 2_000, 200));
+        });
+    }
+}
+
+/// Injects one fault (or surge) for `length`, repairs it, and says what happened when.
+fn episode(lab: &Lab, kind: Kind, element: &str, loss: u32, length: Duration) -> Result<Label> {
+    let routers: Vec<String> = element
+        .split('-')
+        .filter(|r| !r.is_empty())
+        .map(String::from)
+        .collect();
+    let start = SystemTime::now();
+    match kind {
+        Kind::Flap => flap(lab, &routers[0], &routers[1], length)?,
+        Kind::Surge => surge(lab, length)?,
+        _ => {
+            apply(lab, kind, &routers, loss)?;
+            std::thread::sleep(length);
+            repair(lab, kind, &routers)?;
+        }
+    }
+    let end = SystemTime::now();
+    Ok(Label {
+        kind,
+        element: element.to_string(),
+        routers,
+        start_unix_ns: unix_ns(start),
+        end_unix_ns: unix_ns(end),
+        loss_per_million: loss,
+    })
+}
+
+/// The (router, interface) ends of the link: `a`'s first.
+fn ends(lab: &Lab, a: &str, b: &str) -> Result<[(String, String); 2]> {
+    let (near, far) = faults::link_ends(lab, a, b)?;
+    Ok([near, far])
+}
+
+fn apply(lab: &Lab, kind: Kind, routers: &[String], loss: u32) -> Result<()> {
+    match kind {
+        Kind::Loss | Kind::Blackhole => {
+            let per_million = if kind == Kind::Blackhole {
+                1_000_000
+            } else {
+                loss
+            };
+            for (node, iface) in ends(lab, &routers[0], &routers[1])? {
+                faults::lossy_ingress(lab, &node, &iface, per_million)?;
+            }
+        }
+        Kind::OneWayLoss => {
+            let [(node, iface), _] = ends(lab, &routers[0], &routers[1])?;
+            faults::lossy_ingress(lab, &node, &iface, loss)?;
+        }
+        Kind::CpuStarvation => starve(lab, &routers[0], true)?,
+        Kind::BrainCrash => lab.stop_brain(&routers[0], true)?,
+        Kind::CostMisconfig => {
+            let (a, b) = (routers[0].clone(), routers[1].clone());
+            lab.stop_brain(&a, false)?;
+            lab.start_brain_with(&a, Mode::Enforce, |c| {
+                c.neighbors
+                    .iter_mut()
+                    .filter(|n| n.router == b)
+                    .for_each(|n| n.cost *= 10)
+            })?;
+        }
+        Kind::Flap | Kind::Surge => {}
+    }
+    Ok(())
+}
+
+fn repair(lab: &Lab, kind: Kind, routers: &[String]) -> Result<()> {
+    match kind {
+        Kind::Loss | Kind::Blackhole | Kind::OneWayLoss => {
+            for (node, iface) in ends(lab, &routers[0], &routers[1])? {
+                faults::forward_again(lab, &node, &iface)?;
+            }
+        }
+        Kind::CpuStarvation => starve(lab, &routers[0], false)?,
+        Kind::BrainCrash => lab.start_brain(&routers[0], Mode::Enforce)?,
+        Kind::CostMisconfig => {
+            lab.stop_brain(&routers[0], false)?;
+            lab.start_brain(&routers[0], Mode::Enforce)?;
+        }
+        Kind::Flap | Kind::Surge => {}
+    }
+    Ok(())
+}
+
+/// Carrier off for 1 s in every 3 s, on `b`'s end of the link, for `length`.
+fn flap(lab: &Lab, a: &str, b: &str, length: Duration) -> Result<()> {
+    let [_, (node, iface)] = ends(lab, a, b)?;
+    let until = std::time::Instant::now() + length;
+    while std::time::Instant::now() < until {
+        netns::exec_ok(&lab.ns(&node), &["ip", "link", "set", &iface, "down"])?;
+        std::thread::sleep(Duration::from_secs(1));
+        netns::exec_ok(&lab.ns(&node), &["ip", "link", "set", &iface, "up"])?;
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    Ok(())
+}
+
+/// TCP between the hosts as fast as it goes, for `length`.
+fn surge(lab: &Lab, length: Duration) -> Result<()> {
+    let h2 = lab.topo.addr_of("h2", false).context("h2's address")?;
+    crate::tools::iperf3_tcp(lab, ("h1", "h2"), h2, length.as_secs() as u32, None).map(|_| ())
+}
+
+/// Puts a router's dataplane and brain in a CPU cgroup with 3 % of one CPU (or takes them
+/// out again): cgroup v1's cpu controller where mounted, else v2's cpu.max.
+fn starve(lab: &Lab, router: &str, on: bool) -> Result<()> {
+    let pids: Vec<String> = [
+        lab.file(router, "pid"),
+        lab.file(&format!("brain-{router}"), "pid"),
+    ]
+    .iter()
+    .filter_map(|p| std::fs::read_to_string(p).ok())
+    .map(|s| s.trim().to_string())
+    .collect();
+    let v1 = Path::new("/sys/fs/cgroup/cpu");
+    let (root, group) = if v1.join("cpu.cfs_quota_us").exists() {
+        (
+            v1.to_path_buf(),
+            v1.join(format!("x0lab-{}-{router}", lab.name)),
+        )
+    } else {
+        let v2 = PathBuf::from("/sys/fs/cgroup");
+        (v2.clone(), v2.join(format!("x0lab-{}-{router}", lab.name)))
+    };
+    let into = if on { &group } else { &root };
+    if on {
+        std::fs::create_dir_all(&group).with_context(|| format!("{}", group.display()))?;
+        if root == v1 {
+            std::fs::write(group.join("cpu.cfs_period_us"), "100000")?;
+            std::fs::write(group.join("cpu.cfs_quota_us"), "3000")?;
+            // Real-time threads (BFD's) may only join a group with real-time time of its own.
+            std::fs::write(group.join("cpu.rt_runtime_us"), "30000")
+                .context("cpu.rt_runtime_us")?;
+        } else {
+            std::fs::write(group.join("cpu.max"), "3000 100000")?;
+        }
+    }
+    for pid in &pids {
+        std::fs::write(into.join("cgroup.procs"), pid)
+            .with_context(|| format!("moving {pid} to {}", into.display()))?;
+    }
+    if !on {
+        let _ = std::fs::remove_dir(&group);
+    }
+    Ok(())
+}
+
+fn write_dataset(
+    lab: &Lab,
+    topology: &str,
+    plan: &Plan,
+    out: &Path,
+    labels: &[Label],
+    start: u64,
+) -> Result<()> {
+    let mut routers = Vec::new();
+    for r in &lab.topo.routers {
+        let log = lab
+            .dir
+            .join("brain-state")
+            .join(&r.name)
+            .join("telemetry.jsonl");
+        slim(
+            &log,
+            &out.join("telemetry").join(format!("{}.jsonl", r.name)),
+        )
+        .with_context(|| format!("{}", log.display()))?;
+        routers.push(r.name.clone());
+    }
+    let mut f = std::fs::File::create(out.join("labels.jsonl"))?;
+    for l in labels {
+        writeln!(f, "{}", serde_json::to_string(l)?)?;
+    }
+    let meta = Meta {
+        format: FORMAT.into(),
+        version: FORMAT_VERSION,
+        features_version: x0_brain::models::features::VERSION,
+        seed: plan.seed,
+        topology: topology.into(),
+        routers,
+        links: router_links(&lab.topo),
+        interval_ms: 1000,
+        start_unix_ns: start,
+        end_unix_ns: unix_ns(SystemTime::now()),
+    };
+    std::fs::write(out.join("meta.json"), serde_json::to_string_pretty(&meta)?)?;
+    Ok(())
+}
+
+/// A brain's log as the dataset keeps it: each interval's time, router, features and score
+/// (the neighbours' features are in their own logs; the raw sample is left out).
+fn slim(from: &Path, to: &Path) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(to)?);
+    for line in std::fs::read_to_string(from)?.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let keep = serde_json::json!({
+            "unix_ns": v["unix_ns"], "router": v["router"], "features": v["features"], "score": v["score"],
+        });
+        writeln!(out, "{keep}")?;
+    }
+    Ok(())
+}
