@@ -115,6 +115,9 @@ enum Command {
         /// One JSON object per model.
         #[arg(long)]
         json: bool,
+        /// Also write the results as Markdown (docs/DETECTION.md).
+        #[arg(long)]
+        markdown: Option<PathBuf>,
     },
     /// The forwarding benchmark's traffic generator (run inside the sending namespace).
     Generate {
@@ -242,12 +245,15 @@ fn main() -> ExitCode {
             test,
             quick,
             json,
+            markdown,
         } => {
             let options = detect::Options {
                 train,
                 test,
                 epochs: if quick { 10 } else { 40 },
                 json,
+                markdown,
+                command: std::env::args().collect::<Vec<_>>().join(" "),
             };
             detect::run(&options)
         }

@@ -94,7 +94,8 @@ fn load(path: &PathBuf) -> Result<Mesh> {
     Mesh::parse(&text).with_context(|| format!("topology {}", path.display()))
 }
 
-/// `x0-brain train`: every dataset's complete intervals, one model, its file.
+/// `x0-brain train`: every dataset's complete intervals, one model, the threshold with the
+/// best event-F1 on them, its file.
 fn train(
     datasets: &[PathBuf],
     out: &std::path::Path,
@@ -102,11 +103,15 @@ fn train(
     seed: u64,
     epochs: usize,
 ) -> Result<()> {
-    use x0_brain::models::{dataset::Dataset, store, train};
-    let mut examples = Vec::new();
-    for d in datasets {
-        examples.extend(Dataset::load(d)?.examples().into_iter().map(|(_, e)| e));
-    }
+    use x0_brain::models::{baselines, dataset::Dataset, store, train};
+    let datasets: Vec<Dataset> = datasets
+        .iter()
+        .map(|d| Dataset::load(d))
+        .collect::<Result<_>>()?;
+    let examples: Vec<train::Example> = datasets
+        .iter()
+        .flat_map(|d| d.examples().into_iter().map(|(_, e)| e))
+        .collect();
     let positives = examples
         .iter()
         .flat_map(|e| &e.labels)
@@ -129,18 +134,25 @@ fn train(
     } else {
         t.model
     };
-    let file = store::ModelFile {
+    let mut sage = baselines::Sage {
+        name: String::new(),
         model,
         threshold: t.threshold,
+        bytes: 0,
+    };
+    let threshold = baselines::calibrate(&sage, &datasets);
+    sage.threshold = threshold;
+    let file = store::ModelFile {
+        model: sage.model,
+        threshold,
         quantized: int8,
     };
     store::save(out, &file)?;
     println!(
-        "{} intervals, {positives} faulty router-intervals; loss {:.4} -> {:.4}; threshold {:.3}; {} ({} bytes)",
+        "{} intervals, {positives} faulty router-intervals; loss {:.4} -> {:.4}; threshold {threshold:.3}; {} ({} bytes)",
         examples.len(),
         t.losses.first().copied().unwrap_or(0.0),
         t.losses.last().copied().unwrap_or(0.0),
-        t.threshold,
         out.display(),
         std::fs::metadata(out)?.len()
     );

@@ -130,9 +130,7 @@ fn episodes(lab: &Lab, plan: &Plan) -> Result<Vec<Label>> {
             "episode {}: {kind:?} {element} (loss {loss} per million)",
             i + 1
         );
-        let label = episode(lab, kind, &element, loss, plan.fault)
-            .with_context(|| format!("episode {}: {kind:?} on {element}", i + 1))?;
-        labels.push(label);
+        labels.push(episode(lab, kind, &element, loss, plan.fault));
         std::thread::sleep(plan.gap);
     }
     Ok(labels)
@@ -163,32 +161,35 @@ fn background(lab: &Lab, stop: &std::sync::atomic::AtomicBool) {
     }
 }
 
-/// Injects one fault (or surge) for `length`, repairs it, and says what happened when.
-fn episode(lab: &Lab, kind: Kind, element: &str, loss: u32, length: Duration) -> Result<Label> {
+/// Injects one fault (or surge) for `length`, repairs it, and says what happened when. A
+/// step that fails is reported and the repair still runs; the label is kept (something
+/// may have been injected: its window must not count as calm).
+fn episode(lab: &Lab, kind: Kind, element: &str, loss: u32, length: Duration) -> Label {
     let routers: Vec<String> = element
         .split('-')
         .filter(|r| !r.is_empty())
         .map(String::from)
         .collect();
     let start = SystemTime::now();
-    match kind {
-        Kind::Flap => flap(lab, &routers[0], &routers[1], length)?,
-        Kind::Surge => surge(lab, length)?,
-        _ => {
-            apply(lab, kind, &routers, loss)?;
-            std::thread::sleep(length);
-            repair(lab, kind, &routers)?;
-        }
+    let injected = match kind {
+        Kind::Flap => flap(lab, &routers[0], &routers[1], length),
+        Kind::Surge => surge(lab, length),
+        _ => apply(lab, kind, &routers, loss).map(|()| std::thread::sleep(length)),
+    };
+    if let Err(e) = injected {
+        eprintln!("  {kind:?} on {element}: {e:#} (repairing and going on)");
     }
-    let end = SystemTime::now();
-    Ok(Label {
+    if let Err(e) = repair(lab, kind, &routers) {
+        eprintln!("  repairing {kind:?} on {element}: {e:#}");
+    }
+    Label {
         kind,
         element: element.to_string(),
         routers,
         start_unix_ns: unix_ns(start),
-        end_unix_ns: unix_ns(end),
+        end_unix_ns: unix_ns(SystemTime::now()),
         loss_per_million: loss,
-    })
+    }
 }
 
 /// The (router, interface) ends of the link: `a`'s first.
@@ -353,14 +354,25 @@ fn write_dataset(
     Ok(())
 }
 
-/// A brain's log as the dataset keeps it: each interval's time, router, features and score
-/// (the neighbours' features are in their own logs; the raw sample is left out).
+/// A brain's log as the dataset keeps it: each interval's time, router, features (to four
+/// decimals) and score (the neighbours' features are in their own logs; the raw sample is
+/// left out).
 fn slim(from: &Path, to: &Path) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(to)?);
     for line in std::fs::read_to_string(from)?.lines() {
         let v: serde_json::Value = serde_json::from_str(line)?;
+        // Four decimals are plenty for features in [-1, 1] and halve the dataset.
+        let features: Vec<f64> = v["features"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_f64())
+                    .map(|x| (x * 1e4).round() / 1e4)
+                    .collect()
+            })
+            .unwrap_or_default();
         let keep = serde_json::json!({
-            "unix_ns": v["unix_ns"], "router": v["router"], "features": v["features"], "score": v["score"],
+            "unix_ns": v["unix_ns"], "router": v["router"], "features": features, "score": v["score"],
         });
         writeln!(out, "{keep}")?;
     }

@@ -134,9 +134,12 @@ fn a_model_scores_the_router_and_a_corrupt_one_is_refused_while_routing_goes_on(
         lab.start_brain_with(router, Mode::Enforce, |c| c.model = Some(path))
             .unwrap();
     }
-    // r1 scores itself from its neighbours' (r2, r3) features and embeddings.
-    let s = wait_for(&lab, "r1", "a score", |s| {
-        telemetry_of(s, "r1").is_some_and(|t| t["score"].is_number())
+    // r1 scores itself from its neighbours' (r2, r3) features and embeddings, and shows
+    // the scores their own brains sent.
+    let s = wait_for(&lab, "r1", "its score and r2's, r3's", |s| {
+        ["r1", "r2", "r3"]
+            .iter()
+            .all(|r| telemetry_of(s, r).is_some_and(|t| t["score"].is_number()))
     });
     assert!(
         s["model"]

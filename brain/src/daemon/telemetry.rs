@@ -47,6 +47,8 @@ pub struct Telemetry {
     model: Option<ModelFile>,
     device: Device,
     log: Option<std::io::LineWriter<std::fs::File>>,
+    /// Whether the model flagged us last interval.
+    flagged: bool,
 }
 
 impl Telemetry {
@@ -85,6 +87,7 @@ impl Telemetry {
             model,
             device,
             log,
+            flagged: false,
         };
         (t, said)
     }
@@ -216,13 +219,32 @@ impl Telemetry {
             anomalous: score.is_some_and(|x| x >= threshold),
         };
         self.write_log(&own, &fresh, sample);
-        s.own_telemetry = Some(own);
-        pb::ExchangeRequest {
+        self.analyse(&own, config);
+        let request = pb::ExchangeRequest {
             router: config.router.clone(),
             features_version: features::VERSION,
             features: features.to_vec(),
             embedding,
             unix_ns: unix_ns(SystemTime::now()),
+            score: own.score,
+            anomalous: own.anomalous,
+        };
+        s.own_telemetry = Some(own);
+        request
+    }
+
+    /// MAPE-K's analysis of the score: a router crossing its model's threshold (and coming
+    /// back under it) is logged, in observe mode as in enforce; acting on it is the next
+    /// step (root-cause analysis).
+    fn analyse(&mut self, own: &pb::Telemetry, config: &BrainConfig) {
+        if own.anomalous != self.flagged {
+            self.flagged = own.anomalous;
+            let score = own.score.unwrap_or(0.0);
+            if own.anomalous {
+                tracing::warn!(router = %config.router, score, mode = ?config.mode, "anomaly: the model flags this router");
+            } else {
+                tracing::info!(router = %config.router, score, "anomaly cleared");
+            }
         }
     }
 

@@ -51,6 +51,9 @@ pub struct Shared {
 pub struct Heard {
     pub features: Vec<f32>,
     pub embedding: Vec<f32>,
+    /// Its own brain's score of it, and whether it flagged itself.
+    pub score: Option<f32>,
+    pub anomalous: bool,
     pub at: std::time::Instant,
 }
 
@@ -130,8 +133,14 @@ impl Shared {
                 r.embedding.len()
             ));
         }
-        if !r.features.iter().chain(&r.embedding).all(|v| v.is_finite()) {
-            return Err("features and embedding must be finite".into());
+        if !r
+            .features
+            .iter()
+            .chain(&r.embedding)
+            .chain(&r.score)
+            .all(|v| v.is_finite())
+        {
+            return Err("features, embedding and score must be finite".into());
         }
         let now = std::time::Instant::now();
         self.heard
@@ -142,6 +151,8 @@ impl Shared {
         let heard = Heard {
             features: r.features.clone(),
             embedding: r.embedding.clone(),
+            score: r.score.map(|s| s.clamp(0.0, 1.0)),
+            anomalous: r.anomalous,
             at: now,
         };
         self.heard.insert(router, heard);
@@ -159,8 +170,8 @@ impl Shared {
             router: router.clone(),
             features: h.features.clone(),
             age_ms: h.at.elapsed().as_millis() as u64,
-            score: None,
-            anomalous: false,
+            score: h.score,
+            anomalous: h.anomalous,
         });
         self.own_telemetry
             .clone()

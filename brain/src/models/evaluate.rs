@@ -81,7 +81,7 @@ pub fn kind_name(k: Kind) -> String {
 }
 
 /// Recall = detected / faults; precision = detected / (detected + false alarms).
-fn event_f1(detected: usize, faults: usize, false_alarms: usize) -> f64 {
+pub fn event_f1(detected: usize, faults: usize, false_alarms: usize) -> f64 {
     if detected == 0 {
         return 0.0;
     }
