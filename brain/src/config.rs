@@ -73,6 +73,21 @@ pub struct NeighborConfig {
     pub brain: String,
 }
 
+impl NeighborConfig {
+    /// Whether `addr` on `interface` is this neighbour (a next hop's gateway, a BFD peer).
+    pub fn is_at(&self, interface: &str, addr: &str) -> bool {
+        self.interface == interface && self.addrs.iter().any(|a| a.to_string() == addr)
+    }
+
+    /// Our BFD session to this neighbour, among `sessions`.
+    pub fn session<'a>(
+        &self,
+        sessions: &'a [x0_proto::dataplane::v1::BfdSession],
+    ) -> Option<&'a x0_proto::dataplane::v1::BfdSession> {
+        sessions.iter().find(|s| self.is_at(&s.interface, &s.peer))
+    }
+}
+
 fn default_k() -> usize {
     3
 }

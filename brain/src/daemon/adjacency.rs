@@ -58,9 +58,7 @@ impl Adjacencies {
         let mine: Vec<&dpb::NextHopState> = view
             .next_hops
             .iter()
-            .filter(|h| {
-                h.interface == n.interface && n.addrs.iter().any(|a| a.to_string() == h.gateway)
-            })
+            .filter(|h| n.is_at(&h.interface, &h.gateway))
             .collect();
         if !carrier {
             return false;

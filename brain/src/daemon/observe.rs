@@ -74,10 +74,7 @@ impl Senses {
 
     fn on_bfd(&mut self, sessions: &[dpb::BfdSession], config: &BrainConfig, now: Instant) {
         for n in &config.neighbors {
-            let session = sessions.iter().find(|s| {
-                s.interface == n.interface && n.addrs.iter().any(|a| a.to_string() == s.peer)
-            });
-            if let Some(s) = session {
+            if let Some(s) = n.session(sessions) {
                 let interval = Duration::from_micros(s.rx_interval_us);
                 let up = s.state == "Up";
                 self.monitor

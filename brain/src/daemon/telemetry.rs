@@ -168,9 +168,7 @@ impl Telemetry {
         sessions: &[dpb::BfdSession],
         dt: f64,
     ) -> LinkSample {
-        let session = sessions.iter().find(|s| {
-            s.interface == n.interface && n.addrs.iter().any(|a| a.to_string() == s.peer)
-        });
+        let session = n.session(sessions);
         let delta = |m: &HashMap<String, u64>, p: &HashMap<String, u64>, k: &str| {
             m.get(k)
                 .copied()
@@ -321,9 +319,7 @@ fn counters(stats: &dpb::Stats, sessions: &[dpb::BfdSession], config: &BrainConf
         .neighbors
         .iter()
         .filter_map(|n| {
-            let s = sessions.iter().find(|s| {
-                s.interface == n.interface && n.addrs.iter().any(|a| a.to_string() == s.peer)
-            })?;
+            let s = n.session(sessions)?;
             Some((n.router.clone(), s.rx_packets))
         })
         .collect();
