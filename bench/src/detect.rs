@@ -12,7 +12,7 @@ use burn::tensor::Device;
 use x0_brain::models::{
     baselines::{Adaptives, Detector, Forest, Sage, ZScore},
     dataset::Dataset,
-    evaluate::{Report, evaluate},
+    evaluate::{Report, evaluate, event_f1},
     features::{FEATURES, Features},
     store::{self, ModelFile},
     train::{self, TrainConfig},
@@ -107,12 +107,14 @@ fn detectors(train: &[Dataset], epochs: usize) -> Result<Vec<Box<dyn Detector>>>
         } else {
             trained.model.clone()
         };
+        // Through a file, as a brain loads it (and for its size); the threshold is set by
+        // `fit`'s calibration, like every detector's.
         let path = dir.path().join(if int8 { "int8.bpk" } else { "f32.bpk" });
         store::save(
             &path,
             &ModelFile {
                 model,
-                threshold: trained.threshold,
+                threshold: 0.0,
                 quantized: int8,
             },
         )?;
@@ -162,14 +164,14 @@ fn pooled(d: &dyn Detector, test: &[Dataset]) -> Report {
         .map(|x| x.false_alarms_per_router_hour)
         .sum::<f64>()
         / n;
-    let recall = r.detected as f64 / r.faults.max(1) as f64;
-    let precision = r.detected as f64 / (r.detected + r.false_alarms).max(1) as f64;
-    r.event_f1 = if r.detected == 0 {
-        0.0
-    } else {
-        2.0 * precision * recall / (precision + recall)
-    };
+    r.event_f1 = event_f1(r.detected, r.faults, r.false_alarms);
     r
+}
+
+/// The median delay as printed: one decimal, or "-" when nothing was detected.
+fn delay(r: &Report) -> String {
+    r.median_delay_intervals
+        .map_or("-".into(), |d| format!("{d:.1}"))
 }
 
 /// Time to score one interval of a whole mesh of 6, 50 and 200 routers centrally (random
@@ -262,10 +264,7 @@ fn print_table(rows: &[Row], train: &[PathBuf], test: &[PathBuf]) {
         "p99 200"
     );
     for r in rows {
-        let delay = r
-            .report
-            .median_delay_intervals
-            .map_or("-".into(), |d| format!("{d:.1}"));
+        let delay = delay(&r.report);
         println!(
             "{:<30} {:>8.3} {:>7.3} {:>9} {:>10.2} {:>8} {:>9.1} {:>9.1} {:>9.1}",
             r.name,
@@ -340,10 +339,7 @@ fn markdown(rows: &[Row], o: &Options) -> String {
         "| model | event-F1 | AUPRC | median delay (intervals) | false alarms / router-hour | model bytes | p99 us/interval, 6 / 50 / 200 routers |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for r in rows {
-        let delay = r
-            .report
-            .median_delay_intervals
-            .map_or("-".into(), |d| format!("{d:.1}"));
+        let delay = delay(&r.report);
         let _ = writeln!(
             m,
             "| {} | {:.3} | {:.3} | {} | {:.2} | {} | {:.0} / {:.0} / {:.0} |",
@@ -422,9 +418,7 @@ fn verdict(rows: &[Row]) -> String {
         check(int8.report.auprc >= 0.85),
         int8.report.false_alarms_per_router_hour,
         check(int8.report.false_alarms_per_router_hour <= 0.1),
-        int8.report
-            .median_delay_intervals
-            .map_or("-".into(), |d| format!("{d:.1}")),
+        delay(&int8.report),
         check(int8.report.median_delay_intervals.is_some_and(|d| d <= 3.0)),
         int8.report.auprc - f32r.report.auprc,
         check(f32r.report.auprc - int8.report.auprc <= 0.01),

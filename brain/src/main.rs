@@ -134,14 +134,14 @@ fn train(
     } else {
         t.model
     };
-    let mut sage = baselines::Sage {
+    // Calibration reads only the scores; the threshold it returns is the model's.
+    let sage = baselines::Sage {
         name: String::new(),
         model,
-        threshold: t.threshold,
+        threshold: 0.0,
         bytes: 0,
     };
     let threshold = baselines::calibrate(&sage, &datasets);
-    sage.threshold = threshold;
     let file = store::ModelFile {
         model: sage.model,
         threshold,

@@ -9,13 +9,14 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use anyhow::{Context, Result, bail};
 use rand::{RngExt, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use x0_brain::{
     config::Mode,
+    linkstate::state::unix_ns,
     models::dataset::{FORMAT, FORMAT_VERSION, Kind, Label, Meta},
 };
 
@@ -48,11 +49,6 @@ fn on_link(kind: Kind) -> bool {
         kind,
         Kind::Loss | Kind::OneWayLoss | Kind::Blackhole | Kind::Flap | Kind::CostMisconfig
     )
-}
-
-pub fn unix_ns(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// The schedule: each fault kind in turn (shuffled by the seed), surges between.

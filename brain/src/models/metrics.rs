@@ -1,4 +1,4 @@
-//! Detection metrics on scored samples: AUPRC (average precision) and the F1-best threshold.
+//! Detection metrics on scored samples: AUPRC (average precision).
 
 /// Average precision: the area under the precision-recall curve, stepwise (as
 /// scikit-learn's `average_precision_score`). None without positives.
@@ -28,33 +28,6 @@ pub fn auprc(scored: &mut [(f32, bool)]) -> Option<f64> {
     Some(ap)
 }
 
-/// The score threshold (flag at or above) with the highest F1; None without positives.
-pub fn best_f1_threshold(scored: &mut [(f32, bool)]) -> Option<f32> {
-    let positives = scored.iter().filter(|s| s.1).count();
-    if positives == 0 {
-        return None;
-    }
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let (mut tp, mut fp, mut best) = (0usize, 0usize, (0.0f64, 0.5f32));
-    let mut i = 0;
-    while i < scored.len() {
-        let score = scored[i].0;
-        while i < scored.len() && scored[i].0 == score {
-            if scored[i].1 {
-                tp += 1
-            } else {
-                fp += 1
-            }
-            i += 1;
-        }
-        let f1 = 2.0 * tp as f64 / (tp + fp + positives) as f64;
-        if f1 > best.0 {
-            best = (f1, score);
-        }
-    }
-    Some(best.1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,11 +40,5 @@ mod tests {
         let mut mixed = vec![(0.9, true), (0.8, false), (0.7, true), (0.1, false)];
         assert!((auprc(&mut mixed).unwrap() - 5.0 / 6.0).abs() < 1e-12);
         assert_eq!(auprc(&mut [(0.3, false)]), None);
-    }
-
-    #[test]
-    fn the_f1_threshold_separates_what_can_be_separated() {
-        let mut s = vec![(0.9, true), (0.7, true), (0.6, false), (0.2, false)];
-        assert_eq!(best_f1_threshold(&mut s), Some(0.7));
     }
 }

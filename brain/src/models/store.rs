@@ -103,7 +103,7 @@ mod tests {
         (
             ModelFile {
                 model: t.model,
-                threshold: t.threshold,
+                threshold: 0.5,
                 quantized: false,
             },
             data,

@@ -1,7 +1,8 @@
 //! Training GraphSAGE offline: weighted binary cross-entropy over labelled mesh snapshots
 //! (faults are rare, so the positives weigh as much as the negatives in all), Adam, a
-//! seeded shuffle (the same seed and data give the same model), then the score threshold
-//! that maximises F1 on the training data, and optional INT8 weight quantisation.
+//! seeded shuffle (the same seed and data give the same model), and optional INT8 weight
+//! quantisation. The score threshold is chosen afterwards, on whole incidents
+//! (`baselines::calibrate`), as for every detector.
 
 use burn::{
     module::{Module, Quantizer},
@@ -49,8 +50,6 @@ pub struct Trained {
     pub model: GraphSage,
     /// Mean loss of each epoch.
     pub losses: Vec<f32>,
-    /// Scores at or above it are anomalies.
-    pub threshold: f32,
 }
 
 pub fn train(examples: &[Example], cfg: &TrainConfig) -> Trained {
@@ -75,12 +74,9 @@ pub fn train(examples: &[Example], cfg: &TrainConfig) -> Trained {
         }
         losses.push(sum / steps.max(1) as f32);
     }
-    let model = model.to_device(&Device::flex());
-    let threshold = best_threshold(&model, examples);
     Trained {
-        model,
+        model: model.to_device(&Device::flex()),
         losses,
-        threshold,
     }
 }
 
@@ -144,18 +140,6 @@ pub fn join<'a>(examples: impl Iterator<Item = &'a Example>) -> Example {
     out
 }
 
-/// The threshold with the best F1 over every router of every snapshot.
-fn best_threshold(model: &GraphSage, examples: &[Example]) -> f32 {
-    let device = Device::flex();
-    let mut scored: Vec<(f32, bool)> = Vec::new();
-    for chunk in examples.chunks(256) {
-        let batch = join(chunk.iter());
-        let scores = model.scores(&batch.graph, &device);
-        scored.extend(scores.into_iter().zip(batch.labels));
-    }
-    super::metrics::best_f1_threshold(&mut scored).unwrap_or(0.5)
-}
-
 #[cfg(test)]
 pub mod tests {
     use super::*;
@@ -210,6 +194,5 @@ pub mod tests {
             a.model.scores(&data[0].graph, &device),
             b.model.scores(&data[0].graph, &device)
         );
-        assert_eq!(a.threshold, b.threshold);
     }
 }
