@@ -29,31 +29,7 @@ enum Command {
     },
     /// Record a labelled incidents dataset (docs/DATASET.md): a mesh with brains, streams
     /// between its hosts, faults injected one at a time with their ground truth.
-    Incidents {
-        /// The mesh: a topology file ...
-        #[arg(long, conflicts_with = "routers")]
-        topology: Option<PathBuf>,
-        /// ... or a random mesh of this many routers, from the seed.
-        #[arg(long)]
-        routers: Option<usize>,
-        /// Decides the random mesh and the schedule.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        #[arg(long, default_value_t = 14)]
-        episodes: usize,
-        /// Seconds each fault lasts, and the fault-free seconds after it.
-        #[arg(long, default_value_t = 20)]
-        fault_s: u64,
-        #[arg(long, default_value_t = 20)]
-        gap_s: u64,
-        /// Where the dataset goes (a directory).
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value = "x0inc")]
-        name: String,
-        #[arg(long)]
-        dataplane_bin: Option<PathBuf>,
-    },
+    Incidents(IncidentsArgs),
     /// Stop the daemons and remove everything the lab created.
     Down {
         #[arg(long, default_value = "x0lab")]
@@ -124,6 +100,33 @@ enum Command {
         #[arg(last = true, required = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct IncidentsArgs {
+    /// The mesh: a topology file ...
+    #[arg(long, conflicts_with = "routers")]
+    topology: Option<PathBuf>,
+    /// ... or a random mesh of this many routers, from the seed.
+    #[arg(long)]
+    routers: Option<usize>,
+    /// Decides the random mesh and the schedule.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 14)]
+    episodes: usize,
+    /// Seconds each fault lasts, and the fault-free seconds after it.
+    #[arg(long, default_value_t = 20)]
+    fault_s: u64,
+    #[arg(long, default_value_t = 20)]
+    gap_s: u64,
+    /// Where the dataset goes (a directory).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value = "x0inc")]
+    name: String,
+    #[arg(long)]
+    dataplane_bin: Option<PathBuf>,
 }
 
 /// A router's brain, from inside its namespace.
@@ -199,42 +202,7 @@ fn real_main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Down { name } => Lab::down_by_name(&name),
-        Command::Incidents {
-            topology,
-            routers,
-            seed,
-            episodes,
-            fault_s,
-            gap_s,
-            out,
-            name,
-            dataplane_bin,
-        } => {
-            let (topo, label) = match (topology, routers) {
-                (Some(t), _) => (Topology::from_file(&t)?, t.display().to_string()),
-                (None, Some(n)) => (
-                    x0_lab::random_mesh::random_mesh(n, seed)?,
-                    format!("random:{n}:{seed}"),
-                ),
-                (None, None) => bail!("give --topology FILE or --routers N"),
-            };
-            let bin = match dataplane_bin {
-                Some(b) => b,
-                None => default_dataplane_bin()?,
-            };
-            let plan = x0_lab::incidents::Plan {
-                seed,
-                episodes,
-                fault: std::time::Duration::from_secs(fault_s),
-                gap: std::time::Duration::from_secs(gap_s),
-                warmup: std::time::Duration::from_secs(20),
-                surge_every: 3,
-            };
-            let lab = Lab::up(&name, topo, bin)?;
-            let labels = x0_lab::incidents::record(&lab, &label, &plan, &out)?;
-            println!("{} episodes recorded in {}", labels.len(), out.display());
-            Ok(())
-        }
+        Command::Incidents(args) => incidents(args),
         Command::Ctl {
             name,
             router,
@@ -334,4 +302,32 @@ fn open_with_target(name: &str, to: &str, ipv6: bool) -> Result<(Lab, std::net::
         .addr_of(to, ipv6)
         .with_context(|| format!("{to} has no address of that family"))?;
     Ok((lab, dst))
+}
+
+/// `x0-lab incidents`: the mesh up, the schedule run, the dataset written.
+fn incidents(a: IncidentsArgs) -> Result<()> {
+    let (topo, label) = match (a.topology, a.routers) {
+        (Some(t), _) => (Topology::from_file(&t)?, t.display().to_string()),
+        (None, Some(n)) => (
+            x0_lab::random_mesh::random_mesh(n, a.seed)?,
+            format!("random:{n}:{}", a.seed),
+        ),
+        (None, None) => bail!("give --topology FILE or --routers N"),
+    };
+    let bin = match a.dataplane_bin {
+        Some(b) => b,
+        None => default_dataplane_bin()?,
+    };
+    let plan = x0_lab::incidents::Plan {
+        seed: a.seed,
+        episodes: a.episodes,
+        fault: std::time::Duration::from_secs(a.fault_s),
+        gap: std::time::Duration::from_secs(a.gap_s),
+        warmup: std::time::Duration::from_secs(20),
+        surge_every: 3,
+    };
+    let lab = Lab::up(&a.name, topo, bin)?;
+    let labels = x0_lab::incidents::record(&lab, &label, &plan, &a.out)?;
+    println!("{} episodes recorded in {}", labels.len(), a.out.display());
+    Ok(())
 }

@@ -77,44 +77,15 @@ fn render(at: &[(f64, f64)], links: &[(usize, usize)]) -> String {
         .max_by(|&x, &y| dist(at[0], at[x]).total_cmp(&dist(at[0], at[y])))
         .unwrap_or(0);
     let hosts = [(0, "h1", 1), (far, "h2", 2)];
-    let mut ifaces: Vec<Vec<Port>> = vec![Vec::new(); n];
+    let (ports, link_text) = router_links(at, links);
     let mut out = String::from("# A random mesh (netns-tests/src/random_mesh.rs).\n");
-    let mut link_text = String::new();
-    for (i, &(a, b)) in links.iter().enumerate() {
-        let (a4, b4) = (format!("198.19.{i}.1"), format!("198.19.{i}.2"));
-        let (a6, b6) = (
-            format!("2001:db8:1:{i:x}::1"),
-            format!("2001:db8:1:{i:x}::2"),
-        );
-        let (ia, ib) = (
-            format!("eth{}", ifaces[a].len() + 1),
-            format!("eth{}", ifaces[b].len() + 1),
-        );
-        ifaces[a].push(Port {
-            iface: ia.clone(),
-            peer_v4: b4.clone(),
-            peer_v6: b6.clone(),
-        });
-        ifaces[b].push(Port {
-            iface: ib.clone(),
-            peer_v4: a4.clone(),
-            peer_v6: a6.clone(),
-        });
-        let cost = 10 + (dist(at[a], at[b]) * 20.0).round() as u32;
-        let _ = writeln!(
-            link_text,
-            "[[link]]\na = {{ node = \"r{}\", iface = \"{ia}\", addrs = [\"{a4}/24\", \"{a6}/64\"] }}\nb = {{ node = \"r{}\", iface = \"{ib}\", addrs = [\"{b4}/24\", \"{b6}/64\"] }}\ncost = {cost}\n",
-            a + 1,
-            b + 1
-        );
-    }
     for (_, name, net) in hosts {
         let _ = writeln!(
             out,
             "[[host]]\nname = \"{name}\"\ngateway = [\"198.18.{net}.1\", \"2001:db8:{net}::1\"]\n"
         );
     }
-    for (r, ports) in ifaces.iter().enumerate() {
+    for (r, ports) in ports.iter().enumerate() {
         let _ = writeln!(
             out,
             "[[router]]\nname = \"r{}\"\nbfd = {{ tx_interval_ms = 20, rx_interval_ms = 20, multiplier = 3 }}\nroutes = [",
@@ -122,38 +93,7 @@ fn render(at: &[(f64, f64)], links: &[(usize, usize)]) -> String {
         );
         for (router, _, net) in hosts {
             for v6 in [false, true] {
-                let prefix = if v6 {
-                    format!("2001:db8:{net}::/64")
-                } else {
-                    format!("198.18.{net}.0/24")
-                };
-                let via: Vec<String> = if router == r {
-                    let gw = if v6 {
-                        format!("2001:db8:{net}::2")
-                    } else {
-                        format!("198.18.{net}.2")
-                    };
-                    vec![format!("{{ gateway = \"{gw}\", interface = \"eth0\" }}")]
-                } else {
-                    let gw = |p: &Port| {
-                        if v6 {
-                            p.peer_v6.clone()
-                        } else {
-                            p.peer_v4.clone()
-                        }
-                    };
-                    ports
-                        .iter()
-                        .map(|p| {
-                            format!("{{ gateway = \"{}\", interface = \"{}\" }}", gw(p), p.iface)
-                        })
-                        .collect()
-                };
-                let _ = writeln!(
-                    out,
-                    "  {{ prefix = \"{prefix}\", via = [{}] }},",
-                    via.join(", ")
-                );
+                out.push_str(&host_route(router == r, ports, net, v6));
             }
         }
         out.push_str("]\n\n");
@@ -166,6 +106,71 @@ fn render(at: &[(f64, f64)], links: &[(usize, usize)]) -> String {
         );
     }
     out + &link_text
+}
+
+/// Each router's ports (in order: eth1, eth2, ...) and the links between routers as TOML.
+fn router_links(at: &[(f64, f64)], links: &[(usize, usize)]) -> (Vec<Vec<Port>>, String) {
+    let mut ports: Vec<Vec<Port>> = vec![Vec::new(); at.len()];
+    let mut text = String::new();
+    for (i, &(a, b)) in links.iter().enumerate() {
+        let (a4, b4) = (format!("198.19.{i}.1"), format!("198.19.{i}.2"));
+        let (a6, b6) = (
+            format!("2001:db8:1:{i:x}::1"),
+            format!("2001:db8:1:{i:x}::2"),
+        );
+        let (ia, ib) = (
+            format!("eth{}", ports[a].len() + 1),
+            format!("eth{}", ports[b].len() + 1),
+        );
+        ports[a].push(Port {
+            iface: ia.clone(),
+            peer_v4: b4.clone(),
+            peer_v6: b6.clone(),
+        });
+        ports[b].push(Port {
+            iface: ib.clone(),
+            peer_v4: a4.clone(),
+            peer_v6: a6.clone(),
+        });
+        let cost = 10 + (dist(at[a], at[b]) * 20.0).round() as u32;
+        let _ = writeln!(
+            text,
+            "[[link]]\na = {{ node = \"r{}\", iface = \"{ia}\", addrs = [\"{a4}/24\", \"{a6}/64\"] }}\nb = {{ node = \"r{}\", iface = \"{ib}\", addrs = [\"{b4}/24\", \"{b6}/64\"] }}\ncost = {cost}\n",
+            a + 1,
+            b + 1
+        );
+    }
+    (ports, text)
+}
+
+/// A router's route to host net `net`: straight to the host where it hangs off this
+/// router, else through every neighbour (the brains then choose).
+fn host_route(attached: bool, ports: &[Port], net: u8, v6: bool) -> String {
+    let prefix = if v6 {
+        format!("2001:db8:{net}::/64")
+    } else {
+        format!("198.18.{net}.0/24")
+    };
+    let via: Vec<String> = if attached {
+        let gw = if v6 {
+            format!("2001:db8:{net}::2")
+        } else {
+            format!("198.18.{net}.2")
+        };
+        vec![format!("{{ gateway = \"{gw}\", interface = \"eth0\" }}")]
+    } else {
+        ports
+            .iter()
+            .map(|p| {
+                let gw = if v6 { &p.peer_v6 } else { &p.peer_v4 };
+                format!("{{ gateway = \"{gw}\", interface = \"{}\" }}", p.iface)
+            })
+            .collect()
+    };
+    format!(
+        "  {{ prefix = \"{prefix}\", via = [{}] }},\n",
+        via.join(", ")
+    )
 }
 
 #[cfg(test)]
