@@ -12,7 +12,7 @@ use burn::tensor::Device;
 use x0_brain::models::{
     baselines::{Adaptives, Detector, Forest, Sage, ZScore},
     dataset::Dataset,
-    evaluate::{Report, evaluate, event_f1},
+    evaluate::{Report, Rule, evaluate, event_f1},
     features::{FEATURES, Features},
     store::{self, ModelFile},
     train::{self, TrainConfig},
@@ -22,6 +22,8 @@ pub struct Options {
     pub train: Vec<PathBuf>,
     pub test: Vec<PathBuf>,
     pub epochs: usize,
+    pub hidden: usize,
+    pub seed: u64,
     pub json: bool,
     /// Also write the results as Markdown here (docs/DETECTION.md).
     pub markdown: Option<PathBuf>,
@@ -33,6 +35,8 @@ pub struct Options {
 struct Row {
     name: String,
     report: Report,
+    /// The alarm rule calibrated on the training data.
+    rule: Rule,
     bytes: usize,
     infer_p50_us: [f64; 3],
     infer_p99_us: [f64; 3],
@@ -52,7 +56,7 @@ pub fn run(o: &Options) -> Result<()> {
     if train.is_empty() || test.is_empty() {
         bail!("give --train and --test datasets (x0-lab incidents)");
     }
-    let mut detectors = detectors(&train, o.epochs)?;
+    let mut detectors = detectors(&train, o)?;
     let mut rows = Vec::new();
     for d in detectors.iter_mut() {
         d.fit(&train);
@@ -61,6 +65,7 @@ pub fn run(o: &Options) -> Result<()> {
         rows.push(Row {
             name: d.name(),
             report,
+            rule: d.rule(),
             bytes: d.bytes(),
             infer_p50_us: p50,
             infer_p99_us: p99,
@@ -79,16 +84,15 @@ pub fn run(o: &Options) -> Result<()> {
 }
 
 /// GraphSAGE trained on `train` (f32, then the same weights INT8), and the baselines.
-fn detectors(train: &[Dataset], epochs: usize) -> Result<Vec<Box<dyn Detector>>> {
-    let examples: Vec<_> = train
-        .iter()
-        .flat_map(|d| d.examples().into_iter().map(|(_, e)| e))
-        .collect();
+fn detectors(train: &[Dataset], o: &Options) -> Result<Vec<Box<dyn Detector>>> {
+    let examples: Vec<_> = train.iter().flat_map(|d| d.examples()).collect();
     let t0 = Instant::now();
     let trained = train::train(
         &examples,
         &TrainConfig {
-            epochs,
+            epochs: o.epochs,
+            hidden: o.hidden,
+            seed: o.seed,
             ..Default::default()
         },
     );
@@ -115,6 +119,7 @@ fn detectors(train: &[Dataset], epochs: usize) -> Result<Vec<Box<dyn Detector>>>
             &ModelFile {
                 model,
                 threshold: 0.0,
+                hold: 1,
                 quantized: int8,
             },
         )?;
@@ -124,7 +129,7 @@ fn detectors(train: &[Dataset], epochs: usize) -> Result<Vec<Box<dyn Detector>>>
         out.push(Box::new(Sage {
             name,
             model: back.model,
-            threshold: back.threshold,
+            rule: None,
             bytes,
         }));
     }
@@ -141,7 +146,7 @@ fn detectors(train: &[Dataset], epochs: usize) -> Result<Vec<Box<dyn Detector>>>
 fn pooled(d: &dyn Detector, test: &[Dataset]) -> Report {
     let reports: Vec<Report> = test
         .iter()
-        .map(|ds| evaluate(ds, &d.scores(ds), d.threshold()))
+        .map(|ds| evaluate(ds, &d.scores(ds), d.rule()))
         .collect();
     if reports.len() == 1 {
         return reports.into_iter().next().expect("one");
@@ -233,7 +238,7 @@ fn synthetic(n: usize, intervals: usize) -> Dataset {
         meta: x0_brain::models::dataset::Meta {
             format: "x0-incidents".into(),
             version: 1,
-            features_version: 1,
+            features_version: x0_brain::models::features::VERSION,
             seed: 0,
             topology: format!("synthetic:{n}"),
             routers,
@@ -252,8 +257,9 @@ fn print_table(rows: &[Row], train: &[PathBuf], test: &[PathBuf]) {
     println!("Anomaly detection on held-out lab incidents");
     println!("  trained on {train:?}, judged on {test:?}");
     println!(
-        "{:<30} {:>8} {:>7} {:>9} {:>10} {:>8} {:>9} {:>9} {:>9}",
+        "{:<30} {:>4} {:>8} {:>7} {:>9} {:>10} {:>8} {:>9} {:>9} {:>9}",
         "model",
+        "hold",
         "event-F1",
         "AUPRC",
         "delay",
@@ -266,8 +272,9 @@ fn print_table(rows: &[Row], train: &[PathBuf], test: &[PathBuf]) {
     for r in rows {
         let delay = delay(&r.report);
         println!(
-            "{:<30} {:>8.3} {:>7.3} {:>9} {:>10.2} {:>8} {:>9.1} {:>9.1} {:>9.1}",
+            "{:<30} {:>4} {:>8.3} {:>7.3} {:>9} {:>10.2} {:>8} {:>9.1} {:>9.1} {:>9.1}",
             r.name,
+            r.rule.hold,
             r.report.event_f1,
             r.report.auprc,
             delay,
@@ -299,6 +306,7 @@ fn print_json(rows: &[Row]) {
     for r in rows {
         let v = serde_json::json!({
             "model": r.name,
+            "hold_intervals": r.rule.hold,
             "event_f1": r.report.event_f1,
             "auprc": r.report.auprc,
             "median_delay_intervals": r.report.median_delay_intervals,
@@ -336,14 +344,15 @@ fn markdown(rows: &[Row], o: &Options) -> String {
     );
     let _ = writeln!(
         m,
-        "| model | event-F1 | AUPRC | median delay (intervals) | false alarms / router-hour | model bytes | p99 us/interval, 6 / 50 / 200 routers |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| model | hold | event-F1 | AUPRC | median delay (intervals) | false alarms / router-hour | model bytes | p99 us/interval, 6 / 50 / 200 routers |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for r in rows {
         let delay = delay(&r.report);
         let _ = writeln!(
             m,
-            "| {} | {:.3} | {:.3} | {} | {:.2} | {} | {:.0} / {:.0} / {:.0} |",
+            "| {} | {} | {:.3} | {:.3} | {} | {:.2} | {} | {:.0} / {:.0} / {:.0} |",
             r.name,
+            r.rule.hold,
             r.report.event_f1,
             r.report.auprc,
             delay,

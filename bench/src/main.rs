@@ -104,7 +104,7 @@ enum Command {
     /// GraphSAGE f32 / INT8 beside the MAPE-K thresholds and a z-score.
     Detect {
         /// Datasets to train and calibrate on.
-        #[arg(long, default_values = ["bench/data/incidents/six-seed1"])]
+        #[arg(long, default_values = ["bench/data/incidents/six-seed1", "bench/data/incidents/mesh12-seed3"])]
         train: Vec<PathBuf>,
         /// Held-out datasets (another seed and topology) to judge on.
         #[arg(long, default_values = ["bench/data/incidents/mesh12-seed2"])]
@@ -112,6 +112,15 @@ enum Command {
         /// Fewer training epochs (under 3 minutes in all).
         #[arg(long)]
         quick: bool,
+        /// GraphSAGE's training epochs (default 40; 10 with --quick).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// GraphSAGE's hidden size.
+        #[arg(long, default_value_t = 16)]
+        hidden: usize,
+        /// GraphSAGE's training seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
         /// One JSON object per model.
         #[arg(long)]
         json: bool,
@@ -244,13 +253,18 @@ fn main() -> ExitCode {
             train,
             test,
             quick,
+            epochs,
+            hidden,
+            seed,
             json,
             markdown,
         } => {
             let options = detect::Options {
                 train,
                 test,
-                epochs: if quick { 10 } else { 40 },
+                epochs: epochs.unwrap_or(if quick { 10 } else { 40 }),
+                hidden,
+                seed,
                 json,
                 markdown,
                 command: std::env::args().collect::<Vec<_>>().join(" "),

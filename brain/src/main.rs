@@ -94,8 +94,8 @@ fn load(path: &PathBuf) -> Result<Mesh> {
     Mesh::parse(&text).with_context(|| format!("topology {}", path.display()))
 }
 
-/// `x0-brain train`: every dataset's complete intervals, one model, the threshold with the
-/// best event-F1 on them, its file.
+/// `x0-brain train`: every dataset's intervals, one model, the alarm rule (threshold,
+/// hold) with the best event-F1 on them, its file.
 fn train(
     datasets: &[PathBuf],
     out: &std::path::Path,
@@ -108,10 +108,7 @@ fn train(
         .iter()
         .map(|d| Dataset::load(d))
         .collect::<Result<_>>()?;
-    let examples: Vec<train::Example> = datasets
-        .iter()
-        .flat_map(|d| d.examples().into_iter().map(|(_, e)| e))
-        .collect();
+    let examples: Vec<train::Example> = datasets.iter().flat_map(|d| d.examples()).collect();
     let positives = examples
         .iter()
         .flat_map(|e| &e.labels)
@@ -119,7 +116,7 @@ fn train(
         .count();
     if examples.is_empty() || positives == 0 {
         anyhow::bail!(
-            "the datasets hold {} complete intervals and {positives} faulty router-intervals: nothing to learn",
+            "the datasets hold {} intervals and {positives} faulty router-intervals: nothing to learn",
             examples.len()
         );
     }
@@ -134,25 +131,28 @@ fn train(
     } else {
         t.model
     };
-    // Calibration reads only the scores; the threshold it returns is the model's.
+    // Calibration reads only the scores; the rule it returns is the model's.
     let sage = baselines::Sage {
         name: String::new(),
         model,
-        threshold: 0.0,
+        rule: None,
         bytes: 0,
     };
-    let threshold = baselines::calibrate(&sage, &datasets);
+    let rule = baselines::calibrate(&sage, &datasets);
     let file = store::ModelFile {
         model: sage.model,
-        threshold,
+        threshold: rule.threshold.min(1.0),
+        hold: rule.hold,
         quantized: int8,
     };
     store::save(out, &file)?;
     println!(
-        "{} intervals, {positives} faulty router-intervals; loss {:.4} -> {:.4}; threshold {threshold:.3}; {} ({} bytes)",
+        "{} intervals, {positives} faulty router-intervals; loss {:.4} -> {:.4}; threshold {:.3}, hold {}; {} ({} bytes)",
         examples.len(),
         t.losses.first().copied().unwrap_or(0.0),
         t.losses.last().copied().unwrap_or(0.0),
+        file.threshold,
+        file.hold,
         out.display(),
         std::fs::metadata(out)?.len()
     );

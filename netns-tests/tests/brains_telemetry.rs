@@ -121,6 +121,7 @@ fn a_model_scores_the_router_and_a_corrupt_one_is_refused_while_routing_goes_on(
     let m = ModelFile {
         model: GraphSage::new(16, &device),
         threshold: 0.5,
+        hold: 1,
         quantized: false,
     };
     store::save(&good, &m).unwrap();

@@ -47,6 +47,8 @@ pub struct Telemetry {
     model: Option<ModelFile>,
     device: Device,
     log: Option<std::io::LineWriter<std::fs::File>>,
+    /// Intervals in a row our score has been at or above the threshold.
+    above: usize,
     /// Whether the model flagged us last interval.
     flagged: bool,
 }
@@ -62,8 +64,9 @@ impl Telemetry {
                 Ok(m) => {
                     let kind = if m.quantized { "int8" } else { "f32" };
                     let said = format!(
-                        "graphsage {kind}, threshold {:.3}, {}",
+                        "graphsage {kind}, threshold {:.3} held {} intervals, {}",
                         m.threshold,
+                        m.hold,
                         p.display()
                     );
                     (Some(m), said)
@@ -87,6 +90,7 @@ impl Telemetry {
             model,
             device,
             log,
+            above: 0,
             flagged: false,
         };
         (t, said)
@@ -208,13 +212,12 @@ impl Telemetry {
             .filter(|(_, h)| h.at.elapsed() < HEARD_FRESH)
             .collect();
         let (embedding, score) = self.infer(&features, &fresh);
-        let threshold = self.model.as_ref().map_or(1.0, |m| m.threshold);
         let own = pb::Telemetry {
             router: config.router.clone(),
             features: features.to_vec(),
             age_ms: 0,
             score,
-            anomalous: score.is_some_and(|x| x >= threshold),
+            anomalous: self.held(score),
         };
         self.write_log(&own, &fresh, sample);
         self.analyse(&own, config);
@@ -229,6 +232,15 @@ impl Telemetry {
         };
         s.own_telemetry = Some(own);
         request
+    }
+
+    /// Whether the model's rule flags this score: at or above its threshold for its hold
+    /// of intervals in a row (as calibrated; one interval's blip is not an anomaly).
+    fn held(&mut self, score: Option<f32>) -> bool {
+        let Some(m) = &self.model else { return false };
+        let above = score.is_some_and(|x| x >= m.threshold);
+        self.above = if above { self.above + 1 } else { 0 };
+        self.above >= m.hold
     }
 
     /// MAPE-K's analysis of the score: a router crossing its model's threshold (and coming

@@ -1,11 +1,12 @@
 //! The detectors GraphSAGE must beat, on the same features and the same data: the MAPE-K
 //! loop's own adaptive thresholds (EWMA, percentile, IQR: `mapek::analyze`) run per router
 //! over every feature, and a per-feature z-score against the fault-free training data.
-//! Each gets its threshold the way GraphSAGE does: the best event-F1 on the training data.
+//! Each gets its alarm rule (threshold and hold) the way GraphSAGE does: the best event-F1
+//! on the training data.
 
 use super::{
     dataset::Dataset,
-    evaluate::{Scores, evaluate, event_f1},
+    evaluate::{Rule, Scores, evaluate, event_f1},
     features::{FEATURES, Features},
     graphsage::GraphSage,
 };
@@ -14,33 +15,36 @@ use crate::mapek::analyze::{Detector as Adaptive, Model, Strategy};
 /// A detector under evaluation.
 pub trait Detector {
     fn name(&self) -> String;
-    /// Learns from the training datasets (and calibrates its threshold).
+    /// Learns from the training datasets (and calibrates its rule).
     fn fit(&mut self, train: &[Dataset]);
-    /// Scores every complete interval of `ds`, one per router.
+    /// Scores every snapshot of `ds`, one per router (NaN where absent).
     fn scores(&self, ds: &Dataset) -> Scores;
-    fn threshold(&self) -> f32;
+    fn rule(&self) -> Rule;
     /// What it keeps to score (its model file's size, or its parameters').
     fn bytes(&self) -> usize;
 }
 
-/// The threshold with the best event-F1 on `train` (incidents detected against false
-/// alarms, as the benchmark judges), among 200 quantiles of the training scores.
-pub fn calibrate(d: &dyn Detector, train: &[Dataset]) -> f32 {
+/// The rule with the best event-F1 on `train` (incidents detected against false alarms,
+/// as the benchmark judges): a hold of 1 to `MAX_HOLD` intervals, and a threshold among
+/// 200 quantiles of the training scores. Ties go to the shorter hold, then the lower
+/// threshold (the earlier alarm).
+pub fn calibrate(d: &dyn Detector, train: &[Dataset]) -> Rule {
     let scored: Vec<(&Dataset, Scores)> = train.iter().map(|ds| (ds, d.scores(ds))).collect();
     let mut all: Vec<f32> = scored
         .iter()
         .flat_map(|(_, s)| s.iter().flat_map(|(_, v)| v.iter().copied()))
+        .filter(|v| !v.is_nan())
         .collect();
     all.sort_by(f32::total_cmp);
     all.dedup();
+    let never = UNFIT;
     if all.is_empty() {
-        return f32::INFINITY;
+        return never;
     }
-    let candidates = (0..200).map(|i| all[i * (all.len() - 1) / 199]);
-    let f1 = |threshold: f32| {
+    let f1 = |rule: Rule| {
         let (mut faults, mut detected, mut alarms) = (0, 0, 0);
         for (ds, s) in &scored {
-            let r = evaluate(ds, s, threshold);
+            let r = evaluate(ds, s, rule);
             (faults, detected, alarms) = (
                 faults + r.faults,
                 detected + r.detected,
@@ -49,13 +53,37 @@ pub fn calibrate(d: &dyn Detector, train: &[Dataset]) -> f32 {
         }
         event_f1(detected, faults, alarms)
     };
+    let candidates = (1..=MAX_HOLD).flat_map(|hold| {
+        (0..200).map(move |i| (hold, i)).map(|(hold, i)| Rule {
+            threshold: all[i * (all.len() - 1) / 199],
+            hold,
+        })
+    });
     candidates
-        .map(|t| (f1(t), t))
-        .fold(
-            (-1.0, f32::INFINITY),
-            |best, c| if c.0 > best.0 { c } else { best },
-        )
+        .map(|r| (f1(r), r))
+        .fold((-1.0, never), |best, c| if c.0 > best.0 { c } else { best })
         .1
+}
+
+/// The rule of a detector not yet fitted: never flags.
+const UNFIT: Rule = Rule {
+    threshold: f32::INFINITY,
+    hold: 1,
+};
+
+/// The longest hold a rule may ask for (the goal's median delay is 3 intervals).
+pub const MAX_HOLD: usize = 3;
+
+/// Scores for every snapshot of `ds`: `score` maps a snapshot's graph to its routers'.
+fn per_snapshot(
+    ds: &Dataset,
+    mut score: impl FnMut(&super::dataset::Snapshot) -> Vec<f32>,
+) -> Scores {
+    let routers = ds.meta.routers.len();
+    ds.snapshots()
+        .iter()
+        .map(|snap| (snap.t, snap.spread(routers, &score(snap))))
+        .collect()
 }
 
 /// Per feature: how many standard deviations from its fault-free training mean; the
@@ -64,7 +92,7 @@ pub fn calibrate(d: &dyn Detector, train: &[Dataset]) -> f32 {
 pub struct ZScore {
     mean: Vec<f32>,
     sd: Vec<f32>,
-    threshold: f32,
+    rule: Option<Rule>,
 }
 
 impl Detector for ZScore {
@@ -76,7 +104,7 @@ impl Detector for ZScore {
         let calm: Vec<Features> = train
             .iter()
             .flat_map(|ds| {
-                ds.examples().into_iter().flat_map(move |(_, e)| {
+                ds.examples().into_iter().flat_map(move |e| {
                     e.graph
                         .features
                         .into_iter()
@@ -101,25 +129,22 @@ impl Detector for ZScore {
                     .max(1e-3)
             })
             .collect();
-        self.threshold = calibrate(self, train);
+        self.rule = Some(calibrate(self, train));
     }
 
     fn scores(&self, ds: &Dataset) -> Scores {
-        ds.examples()
-            .into_iter()
-            .map(|(t, e)| {
-                let z = |f: &Features| {
-                    (0..FEATURES)
-                        .map(|i| ((f[i] - self.mean[i]) / self.sd[i]).abs())
-                        .fold(0.0, f32::max)
-                };
-                (t, e.graph.features.iter().map(z).collect())
-            })
-            .collect()
+        let z = |f: &Features| {
+            (0..FEATURES)
+                .map(|i| ((f[i] - self.mean[i]) / self.sd[i]).abs())
+                .fold(0.0, f32::max)
+        };
+        per_snapshot(ds, |snap| {
+            snap.example.graph.features.iter().map(z).collect()
+        })
     }
 
-    fn threshold(&self) -> f32 {
-        self.threshold
+    fn rule(&self) -> Rule {
+        self.rule.unwrap_or(UNFIT)
     }
 
     fn bytes(&self) -> usize {
@@ -132,7 +157,7 @@ impl Detector for ZScore {
 pub struct Adaptives {
     name: &'static str,
     strategy: Strategy,
-    threshold: f32,
+    rule: Option<Rule>,
 }
 
 impl Adaptives {
@@ -158,7 +183,7 @@ impl Adaptives {
         .map(|(name, strategy)| Adaptives {
             name,
             strategy,
-            threshold: 0.0,
+            rule: None,
         })
         .collect()
     }
@@ -170,7 +195,7 @@ impl Detector for Adaptives {
     }
 
     fn fit(&mut self, train: &[Dataset]) {
-        self.threshold = calibrate(self, train);
+        self.rule = Some(calibrate(self, train));
     }
 
     fn scores(&self, ds: &Dataset) -> Scores {
@@ -182,29 +207,26 @@ impl Detector for Adaptives {
                     .collect()
             })
             .collect();
-        ds.examples()
-            .into_iter()
-            .map(|(t, e)| {
-                let s = e
-                    .graph
-                    .features
-                    .iter()
-                    .zip(detectors.iter_mut())
-                    .map(|(f, ds)| {
-                        let mut flagged = 0;
-                        for (d, v) in ds.iter_mut().zip(f) {
-                            flagged += usize::from(d.observe(t, f64::from(*v)).is_some());
-                        }
-                        flagged as f32 / FEATURES as f32
-                    })
-                    .collect();
-                (t, s)
-            })
-            .collect()
+        per_snapshot(ds, |snap| {
+            let features = &snap.example.graph.features;
+            features
+                .iter()
+                .zip(&snap.present)
+                .map(|(f, &r)| {
+                    let flagged = detectors[r]
+                        .iter_mut()
+                        .zip(f)
+                        .map(|(d, v)| d.observe(snap.t, f64::from(*v)).is_some())
+                        .filter(|x| *x)
+                        .count();
+                    flagged as f32 / FEATURES as f32
+                })
+                .collect()
+        })
     }
 
-    fn threshold(&self) -> f32 {
-        self.threshold
+    fn rule(&self) -> Rule {
+        self.rule.unwrap_or(UNFIT)
     }
 
     fn bytes(&self) -> usize {
@@ -217,7 +239,7 @@ impl Detector for Adaptives {
 pub struct Sage {
     pub name: String,
     pub model: GraphSage,
-    pub threshold: f32,
+    pub rule: Option<Rule>,
     pub bytes: usize,
 }
 
@@ -227,19 +249,16 @@ impl Detector for Sage {
     }
 
     fn fit(&mut self, train: &[Dataset]) {
-        self.threshold = calibrate(self, train);
+        self.rule = Some(calibrate(self, train));
     }
 
     fn scores(&self, ds: &Dataset) -> Scores {
         let device = burn::tensor::Device::flex();
-        ds.examples()
-            .into_iter()
-            .map(|(t, e)| (t, self.model.scores(&e.graph, &device)))
-            .collect()
+        per_snapshot(ds, |snap| self.model.scores(&snap.example.graph, &device))
     }
 
-    fn threshold(&self) -> f32 {
-        self.threshold
+    fn rule(&self) -> Rule {
+        self.rule.unwrap_or(UNFIT)
     }
 
     fn bytes(&self) -> usize {
@@ -260,7 +279,7 @@ type ForestModel = smartcore::ensemble::random_forest_regressor::RandomForestReg
 #[derive(Default)]
 pub struct Forest {
     model: Option<ForestModel>,
-    threshold: f32,
+    rule: Option<Rule>,
 }
 
 /// A router's row: its features, then its neighbours' mean.
@@ -290,7 +309,7 @@ impl Detector for Forest {
             linalg::basic::matrix::DenseMatrix,
         };
         let (mut x, mut y) = (Vec::new(), Vec::new());
-        for (_, e) in train.iter().flat_map(Dataset::examples) {
+        for e in train.iter().flat_map(Dataset::examples) {
             x.extend(forest_rows(&e.graph));
             y.extend(e.labels.iter().map(|&l| f32::from(u8::from(l))));
         }
@@ -301,7 +320,7 @@ impl Detector for Forest {
         self.model = DenseMatrix::from_2d_vec(&x)
             .ok()
             .and_then(|x| ForestModel::fit(&x, &y, params).ok());
-        self.threshold = calibrate(self, train);
+        self.rule = Some(calibrate(self, train));
     }
 
     fn scores(&self, ds: &Dataset) -> Scores {
@@ -309,18 +328,15 @@ impl Detector for Forest {
         let Some(model) = &self.model else {
             return Vec::new();
         };
-        ds.examples()
-            .into_iter()
-            .map(|(t, e)| {
-                let x =
-                    DenseMatrix::from_2d_vec(&forest_rows(&e.graph)).expect("rows of equal length");
-                (t, model.predict(&x).unwrap_or_default())
-            })
-            .collect()
+        per_snapshot(ds, |snap| {
+            let x = DenseMatrix::from_2d_vec(&forest_rows(&snap.example.graph))
+                .expect("rows of equal length");
+            model.predict(&x).unwrap_or_default()
+        })
     }
 
-    fn threshold(&self) -> f32 {
-        self.threshold
+    fn rule(&self) -> Rule {
+        self.rule.unwrap_or(UNFIT)
     }
 
     fn bytes(&self) -> usize {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    features::{self, FEATURES, Features},
+    features::{self, Deviation, FEATURES, Features, MEASURED, Measured},
     graphsage::Graph,
     train::Example,
 };
@@ -115,9 +115,9 @@ impl Dataset {
                 meta.version
             );
         }
-        if meta.features_version != features::VERSION {
+        if !(1..=features::VERSION).contains(&meta.features_version) {
             bail!(
-                "feature set {}: this reads {}",
+                "feature set {}: this reads 1 to {}",
                 meta.features_version,
                 features::VERSION
             );
@@ -146,27 +146,52 @@ impl Dataset {
         })
     }
 
-    /// Each interval with every router present as a labelled snapshot (a router is
-    /// positive when a fault touching it covers the interval), with the interval's start.
-    pub fn examples(&self) -> Vec<(u64, Example)> {
+    /// Each interval in which any router logged, as the brains that did saw it: those
+    /// routers, the links among them (a silent brain is left out of its neighbours' means,
+    /// as in the distributed run), and each one's label (positive when a fault touching it
+    /// covers the interval).
+    pub fn snapshots(&self) -> Vec<Snapshot> {
         self.intervals
             .iter()
-            .filter(|(_, fs)| fs.iter().all(Option::is_some))
-            .map(|(t, fs)| {
-                let features = fs.iter().map(|f| f.expect("present")).collect();
-                let labels = self
-                    .meta
-                    .routers
-                    .iter()
-                    .map(|r| self.faulty(r, *t))
-                    .collect();
-                let graph = Graph {
-                    features,
-                    neighbours: self.neighbours.clone(),
-                };
-                (*t, Example { graph, labels })
-            })
+            .filter(|(_, fs)| fs.iter().any(Option::is_some))
+            .map(|(t, fs)| self.snapshot(*t, fs))
             .collect()
+    }
+
+    fn snapshot(&self, t: u64, fs: &[Option<Features>]) -> Snapshot {
+        let present: Vec<usize> = (0..fs.len()).filter(|&r| fs[r].is_some()).collect();
+        let mut at = vec![usize::MAX; fs.len()];
+        for (i, &r) in present.iter().enumerate() {
+            at[r] = i;
+        }
+        let neighbours = present
+            .iter()
+            .map(|&r| {
+                let ns = self.neighbours[r].iter().map(|&u| at[u]);
+                ns.filter(|&u| u != usize::MAX).collect()
+            })
+            .collect();
+        let features = present.iter().filter_map(|&r| fs[r]).collect();
+        let labels = present
+            .iter()
+            .map(|&r| self.faulty(&self.meta.routers[r], t))
+            .collect();
+        Snapshot {
+            t,
+            present,
+            example: Example {
+                graph: Graph {
+                    features,
+                    neighbours,
+                },
+                labels,
+            },
+        }
+    }
+
+    /// Training examples: every snapshot's graph and labels.
+    pub fn examples(&self) -> Vec<Example> {
+        self.snapshots().into_iter().map(|s| s.example).collect()
     }
 
     /// Whether a fault touching `router` covers `t`.
@@ -174,6 +199,26 @@ impl Dataset {
         self.labels
             .iter()
             .any(|l| l.kind.is_fault() && l.covers(t) && l.routers.iter().any(|r| r == router))
+    }
+}
+
+/// One interval of a dataset: the routers that logged (indices into `meta.routers`) and
+/// their mesh among themselves.
+pub struct Snapshot {
+    pub t: u64,
+    pub present: Vec<usize>,
+    pub example: Example,
+}
+
+impl Snapshot {
+    /// Scores of the present routers spread over all `routers`: NaN for the absent (never
+    /// at or above a threshold, left out of AUPRC).
+    pub fn spread(&self, routers: usize, scores: &[f32]) -> Vec<f32> {
+        let mut out = vec![f32::NAN; routers];
+        for (&r, &s) in self.present.iter().zip(scores) {
+            out[r] = s;
+        }
+        out
     }
 }
 
@@ -202,24 +247,30 @@ fn read_intervals(dir: &Path, meta: &Meta) -> Result<Vec<(u64, Vec<Option<Featur
         .collect();
     for (r, router) in meta.routers.iter().enumerate() {
         let lines = read_lines::<LogLine>(&dir.join("telemetry").join(format!("{router}.jsonl")))?;
+        let mut deviation = Deviation::default();
         for line in lines {
-            let Some(slot) = line
+            let features = full_features(&line.features, &mut deviation)
+                .with_context(|| format!("{router}: a line of {} features", line.features.len()))?;
+            let slot = line
                 .unix_ns
                 .checked_sub(meta.start_unix_ns)
-                .map(|d| (d / step) as usize)
-            else {
-                continue;
-            };
-            let features: Result<Features, _> = line.features.as_slice().try_into();
-            match (intervals.get_mut(slot), features) {
-                (Some((_, fs)), Ok(f)) => fs[r] = Some(f),
-                (_, Err(_)) => bail!(
-                    "{router}: a line with {} features, not {FEATURES}",
-                    line.features.len()
-                ),
-                (None, _) => {}
+                .map(|d| (d / step) as usize);
+            if let Some((_, fs)) = slot.and_then(|s| intervals.get_mut(s)) {
+                fs[r] = Some(features);
             }
         }
     }
     Ok(intervals)
+}
+
+/// A logged line's features in the current set: version 2 as it is, version 1 (measured
+/// only) extended by the router's deviations, in the order its brain logged them.
+fn full_features(values: &[f32], deviation: &mut Deviation) -> Result<Features> {
+    if let Ok(f) = Features::try_from(values) {
+        return Ok(f);
+    }
+    match Measured::try_from(values) {
+        Ok(m) => Ok(deviation.extend(&m)),
+        Err(_) => bail!("neither {MEASURED} (version 1) nor {FEATURES} (version 2)"),
+    }
 }

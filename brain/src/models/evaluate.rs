@@ -2,7 +2,9 @@
 //! incident counts once, detected if any router is flagged inside its window (no point
 //! adjustment); every run of flagged intervals of a router outside all fault windows is
 //! one false alarm; AUPRC over router-intervals; the delay from the fault's start to its
-//! first flag, in intervals.
+//! first flag, in intervals. A router is flagged when its score has been at or above the
+//! threshold for `hold` intervals in a row (a rule each detector calibrates; the brain
+//! applies the same). Absent routers score NaN: never flagged, left out of AUPRC.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +15,33 @@ use super::{
 
 /// A detector's scores: per scored interval (its start), one per router.
 pub type Scores = Vec<(u64, Vec<f32>)>;
+
+/// When a score raises an alarm: at or above `threshold` for `hold` intervals in a row.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rule {
+    pub threshold: f32,
+    pub hold: usize,
+}
+
+impl Rule {
+    /// Per scored interval and router, whether the rule flags it.
+    pub fn flags(&self, scores: &Scores) -> Vec<Vec<bool>> {
+        let routers = scores.first().map_or(0, |(_, s)| s.len());
+        let mut run = vec![0usize; routers];
+        scores
+            .iter()
+            .map(|(_, s)| {
+                s.iter()
+                    .zip(run.iter_mut())
+                    .map(|(x, n)| {
+                        *n = if *x >= self.threshold { *n + 1 } else { 0 };
+                        *n >= self.hold.max(1)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report {
@@ -27,7 +56,8 @@ pub struct Report {
     pub per_kind: BTreeMap<String, (usize, usize)>,
 }
 
-pub fn evaluate(ds: &Dataset, scores: &Scores, threshold: f32) -> Report {
+pub fn evaluate(ds: &Dataset, scores: &Scores, rule: Rule) -> Report {
+    let flags = rule.flags(scores);
     let step = ds.meta.interval_ms * 1_000_000;
     let in_fault = |t: u64| ds.labels.iter().any(|l| l.kind.is_fault() && l.covers(t));
     let (mut detected, mut delays, mut per_kind) = (0, Vec::new(), BTreeMap::new());
@@ -35,8 +65,9 @@ pub fn evaluate(ds: &Dataset, scores: &Scores, threshold: f32) -> Report {
     for l in &faults {
         let first = scores
             .iter()
-            .find(|(t, s)| l.covers(*t) && s.iter().any(|x| *x >= threshold))
-            .map(|(t, _)| *t);
+            .zip(&flags)
+            .find(|((t, _), f)| l.covers(*t) && f.iter().any(|x| *x))
+            .map(|((t, _), _)| *t);
         let entry = per_kind.entry(kind_name(l.kind)).or_insert((0, 0));
         entry.1 += 1;
         if let Some(t) = first {
@@ -49,8 +80,8 @@ pub fn evaluate(ds: &Dataset, scores: &Scores, threshold: f32) -> Report {
     let mut false_alarms = 0;
     for r in 0..routers {
         let mut flagged_before = false;
-        for (t, s) in scores {
-            let alarm = !in_fault(*t) && s[r] >= threshold;
+        for ((t, _), f) in scores.iter().zip(&flags) {
+            let alarm = !in_fault(*t) && f[r];
             false_alarms += usize::from(alarm && !flagged_before);
             flagged_before = alarm;
         }
@@ -96,6 +127,7 @@ fn auprc(ds: &Dataset, scores: &Scores) -> f64 {
         .flat_map(|(t, s)| {
             s.iter()
                 .enumerate()
+                .filter(|(_, x)| !x.is_nan())
                 .map(move |(r, x)| (*x, ds.faulty(&ds.meta.routers[r], *t)))
         })
         .collect();
@@ -167,7 +199,14 @@ mod tests {
                 (t * s, vec![r1, 0.1, r3])
             })
             .collect();
-        let r = evaluate(&ds, &scores, 0.5);
+        let r = evaluate(
+            &ds,
+            &scores,
+            Rule {
+                threshold: 0.5,
+                hold: 1,
+            },
+        );
         assert_eq!((r.faults, r.detected, r.false_alarms), (2, 1, 1));
         assert_eq!(r.median_delay_intervals, Some(2.0));
         // recall 1/2, precision 1/2.
@@ -177,5 +216,30 @@ mod tests {
         // Calm: 100 intervals less the two windows of 16 (with grace), times 3 routers.
         let hours = (100 - 32) as f64 * 3.0 / 3600.0;
         assert!((r.false_alarms_per_router_hour - 1.0 / hours).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_hold_of_two_ignores_one_interval_blips_and_absent_routers_never_flag() {
+        let ds = dataset();
+        let s = 1_000_000_000u64;
+        // r1: 12-14 s in the loss; r2: a one-interval blip at 70 s; r3: absent (NaN).
+        let scores: Scores = (0..100u64)
+            .map(|t| {
+                let r1 = if (12..=14).contains(&t) { 0.9 } else { 0.1 };
+                let r2 = if t == 70 { 0.9 } else { 0.1 };
+                (t * s, vec![r1, r2, f32::NAN])
+            })
+            .collect();
+        let rule = |hold| Rule {
+            threshold: 0.5,
+            hold,
+        };
+        let once = evaluate(&ds, &scores, rule(1));
+        assert_eq!((once.detected, once.false_alarms), (1, 1));
+        let twice = evaluate(&ds, &scores, rule(2));
+        assert_eq!((twice.detected, twice.false_alarms), (1, 0));
+        // Flagged at 13 s, one interval later than without the hold.
+        assert_eq!(twice.median_delay_intervals, Some(3.0));
+        assert!(twice.auprc > 0.0 && twice.auprc.is_finite());
     }
 }

@@ -5,12 +5,19 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The feature set's version, written into datasets and model files.
-pub const VERSION: u32 = 1;
-pub const FEATURES: usize = 17;
+/// The feature set's version, written into datasets and model files. Version 2 is
+/// version 1's measured features followed by their deviations (`Deviation`), so a version
+/// 1 dataset converts exactly (`Deviation::extend` over each router's lines in order).
+pub const VERSION: u32 = 2;
+/// The measured features (all of version 1).
+pub const MEASURED: usize = 17;
+/// Each measured feature, then each one less its slow baseline.
+pub const FEATURES: usize = 2 * MEASURED;
+pub type Measured = [f32; MEASURED];
 pub type Features = [f32; FEATURES];
 
-/// The features' names, in order (datasets and the status print them).
+/// The features' names, in order (datasets and the status print them); a deviation is
+/// its feature's name with `d_` in front.
 pub const NAMES: [&str; FEATURES] = [
     "rx_pps_log",
     "rx_pps_vs_baseline",
@@ -29,6 +36,23 @@ pub const NAMES: [&str; FEATURES] = [
     "cpu_busy_frac",
     "softirq_frac",
     "loop_late_frac",
+    "d_rx_pps_log",
+    "d_rx_pps_vs_baseline",
+    "d_passed_frac",
+    "d_dropped_frac",
+    "d_util_max",
+    "d_util_mean",
+    "d_bfd_loss_max",
+    "d_bfd_loss_mean",
+    "d_bfd_down_frac",
+    "d_rtt_max_log",
+    "d_rtt_vs_baseline",
+    "d_carrier_flaps",
+    "d_brains_silent_frac",
+    "d_run_delay_frac",
+    "d_cpu_busy_frac",
+    "d_softirq_frac",
+    "d_loop_late_frac",
 ];
 
 /// One link's measurements over one interval.
@@ -70,6 +94,7 @@ pub struct RouterSample {
 pub struct Normaliser {
     pps: Option<f64>,
     rtt: Option<f64>,
+    deviation: Deviation,
 }
 
 /// Baselines follow slowly (a time constant of about 30 intervals).
@@ -77,6 +102,11 @@ const BASELINE_ALPHA: f64 = 1.0 / 30.0;
 
 impl Normaliser {
     pub fn features(&mut self, s: &RouterSample) -> Features {
+        let measured = self.measured(s);
+        self.deviation.extend(&measured)
+    }
+
+    fn measured(&mut self, s: &RouterSample) -> Measured {
         let dt = s.interval_s.max(1e-3);
         let pps = s.rx_packets / dt;
         let pps_base = ewma(&mut self.pps, pps);
@@ -113,6 +143,30 @@ impl Normaliser {
             s.late_s / dt,
         ]
         .map(|v| v.clamp(-1.0, 1.0) as f32)
+    }
+}
+
+/// What is unusual for this router: each measured feature less its own slow baseline
+/// (an EWMA of about 60 intervals, before this one), so one model fits busy and quiet
+/// routers, large and small meshes. The first interval deviates by nothing.
+#[derive(Clone, Debug, Default)]
+pub struct Deviation {
+    baseline: Option<Measured>,
+}
+
+const DEVIATION_ALPHA: f32 = 1.0 / 60.0;
+
+impl Deviation {
+    /// The full feature vector: `m`, then `m` less the baseline (clamped to [-1, 1]).
+    pub fn extend(&mut self, m: &Measured) -> Features {
+        let base = self.baseline.get_or_insert(*m);
+        let mut out = [0.0; FEATURES];
+        for i in 0..MEASURED {
+            out[i] = m[i];
+            out[MEASURED + i] = (m[i] - base[i]).clamp(-1.0, 1.0);
+            base[i] += DEVIATION_ALPHA * (m[i] - base[i]);
+        }
+        out
     }
 }
 
@@ -207,5 +261,25 @@ mod tests {
         let mut surge = sample(vec![]);
         surge.rx_packets = 20_000.0;
         assert!(n.features(&surge)[i] > 0.5);
+    }
+
+    #[test]
+    fn a_deviation_is_the_change_against_the_routers_own_slow_baseline() {
+        let mut d = Deviation::default();
+        let steady: Measured = [0.2; MEASURED];
+        for _ in 0..100 {
+            let f = d.extend(&steady);
+            assert_eq!(&f[..MEASURED], &steady[..]);
+            assert!(f[MEASURED..].iter().all(|v| v.abs() < 1e-6));
+        }
+        let mut step = steady;
+        step[6] = 0.7;
+        let f = d.extend(&step);
+        assert!((f[MEASURED + 6] - 0.5).abs() < 1e-6, "{}", f[MEASURED + 6]);
+        assert!(f[MEASURED + 5].abs() < 1e-6);
+        // Held, the step fades into the baseline (about 60 intervals).
+        let later = (0..120).map(|_| d.extend(&step)).last().unwrap();
+        assert!(later[MEASURED + 6] < 0.1, "{}", later[MEASURED + 6]);
+        assert_eq!(NAMES[MEASURED + 6], "d_bfd_loss_max");
     }
 }

@@ -48,6 +48,25 @@ impl GraphSage {
         self.self1.weight.dims()[1]
     }
 
+    /// The same model for raw features, when it was trained on `(x - mean) / scale`: the
+    /// first layer's weights divided by the scale and the means moved into its bias. Exact
+    /// for a router with at least one neighbour heard (with none, the neighbour mean is 0
+    /// in raw units rather than in standardised ones).
+    pub fn fold_standardisation(mut self, mean: &[f32], scale: &[f32]) -> Self {
+        let device = self.self1.weight.val().device();
+        let f = mean.len();
+        let scale_t = Tensor::<2>::from_data(TensorData::new(scale.to_vec(), [f, 1]), &device);
+        let shift: Vec<f32> = mean.iter().zip(scale).map(|(m, s)| m / s).collect();
+        let shift = Tensor::<2>::from_data(TensorData::new(shift, [1, f]), &device);
+        let moved =
+            shift.clone().matmul(self.self1.weight.val()) + shift.matmul(self.neigh1.weight.val());
+        let h = self.hidden();
+        self.self1.bias = self.self1.bias.map(|b| b.map(|b| b - moved.reshape([h])));
+        self.self1.weight = self.self1.weight.map(|w| w / scale_t.clone());
+        self.neigh1.weight = self.neigh1.weight.map(|w| w / scale_t);
+        self
+    }
+
     /// Centralised: features [n, F] and the row-normalised adjacency [n, n] to logits [n, 1].
     pub fn logits(&self, x: Tensor<2>, adj: Tensor<2>) -> Tensor<2> {
         let h1 = sage(&self.self1, &self.neigh1, x, &adj);

@@ -1,6 +1,6 @@
 //! The model file: burn-store's Burnpack (it keeps quantised tensors, SafeTensors does not)
 //! with our metadata beside the weights: the model kind, the feature set's version, the
-//! hidden size, the calibrated threshold and whether the weights are INT8. A file that
+//! hidden size, the calibrated alarm rule (threshold and hold) and whether the weights are INT8. A file that
 //! does not parse, belongs to another feature set or does not fit the model is refused
 //! with one sentence, and the caller keeps what it had.
 
@@ -21,6 +21,8 @@ const KIND: &str = "x0-graphsage";
 pub struct ModelFile {
     pub model: GraphSage,
     pub threshold: f32,
+    /// Intervals in a row at or above the threshold before the brain calls it an anomaly.
+    pub hold: usize,
     pub quantized: bool,
 }
 
@@ -33,6 +35,7 @@ pub fn save(path: &Path, m: &ModelFile) -> Result<()> {
         .metadata("x0.features", features::NAMES.join(","))
         .metadata("x0.hidden", m.model.hidden().to_string())
         .metadata("x0.threshold", m.threshold.to_string())
+        .metadata("x0.hold", m.hold.to_string())
         .metadata("x0.quantized", m.quantized.to_string());
     m.model
         .save_into(&mut store)
@@ -64,9 +67,13 @@ fn load_inner(path: &Path, device: &Device) -> Result<ModelFile> {
     }
     let hidden: usize = get("x0.hidden").parse().context("x0.hidden")?;
     let threshold: f32 = get("x0.threshold").parse().context("x0.threshold")?;
+    let hold: usize = get("x0.hold").parse().context("x0.hold")?;
     let quantized: bool = get("x0.quantized").parse().context("x0.quantized")?;
-    if !(1..=1024).contains(&hidden) || !(0.0..=1.0).contains(&threshold) {
-        bail!("hidden size {hidden} or threshold {threshold} out of range");
+    if !(1..=1024).contains(&hidden)
+        || !(0.0..=1.0).contains(&threshold)
+        || !(1..=10).contains(&hold)
+    {
+        bail!("hidden size {hidden}, threshold {threshold} or hold {hold} out of range");
     }
     let mut model = GraphSage::new(hidden, device);
     let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes)));
@@ -83,6 +90,7 @@ fn load_inner(path: &Path, device: &Device) -> Result<ModelFile> {
     Ok(ModelFile {
         model,
         threshold,
+        hold,
         quantized,
     })
 }
@@ -104,6 +112,7 @@ mod tests {
             ModelFile {
                 model: t.model,
                 threshold: 0.5,
+                hold: 2,
                 quantized: false,
             },
             data,
@@ -123,11 +132,15 @@ mod tests {
         let f32_size = std::fs::metadata(&f32_path).unwrap().len();
         std::fs::write(&f32_path, b"replaced").unwrap();
         assert_eq!(back.model.scores(g, &device), m.model.scores(g, &device));
-        assert_eq!((back.threshold, back.quantized), (m.threshold, false));
+        assert_eq!(
+            (back.threshold, back.hold, back.quantized),
+            (m.threshold, 2, false)
+        );
 
         let q = ModelFile {
             model: quantize(m.model.clone()),
             threshold: m.threshold,
+            hold: m.hold,
             quantized: true,
         };
         save(&int8_path, &q).unwrap();
