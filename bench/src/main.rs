@@ -107,7 +107,7 @@ enum Command {
         #[arg(long, default_values = ["bench/data/incidents/six-seed1", "bench/data/incidents/mesh12-seed3"])]
         train: Vec<PathBuf>,
         /// Held-out datasets (another seed and topology) to judge on.
-        #[arg(long, default_values = ["bench/data/incidents/mesh12-seed2"])]
+        #[arg(long, default_values = ["bench/data/incidents/mesh12-seed2", "bench/data/incidents/mesh14-seed4"])]
         test: Vec<PathBuf>,
         /// Fewer training epochs (under 3 minutes in all).
         #[arg(long)]
@@ -262,7 +262,11 @@ fn main() -> ExitCode {
             let options = detect::Options {
                 train,
                 test,
-                epochs: epochs.unwrap_or(if quick { 10 } else { 40 }),
+                epochs: epochs.unwrap_or(if quick {
+                    10
+                } else {
+                    x0_brain::models::train::TrainConfig::default().epochs
+                }),
                 hidden,
                 seed,
                 json,

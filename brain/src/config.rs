@@ -46,7 +46,8 @@ pub struct BrainConfig {
     /// How often telemetry is sampled and exchanged with the neighbours' brains.
     #[serde(default = "default_telemetry_interval")]
     pub telemetry_interval_ms: u64,
-    /// The anomaly model (`x0-brain train`); without one, no scores.
+    /// The anomaly model (`x0-brain train`): unset, the one shipped inside the brain;
+    /// `"none"`, no scores.
     #[serde(default)]
     pub model: Option<PathBuf>,
     /// Each interval's telemetry as JSON lines (for datasets), if set.

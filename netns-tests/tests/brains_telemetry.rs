@@ -15,7 +15,7 @@ use x0_brain::{
     models::{
         features::{FEATURES, NAMES},
         graphsage::GraphSage,
-        store::{self, ModelFile},
+        store::{self, Model, ModelFile},
     },
 };
 use x0_lab::Lab;
@@ -81,7 +81,9 @@ fn neighbours_exchange_features_and_a_dead_brain_becomes_a_silent_neighbour() {
     );
     let own = telemetry_of(&s, "r4").unwrap();
     assert_eq!(feature(own, "brains_silent_frac"), 0.0, "{own}");
-    assert_eq!(s["model"], "none");
+    // Out of the box (no model named), the model shipped inside the brain scores it.
+    assert!(s["model"].as_str().unwrap().ends_with(", shipped"), "{s:#}");
+    assert!(own["score"].is_number(), "{own}");
 
     lab.stop_brain("r6", true).unwrap();
     // r6's features age out of r4's view, and r4 counts r6's brain silent.
@@ -119,7 +121,7 @@ fn a_model_scores_the_router_and_a_corrupt_one_is_refused_while_routing_goes_on(
     device.seed(3);
     let good = lab.dir.join("model.bpk");
     let m = ModelFile {
-        model: GraphSage::new(16, &device),
+        model: Model::Sage(Box::new(GraphSage::new(16, &device))),
         threshold: 0.5,
         hold: 1,
         quantized: false,

@@ -20,7 +20,7 @@ use crate::{
     linkstate::state::{HEARD_FRESH, Shared, unix_ns},
     models::{
         features::{self, Features, LinkSample, Normaliser, RouterSample},
-        store::{self, ModelFile},
+        store::{self, Model, ModelFile},
     },
 };
 
@@ -58,25 +58,7 @@ impl Telemetry {
     /// without it (no scores, or no log). Returns what the status says of the model.
     pub fn new(config: &BrainConfig) -> (Self, String) {
         let device = Device::flex();
-        let (model, said) = match &config.model {
-            None => (None, "none".to_string()),
-            Some(p) => match store::load(p, &device) {
-                Ok(m) => {
-                    let kind = if m.quantized { "int8" } else { "f32" };
-                    let said = format!(
-                        "graphsage {kind}, threshold {:.3} held {} intervals, {}",
-                        m.threshold,
-                        m.hold,
-                        p.display()
-                    );
-                    (Some(m), said)
-                }
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "anomaly model refused; running without scores");
-                    (None, format!("refused: {e:#}"))
-                }
-            },
-        };
+        let (model, said) = load_model(config.model.as_deref(), &device);
         let log = config.telemetry_log.as_ref().and_then(|p| open_log(p));
         let t = Telemetry {
             normaliser: Normaliser::default(),
@@ -272,13 +254,18 @@ impl Telemetry {
             .iter()
             .filter_map(|(_, h)| h.features.as_slice().try_into().ok())
             .collect();
-        let h1 = m.model.embed(own, &theirs, &self.device);
+        let sage = match &m.model {
+            Model::Sage(s) => s,
+            // One hop: the neighbours' features are all it reads.
+            Model::Forest(f) => return (Vec::new(), Some(f.score(own, &theirs))),
+        };
+        let h1 = sage.embed(own, &theirs, &self.device);
         let their_h1: Vec<Vec<f32>> = heard
             .iter()
             .map(|(_, h)| h.embedding.clone())
             .filter(|e| e.len() == h1.len())
             .collect();
-        let score = m.model.score(&h1, &their_h1, &self.device);
+        let score = sage.score(&h1, &their_h1, &self.device);
         (h1, Some(score))
     }
 
@@ -304,6 +291,37 @@ impl Telemetry {
         });
         if let Err(e) = writeln!(log, "{line}") {
             tracing::warn!(error = %e, "telemetry log: line not written");
+        }
+    }
+}
+
+/// The model brain.toml names (unset: the shipped one; "none": none), and what the status
+/// says of it. A file refused is logged, and the brain runs on without scores.
+fn load_model(path: Option<&std::path::Path>, device: &Device) -> (Option<ModelFile>, String) {
+    let (loaded, from) = match path {
+        None => (
+            store::from_bytes(store::SHIPPED.to_vec(), device),
+            "shipped".to_string(),
+        ),
+        Some(p) if p == std::path::Path::new("none") => return (None, "none".into()),
+        Some(p) => (store::load(p, device), p.display().to_string()),
+    };
+    match loaded {
+        Ok(m) => {
+            let kind = match (&m.model, m.quantized) {
+                (Model::Forest(_), _) => "forest",
+                (Model::Sage(_), true) => "graphsage int8",
+                (Model::Sage(_), false) => "graphsage f32",
+            };
+            let said = format!(
+                "{kind}, threshold {:.3} held {} intervals, {from}",
+                m.threshold, m.hold
+            );
+            (Some(m), said)
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "anomaly model refused; running without scores");
+            (None, format!("refused: {e:#}"))
         }
     }
 }

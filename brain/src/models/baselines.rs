@@ -1,6 +1,7 @@
 //! The detectors GraphSAGE must beat, on the same features and the same data: the MAPE-K
 //! loop's own adaptive thresholds (EWMA, percentile, IQR: `mapek::analyze`) run per router
-//! over every feature, and a per-feature z-score against the fault-free training data.
+//! over every feature, and a per-feature z-score against the fault-free training data; the
+//! random forest (`forest`) is trained like GraphSAGE and judged as a `Trained` model.
 //! Each gets its alarm rule (threshold and hold) the way GraphSAGE does: the best event-F1
 //! on the training data.
 
@@ -8,9 +9,9 @@ use super::{
     dataset::Dataset,
     evaluate::{Rule, Scores, evaluate, event_f1},
     features::{FEATURES, Features},
-    graphsage::GraphSage,
+    store::Model,
 };
-use crate::mapek::analyze::{Detector as Adaptive, Model, Strategy};
+use crate::mapek::analyze::{Detector as Adaptive, Model as _, Strategy};
 
 /// A detector under evaluation.
 pub trait Detector {
@@ -234,16 +235,18 @@ impl Detector for Adaptives {
     }
 }
 
-/// A trained GraphSAGE (f32 or INT8), centralised over each interval's mesh (the same
-/// scores as the distributed run: tested in `graphsage`).
-pub struct Sage {
+/// A trained model read from its file (GraphSAGE f32 or INT8, or the forest), scored
+/// centrally over each interval's mesh (the same scores as the brains' distributed run:
+/// tested in `graphsage` and `forest`); `fit` only calibrates its rule.
+pub struct Trained {
     pub name: String,
-    pub model: GraphSage,
+    pub model: Model,
     pub rule: Option<Rule>,
+    /// Its file's size.
     pub bytes: usize,
 }
 
-impl Detector for Sage {
+impl Detector for Trained {
     fn name(&self) -> String {
         self.name.clone()
     }
@@ -263,84 +266,5 @@ impl Detector for Sage {
 
     fn bytes(&self) -> usize {
         self.bytes
-    }
-}
-
-type ForestModel = smartcore::ensemble::random_forest_regressor::RandomForestRegressor<
-    f32,
-    f32,
-    smartcore::linalg::basic::matrix::DenseMatrix<f32>,
-    Vec<f32>,
->;
-
-/// A random forest on each router's own features and the mean of its neighbours' (the
-/// baseline GADBench found hardest to beat), regression on 0/1 labels: the trees' mean is
-/// the score. smartcore, 50 trees of depth at most 10, seeded.
-#[derive(Default)]
-pub struct Forest {
-    model: Option<ForestModel>,
-    rule: Option<Rule>,
-}
-
-/// A router's row: its features, then its neighbours' mean.
-fn forest_rows(g: &super::graphsage::Graph) -> Vec<Vec<f32>> {
-    g.features
-        .iter()
-        .zip(&g.neighbours)
-        .map(|(own, ns)| {
-            let mut row = own.to_vec();
-            let n = ns.len().max(1) as f32;
-            row.extend(
-                (0..FEATURES).map(|i| ns.iter().map(|&u| g.features[u][i]).sum::<f32>() / n),
-            );
-            row
-        })
-        .collect()
-}
-
-impl Detector for Forest {
-    fn name(&self) -> String {
-        "random forest (own + neighbours' mean)".into()
-    }
-
-    fn fit(&mut self, train: &[Dataset]) {
-        use smartcore::{
-            ensemble::random_forest_regressor::RandomForestRegressorParameters,
-            linalg::basic::matrix::DenseMatrix,
-        };
-        let (mut x, mut y) = (Vec::new(), Vec::new());
-        for e in train.iter().flat_map(Dataset::examples) {
-            x.extend(forest_rows(&e.graph));
-            y.extend(e.labels.iter().map(|&l| f32::from(u8::from(l))));
-        }
-        let params = RandomForestRegressorParameters::default()
-            .with_n_trees(50)
-            .with_max_depth(10)
-            .with_seed(1);
-        self.model = DenseMatrix::from_2d_vec(&x)
-            .ok()
-            .and_then(|x| ForestModel::fit(&x, &y, params).ok());
-        self.rule = Some(calibrate(self, train));
-    }
-
-    fn scores(&self, ds: &Dataset) -> Scores {
-        use smartcore::linalg::basic::matrix::DenseMatrix;
-        let Some(model) = &self.model else {
-            return Vec::new();
-        };
-        per_snapshot(ds, |snap| {
-            let x = DenseMatrix::from_2d_vec(&forest_rows(&snap.example.graph))
-                .expect("rows of equal length");
-            model.predict(&x).unwrap_or_default()
-        })
-    }
-
-    fn rule(&self) -> Rule {
-        self.rule.unwrap_or(UNFIT)
-    }
-
-    fn bytes(&self) -> usize {
-        // 50 trees of at most 2^10 nodes; an upper bound (smartcore does not report it).
-        50 * 1024 * 16
     }
 }

@@ -63,9 +63,12 @@ pub struct Label {
 }
 
 impl Label {
-    /// Whether `t` falls in the fault's window (with the grace after it).
-    pub fn covers(&self, t: u64) -> bool {
-        (self.start_unix_ns..=self.end_unix_ns + GRACE_NS).contains(&t)
+    /// Whether the interval starting at `t` (of `step` ns) meets the fault's window (with
+    /// the grace after it). A brain logs each interval's line at its end, measuring the
+    /// step before, so the interval a line falls in may hold the fault's first moments
+    /// even when it starts before them.
+    pub fn covers(&self, t: u64, step: u64) -> bool {
+        t + step > self.start_unix_ns && t <= self.end_unix_ns + GRACE_NS
     }
 }
 
@@ -194,11 +197,16 @@ impl Dataset {
         self.snapshots().into_iter().map(|s| s.example).collect()
     }
 
-    /// Whether a fault touching `router` covers `t`.
+    /// The telemetry interval, in ns.
+    pub fn step(&self) -> u64 {
+        self.meta.interval_ms.max(1) * 1_000_000
+    }
+
+    /// Whether a fault touching `router` covers the interval starting at `t`.
     pub fn faulty(&self, router: &str, t: u64) -> bool {
-        self.labels
-            .iter()
-            .any(|l| l.kind.is_fault() && l.covers(t) && l.routers.iter().any(|r| r == router))
+        self.labels.iter().any(|l| {
+            l.kind.is_fault() && l.covers(t, self.step()) && l.routers.iter().any(|r| r == router)
+        })
     }
 }
 

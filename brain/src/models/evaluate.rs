@@ -1,10 +1,11 @@
 //! Judging a detector on a labelled dataset the honest way (Kim et al., AAAI'22): an
-//! incident counts once, detected if any router is flagged inside its window (no point
-//! adjustment); every run of flagged intervals of a router outside all fault windows is
-//! one false alarm; AUPRC over router-intervals; the delay from the fault's start to its
-//! first flag, in intervals. A router is flagged when its score has been at or above the
-//! threshold for `hold` intervals in a row (a rule each detector calibrates; the brain
-//! applies the same). Absent routers score NaN: never flagged, left out of AUPRC.
+//! incident counts once, detected if any router is flagged in an interval that meets its
+//! window (no point adjustment); every run of flagged intervals of a router that begins
+//! outside all fault windows is one false alarm; AUPRC over router-intervals; the delay
+//! from the fault's start to the end of its first flagged interval, in intervals. A router
+//! is flagged when its score has been at or above the threshold for `hold` intervals in a
+//! row (a rule each detector calibrates; the brain applies the same). Absent routers score
+//! NaN: never flagged, left out of AUPRC.
 
 use std::collections::BTreeMap;
 
@@ -59,21 +60,27 @@ pub struct Report {
 pub fn evaluate(ds: &Dataset, scores: &Scores, rule: Rule) -> Report {
     let flags = rule.flags(scores);
     let step = ds.meta.interval_ms * 1_000_000;
-    let in_fault = |t: u64| ds.labels.iter().any(|l| l.kind.is_fault() && l.covers(t));
+    let in_fault = |t: u64| {
+        ds.labels
+            .iter()
+            .any(|l| l.kind.is_fault() && l.covers(t, ds.step()))
+    };
     let (mut detected, mut delays, mut per_kind) = (0, Vec::new(), BTreeMap::new());
     let faults: Vec<_> = ds.labels.iter().filter(|l| l.kind.is_fault()).collect();
     for l in &faults {
         let first = scores
             .iter()
             .zip(&flags)
-            .find(|((t, _), f)| l.covers(*t) && f.iter().any(|x| *x))
+            .find(|((t, _), f)| l.covers(*t, ds.step()) && f.iter().any(|x| *x))
             .map(|((t, _), _)| *t);
         let entry = per_kind.entry(kind_name(l.kind)).or_insert((0, 0));
         entry.1 += 1;
         if let Some(t) = first {
             detected += 1;
             entry.0 += 1;
-            delays.push(t.saturating_sub(l.start_unix_ns) as f64 / step as f64);
+            // To the end of the first flagged interval (when its line was logged, at the
+            // latest).
+            delays.push((t + step).saturating_sub(l.start_unix_ns) as f64 / step as f64);
         }
     }
     let routers = ds.meta.routers.len();
@@ -81,9 +88,11 @@ pub fn evaluate(ds: &Dataset, scores: &Scores, rule: Rule) -> Report {
     for r in 0..routers {
         let mut flagged_before = false;
         for ((t, _), f) in scores.iter().zip(&flags) {
-            let alarm = !in_fault(*t) && f[r];
-            false_alarms += usize::from(alarm && !flagged_before);
-            flagged_before = alarm;
+            // A run of flags that begins outside every fault window (one that began in a
+            // fault and outlasts its grace is that fault's alarm, still raised).
+            let alarm = f[r] && !flagged_before && !in_fault(*t);
+            false_alarms += usize::from(alarm);
+            flagged_before = f[r];
         }
     }
     let calm_intervals = scores.iter().filter(|(t, _)| !in_fault(*t)).count();
@@ -190,13 +199,16 @@ mod tests {
     fn an_incident_counts_once_and_a_flag_outside_every_window_is_a_false_alarm() {
         let ds = dataset();
         let s = 1_000_000_000u64;
-        // Flags: r1 at 12-14 s (the loss, 2 intervals late), r3 at 85-86 s (during the
-        // surge: a false alarm, one run), nothing in the flap.
+        // Flags: r1 at 12-14 s (the loss, flagged at the end of its third interval), r2
+        // from 18 s in the loss to 30 s (past its grace: still the loss's alarm, not a
+        // false one), r3 at 85-86 s (during the surge: a false alarm, one run), nothing
+        // in the flap.
         let scores: Scores = (0..100u64)
             .map(|t| {
                 let r1 = if (12..=14).contains(&t) { 0.9 } else { 0.1 };
+                let r2 = if (18..=30).contains(&t) { 0.9 } else { 0.1 };
                 let r3 = if (85..=86).contains(&t) { 0.8 } else { 0.0 };
-                (t * s, vec![r1, 0.1, r3])
+                (t * s, vec![r1, r2, r3])
             })
             .collect();
         let r = evaluate(
@@ -208,7 +220,7 @@ mod tests {
             },
         );
         assert_eq!((r.faults, r.detected, r.false_alarms), (2, 1, 1));
-        assert_eq!(r.median_delay_intervals, Some(2.0));
+        assert_eq!(r.median_delay_intervals, Some(3.0));
         // recall 1/2, precision 1/2.
         assert!((r.event_f1 - 0.5).abs() < 1e-12);
         assert_eq!(r.per_kind["loss"], (1, 1));
@@ -239,7 +251,8 @@ mod tests {
         let twice = evaluate(&ds, &scores, rule(2));
         assert_eq!((twice.detected, twice.false_alarms), (1, 0));
         // Flagged at 13 s, one interval later than without the hold.
-        assert_eq!(twice.median_delay_intervals, Some(3.0));
+        assert_eq!(once.median_delay_intervals, Some(3.0));
+        assert_eq!(twice.median_delay_intervals, Some(4.0));
         assert!(twice.auprc > 0.0 && twice.auprc.is_finite());
     }
 }

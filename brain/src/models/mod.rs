@@ -1,10 +1,12 @@
 //! The brain's anomaly models: the telemetry features they read (`features`), the
-//! GraphSAGE over the mesh (`graphsage`), and the simple baselines it must beat.
+//! GraphSAGE over the mesh (`graphsage`), the random forest (`forest`), the simple
+//! baselines, their files (`store`), and how they are judged (`dataset`, `evaluate`).
 
 pub mod baselines;
 pub mod dataset;
 pub mod evaluate;
 pub mod features;
+pub mod forest;
 pub mod graphsage;
 pub mod metrics;
 pub mod store;

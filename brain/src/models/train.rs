@@ -43,7 +43,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             hidden: 16,
-            epochs: 30,
+            epochs: 40,
             batch: 32,
             learning_rate: 1e-2,
             weight_decay: 1e-2,
