@@ -52,6 +52,8 @@ pub struct Report {
     pub event_f1: f64,
     pub auprc: f64,
     pub median_delay_intervals: Option<f64>,
+    /// Each detected incident's delay, in intervals (to pool several datasets').
+    pub delays: Vec<f64>,
     pub false_alarms_per_router_hour: f64,
     /// Per fault kind: (detected, injected).
     pub per_kind: BTreeMap<String, (usize, usize)>,
@@ -104,6 +106,7 @@ pub fn evaluate(ds: &Dataset, scores: &Scores, rule: Rule) -> Report {
         event_f1: event_f1(detected, faults.len(), false_alarms),
         auprc: auprc(ds, scores),
         median_delay_intervals: median(&mut delays),
+        delays,
         false_alarms_per_router_hour: if router_hours > 0.0 {
             false_alarms as f64 / router_hours
         } else {
@@ -143,7 +146,7 @@ fn auprc(ds: &Dataset, scores: &Scores) -> f64 {
     metrics::auprc(&mut scored).unwrap_or(0.0)
 }
 
-fn median(v: &mut [f64]) -> Option<f64> {
+pub fn median(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
