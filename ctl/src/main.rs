@@ -713,7 +713,7 @@ async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
                 "detected_unix_ns": i.detected_unix_ns, "repaired_unix_ns": i.repaired_unix_ns, "strategy": i.strategy, "success": i.success})).collect::<Vec<_>>(),
             "repair_times": s.repair_times.iter().map(|m| serde_json::json!({"kind": m.kind, "count": m.count, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms, "max_ms": m.max_ms})).collect::<Vec<_>>(),
             "link_quality": s.link_quality.iter().map(|l| serde_json::json!({"neighbor": l.neighbor, "rtt_ms": l.rtt_ms, "loss": l.loss,
-                "utilisation": l.utilisation, "base_cost": l.base_cost, "cost": l.cost})).collect::<Vec<_>>(),
+                "utilisation": l.utilisation, "base_cost": l.base_cost, "cost": l.cost, "anomaly_score": l.anomaly_score})).collect::<Vec<_>>(),
             "model": s.model,
             "telemetry": s.telemetry.iter().map(|t| serde_json::json!({"router": t.router, "features": t.features,
                 "age_ms": t.age_ms, "score": t.score, "anomalous": t.anomalous})).collect::<Vec<_>>(),
@@ -735,18 +735,20 @@ async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
     println!("without a safe backup: {:?}", s.unprotected);
     println!("MAPE-K: {}", s.mapek);
     println!(
-        "{:<10} {:>9} {:>7} {:>7} {:>5} {:>5}",
-        "neighbour", "rtt ms", "loss", "util", "base", "cost"
+        "{:<10} {:>9} {:>7} {:>7} {:>5} {:>5} {:>6}",
+        "neighbour", "rtt ms", "loss", "util", "base", "cost", "score"
     );
     for l in &s.link_quality {
+        let score = l.anomaly_score.map_or("-".into(), |x| format!("{x:.3}"));
         println!(
-            "{:<10} {:>9.3} {:>6.1}% {:>6.1}% {:>5} {:>5}",
+            "{:<10} {:>9.3} {:>6.1}% {:>6.1}% {:>5} {:>5} {:>6}",
             l.neighbor,
             l.rtt_ms,
             l.loss * 100.0,
             l.utilisation * 100.0,
             l.base_cost,
-            l.cost
+            l.cost,
+            score
         );
     }
     print_telemetry(&s);

@@ -44,6 +44,15 @@ fn wait_for(lab: &Lab, router: &str, what: &str, ok: impl Fn(&Value) -> bool) ->
     }
 }
 
+/// The anomaly score `x0ctl brain status --json` gives the link to `neighbor`.
+fn link_score(s: &Value, neighbor: &str) -> Option<f64> {
+    s["link_quality"]
+        .as_array()?
+        .iter()
+        .find(|l| l["neighbor"] == neighbor)?["anomaly_score"]
+        .as_f64()
+}
+
 fn telemetry_of<'a>(s: &'a Value, router: &str) -> Option<&'a Value> {
     s["telemetry"]
         .as_array()?
@@ -95,6 +104,9 @@ fn neighbours_exchange_features_and_a_dead_brain_becomes_a_silent_neighbour() {
         telemetry_of(&s, "r2").is_some() && telemetry_of(&s, "r5").is_some(),
         "{s:#}"
     );
+    // The link to r6 has no score without r6's; the one to r2 has one.
+    assert_eq!(link_score(&s, "r6"), None, "{s:#}");
+    assert!(link_score(&s, "r2").is_some(), "{s:#}");
     // r4 goes on sampling: its log grows an interval at a time.
     let log = lab.dir.join("brain-state/r4/telemetry.jsonl");
     let lines = || std::fs::read_to_string(&log).unwrap().lines().count();
@@ -153,6 +165,12 @@ fn a_model_scores_the_router_and_a_corrupt_one_is_refused_while_routing_goes_on(
     );
     let score = telemetry_of(&s, "r1").unwrap()["score"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&score), "{score}");
+    // Each of r1's links scores the lower of its two ends.
+    for n in ["r2", "r3"] {
+        let theirs = telemetry_of(&s, n).unwrap()["score"].as_f64().unwrap();
+        let link = link_score(&s, n).expect("a link score");
+        assert!((link - score.min(theirs)).abs() < 1e-6, "{n}: {s:#}");
+    }
     // r4 refused its file, in words naming it, and routes on.
     let s = status(&lab, "r4");
     let said = s["model"].as_str().unwrap();

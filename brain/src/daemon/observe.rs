@@ -130,6 +130,8 @@ impl Senses {
             utilisation: q.utilisation.unwrap_or(0.0),
             base_cost: n.cost,
             cost,
+            // Filled in by the status, from both ends' latest scores.
+            anomaly_score: None,
         }
     }
 }

@@ -18,7 +18,9 @@ use super::procfs::Cpu;
 use crate::{
     config::BrainConfig,
     linkstate::state::{HEARD_FRESH, Shared, unix_ns},
+    mapek::analyze::{Calibrated, Model as _},
     models::{
+        evaluate::Rule,
         features::{self, Features, LinkSample, Normaliser, RouterSample},
         store::{self, Model, ModelFile},
     },
@@ -47,8 +49,8 @@ pub struct Telemetry {
     model: Option<ModelFile>,
     device: Device,
     log: Option<std::io::LineWriter<std::fs::File>>,
-    /// Intervals in a row our score has been at or above the threshold.
-    above: usize,
+    /// MAPE-K's analysis of our score: the model's calibrated rule.
+    analysis: Option<Calibrated>,
     /// Whether the model flagged us last interval.
     flagged: bool,
 }
@@ -60,6 +62,13 @@ impl Telemetry {
         let device = Device::flex();
         let (model, said) = load_model(config.model.as_deref(), &device);
         let log = config.telemetry_log.as_ref().and_then(|p| open_log(p));
+        let analysis = model.as_ref().map(|m| {
+            let rule = Rule {
+                threshold: m.threshold,
+                hold: m.hold,
+            };
+            rule.analysis()
+        });
         let t = Telemetry {
             normaliser: Normaliser::default(),
             pending: None,
@@ -72,7 +81,7 @@ impl Telemetry {
             model,
             device,
             log,
-            above: 0,
+            analysis,
             flagged: false,
         };
         (t, said)
@@ -219,10 +228,11 @@ impl Telemetry {
     /// Whether the model's rule flags this score: at or above its threshold for its hold
     /// of intervals in a row (as calibrated; one interval's blip is not an anomaly).
     fn held(&mut self, score: Option<f32>) -> bool {
-        let Some(m) = &self.model else { return false };
-        let above = score.is_some_and(|x| x >= m.threshold);
-        self.above = if above { self.above + 1 } else { 0 };
-        self.above >= m.hold
+        let (Some(a), Some(s)) = (&mut self.analysis, score) else {
+            return false;
+        };
+        a.observe(unix_ns(SystemTime::now()), f64::from(s))
+            .is_some()
     }
 
     /// MAPE-K's analysis of the score: a router crossing its model's threshold (and coming

@@ -180,6 +180,15 @@ impl Shared {
             .collect()
     }
 
+    /// A link's anomaly score: the lower of its two ends' (ours, and what the neighbour's
+    /// brain sent of its own, if fresh).
+    fn link_score(&self, neighbor: &str) -> Option<f32> {
+        let own = self.own_telemetry.as_ref()?.score?;
+        let heard = self.heard.get(neighbor)?;
+        let theirs = heard.score.filter(|_| heard.at.elapsed() < HEARD_FRESH)?;
+        Some(own.min(theirs))
+    }
+
     /// Sets (or clears) the orchestrator's topology and keeps it on disk.
     pub fn set_static(&mut self, text: Option<String>) -> Result<()> {
         match &text {
@@ -253,7 +262,14 @@ impl Shared {
                 })
                 .collect(),
             mapek: self.mapek.clone(),
-            link_quality: self.links.clone(),
+            link_quality: self
+                .links
+                .iter()
+                .map(|l| pb::LinkQuality {
+                    anomaly_score: self.link_score(&l.neighbor),
+                    ..l.clone()
+                })
+                .collect(),
             model: self.model.clone(),
             telemetry: self.telemetry(),
             source: if self.static_topology.is_some() {

@@ -1,8 +1,8 @@
 //! MAPE-K, analyse: adaptive thresholds per metric over bounded time series. Three
 //! strategies, chosen per metric: EWMA with a sigma band (smooth metrics: latency), a
 //! high percentile of the recent window (spiky ones: loss), and Tukey's IQR fences (ones
-//! that move both ways: throughput). Later models (GraphSAGE anomaly scores, root-cause
-//! analysis) plug in behind the same trait.
+//! that move both ways: throughput). A learnt model's score (GraphSAGE, the forest) plugs
+//! in behind the same trait with the rule calibrated beside it (`Calibrated`).
 
 use std::collections::VecDeque;
 
@@ -29,6 +29,45 @@ pub struct Anomaly {
 /// Anything that flags anomalies in a stream of samples of one metric.
 pub trait Model: Send {
     fn observe(&mut self, at_unix_ns: u64, value: f64) -> Option<Anomaly>;
+}
+
+/// A learnt model's anomaly score (0..1) against the rule calibrated with it on training
+/// data (`models::baselines::calibrate`): at or above the threshold for `hold` samples in
+/// a row. The benchmark judges detectors by the same code (`models::evaluate::Rule`).
+pub struct Calibrated {
+    metric: String,
+    threshold: f64,
+    hold: usize,
+    run: usize,
+}
+
+impl Calibrated {
+    pub fn new(metric: &str, threshold: f64, hold: usize) -> Self {
+        Calibrated {
+            metric: metric.into(),
+            threshold,
+            hold: hold.max(1),
+            run: 0,
+        }
+    }
+}
+
+impl Model for Calibrated {
+    fn observe(&mut self, at_unix_ns: u64, value: f64) -> Option<Anomaly> {
+        // NaN (no score) is not at or above anything: it ends a run.
+        self.run = if value >= self.threshold {
+            self.run + 1
+        } else {
+            0
+        };
+        (self.run >= self.hold).then(|| Anomaly {
+            metric: self.metric.clone(),
+            at_unix_ns,
+            value,
+            threshold: self.threshold,
+            high: true,
+        })
+    }
 }
 
 /// A bounded series and the state of its strategy.
@@ -145,6 +184,17 @@ impl Model for Detector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_calibrated_score_flags_after_its_hold_and_a_missing_score_ends_the_run() {
+        let mut c = Calibrated::new("anomaly_score", 0.5, 2);
+        let seen: Vec<bool> = [0.9, 0.9, 0.9, f64::NAN, 0.9, 0.2, 0.6, 0.7]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| c.observe(i as u64, *v).is_some())
+            .collect();
+        assert_eq!(seen, [false, true, true, false, false, false, false, true]);
+    }
 
     /// A noisy but steady signal, deterministic.
     fn steady(i: u64, base: f64, noise: f64) -> f64 {

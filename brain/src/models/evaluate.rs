@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::mapek::analyze::{Calibrated, Model as _};
+
 use super::{
     dataset::{Dataset, Kind},
     metrics,
@@ -25,22 +27,25 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// Per scored interval and router, whether the rule flags it.
+    /// Per scored interval and router, whether the rule flags it: MAPE-K's analysis of a
+    /// score, as the brain runs it.
     pub fn flags(&self, scores: &Scores) -> Vec<Vec<bool>> {
         let routers = scores.first().map_or(0, |(_, s)| s.len());
-        let mut run = vec![0usize; routers];
+        let mut rules: Vec<Calibrated> = (0..routers).map(|_| self.analysis()).collect();
         scores
             .iter()
-            .map(|(_, s)| {
+            .map(|(t, s)| {
                 s.iter()
-                    .zip(run.iter_mut())
-                    .map(|(x, n)| {
-                        *n = if *x >= self.threshold { *n + 1 } else { 0 };
-                        *n >= self.hold.max(1)
-                    })
+                    .zip(rules.iter_mut())
+                    .map(|(x, r)| r.observe(*t, f64::from(*x)).is_some())
                     .collect()
             })
             .collect()
+    }
+
+    /// The rule as a MAPE-K analyser of one router's score.
+    pub fn analysis(&self) -> Calibrated {
+        Calibrated::new("anomaly_score", f64::from(self.threshold), self.hold)
     }
 }
 
