@@ -141,13 +141,34 @@ pub fn lossy_ingress(
     iface: &str,
     per_million: u32,
 ) -> Result<std::time::SystemTime> {
+    impaired_ingress(lab, node, iface, per_million, 0)
+}
+
+/// Makes router port `iface` of `node` take at most `bytes_per_s` (a policer: what comes
+/// faster is dropped, as a full queue drops its tail), the congested end of a link (this
+/// kernel has no netem, and XDP-redirected frames meet no qdisc). `forward_again` ends it.
+pub fn congested_ingress(
+    lab: &Lab,
+    node: &str,
+    iface: &str,
+    bytes_per_s: u64,
+) -> Result<std::time::SystemTime> {
+    impaired_ingress(lab, node, iface, 0, bytes_per_s)
+}
+
+fn impaired_ingress(
+    lab: &Lab,
+    node: &str,
+    iface: &str,
+    per_million: u32,
+    bytes_per_s: u64,
+) -> Result<std::time::SystemTime> {
     let root = lab.pin_root(node);
     let mut loader = EbpfLoader::new();
-    loader.default_map_pin_directory(&root).override_global(
-        program_names::LOSS_PER_MILLION,
-        &per_million,
-        true,
-    );
+    loader
+        .default_map_pin_directory(&root)
+        .override_global(program_names::LOSS_PER_MILLION, &per_million, true)
+        .override_global(program_names::RATE_BYTES_PER_S, &bytes_per_s, true);
     let mut ebpf = loader
         .load(x0_dataplane::XDP_OBJECT)
         .context("loading x0_lossy with the router's maps")?;

@@ -31,7 +31,13 @@ pub struct Plan {
     pub warmup: Duration,
     /// One surge every this many episodes.
     pub surge_every: usize,
+    /// Congestion among the fault kinds (added after the first datasets: opt-in keeps
+    /// their seeds' schedules).
+    pub congestion: bool,
 }
+
+/// A congested link's rate, each way: 10 Mbit/s.
+const CONGESTION_BYTES_PER_S: u64 = 1_250_000;
 
 /// The fault kinds, each once a round.
 const FAULTS: [Kind; 7] = [
@@ -47,7 +53,12 @@ const FAULTS: [Kind; 7] = [
 fn on_link(kind: Kind) -> bool {
     matches!(
         kind,
-        Kind::Loss | Kind::OneWayLoss | Kind::Blackhole | Kind::Flap | Kind::CostMisconfig
+        Kind::Loss
+            | Kind::OneWayLoss
+            | Kind::Blackhole
+            | Kind::Flap
+            | Kind::CostMisconfig
+            | Kind::Congestion
     )
 }
 
@@ -59,6 +70,9 @@ pub fn schedule(plan: &Plan, topo: &Topology) -> Vec<(Kind, String, u32)> {
     let mut kinds = Vec::new();
     while kinds.len() < plan.episodes {
         let mut round = FAULTS.to_vec();
+        if plan.congestion {
+            round.push(Kind::Congestion);
+        }
         round.shuffle(&mut rng);
         kinds.extend(round);
     }
@@ -169,6 +183,7 @@ fn episode(lab: &Lab, kind: Kind, element: &str, loss: u32, length: Duration) ->
     let start = SystemTime::now();
     let injected = match kind {
         Kind::Flap => flap(lab, &routers[0], &routers[1], length),
+        Kind::Congestion => congest(lab, &routers[0], &routers[1], length),
         Kind::Surge => surge(lab, length),
         _ => apply(lab, kind, &routers, loss).map(|()| std::thread::sleep(length)),
     };
@@ -222,14 +237,14 @@ fn apply(lab: &Lab, kind: Kind, routers: &[String], loss: u32) -> Result<()> {
                     .for_each(|n| n.cost *= 10)
             })?;
         }
-        Kind::Flap | Kind::Surge => {}
+        Kind::Flap | Kind::Surge | Kind::Congestion => {}
     }
     Ok(())
 }
 
 fn repair(lab: &Lab, kind: Kind, routers: &[String]) -> Result<()> {
     match kind {
-        Kind::Loss | Kind::Blackhole | Kind::OneWayLoss => {
+        Kind::Loss | Kind::Blackhole | Kind::OneWayLoss | Kind::Congestion => {
             for (node, iface) in ends(lab, &routers[0], &routers[1])? {
                 faults::forward_again(lab, &node, &iface)?;
             }
@@ -256,6 +271,33 @@ fn flap(lab: &Lab, a: &str, b: &str, length: Duration) -> Result<()> {
         std::thread::sleep(Duration::from_secs(2));
     }
     Ok(())
+}
+
+/// Both ends of the link limited to `CONGESTION_BYTES_PER_S` (policers: XDP-redirected
+/// frames meet no qdisc for a tbf), and TCP from `a` to `b`'s end of it as fast as it goes
+/// for `length`: the load that fills it, and what else crosses it (BFD, the brains, the
+/// background streams) loses to the load.
+fn congest(lab: &Lab, a: &str, b: &str, length: Duration) -> Result<()> {
+    for (node, iface) in ends(lab, a, b)? {
+        faults::congested_ingress(lab, &node, &iface, CONGESTION_BYTES_PER_S)?;
+    }
+    let to = far_address(lab, a, b)?;
+    crate::tools::iperf3_tcp(lab, (a, b), to, length.as_secs() as u32, None).map(|_| ())
+}
+
+/// `b`'s IPv4 address on its link with `a`.
+fn far_address(lab: &Lab, a: &str, b: &str) -> Result<std::net::IpAddr> {
+    lab.topo
+        .links
+        .iter()
+        .filter_map(|l| match (&l.a, &l.b) {
+            (x, y) if x.node == a && y.node == b => Some(y),
+            (y, x) if x.node == a && y.node == b => Some(y),
+            _ => None,
+        })
+        .flat_map(|end| end.addrs.iter().map(|n| n.addr()))
+        .find(|ip| ip.is_ipv4())
+        .with_context(|| format!("no IPv4 address of {b} on its link with {a}"))
 }
 
 /// TCP between the hosts as fast as it goes, for `length`.
@@ -373,4 +415,68 @@ fn slim(from: &Path, to: &Path) -> Result<()> {
         writeln!(out, "{keep}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(seed: u64, episodes: usize, congestion: bool) -> Plan {
+        Plan {
+            seed,
+            episodes,
+            fault: Duration::from_secs(15),
+            gap: Duration::from_secs(15),
+            warmup: Duration::from_secs(20),
+            surge_every: 3,
+            congestion,
+        }
+    }
+
+    fn six() -> Topology {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        Topology::from_file(&dir.join("topologies/six.toml")).unwrap()
+    }
+
+    /// The committed six-seed1 dataset's ground truth is what its seed schedules: the
+    /// opt-in congestion left the old schedules as they were.
+    #[test]
+    fn a_seed_gives_the_committed_datasets_schedule() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/data/incidents/six-seed1");
+        let text = std::fs::read_to_string(dir.join("labels.jsonl")).unwrap();
+        let labels: Vec<Label> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let faults = labels.iter().filter(|l| l.kind.is_fault()).count();
+        let scheduled = schedule(&plan(1, faults, false), &six());
+        let recorded: Vec<(Kind, String, u32)> = labels
+            .iter()
+            .map(|l| (l.kind, l.element.clone(), l.loss_per_million))
+            .collect();
+        assert_eq!(scheduled, recorded);
+        assert!(scheduled.iter().all(|(k, _, _)| *k != Kind::Congestion));
+    }
+
+    #[test]
+    fn congestion_is_scheduled_on_real_links_when_asked() {
+        let topo = six();
+        let links = router_links(&topo);
+        let s = schedule(&plan(5, 16, true), &topo);
+        let congested: Vec<&String> = s
+            .iter()
+            .filter(|(k, _, _)| *k == Kind::Congestion)
+            .map(|(_, e, _)| e)
+            .collect();
+        assert_eq!(congested.len(), 2, "{s:?}");
+        for e in congested {
+            let (a, b) = e.split_once('-').unwrap();
+            assert!(
+                links
+                    .iter()
+                    .any(|(x, y)| (x == a && y == b) || (x == b && y == a)),
+                "{e}"
+            );
+        }
+    }
 }

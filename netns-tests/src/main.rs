@@ -127,6 +127,10 @@ struct IncidentsArgs {
     name: String,
     #[arg(long)]
     dataplane_bin: Option<PathBuf>,
+    /// Congestion among the fault kinds too (a new kind: without it, a seed gives the
+    /// schedule it gave before, so the committed datasets stay reproducible).
+    #[arg(long)]
+    congestion: bool,
 }
 
 /// A router's brain, from inside its namespace.
@@ -325,6 +329,7 @@ fn incidents(a: IncidentsArgs) -> Result<()> {
         gap: std::time::Duration::from_secs(a.gap_s),
         warmup: std::time::Duration::from_secs(20),
         surge_every: 3,
+        congestion: a.congestion,
     };
     let lab = Lab::up(&a.name, topo, bin)?;
     let labels = x0_lab::incidents::record(&lab, &label, &plan, &a.out)?;

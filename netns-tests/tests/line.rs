@@ -250,3 +250,26 @@ fn a_lossy_port_loses_the_share_asked_and_forwards_the_rest() {
     let clean = traffic::udp_stream(&lab, "h1", "h2", h2, 9301, 5_000, 5_000).unwrap();
     assert!(clean.lost * 100 < clean.sent, "{clean:?}");
 }
+
+/// The lab's congested wire: `x0_lossy` with a rate polices r1's port from h1. A stream at
+/// twice the rate loses about half; one well under it loses (almost) nothing; and
+/// `forward_again` lifts the limit.
+#[test]
+fn a_congested_port_lets_through_its_rate_and_drops_what_comes_faster() {
+    let lab = common::lab("line.toml", |_| {});
+    let h2 = common::addr(&lab, "h2", false);
+    assert_eq!(traffic::ping(&lab, "h1", h2, 2).unwrap(), 2);
+    // 32-byte datagrams are 74-byte frames: 5,000 a second are 370,000 bytes a second.
+    x0_lab::faults::congested_ingress(&lab, "r1", "eth1", 185_000).unwrap();
+    let over = traffic::udp_stream(&lab, "h1", "h2", h2, 9302, 5_000, 5_000).unwrap();
+    let share = over.lost as f64 / over.sent as f64;
+    assert!(
+        (0.35..0.6).contains(&share),
+        "twice the rate offered, {share:.3} lost: {over:?}"
+    );
+    let under = traffic::udp_stream(&lab, "h1", "h2", h2, 9303, 2_000, 1_000).unwrap();
+    assert!(under.lost * 50 < under.sent, "{under:?}");
+    x0_lab::faults::forward_again(&lab, "r1", "eth1").unwrap();
+    let clean = traffic::udp_stream(&lab, "h1", "h2", h2, 9304, 5_000, 5_000).unwrap();
+    assert!(clean.lost * 100 < clean.sent, "{clean:?}");
+}

@@ -39,6 +39,9 @@ pub enum Kind {
     CostMisconfig,
     /// No fault: a TCP load between the hosts (must not be flagged).
     Surge,
+    /// Both ends of a link limited to 10 Mbit/s (policers) and filled by a TCP load across
+    /// it. Opt-in (`x0-lab incidents --congestion`): not in the committed datasets yet.
+    Congestion,
 }
 
 impl Kind {

@@ -117,13 +117,16 @@ pub mod program_names {
     pub const POLICY: &str = "x0_policy";
     /// The forwarding benchmark's traffic generator (BPF_PROG_TEST_RUN, live frames).
     pub const GEN: &str = "x0_gen";
-    /// The lab's lossy link: drops frames at random (the global `LOSS_PER_MILLION` says how
-    /// many) and tail-calls the router's `FORWARD` with the rest.
+    /// The lab's lossy or congested link: drops frames at random (the global
+    /// `LOSS_PER_MILLION` says how many) and over a rate (`RATE_BYTES_PER_S`), and
+    /// tail-calls the router's `FORWARD` with the rest.
     pub const LOSSY: &str = "x0_lossy";
     /// `LOSSY`'s program array: the router's `FORWARD` at 0.
     pub const LOSSY_NEXT: &str = "X0_LOSSY_NEXT";
     /// The global holding `LOSSY`'s drop rate, per million frames.
     pub const LOSS_PER_MILLION: &str = "X0_LOSS_PER_MILLION";
+    /// The global holding `LOSSY`'s rate limit, bytes per second (0: none).
+    pub const RATE_BYTES_PER_S: &str = "X0_RATE_BYTES_PER_S";
     /// The forwarding benchmark's redirect ceiling: every frame out of one port.
     pub const REDIRECT: &str = "x0_redirect";
     /// The global holding `REDIRECT`'s egress ifindex.

@@ -82,26 +82,62 @@ static X0_LOSS_PER_MILLION: u32 = 0;
 static X0_LOSSY_NEXT: aya_ebpf::maps::ProgramArray =
     aya_ebpf::maps::ProgramArray::with_max_entries(1, 0);
 
-/// The lab's lossy link (this kernel has no netem): drops frames at random, unseen and
-/// uncounted as a bad wire would, and tail-calls the router's `x0_forward` with the rest
-/// (a second copy of the forwarding here would not pass the verifier). Swapped into a
-/// router port's link by the lab; not used by the dataplane.
+/// The rate `x0_lossy` lets through, in bytes per second (0: no limit), set by its loader.
+#[unsafe(no_mangle)]
+static X0_RATE_BYTES_PER_S: u64 = 0;
+
+/// `x0_lossy`'s token bucket: bytes available (at most a tenth of a second's worth) and
+/// when it was last filled. Not per CPU: a lab link's rate is the link's, whichever CPU
+/// a frame arrives on (the rare race between CPUs only blurs the rate).
+#[aya_ebpf::macros::map]
+static X0_LOSSY_BUCKET: aya_ebpf::maps::Array<[u64; 2]> =
+    aya_ebpf::maps::Array::with_max_entries(1, 0);
+
+/// The lab's lossy or congested link (this kernel has no netem, and frames redirected by
+/// XDP never meet a qdisc to rate-limit): drops frames at random, and those over its rate
+/// (a policer, like a full queue's tail drop without the queue), unseen and uncounted as
+/// a bad or full wire would, and tail-calls the router's `x0_forward` with the rest (a
+/// second copy of the forwarding here would not pass the verifier). Swapped into a router
+/// port's link by the lab; not used by the dataplane.
 #[xdp]
 pub fn x0_lossy(ctx: XdpContext) -> u32 {
-    // Volatile: the value is patched into the object after compilation.
-    // SAFETY: a plain read of a static, and a helper that takes nothing.
-    let (loss, draw) = unsafe {
+    // Volatile: the values are patched into the object after compilation.
+    // SAFETY: plain reads of statics, and a helper that takes nothing.
+    let (loss, rate, draw) = unsafe {
         (
             core::ptr::read_volatile(&X0_LOSS_PER_MILLION),
+            core::ptr::read_volatile(&X0_RATE_BYTES_PER_S),
             aya_ebpf::helpers::bpf_get_prandom_u32(),
         )
     };
-    if draw % 1_000_000 < loss {
+    if draw % 1_000_000 < loss || (rate > 0 && !within_rate(&ctx, rate)) {
         return xdp_action::XDP_DROP;
     }
     // SAFETY: the array holds only XDP programs; it does not return when one is there.
     unsafe { X0_LOSSY_NEXT.tail_call(&ctx, 0) };
     xdp_action::XDP_PASS
+}
+
+/// Whether the frame fits the bucket of `rate` bytes per second (and takes its bytes).
+fn within_rate(ctx: &XdpContext, rate: u64) -> bool {
+    let Some(bucket) = X0_LOSSY_BUCKET.get_ptr_mut(0) else {
+        return true;
+    };
+    // SAFETY: a helper that takes nothing.
+    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    let burst = rate / 10;
+    // SAFETY: the map's one element, valid while the program runs.
+    let b = unsafe { &mut *bucket };
+    let elapsed = now.saturating_sub(b[1]).min(1_000_000_000);
+    let tokens = (b[0] + rate * elapsed / 1_000_000_000).min(burst);
+    b[1] = now;
+    if tokens < len {
+        b[0] = tokens;
+        return false;
+    }
+    b[0] = tokens - len;
+    true
 }
 
 /// Does nothing but XDP_PASS: the benchmarks' baseline, and the program lab hosts attach so
