@@ -107,7 +107,7 @@ enum Command {
         #[arg(long, default_values = ["bench/data/incidents/six-seed1", "bench/data/incidents/mesh12-seed3"])]
         train: Vec<PathBuf>,
         /// Held-out datasets (another seed and topology) to judge on.
-        #[arg(long, default_values = ["bench/data/incidents/mesh12-seed2", "bench/data/incidents/mesh14-seed4"])]
+        #[arg(long, default_values = ["bench/data/incidents/mesh12-seed2", "bench/data/incidents/mesh14-seed4", "bench/data/incidents/mesh10-seed5"])]
         test: Vec<PathBuf>,
         /// Fewer training epochs (under 3 minutes in all).
         #[arg(long)]

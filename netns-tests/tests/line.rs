@@ -269,6 +269,16 @@ fn a_congested_port_lets_through_its_rate_and_drops_what_comes_faster() {
     );
     let under = traffic::udp_stream(&lab, "h1", "h2", h2, 9303, 2_000, 1_000).unwrap();
     assert!(under.lost * 50 < under.sent, "{under:?}");
+    // TCP to the router itself (how the incidents fill a congested link) fits the rate:
+    // 1,250,000 bytes a second, and with it little of a stream beside it gets through.
+    x0_lab::faults::forward_again(&lab, "r1", "eth1").unwrap();
+    x0_lab::faults::congested_ingress(&lab, "r1", "eth1", 1_250_000).unwrap();
+    let r1 = common::addr(&lab, "r1", false);
+    let bytes = x0_lab::tools::iperf3_tcp(&lab, ("h1", "r1"), r1, 3, None).unwrap();
+    assert!(
+        (1_500_000..4_500_000).contains(&bytes),
+        "{bytes} bytes in 3 s through 1.25 MB/s"
+    );
     x0_lab::faults::forward_again(&lab, "r1", "eth1").unwrap();
     let clean = traffic::udp_stream(&lab, "h1", "h2", h2, 9304, 5_000, 5_000).unwrap();
     assert!(clean.lost * 100 < clean.sent, "{clean:?}");
