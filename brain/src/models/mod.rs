@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod features;
 pub mod forest;
 pub mod graphsage;
+pub mod grouping;
 pub mod metrics;
 pub mod store;
 pub mod train;
