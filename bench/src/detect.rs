@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use x0_brain::models::{
     baselines::{Adaptives, Detector, Trained, ZScore},
-    dataset::{Dataset, GRACE_NS, Label},
-    evaluate::{Report, Rule, evaluate, event_f1, median},
+    dataset::{Dataset, Label},
+    evaluate::{Report, Rule, Scores, evaluate, event_f1, median},
     features::{FEATURES, Features},
     forest::Forest,
     grouping,
@@ -64,13 +64,15 @@ pub fn run(o: &Options) -> Result<()> {
     let mut rows = Vec::new();
     for d in detectors.iter_mut() {
         d.fit(&train);
-        let report = pooled(d.as_ref(), &test);
+        // Scored once per test dataset; judged for the report and grouped into incidents.
+        let scored: Vec<Scores> = test.iter().map(|ds| d.scores(ds)).collect();
+        let report = pooled(d.rule(), &test, &scored);
         let (p50, p99) = inference_times(d.as_ref());
         rows.push(Row {
             name: d.name(),
             report,
             rule: d.rule(),
-            incidents_per_fault: incidents_per_fault(d.as_ref(), &test),
+            incidents_per_fault: incidents_per_fault(d.rule(), &test, &scored),
             bytes: d.bytes(),
             infer_p50_us: p50,
             infer_p99_us: p99,
@@ -156,10 +158,11 @@ const FOREST: &str = "random forest (own + neighbours' mean)";
 
 /// One report over every test dataset: incidents, alarms and delays pooled; AUPRC and
 /// false alarms per router-hour the mean of the datasets' (each mesh weighs the same).
-fn pooled(d: &dyn Detector, test: &[Dataset]) -> Report {
+fn pooled(rule: Rule, test: &[Dataset], scored: &[Scores]) -> Report {
     let reports: Vec<Report> = test
         .iter()
-        .map(|ds| evaluate(ds, &d.scores(ds), d.rule()))
+        .zip(scored)
+        .map(|(ds, s)| evaluate(ds, s, rule))
         .collect();
     if reports.len() == 1 {
         return reports.into_iter().next().expect("one");
@@ -191,17 +194,14 @@ fn pooled(d: &dyn Detector, test: &[Dataset]) -> Report {
 /// Incidents reported per fault detected: the detector's alarms grouped into incidents
 /// (`grouping`: within two hops, at most 3 intervals apart), those that meet a fault's
 /// window, over the faults that one of them met (issue 17's goal: at most 1.2).
-fn incidents_per_fault(d: &dyn Detector, test: &[Dataset]) -> f64 {
+fn incidents_per_fault(rule: Rule, test: &[Dataset], scored: &[Scores]) -> f64 {
     let (mut reported, mut detected) = (0usize, 0usize);
-    for ds in test {
-        let scores = d.scores(ds);
+    for (ds, scores) in test.iter().zip(scored) {
         let times: Vec<u64> = scores.iter().map(|(t, _)| *t).collect();
-        let alarms = grouping::alarms(&times, &d.rule().flags(&scores));
+        let alarms = grouping::alarms(&times, &rule.flags(scores));
         let incidents = grouping::group(&alarms, &ds.neighbours, 3 * ds.step());
         let faults: Vec<&Label> = ds.labels.iter().filter(|l| l.kind.is_fault()).collect();
-        let meets = |i: &grouping::Incident, l: &Label| {
-            i.start <= l.end_unix_ns + GRACE_NS && i.end + ds.step() > l.start_unix_ns
-        };
+        let meets = |i: &grouping::Incident, l: &Label| l.meets(i.start, i.end, ds.step());
         reported += incidents
             .iter()
             .filter(|i| faults.iter().any(|l| meets(i, l)))

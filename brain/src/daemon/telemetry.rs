@@ -318,14 +318,11 @@ fn load_model(path: Option<&std::path::Path>, device: &Device) -> (Option<ModelF
     };
     match loaded {
         Ok(m) => {
-            let kind = match (&m.model, m.quantized) {
-                (Model::Forest(_), _) => "forest",
-                (Model::Sage(_), true) => "graphsage int8",
-                (Model::Sage(_), false) => "graphsage f32",
-            };
             let said = format!(
-                "{kind}, threshold {:.3} held {} intervals, {from}",
-                m.threshold, m.hold
+                "{}, threshold {:.3} held {} intervals, {from}",
+                m.kind(),
+                m.threshold,
+                m.hold
             );
             (Some(m), said)
         }

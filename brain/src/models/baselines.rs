@@ -38,9 +38,8 @@ pub fn calibrate(d: &dyn Detector, train: &[Dataset]) -> Rule {
         .collect();
     all.sort_by(f32::total_cmp);
     all.dedup();
-    let never = UNFIT;
     if all.is_empty() {
-        return never;
+        return UNFIT;
     }
     let f1 = |rule: Rule| {
         let (mut faults, mut detected, mut alarms) = (0, 0, 0);
@@ -62,7 +61,7 @@ pub fn calibrate(d: &dyn Detector, train: &[Dataset]) -> Rule {
     });
     candidates
         .map(|r| (f1(r), r))
-        .fold((-1.0, never), |best, c| if c.0 > best.0 { c } else { best })
+        .fold((-1.0, UNFIT), |best, c| if c.0 > best.0 { c } else { best })
         .1
 }
 

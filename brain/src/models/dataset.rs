@@ -71,7 +71,13 @@ impl Label {
     /// step before, so the interval a line falls in may hold the fault's first moments
     /// even when it starts before them.
     pub fn covers(&self, t: u64, step: u64) -> bool {
-        t + step > self.start_unix_ns && t <= self.end_unix_ns + GRACE_NS
+        self.meets(t, t, step)
+    }
+
+    /// Whether the intervals starting from `first` to `last` (of `step` ns each) meet the
+    /// fault's window (with its grace): `covers` for a span.
+    pub fn meets(&self, first: u64, last: u64, step: u64) -> bool {
+        last + step > self.start_unix_ns && first <= self.end_unix_ns + GRACE_NS
     }
 }
 
@@ -88,6 +94,13 @@ pub struct Meta {
     pub interval_ms: u64,
     pub start_unix_ns: u64,
     pub end_unix_ns: u64,
+}
+
+impl Meta {
+    /// The telemetry interval, in ns.
+    pub fn step(&self) -> u64 {
+        self.interval_ms.max(1) * 1_000_000
+    }
 }
 
 /// One line of a brain's telemetry log (the fields the models read).
@@ -202,7 +215,7 @@ impl Dataset {
 
     /// The telemetry interval, in ns.
     pub fn step(&self) -> u64 {
-        self.meta.interval_ms.max(1) * 1_000_000
+        self.meta.step()
     }
 
     /// Whether a fault touching `router` covers the interval starting at `t`.
@@ -246,7 +259,7 @@ fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
 
 /// Buckets every router's log lines into the dataset's intervals.
 fn read_intervals(dir: &Path, meta: &Meta) -> Result<Vec<(u64, Vec<Option<Features>>)>> {
-    let step = meta.interval_ms.max(1) * 1_000_000;
+    let step = meta.step();
     let count = (meta.end_unix_ns.saturating_sub(meta.start_unix_ns) / step) as usize;
     let mut intervals: Vec<(u64, Vec<Option<Features>>)> = (0..count)
         .map(|i| {

@@ -66,11 +66,11 @@ pub struct Report {
 
 pub fn evaluate(ds: &Dataset, scores: &Scores, rule: Rule) -> Report {
     let flags = rule.flags(scores);
-    let step = ds.meta.interval_ms * 1_000_000;
+    let step = ds.step();
     let in_fault = |t: u64| {
         ds.labels
             .iter()
-            .any(|l| l.kind.is_fault() && l.covers(t, ds.step()))
+            .any(|l| l.kind.is_fault() && l.covers(t, step))
     };
     let (mut detected, mut delays, mut per_kind) = (0, Vec::new(), BTreeMap::new());
     let faults: Vec<_> = ds.labels.iter().filter(|l| l.kind.is_fault()).collect();
@@ -78,7 +78,7 @@ pub fn evaluate(ds: &Dataset, scores: &Scores, rule: Rule) -> Report {
         let first = scores
             .iter()
             .zip(&flags)
-            .find(|((t, _), f)| l.covers(*t, ds.step()) && f.iter().any(|x| *x))
+            .find(|((t, _), f)| l.covers(*t, step) && f.iter().any(|x| *x))
             .map(|((t, _), _)| *t);
         let entry = per_kind.entry(kind_name(l.kind)).or_insert((0, 0));
         entry.1 += 1;

@@ -54,6 +54,17 @@ pub struct ModelFile {
     pub quantized: bool,
 }
 
+impl ModelFile {
+    /// What it is, in words: "forest", "graphsage int8" or "graphsage f32".
+    pub fn kind(&self) -> &'static str {
+        match (&self.model, self.quantized) {
+            (Model::Forest(_), _) => "forest",
+            (Model::Sage(_), true) => "graphsage int8",
+            (Model::Sage(_), false) => "graphsage f32",
+        }
+    }
+}
+
 /// A forest file after its first line.
 #[derive(Serialize, Deserialize)]
 struct ForestFile<F> {
