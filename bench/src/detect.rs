@@ -290,6 +290,7 @@ fn synthetic(n: usize, intervals: usize) -> Dataset {
         },
         labels: Vec::new(),
         neighbours,
+        links: Vec::new(),
         intervals: rows,
     }
 }

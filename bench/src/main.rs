@@ -11,6 +11,7 @@ mod memory;
 mod paths;
 mod placement;
 mod policy_cost;
+mod rca;
 mod report;
 mod standalone;
 mod test_run_cost;
@@ -125,6 +126,28 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Also write the results as Markdown (docs/DETECTION.md).
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+    },
+    /// Root-cause analysis on held-out lab incidents: ours beside NSigma, BARO, a path vote
+    /// and a random pick (AC@1, AC@3, Avg@5; two simultaneous faults; incidents per fault).
+    Rca {
+        /// Held-out datasets with link measurements.
+        #[arg(long, default_values = ["bench/data/incidents/six-seed8", "bench/data/incidents/mesh12-seed7"])]
+        test: Vec<PathBuf>,
+        /// Intervals analysed from each onset.
+        #[arg(long, default_value_t = 5)]
+        window: usize,
+        /// Calm intervals before the onset, at most.
+        #[arg(long, default_value_t = 30)]
+        baseline: usize,
+        /// Fewer timing runs.
+        #[arg(long)]
+        quick: bool,
+        /// One JSON object per method.
+        #[arg(long)]
+        json: bool,
+        /// Also write the results as Markdown (docs/RCA.md).
         #[arg(long)]
         markdown: Option<PathBuf>,
     },
@@ -275,6 +298,22 @@ fn main() -> ExitCode {
             };
             detect::run(&options)
         }
+        Command::Rca {
+            test,
+            window,
+            baseline,
+            quick,
+            json,
+            markdown,
+        } => rca::run(&rca::Options {
+            test,
+            window,
+            baseline,
+            quick,
+            json,
+            markdown,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+        }),
         Command::Generate {
             iface,
             src_mac,

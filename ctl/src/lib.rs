@@ -1,4 +1,5 @@
 //! x0ctl as a library: connecting to a dataplane's API (for the CLI, the lab and tests).
 
 pub mod client;
+pub mod incidents;
 pub mod routes;

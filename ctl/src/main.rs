@@ -9,7 +9,7 @@ use x0_identity::{FileSource, IdPattern, PqMode, ca};
 use x0_proto::dataplane::v1 as pb;
 use x0ctl::{
     client::{Connection, Target, connect, rpc_error},
-    routes,
+    incidents, routes,
 };
 
 #[derive(Parser)]
@@ -169,6 +169,12 @@ enum PolicyCmd {
 #[derive(Subcommand)]
 enum BrainCmd {
     Status,
+    /// The knowledge base's incidents (the last 100), one line each.
+    Incidents,
+    /// One incident: its causes, evidence, decision and outcome.
+    Incident {
+        id: u64,
+    },
     /// Static mode: plan from this topology file instead of link state ("--clear": back).
     SetTopology {
         file: Option<PathBuf>,
@@ -260,6 +266,8 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::Brain { what } = &cli.command {
         return match what {
             BrainCmd::Status => brain_status(&conn, cli.json).await,
+            BrainCmd::Incidents => brain_incidents(&conn, cli.json).await,
+            BrainCmd::Incident { id } => brain_incident(&conn, *id, cli.json).await,
             BrainCmd::SetTopology { file, clear } => {
                 let topology_toml = match (file, clear) {
                     (Some(f), false) => std::fs::read_to_string(f)
@@ -709,8 +717,7 @@ async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
             "paths": s.paths.iter().map(|p| serde_json::json!({"prefix": p.prefix, "next_hops": p.next_hops})).collect::<Vec<_>>(),
             "unprotected": s.unprotected, "accepted": s.accepted, "rejected": s.rejected,
             "pushes": s.pushes, "last_push_unix_ns": s.last_push_unix_ns, "mapek": s.mapek, "source": s.source, "duplicates": s.duplicates,
-            "incidents": s.incidents.iter().map(|i| serde_json::json!({"id": i.id, "kind": i.kind, "subject": i.subject,
-                "detected_unix_ns": i.detected_unix_ns, "repaired_unix_ns": i.repaired_unix_ns, "strategy": i.strategy, "success": i.success})).collect::<Vec<_>>(),
+            "incidents": s.incidents.iter().map(incidents::json).collect::<Vec<_>>(),
             "repair_times": s.repair_times.iter().map(|m| serde_json::json!({"kind": m.kind, "count": m.count, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms, "max_ms": m.max_ms})).collect::<Vec<_>>(),
             "link_quality": s.link_quality.iter().map(|l| serde_json::json!({"neighbor": l.neighbor, "rtt_ms": l.rtt_ms, "loss": l.loss,
                 "utilisation": l.utilisation, "base_cost": l.base_cost, "cost": l.cost, "anomaly_score": l.anomaly_score})).collect::<Vec<_>>(),
@@ -759,24 +766,49 @@ async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
         s.accepted, s.duplicates, rejected, s.pushes
     );
     for i in &s.incidents {
-        let repair = if i.repaired_unix_ns == 0 {
-            "open".to_string()
-        } else {
-            format!(
-                "repaired in {} ms",
-                (i.repaired_unix_ns - i.detected_unix_ns) / 1_000_000
-            )
-        };
-        println!(
-            "incident {:>4} {:<12} {:<10} {} ({})",
-            i.id, i.kind, i.subject, repair, i.strategy
-        );
+        println!("{}", incidents::line(i));
     }
     for m in &s.repair_times {
         println!(
             "time to repair, {}: {} incidents, p50 {} ms, p99 {} ms, max {} ms",
             m.kind, m.count, m.p50_ms, m.p99_ms, m.max_ms
         );
+    }
+    Ok(())
+}
+
+async fn brain_incidents(conn: &Connection, json: bool) -> Result<()> {
+    let mut b = x0_proto::brain::v1::brain_client::BrainClient::new(conn.channel.clone());
+    let s = b
+        .get_status(x0_proto::brain::v1::GetStatusRequest {})
+        .await
+        .map_err(|s| rpc_error(&s))?
+        .into_inner();
+    if json {
+        let all: Vec<_> = s.incidents.iter().map(incidents::json).collect();
+        return print_json(&all);
+    }
+    for i in &s.incidents {
+        println!("{}", incidents::line(i));
+    }
+    if s.incidents.is_empty() {
+        println!("no incidents");
+    }
+    Ok(())
+}
+
+async fn brain_incident(conn: &Connection, id: u64, json: bool) -> Result<()> {
+    let mut b = x0_proto::brain::v1::brain_client::BrainClient::new(conn.channel.clone());
+    let i = b
+        .get_incident(x0_proto::brain::v1::GetIncidentRequest { id })
+        .await
+        .map_err(|s| rpc_error(&s))?
+        .into_inner();
+    if json {
+        return print_json(&incidents::json(&i));
+    }
+    for line in incidents::describe(&i) {
+        println!("{line}");
     }
     Ok(())
 }

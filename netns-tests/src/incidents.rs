@@ -17,7 +17,10 @@ use rand::{RngExt, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use x0_brain::{
     config::Mode,
     linkstate::state::unix_ns,
-    models::dataset::{FORMAT, FORMAT_VERSION, Kind, Label, Meta},
+    models::{
+        dataset::{FORMAT, FORMAT_VERSION, Kind, Label, Meta},
+        features::LinkSample,
+    },
 };
 
 use crate::{Lab, Topology, faults, netns};
@@ -34,6 +37,8 @@ pub struct Plan {
     /// Congestion among the fault kinds (added after the first datasets: opt-in keeps
     /// their seeds' schedules).
     pub congestion: bool,
+    /// Every this many faults, a second one at the same time elsewhere (0: never).
+    pub double_every: usize,
 }
 
 /// A congested link's rate, each way: 10 Mbit/s.
@@ -83,22 +88,67 @@ pub fn schedule(plan: &Plan, topo: &Topology) -> Vec<(Kind, String, u32)> {
         .flat_map(|(i, kind)| {
             let surge = (plan.surge_every > 0 && i % plan.surge_every == plan.surge_every - 1)
                 .then(|| (Kind::Surge, String::new(), 0));
-            let element = if on_link(kind) {
-                let (a, b) = &links[rng.random_range(0..links.len())];
-                if rng.random() {
-                    format!("{a}-{b}")
-                } else {
-                    format!("{b}-{a}")
-                }
-            } else {
-                routers[rng.random_range(0..routers.len())].clone()
-            };
-            let loss = match kind {
-                Kind::Loss => rng.random_range(10_000..=300_000),
-                Kind::OneWayLoss => rng.random_range(50_000..=300_000),
-                _ => 0,
-            };
+            let (element, loss) = draw(&mut rng, kind, &links, &routers);
             std::iter::once((kind, element, loss)).chain(surge)
+        })
+        .collect()
+}
+
+/// An element for a fault of `kind` (a link, named from either end, or a router) and its
+/// loss rate, drawn in the order the committed datasets' schedules drew them.
+fn draw(
+    rng: &mut StdRng,
+    kind: Kind,
+    links: &[(String, String)],
+    routers: &[String],
+) -> (String, u32) {
+    let element = if on_link(kind) {
+        let (a, b) = &links[rng.random_range(0..links.len())];
+        if rng.random() {
+            format!("{a}-{b}")
+        } else {
+            format!("{b}-{a}")
+        }
+    } else {
+        routers[rng.random_range(0..routers.len())].clone()
+    };
+    let loss = match kind {
+        Kind::Loss => rng.random_range(10_000..=300_000),
+        Kind::OneWayLoss => rng.random_range(50_000..=300_000),
+        _ => 0,
+    };
+    (element, loss)
+}
+
+/// For every `plan.double_every`-th fault of the schedule, a second fault at the same time
+/// on routers the first does not touch (two simultaneous faults); drawn from a stream of
+/// its own, so the schedule itself is the one the seed always gave.
+pub fn doubles(
+    plan: &Plan,
+    topo: &Topology,
+    schedule: &[(Kind, String, u32)],
+) -> Vec<Option<(Kind, String, u32)>> {
+    let mut rng = StdRng::seed_from_u64(plan.seed ^ 0x00d0_0b1e);
+    let links = router_links(topo);
+    let routers: Vec<String> = topo.routers.iter().map(|r| r.name.clone()).collect();
+    let mut faults = 0;
+    schedule
+        .iter()
+        .map(|(kind, element, _)| {
+            if !kind.is_fault() {
+                return None;
+            }
+            faults += 1;
+            if plan.double_every == 0 || faults % plan.double_every != 0 {
+                return None;
+            }
+            let taken: Vec<&str> = element.split('-').collect();
+            (0..100).find_map(|_| {
+                let second = FAULTS[rng.random_range(0..FAULTS.len())];
+                let (e, loss) = draw(&mut rng, second, &links, &routers);
+                let apart = e.split('-').all(|r| !taken.contains(&r));
+                apart.then_some((second, e, loss))
+            })
         })
         .collect()
 }
@@ -132,15 +182,26 @@ pub fn record(lab: &Lab, topology: &str, plan: &Plan, out: &Path) -> Result<Vec<
     Ok(labels)
 }
 
-/// Every scheduled episode in turn, each followed by the fault-free gap.
+/// Every scheduled episode in turn (with its simultaneous second fault, if any), each
+/// followed by the fault-free gap.
 fn episodes(lab: &Lab, plan: &Plan) -> Result<Vec<Label>> {
+    let schedule = schedule(plan, &lab.topo);
+    let doubles = doubles(plan, &lab.topo, &schedule);
     let mut labels = Vec::new();
-    for (i, (kind, element, loss)) in schedule(plan, &lab.topo).into_iter().enumerate() {
-        eprintln!(
-            "episode {}: {kind:?} {element} (loss {loss} per million)",
-            i + 1
-        );
-        labels.push(episode(lab, kind, &element, loss, plan.fault));
+    for (i, (first, second)) in schedule.into_iter().zip(doubles).enumerate() {
+        for (kind, element, loss) in std::iter::once(&first).chain(&second) {
+            eprintln!(
+                "episode {}: {kind:?} {element} (loss {loss} per million)",
+                i + 1
+            );
+        }
+        std::thread::scope(|s| {
+            let both = second
+                .as_ref()
+                .map(|(k, e, l)| s.spawn(move || episode(lab, *k, e, *l, plan.fault)));
+            labels.push(episode(lab, first.0, &first.1, first.2, plan.fault));
+            labels.extend(both.map(|h| h.join().expect("episode thread")));
+        });
         std::thread::sleep(plan.gap);
     }
     Ok(labels)
@@ -350,6 +411,21 @@ fn starve(lab: &Lab, router: &str, on: bool) -> Result<()> {
     Ok(())
 }
 
+/// The raw sample's links, their fractional counts to two decimals.
+fn links(raw: &serde_json::Value) -> Result<Vec<LinkSample>> {
+    if raw.is_null() {
+        return Ok(Vec::new());
+    }
+    let mut links: Vec<LinkSample> =
+        serde_json::from_value(raw.clone()).context("the sample's links")?;
+    for l in &mut links {
+        l.bfd_expected = (l.bfd_expected * 100.0).round() / 100.0;
+        l.utilisation = (l.utilisation * 1e4).round() / 1e4;
+        l.rtt_ms = l.rtt_ms.map(|r| (r * 100.0).round() / 100.0);
+    }
+    Ok(links)
+}
+
 fn write_dataset(
     lab: &Lab,
     topology: &str,
@@ -393,8 +469,8 @@ fn write_dataset(
 }
 
 /// A brain's log as the dataset keeps it: each interval's time, router, features (to four
-/// decimals) and score (the neighbours' features are in their own logs; the raw sample is
-/// left out).
+/// decimals), score, and its links' measurements (root-cause analysis reads them; the
+/// neighbours' features are in their own logs, the rest of the raw sample is left out).
 fn slim(from: &Path, to: &Path) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(to)?);
     for line in std::fs::read_to_string(from)?.lines() {
@@ -411,6 +487,7 @@ fn slim(from: &Path, to: &Path) -> Result<()> {
             .unwrap_or_default();
         let keep = serde_json::json!({
             "unix_ns": v["unix_ns"], "router": v["router"], "features": features, "score": v["score"],
+            "links": links(&v["sample"]["links"])?,
         });
         writeln!(out, "{keep}")?;
     }
@@ -430,6 +507,7 @@ mod tests {
             warmup: Duration::from_secs(20),
             surge_every: 3,
             congestion,
+            double_every: 0,
         }
     }
 
@@ -456,6 +534,33 @@ mod tests {
             .collect();
         assert_eq!(scheduled, recorded);
         assert!(scheduled.iter().all(|(k, _, _)| *k != Kind::Congestion));
+    }
+
+    /// Every fourth fault gets a second one on routers the first does not touch, and the
+    /// schedule itself stays what the seed gave without doubles.
+    #[test]
+    fn doubles_fall_on_other_routers_and_leave_the_schedule_alone() {
+        let topo = six();
+        let mut p = plan(6, 14, true);
+        let single = schedule(&p, &topo);
+        p.double_every = 4;
+        let s = schedule(&p, &topo);
+        assert_eq!(s, single);
+        let d = doubles(&p, &topo, &s);
+        assert_eq!(d.len(), s.len());
+        let pairs: Vec<_> = s
+            .iter()
+            .zip(&d)
+            .filter_map(|(a, b)| Some((a, b.as_ref()?)))
+            .collect();
+        assert_eq!(pairs.len(), 14 / 4, "{d:?}");
+        for ((_, first, _), (kind, second, _)) in pairs {
+            assert!(kind.is_fault());
+            assert!(
+                second.split('-').all(|r| !first.split('-').any(|x| x == r)),
+                "{first} and {second} share a router"
+            );
+        }
     }
 
     #[test]

@@ -131,6 +131,9 @@ struct IncidentsArgs {
     /// schedule it gave before, so the committed datasets stay reproducible).
     #[arg(long)]
     congestion: bool,
+    /// Every this many faults, a second one at the same time on other routers (0: never).
+    #[arg(long, default_value_t = 0)]
+    double_every: usize,
 }
 
 /// A router's brain, from inside its namespace.
@@ -330,6 +333,7 @@ fn incidents(a: IncidentsArgs) -> Result<()> {
         warmup: std::time::Duration::from_secs(20),
         surge_every: 3,
         congestion: a.congestion,
+        double_every: a.double_every,
     };
     let lab = Lab::up(&a.name, topo, bin)?;
     let labels = x0_lab::incidents::record(&lab, &label, &plan, &a.out)?;

@@ -207,9 +207,35 @@ impl Control {
                 if let Some(sample) = self.telemetry.on_bfd(sessions, &self.config) {
                     let request = self.telemetry.publish(&sample, &self.shared, &self.config);
                     self.peers.exchange(&request);
+                    self.analyse_causes(&sample);
                 }
             }
         }
+    }
+
+    /// MAPE-K over root causes: this interval as our brain sees it (our router, our
+    /// links, our neighbours' features).
+    fn analyse_causes(&mut self, sample: &crate::models::features::RouterSample) {
+        let interval = self.telemetry.interval(sample, &self.shared, &self.config);
+        let routers: Vec<String> = std::iter::once(self.config.router.clone())
+            .chain(self.config.neighbors.iter().map(|n| n.router.clone()))
+            .collect();
+        let links: Vec<(String, String)> = self
+            .config
+            .neighbors
+            .iter()
+            .map(|n| (self.config.router.clone(), n.router.clone()))
+            .collect();
+        let view = crate::mapek::remedy::View {
+            interval,
+            routers: &routers,
+            links: &links,
+            interval_ms: self.config.interval_ms,
+        };
+        let s = self.shared.lock().expect("brain lock");
+        self.senses
+            .remedy
+            .analyse(view, &s.knowledge, Instant::now());
     }
 
     /// The guard's actions, link health, and a new record of ours if one is due.

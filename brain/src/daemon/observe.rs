@@ -14,12 +14,13 @@ use super::{events::Observation, protect::Protector};
 use crate::{
     config::BrainConfig,
     linkstate::state::Shared,
-    mapek::{link_health::LinkHealth, monitor::Monitor},
+    mapek::{link_health::LinkHealth, monitor::Monitor, remedy::Remedy},
 };
 
 pub struct Senses {
     pub monitor: Monitor,
     pub health: LinkHealth,
+    pub remedy: Remedy,
 }
 
 impl Senses {
@@ -31,6 +32,7 @@ impl Senses {
         Senses {
             monitor: Monitor::default(),
             health,
+            remedy: Remedy::new(config.mode, &config.router, Instant::now()),
         }
     }
 
@@ -108,10 +110,19 @@ impl Senses {
         let now = Instant::now();
         self.health
             .tick(now, &s.knowledge, &config.router, &base, &mesh_cost);
-        s.mapek = format!("{}; policy actions on {guarded:?}", self.health.state());
+        self.remedy.confirm(&s.knowledge, now, &base, &mesh_cost);
+        s.mapek = format!(
+            "{}; {}; policy actions on {guarded:?}",
+            self.health.state(),
+            self.remedy.state()
+        );
+        // Drained by either loop is drained once.
         let costs: HashMap<String, u32> = measured
             .iter()
-            .map(|(n, m)| (n.clone(), self.health.cost(n, *m)))
+            .map(|(n, m)| {
+                let cost = self.health.cost(n, *m).max(self.remedy.cost(n, *m));
+                (n.clone(), cost)
+            })
             .collect();
         s.links = config
             .neighbors

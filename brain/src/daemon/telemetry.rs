@@ -183,6 +183,7 @@ impl Telemetry {
                 / (dt * n.capacity_mbps as f64 * 1e6),
             carrier_downs: self.flaps.get(&n.router).copied().unwrap_or(0),
             brain_answered: self.answered.contains(&n.router),
+            cost: n.cost,
         }
     }
 
@@ -223,6 +224,34 @@ impl Telemetry {
         };
         s.own_telemetry = Some(own);
         request
+    }
+
+    /// What root-cause analysis reads of this interval: our features and our links'
+    /// measurements, and each neighbour's features when fresh (in `config.neighbors` order,
+    /// after ours).
+    pub fn interval(
+        &self,
+        sample: &RouterSample,
+        shared: &Mutex<Shared>,
+        config: &BrainConfig,
+    ) -> crate::models::rca::Interval {
+        let s = shared.lock().expect("brain lock");
+        let own = s
+            .own_telemetry
+            .as_ref()
+            .and_then(|t| Features::try_from(t.features.as_slice()).ok());
+        let theirs = config.neighbors.iter().map(|n| {
+            s.heard
+                .get(&n.router)
+                .filter(|h| h.at.elapsed() < HEARD_FRESH)
+                .and_then(|h| Features::try_from(h.features.as_slice()).ok())
+        });
+        crate::models::rca::Interval {
+            features: std::iter::once(own).chain(theirs).collect(),
+            links: std::iter::once(Some(sample.links.clone()))
+                .chain(config.neighbors.iter().map(|_| None))
+                .collect(),
+        }
     }
 
     /// Whether the model's rule flags this score: at or above its threshold for its hold

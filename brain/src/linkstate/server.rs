@@ -166,4 +166,20 @@ impl Brain for Service {
             self.shared.lock().expect("brain lock").status(),
         ))
     }
+
+    async fn get_incident(
+        &self,
+        req: Request<pb::GetIncidentRequest>,
+    ) -> Result<Response<pb::Incident>, Status> {
+        if !reader(&req, &self.trust_domain) {
+            return Err(Status::permission_denied("brains and orchestrators only"));
+        }
+        let id = req.get_ref().id;
+        let s = self.shared.lock().expect("brain lock");
+        match s.knowledge.incident(id) {
+            Ok(Some(i)) => Ok(Response::new(crate::linkstate::state::incident_message(&i))),
+            Ok(None) => Err(Status::not_found(format!("no incident {id}"))),
+            Err(e) => Err(Status::internal(format!("knowledge base: {e:#}"))),
+        }
+    }
 }

@@ -251,15 +251,7 @@ impl Shared {
                 .rev()
                 .take(100)
                 .rev()
-                .map(|i| pb::Incident {
-                    id: i.id,
-                    kind: i.kind.clone(),
-                    subject: i.subject.clone(),
-                    detected_unix_ns: i.detected_unix_ns,
-                    strategy: i.strategy.clone(),
-                    repaired_unix_ns: i.repaired_unix_ns.unwrap_or(0),
-                    success: i.success.unwrap_or(false),
-                })
+                .map(incident_message)
                 .collect(),
             mapek: self.mapek.clone(),
             link_quality: self
@@ -292,5 +284,31 @@ impl Shared {
                 })
                 .collect(),
         }
+    }
+}
+
+/// An incident of the knowledge base as the API sends it.
+pub fn incident_message(i: &crate::mapek::knowledge::Incident) -> pb::Incident {
+    pb::Incident {
+        id: i.id,
+        kind: i.kind.clone(),
+        subject: i.subject.clone(),
+        detected_unix_ns: i.detected_unix_ns,
+        strategy: i.strategy.clone(),
+        repaired_unix_ns: i.repaired_unix_ns.unwrap_or(0),
+        success: i.success.unwrap_or(false),
+        onset_unix_ns: i.onset_unix_ns.unwrap_or(0),
+        causes: i
+            .causes
+            .iter()
+            .map(|c| pb::RankedCause {
+                element: c.element.clone(),
+                fault: c.fault.clone(),
+                confidence: c.confidence,
+            })
+            .collect(),
+        evidence: i.evidence.clone(),
+        outcome: i.outcome.clone(),
+        restored_unix_ns: i.restored_unix_ns.unwrap_or(0),
     }
 }

@@ -23,12 +23,53 @@ pub struct Incident {
     /// When new paths were in force; None while open.
     pub repaired_unix_ns: Option<u64>,
     pub success: Option<bool>,
+    /// Root-cause analysis' incidents: when the evidence began (the first anomalous
+    /// interval analysed), the ranked causes, the evidence in words, what was done and how
+    /// it went, and when the action was undone (the evidence cleared).
+    #[serde(default)]
+    pub onset_unix_ns: Option<u64>,
+    #[serde(default)]
+    pub causes: Vec<RankedCause>,
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    #[serde(default)]
+    pub outcome: Vec<String>,
+    #[serde(default)]
+    pub restored_unix_ns: Option<u64>,
+}
+
+/// One cause as an incident keeps it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct RankedCause {
+    pub element: String,
+    pub fault: String,
+    pub confidence: f64,
 }
 
 impl Incident {
+    /// A new incident (its id given by `Knowledge::record`).
+    pub fn new(kind: &str, subject: &str, detected_unix_ns: u64, strategy: &str) -> Self {
+        Incident {
+            id: 0,
+            kind: kind.into(),
+            subject: subject.into(),
+            detected_unix_ns,
+            strategy: strategy.into(),
+            repaired_unix_ns: None,
+            success: None,
+            onset_unix_ns: None,
+            causes: Vec::new(),
+            evidence: Vec::new(),
+            outcome: Vec::new(),
+            restored_unix_ns: None,
+        }
+    }
+
+    /// From the onset when it is known (root-cause analysis), else from the detection.
     pub fn time_to_repair_ms(&self) -> Option<u64> {
+        let from = self.onset_unix_ns.unwrap_or(self.detected_unix_ns);
         self.repaired_unix_ns
-            .map(|r| r.saturating_sub(self.detected_unix_ns) / 1_000_000)
+            .map(|r| r.saturating_sub(from) / 1_000_000)
     }
 }
 
@@ -66,28 +107,25 @@ impl Knowledge {
         detected_unix_ns: u64,
         strategy: &str,
     ) -> Result<u64> {
+        self.record(Incident::new(kind, subject, detected_unix_ns, strategy))
+    }
+
+    /// Records `incident` under the next id; returns the id.
+    pub fn record(&self, mut incident: Incident) -> Result<u64> {
         let tx = self.db.begin_write()?;
         let id = {
             let mut t = tx.open_table(INCIDENTS)?;
             let id = t.last()?.map_or(1, |(k, _)| k.value() + 1);
-            let i = Incident {
-                id,
-                kind: kind.into(),
-                subject: subject.into(),
-                detected_unix_ns,
-                strategy: strategy.into(),
-                repaired_unix_ns: None,
-                success: None,
-            };
-            t.insert(id, serde_json::to_vec(&i)?.as_slice())?;
+            incident.id = id;
+            t.insert(id, serde_json::to_vec(&incident)?.as_slice())?;
             id
         };
         tx.commit()?;
         Ok(id)
     }
 
-    /// Closes an incident with the time its repair was in force.
-    pub fn close_incident(&self, id: u64, repaired_unix_ns: u64, success: bool) -> Result<()> {
+    /// Changes incident `id` in one transaction.
+    pub fn amend(&self, id: u64, change: impl FnOnce(&mut Incident)) -> Result<()> {
         let tx = self.db.begin_write()?;
         {
             let mut t = tx.open_table(INCIDENTS)?;
@@ -95,12 +133,28 @@ impl Knowledge {
                 Some(v) => serde_json::from_slice(v.value())?,
                 None => anyhow::bail!("no incident {id}"),
             };
-            i.repaired_unix_ns = Some(repaired_unix_ns);
-            i.success = Some(success);
+            change(&mut i);
             t.insert(id, serde_json::to_vec(&i)?.as_slice())?;
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Closes an incident with the time its repair was in force.
+    pub fn close_incident(&self, id: u64, repaired_unix_ns: u64, success: bool) -> Result<()> {
+        self.amend(id, |i| {
+            i.repaired_unix_ns = Some(repaired_unix_ns);
+            i.success = Some(success);
+        })
+    }
+
+    pub fn incident(&self, id: u64) -> Result<Option<Incident>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(INCIDENTS)?;
+        Ok(match t.get(id)? {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
     }
 
     pub fn incidents(&self) -> Result<Vec<Incident>> {

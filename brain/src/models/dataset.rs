@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    features::{self, Deviation, FEATURES, Features, MEASURED, Measured},
+    features::{self, Deviation, FEATURES, Features, LinkSample, MEASURED, Measured},
     graphsage::Graph,
     train::Example,
 };
@@ -108,6 +108,9 @@ impl Meta {
 struct LogLine {
     unix_ns: u64,
     features: Vec<f32>,
+    /// The router's links' measurements (datasets from before root-cause analysis lack them).
+    #[serde(default)]
+    links: Option<Vec<LinkSample>>,
 }
 
 /// A dataset in memory: per interval, each router's features (None: it logged nothing).
@@ -117,6 +120,8 @@ pub struct Dataset {
     pub neighbours: Vec<Vec<usize>>,
     /// Start of each interval, and the routers' features in it (in `meta.routers` order).
     pub intervals: Vec<(u64, Vec<Option<Features>>)>,
+    /// Per interval (as `intervals`), each router's links' measurements, where logged.
+    pub links: Vec<Vec<Option<Vec<LinkSample>>>>,
 }
 
 impl Dataset {
@@ -156,12 +161,13 @@ impl Dataset {
             neighbours[a].push(b);
             neighbours[b].push(a);
         }
-        let intervals = read_intervals(dir, &meta)?;
+        let (intervals, links) = read_intervals(dir, &meta)?;
         Ok(Dataset {
             meta,
             labels,
             neighbours,
             intervals,
+            links,
         })
     }
 
@@ -257,8 +263,14 @@ fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
         .collect()
 }
 
+/// Every router's log lines bucketed into the dataset's intervals, and their links.
+type Intervals = (
+    Vec<(u64, Vec<Option<Features>>)>,
+    Vec<Vec<Option<Vec<LinkSample>>>>,
+);
+
 /// Buckets every router's log lines into the dataset's intervals.
-fn read_intervals(dir: &Path, meta: &Meta) -> Result<Vec<(u64, Vec<Option<Features>>)>> {
+fn read_intervals(dir: &Path, meta: &Meta) -> Result<Intervals> {
     let step = meta.step();
     let count = (meta.end_unix_ns.saturating_sub(meta.start_unix_ns) / step) as usize;
     let mut intervals: Vec<(u64, Vec<Option<Features>>)> = (0..count)
@@ -269,6 +281,7 @@ fn read_intervals(dir: &Path, meta: &Meta) -> Result<Vec<(u64, Vec<Option<Featur
             )
         })
         .collect();
+    let mut links = vec![vec![None; meta.routers.len()]; count];
     for (r, router) in meta.routers.iter().enumerate() {
         let lines = read_lines::<LogLine>(&dir.join("telemetry").join(format!("{router}.jsonl")))?;
         let mut deviation = Deviation::default();
@@ -278,13 +291,15 @@ fn read_intervals(dir: &Path, meta: &Meta) -> Result<Vec<(u64, Vec<Option<Featur
             let slot = line
                 .unix_ns
                 .checked_sub(meta.start_unix_ns)
-                .map(|d| (d / step) as usize);
-            if let Some((_, fs)) = slot.and_then(|s| intervals.get_mut(s)) {
-                fs[r] = Some(features);
+                .map(|d| (d / step) as usize)
+                .filter(|&s| s < count);
+            if let Some(s) = slot {
+                intervals[s].1[r] = Some(features);
+                links[s][r] = line.links;
             }
         }
     }
-    Ok(intervals)
+    Ok((intervals, links))
 }
 
 /// A logged line's features in the current set: version 2 as it is, version 1 (measured

@@ -200,6 +200,7 @@ mod tests {
             ],
             neighbours: vec![vec![]; 3],
             intervals: vec![],
+            links: vec![],
         }
     }
 

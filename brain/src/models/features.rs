@@ -70,6 +70,10 @@ pub struct LinkSample {
     pub carrier_downs: u32,
     /// The neighbour's brain took our records or answered a probe.
     pub brain_answered: bool,
+    /// The link's cost as configured here (before any measured or drained cost): one end
+    /// configured unlike the other is a misconfiguration root-cause analysis looks for.
+    #[serde(default)]
+    pub cost: u32,
 }
 
 /// One router's measurements over one interval (counters as deltas).
@@ -210,6 +214,7 @@ mod tests {
             utilisation: 0.1,
             carrier_downs: 0,
             brain_answered: true,
+            cost: 10,
         }
     }
 

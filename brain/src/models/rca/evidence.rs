@@ -1,0 +1,165 @@
+//! The telemetry of a case as series, each belonging to one element: a router's features
+//! and whether it logged at all; per link end, what that end measured of the link (BFD
+//! loss and state from the other end, carrier losses, whether the other brain answered,
+//! round trip, utilisation, configured cost). Each series has its normal and anomalous
+//! values; a router absent in an interval adds nothing to its series.
+
+use std::collections::BTreeMap;
+
+use super::{Case, Element};
+use crate::models::features::{LinkSample, MEASURED, NAMES};
+
+/// What a series measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Measure {
+    /// One of the router's measured features (by index).
+    Feature(usize),
+    /// 1 when the router's brain logged the interval, 0 when not.
+    Logged,
+    /// The share of BFD packets from the other end that did not come.
+    BfdLoss,
+    /// 1 while the BFD session to the other end is not up.
+    BfdDown,
+    CarrierDowns,
+    /// 1 when the other end's brain neither took our records nor answered a probe.
+    BrainSilent,
+    RttMs,
+    Utilisation,
+    /// The cost this end has configured for the link.
+    Cost,
+}
+
+/// One series of a case.
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub element: Element,
+    /// The router that measured it.
+    pub router: String,
+    /// For a link end's series, the other end.
+    pub peer: Option<String>,
+    pub measure: Measure,
+    pub normal: Vec<f64>,
+    pub anomalous: Vec<f64>,
+}
+
+impl Series {
+    /// What it is, for the evidence: "r2 from r4: BFD loss".
+    pub fn name(&self) -> String {
+        let what = match self.measure {
+            Measure::Feature(f) => NAMES[f],
+            Measure::Logged => "brain logging",
+            Measure::BfdLoss => "BFD loss",
+            Measure::BfdDown => "BFD down",
+            Measure::CarrierDowns => "carrier losses",
+            Measure::BrainSilent => "brain silent",
+            Measure::RttMs => "round trip (ms)",
+            Measure::Utilisation => "utilisation",
+            Measure::Cost => "configured cost",
+        };
+        match &self.peer {
+            Some(p) => format!("{} from {p}: {what}", self.router),
+            None => format!("{}: {what}", self.router),
+        }
+    }
+
+    /// Mean of the anomalous values less the mean of the normal ones (0 for none).
+    pub fn excess(&self) -> f64 {
+        mean(&self.anomalous) - mean(&self.normal)
+    }
+}
+
+pub fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+type Key = (String, Option<String>, Measure);
+
+/// Every series of the case, in a fixed order.
+pub fn series(case: &Case) -> Vec<Series> {
+    let mut out: BTreeMap<Key, Series> = BTreeMap::new();
+    let anomalous: Vec<usize> = case.anomalous.clone().collect();
+    for (normal, indices) in [(true, &case.normal), (false, &anomalous)] {
+        for &i in indices {
+            let Some(interval) = case.intervals.get(i) else {
+                continue;
+            };
+            for (r, router) in case.routers.iter().enumerate() {
+                let features = interval.features.get(r).copied().flatten();
+                let logged = f64::from(u8::from(features.is_some()));
+                push(&mut out, router, None, Measure::Logged, normal, logged);
+                for (f, v) in features
+                    .iter()
+                    .flat_map(|f| f[..MEASURED].iter().enumerate())
+                {
+                    push(
+                        &mut out,
+                        router,
+                        None,
+                        Measure::Feature(f),
+                        normal,
+                        f64::from(*v),
+                    );
+                }
+                let links = interval.links.get(r).and_then(Option::as_ref);
+                for l in links.into_iter().flatten() {
+                    for (m, v) in link_values(l) {
+                        push(&mut out, router, Some(&l.neighbor), m, normal, v);
+                    }
+                }
+            }
+        }
+    }
+    out.into_values().collect()
+}
+
+fn push(
+    out: &mut BTreeMap<Key, Series>,
+    router: &str,
+    peer: Option<&str>,
+    measure: Measure,
+    normal: bool,
+    value: f64,
+) {
+    let key = (router.to_string(), peer.map(String::from), measure);
+    let s = out.entry(key).or_insert_with(|| Series {
+        element: match peer {
+            Some(p) => Element::link(router, p),
+            None => Element::Router(router.into()),
+        },
+        router: router.into(),
+        peer: peer.map(String::from),
+        measure,
+        normal: Vec::new(),
+        anomalous: Vec::new(),
+    });
+    if normal {
+        s.normal.push(value);
+    } else {
+        s.anomalous.push(value);
+    }
+}
+
+/// What one end measured of a link in one interval (a value left out when unmeasured).
+fn link_values(l: &LinkSample) -> Vec<(Measure, f64)> {
+    let mut v = vec![
+        (Measure::BfdDown, f64::from(u8::from(!l.bfd_up))),
+        (Measure::CarrierDowns, f64::from(l.carrier_downs)),
+        (Measure::BrainSilent, f64::from(u8::from(!l.brain_answered))),
+        (Measure::Utilisation, l.utilisation),
+    ];
+    if l.bfd_expected >= 0.5 {
+        let loss = 1.0 - l.bfd_received / l.bfd_expected;
+        v.push((Measure::BfdLoss, loss.clamp(0.0, 1.0)));
+    }
+    if let Some(rtt) = l.rtt_ms {
+        v.push((Measure::RttMs, rtt));
+    }
+    if l.cost > 0 {
+        v.push((Measure::Cost, f64::from(l.cost)));
+    }
+    v
+}
