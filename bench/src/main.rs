@@ -7,6 +7,7 @@ mod detect;
 mod failover;
 mod forwarding;
 mod generator;
+mod gray;
 mod memory;
 mod paths;
 mod placement;
@@ -128,6 +129,13 @@ enum Command {
         /// Also write the results as Markdown (docs/DETECTION.md).
         #[arg(long)]
         markdown: Option<PathBuf>,
+    },
+    /// Gray failures (partial loss, one-way loss, a starved router) on the six-router lab:
+    /// time until a stream's loss is back under 0.1 %, beside babeld and FRR.
+    Gray {
+        /// One repetition per case, 20 s faults.
+        #[arg(long)]
+        quick: bool,
     },
     /// Root-cause analysis on held-out lab incidents: ours beside NSigma, BARO, a path vote
     /// and a random pick (AC@1, AC@3, Avg@5; two simultaneous faults; incidents per fault).
@@ -298,6 +306,7 @@ fn main() -> ExitCode {
             };
             detect::run(&options)
         }
+        Command::Gray { quick } => print(gray::run(quick)),
         Command::Rca {
             test,
             window,

@@ -164,6 +164,9 @@ fn impaired_ingress(
     bytes_per_s: u64,
 ) -> Result<std::time::SystemTime> {
     let root = lab.pin_root(node);
+    if !root.join("links").join(iface).exists() {
+        return impaired_bare(lab, node, iface, per_million, bytes_per_s);
+    }
     let mut loader = EbpfLoader::new();
     loader
         .default_map_pin_directory(&root)
@@ -192,10 +195,47 @@ fn impaired_ingress(
     Ok(at)
 }
 
+/// An interface without a router program (the kernel forwards: the FRR and babeld
+/// benchmarks): `x0_lossy` alone in its XDP hook, passing what it keeps to the kernel (its
+/// next-program map stays empty). `forward_again` takes it off.
+fn impaired_bare(
+    lab: &Lab,
+    node: &str,
+    iface: &str,
+    per_million: u32,
+    bytes_per_s: u64,
+) -> Result<std::time::SystemTime> {
+    let fault_dir = lab.dir.join("bpf").join("faults");
+    std::fs::create_dir_all(&fault_dir)?;
+    let (fault, iface) = (fault_pin(lab, node, iface), iface.to_string());
+    let _ = remove(&fault);
+    netns::in_netns(&lab.ns(node), move || -> Result<std::time::SystemTime> {
+        let mut loader = small_loader(&fault_dir);
+        loader
+            .override_global(program_names::LOSS_PER_MILLION, &per_million, true)
+            .override_global(program_names::RATE_BYTES_PER_S, &bytes_per_s, true);
+        let mut ebpf = loader.load(x0_dataplane::XDP_OBJECT)?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(program_names::LOSSY)
+            .context("x0_lossy")?
+            .try_into()?;
+        prog.load()?;
+        let index = nix::net::if_::if_nametoindex(iface.as_str())?;
+        let at = std::time::SystemTime::now();
+        let id = prog.attach_to_if_index(index, XdpMode::Driver)?;
+        FdLink::try_from(prog.take_link(id)?)?.pin(&fault)?;
+        Ok(at)
+    })
+}
+
 /// Puts the router's own `x0_forward` back into `iface`'s link (ends a lossy or black-holed
-/// port without restarting the dataplane).
+/// port without restarting the dataplane); on an interface without one, takes the fault's
+/// program off.
 pub fn forward_again(lab: &Lab, node: &str, iface: &str) -> Result<()> {
     let root = lab.pin_root(node);
+    if !root.join("links").join(iface).exists() {
+        return restore(lab, node, iface);
+    }
     let mut prog = x0_dataplane::explain::pinned_forward(&root)?;
     swap_into(&mut prog, &root, iface).map(|_| ())
 }
@@ -285,4 +325,47 @@ pub fn repair(lab: &Lab, a: &str, b: &str, kind: Failure) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Puts the processes of `pid_files` (a router's daemons) in a CPU cgroup with 3 % of one
+/// CPU (or takes them out again): cgroup v1's cpu controller where mounted, else v2's
+/// cpu.max. Traffic the kernel or XDP forwards runs in softirq, outside any cgroup: this
+/// starves the router's control plane (and AF_XDP BFD), not its forwarding.
+pub fn starve(lab: &Lab, router: &str, pid_files: &[PathBuf], on: bool) -> Result<()> {
+    let pids: Vec<String> = pid_files
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .collect();
+    let v1 = Path::new("/sys/fs/cgroup/cpu");
+    let (root, group) = if v1.join("cpu.cfs_quota_us").exists() {
+        (
+            v1.to_path_buf(),
+            v1.join(format!("x0lab-{}-{router}", lab.name)),
+        )
+    } else {
+        let v2 = PathBuf::from("/sys/fs/cgroup");
+        (v2.clone(), v2.join(format!("x0lab-{}-{router}", lab.name)))
+    };
+    let into = if on { &group } else { &root };
+    if on {
+        std::fs::create_dir_all(&group).with_context(|| format!("{}", group.display()))?;
+        if root == v1 {
+            std::fs::write(group.join("cpu.cfs_period_us"), "100000")?;
+            std::fs::write(group.join("cpu.cfs_quota_us"), "3000")?;
+            // Real-time threads (BFD's) may only join a group with real-time time of its own.
+            std::fs::write(group.join("cpu.rt_runtime_us"), "30000")
+                .context("cpu.rt_runtime_us")?;
+        } else {
+            std::fs::write(group.join("cpu.max"), "3000 100000")?;
+        }
+    }
+    for pid in &pids {
+        std::fs::write(into.join("cgroup.procs"), pid)
+            .with_context(|| format!("moving {pid} to {}", into.display()))?;
+    }
+    if !on {
+        let _ = std::fs::remove_dir(&group);
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@
 
 use std::{
     io::Write,
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, SystemTime},
 };
 
@@ -368,47 +368,13 @@ fn surge(lab: &Lab, length: Duration) -> Result<()> {
 }
 
 /// Puts a router's dataplane and brain in a CPU cgroup with 3 % of one CPU (or takes them
-/// out again): cgroup v1's cpu controller where mounted, else v2's cpu.max.
+/// out again).
 fn starve(lab: &Lab, router: &str, on: bool) -> Result<()> {
-    let pids: Vec<String> = [
+    let pid_files = [
         lab.file(router, "pid"),
         lab.file(&format!("brain-{router}"), "pid"),
-    ]
-    .iter()
-    .filter_map(|p| std::fs::read_to_string(p).ok())
-    .map(|s| s.trim().to_string())
-    .collect();
-    let v1 = Path::new("/sys/fs/cgroup/cpu");
-    let (root, group) = if v1.join("cpu.cfs_quota_us").exists() {
-        (
-            v1.to_path_buf(),
-            v1.join(format!("x0lab-{}-{router}", lab.name)),
-        )
-    } else {
-        let v2 = PathBuf::from("/sys/fs/cgroup");
-        (v2.clone(), v2.join(format!("x0lab-{}-{router}", lab.name)))
-    };
-    let into = if on { &group } else { &root };
-    if on {
-        std::fs::create_dir_all(&group).with_context(|| format!("{}", group.display()))?;
-        if root == v1 {
-            std::fs::write(group.join("cpu.cfs_period_us"), "100000")?;
-            std::fs::write(group.join("cpu.cfs_quota_us"), "3000")?;
-            // Real-time threads (BFD's) may only join a group with real-time time of its own.
-            std::fs::write(group.join("cpu.rt_runtime_us"), "30000")
-                .context("cpu.rt_runtime_us")?;
-        } else {
-            std::fs::write(group.join("cpu.max"), "3000 100000")?;
-        }
-    }
-    for pid in &pids {
-        std::fs::write(into.join("cgroup.procs"), pid)
-            .with_context(|| format!("moving {pid} to {}", into.display()))?;
-    }
-    if !on {
-        let _ = std::fs::remove_dir(&group);
-    }
-    Ok(())
+    ];
+    faults::starve(lab, router, &pid_files, on)
 }
 
 /// The raw sample's links, their fractional counts to two decimals.

@@ -248,7 +248,8 @@ impl Lab {
         self.dir.join("bpf").join(router)
     }
 
-    pub(crate) fn file(&self, router: &str, ext: &str) -> PathBuf {
+    /// The lab's file `<stem>.<ext>`: a daemon's pid, log or config.
+    pub fn file(&self, router: &str, ext: &str) -> PathBuf {
         self.dir.join(format!("{router}.{ext}"))
     }
 

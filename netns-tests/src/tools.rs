@@ -106,7 +106,7 @@ pub fn iperf3_tcp(
         .context("starting iperf3 -s")?;
     let target = to.to_string();
     let secs = secs.to_string();
-    let mut out = None;
+    let (mut out, mut last_error) = (None, String::new());
     // The server needs a moment to listen; the client is asked again until it connects
     // (iperf3 -J may exit 0 with an "error" in its JSON).
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -121,11 +121,19 @@ pub fn iperf3_tcp(
             out = Some(json);
             break;
         }
+        last_error = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stderr).trim(),
+            serde_json::from_slice::<serde_json::Value>(&o.stdout)
+                .ok()
+                .and_then(|j| j.get("error").cloned())
+                .map_or(String::new(), |e| format!(" {e}"))
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = daemon.kill();
     let _ = daemon.wait();
-    let json = out.context("iperf3 never connected")?;
+    let json = out.with_context(|| format!("iperf3 never connected: {last_error}"))?;
     json["end"]["sum_received"]["bytes"]
         .as_u64()
         .with_context(|| format!("no end.sum_received.bytes in {json}"))

@@ -63,12 +63,39 @@ pub struct StreamReport {
     pub interval: Duration,
     /// The largest time between two consecutive arrivals.
     pub max_gap: Duration,
+    /// The sequence numbers never received, in order.
+    pub missing: Vec<u64>,
 }
 
 impl StreamReport {
     /// Outage estimated as lost packets times the send interval.
     pub fn outage(&self) -> Duration {
         self.interval * self.lost as u32
+    }
+
+    /// When, after sequence `from`, the stream's loss fell under `share` for good: the
+    /// time from `from` to the end of the last run of `window` packets that lost more than
+    /// `share` of them (zero when none did). None when that is within the stream's last
+    /// `window` packets (whether it settled cannot be told).
+    pub fn settled_after(&self, from: u64, share: f64, window: u64) -> Option<Duration> {
+        let lost: Vec<u64> = self
+            .missing
+            .iter()
+            .copied()
+            .filter(|&m| m >= from)
+            .collect();
+        let allowed = share * window as f64;
+        // The last loss whose window (it and the `window` - 1 packets before it) lost too much.
+        let last_bad = lost.iter().enumerate().rev().find(|&(i, &m)| {
+            let first = m.saturating_sub(window - 1);
+            let in_window = lost[..=i].iter().rev().take_while(|&&x| x >= first).count();
+            in_window as f64 > allowed
+        });
+        match last_bad {
+            None => Some(Duration::ZERO),
+            Some((_, &m)) if m + window > self.sent => None,
+            Some((_, &m)) => Some(self.interval * (m + 1 - from) as u32),
+        }
     }
 }
 
@@ -89,8 +116,9 @@ pub fn udp_stream(
     // stream may start out blocked).
     let sender_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let done = sender_done.clone();
-    let receiver =
-        netns::spawn_in_netns(&lab.ns(to_node), move || -> Result<(u64, u64, Duration)> {
+    let receiver = netns::spawn_in_netns(
+        &lab.ns(to_node),
+        move || -> Result<(u64, Vec<u64>, Duration)> {
             let sock = UdpSocket::bind(dst).with_context(|| format!("bind {dst}"))?;
             // A deep receive buffer, so a descheduled receiver thread does not count as loss.
             nix::sys::socket::setsockopt(
@@ -136,9 +164,10 @@ pub fn udp_stream(
                     Err(e) => return Err(e.into()),
                 }
             }
-            let lost = seen.iter().filter(|s| !**s).count() as u64;
-            Ok((received, lost, max_gap))
-        })?;
+            let missing: Vec<u64> = (0..count).filter(|&i| !seen[i as usize]).collect();
+            Ok((received, missing, max_gap))
+        },
+    )?;
     ready_rx
         .recv_timeout(Duration::from_secs(5))
         .context("receiver did not start")?;
@@ -174,9 +203,10 @@ pub fn udp_stream(
     });
     sender_done.store(true, std::sync::atomic::Ordering::Release);
     let sent = sent?;
-    let (received, lost, max_gap) = receiver
+    let (received, missing, max_gap) = receiver
         .join()
         .map_err(|_| anyhow::anyhow!("receiver panicked"))??;
+    let lost = missing.len() as u64;
     if received + lost != count {
         bail!("stream accounting: {received} received + {lost} lost != {count}");
     }
@@ -186,6 +216,7 @@ pub fn udp_stream(
         lost,
         interval,
         max_gap,
+        missing,
     })
 }
 
@@ -245,4 +276,44 @@ pub fn tcp_exchange(
         .map_err(|_| anyhow::anyhow!("server panicked"))?;
     client?;
     served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(sent: u64, missing: Vec<u64>) -> StreamReport {
+        StreamReport {
+            sent,
+            received: sent - missing.len() as u64,
+            lost: missing.len() as u64,
+            interval: Duration::from_millis(1),
+            max_gap: Duration::ZERO,
+            missing,
+        }
+    }
+
+    #[test]
+    fn a_stream_settles_after_its_last_burst_of_loss() {
+        // 10 % lost from 1000 to 2000, then clean to 10,000: settled 1 s after the onset.
+        let r = report(10_000, (1000..2000).step_by(10).collect());
+        assert_eq!(
+            r.settled_after(1000, 0.001, 1000),
+            Some(Duration::from_millis(991))
+        );
+        // Loss to the end never settles; none at all settles at once.
+        let r = report(10_000, (1000..10_000).step_by(10).collect());
+        assert_eq!(r.settled_after(1000, 0.001, 1000), None);
+        assert_eq!(
+            report(10_000, vec![]).settled_after(1000, 0.001, 1000),
+            Some(Duration::ZERO)
+        );
+        // One stray loss later on is not more than 0.1 % of its second.
+        let mut m: Vec<u64> = (1000..2000).step_by(10).collect();
+        m.push(5000);
+        assert_eq!(
+            report(10_000, m).settled_after(1000, 0.001, 1000),
+            Some(Duration::from_millis(991))
+        );
+    }
 }

@@ -1,0 +1,309 @@
+//! `x0-bench gray`: gray failures on the six-router lab's primary path (h1 - r1 - r3 - r5 -
+//! r6 - h2): 5 %, 10 % and 30 % loss on r3-r5 (both ways), 10 % one way (r3 to r5, the
+//! stream's direction), and r5's control plane starved of CPU (3 % of one). A 1,000
+//! packets/s UDP stream from h1 to h2 runs through each; per case, the time from the onset
+//! until the stream's loss stays at or under 0.1 % (of every second after it), and the
+//! stream's total loss. Side by side on the same lab and faults: x0tta6bl4 (dataplanes and
+//! brains in enforce mode), the kernel driven by babeld (hello 100 ms, its ETX metric) and
+//! by FRR (OSPF with BFD 10 ms x 3), as the failover benchmark runs them.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail, ensure};
+use hdrhistogram::Histogram;
+use x0_brain::config::Mode;
+use x0_lab::{Lab, Topology, faults, lab::default_dataplane_bin, routing, tools, traffic};
+
+use crate::report::{Row, Table};
+
+const RATE: u64 = 1000;
+/// Seconds of stream before the fault, and how long the fault lasts under it.
+const BEFORE_S: u64 = 3;
+const PRIMARY_GW: &str = "198.18.13.3";
+/// The loss a stream must stay under, of each second, to count as repaired.
+const SETTLED: f64 = 0.001;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Case {
+    Loss(u32),
+    OneWay(u32),
+    Starved,
+}
+
+impl Case {
+    fn name(self) -> String {
+        match self {
+            Case::Loss(p) => format!("{} % loss on r3-r5", p / 10_000),
+            Case::OneWay(p) => format!("{} % loss one way (r3 to r5)", p / 10_000),
+            Case::Starved => "r5's control plane starved (3 % of a CPU)".into(),
+        }
+    }
+
+    fn id(self) -> String {
+        match self {
+            Case::Loss(p) => format!("gray-loss-{}", p / 10_000),
+            Case::OneWay(p) => format!("gray-one-way-{}", p / 10_000),
+            Case::Starved => "gray-starved".into(),
+        }
+    }
+}
+
+const CASES: [Case; 5] = [
+    Case::Loss(50_000),
+    Case::Loss(100_000),
+    Case::Loss(300_000),
+    Case::OneWay(100_000),
+    Case::Starved,
+];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Stack {
+    X0,
+    Babel,
+    Frr,
+}
+
+impl Stack {
+    fn name(self) -> &'static str {
+        match self {
+            Stack::X0 => "x0tta6bl4 (brains, enforce)",
+            Stack::Babel => "kernel + babeld 1.12 (ETX, hello 100 ms)",
+            Stack::Frr => "kernel + FRR 8.4 (OSPF, BFD 10 ms x 3)",
+        }
+    }
+}
+
+const STACKS: [Stack; 3] = [Stack::X0, Stack::Babel, Stack::Frr];
+
+/// One repetition: seconds until repaired (None: not within the stream), share lost.
+type Sample = (Option<f64>, f64);
+
+pub fn run(quick: bool) -> Result<Vec<Table>> {
+    ensure!(
+        nix::unistd::Uid::effective().is_root(),
+        "needs root (namespaces, XDP)"
+    );
+    let reps = if quick { 1 } else { 3 };
+    let fault_s: u64 = if quick { 20 } else { 30 };
+    let mut all: Vec<Vec<Vec<Sample>>> = Vec::new();
+    for stack in STACKS {
+        eprintln!("  gray: {}", stack.name());
+        let lab = lab_for(stack)?;
+        let mut per_case = Vec::new();
+        for case in CASES {
+            let mut samples = Vec::new();
+            for _ in 0..reps {
+                wait_primary(&lab)?;
+                let s = one(&lab, stack, case, fault_s)?;
+                eprintln!(
+                    "    {}: repaired {}, lost {:.2} %",
+                    case.name(),
+                    s.0.map_or("never".into(), |t| format!("{t:.2} s")),
+                    s.1 * 100.0
+                );
+                samples.push(s);
+            }
+            per_case.push(samples);
+        }
+        all.push(per_case);
+    }
+    Ok(CASES
+        .iter()
+        .enumerate()
+        .map(|(ci, case)| table(*case, &all, ci, reps, fault_s))
+        .collect())
+}
+
+/// The six-router lab run by `stack`, on its primary path.
+fn lab_for(stack: Stack) -> Result<Lab> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../netns-tests/topologies/six.toml");
+    let topo = Topology::from_file(&path)?;
+    let cost = link_costs(&topo);
+    let lab = Lab::up(
+        &format!("x0g{}", std::process::id() % 100_000),
+        topo,
+        default_dataplane_bin()?,
+    )?;
+    match stack {
+        Stack::X0 => {
+            for r in &lab.topo.routers {
+                lab.start_brain(&r.name, Mode::Enforce)?;
+            }
+        }
+        Stack::Babel => {
+            routing::kernel_forwarding(&lab)?;
+            // babeld's default wired rxcost is 96: the topology's costs scaled near it.
+            routing::start_babeld(&lab, 0.1, &|r, i| cost(r, i) * 16)?;
+        }
+        Stack::Frr => {
+            routing::kernel_forwarding(&lab)?;
+            routing::start_frr(&lab, 10, &|r, i| cost(r, i))?;
+        }
+    }
+    Ok(lab)
+}
+
+/// The cost of the link on each router interface, as the topology gives it.
+fn link_costs(topo: &Topology) -> impl Fn(&str, &str) -> u32 + use<> {
+    let costs: Vec<(String, String, u32)> = topo
+        .links
+        .iter()
+        .flat_map(|l| {
+            [
+                (l.a.node.clone(), l.a.iface.clone(), l.cost.unwrap_or(10)),
+                (l.b.node.clone(), l.b.iface.clone(), l.cost.unwrap_or(10)),
+            ]
+        })
+        .collect();
+    move |r, i| {
+        costs
+            .iter()
+            .find(|(n, f, _)| n == r && f == i)
+            .map_or(10, |c| c.2)
+    }
+}
+
+/// Waits until r1's kernel sends h2's traffic to r3 (the primary path) and h2 answers.
+fn wait_primary(lab: &Lab) -> Result<()> {
+    let h2 = lab.topo.addr_of("h2", false).expect("h2");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let gw = tools::kernel_gateway(lab, "r1", h2)?;
+        if gw.is_some_and(|g| g.to_string() == PRIMARY_GW) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("r1 is not back on the primary path after 120 s (gateway {gw:?})");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    traffic::wait_reply(lab, "h1", h2, Duration::from_secs(30))?;
+    // Calm intervals for the brains' baseline, and settled adjacencies for the others.
+    std::thread::sleep(Duration::from_secs(8));
+    Ok(())
+}
+
+/// One repetition: the stream, the fault `BEFORE_S` into it and held to its end, the fault
+/// taken off.
+fn one(lab: &Lab, stack: Stack, case: Case, fault_s: u64) -> Result<Sample> {
+    let h2 = lab.topo.addr_of("h2", false).expect("h2");
+    let count = RATE * (BEFORE_S + fault_s);
+    let t0 = Instant::now();
+    let (report, onset) = std::thread::scope(|s| -> Result<(traffic::StreamReport, f64)> {
+        let stream = s.spawn(|| traffic::udp_stream(lab, "h1", "h2", h2, 9700, count, RATE));
+        std::thread::sleep(Duration::from_secs(BEFORE_S));
+        let injected = inject(lab, stack, case, true);
+        let onset = t0.elapsed().as_secs_f64();
+        let report = stream
+            .join()
+            .map_err(|_| anyhow::anyhow!("stream panicked"))?;
+        inject(lab, stack, case, false)?;
+        injected?;
+        Ok((report?, onset))
+    })?;
+    let from = (onset * RATE as f64) as u64;
+    let repaired = report
+        .settled_after(from, SETTLED, RATE)
+        .map(|d| d.as_secs_f64());
+    let lost = report.lost as f64 / report.sent.max(1) as f64;
+    Ok((repaired, lost))
+}
+
+fn inject(lab: &Lab, stack: Stack, case: Case, on: bool) -> Result<()> {
+    let ends: &[(&str, &str)] = match case {
+        Case::Loss(_) => &[("r3", "eth3"), ("r5", "eth1")],
+        Case::OneWay(_) => &[("r5", "eth1")],
+        Case::Starved => &[],
+    };
+    if case == Case::Starved {
+        return faults::starve(lab, "r5", &control_plane(lab, stack), on);
+    }
+    let (Case::Loss(p) | Case::OneWay(p)) = case else {
+        unreachable!("starvation returned above")
+    };
+    for (node, iface) in ends {
+        if on {
+            faults::lossy_ingress(lab, node, iface, p)?;
+        } else {
+            faults::forward_again(lab, node, iface)?;
+        }
+    }
+    Ok(())
+}
+
+/// The pid files of r5's control plane in `stack`.
+fn control_plane(lab: &Lab, stack: Stack) -> Vec<std::path::PathBuf> {
+    match stack {
+        Stack::X0 => vec![lab.file("r5", "pid"), lab.file("brain-r5", "pid")],
+        Stack::Babel => vec![lab.dir.join("babeld-r5/babeld.pid")],
+        Stack::Frr => ["zebra", "bfdd", "ospfd"]
+            .iter()
+            .map(|d| lab.dir.join(format!("frr-r5/{d}.pid")))
+            .collect(),
+    }
+}
+
+fn table(case: Case, all: &[Vec<Vec<Sample>>], ci: usize, reps: u32, fault_s: u64) -> Table {
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    let mut ours_p99 = f64::NAN;
+    for (si, stack) in STACKS.into_iter().enumerate() {
+        let samples = &all[si][ci];
+        let never = samples.iter().filter(|s| s.0.is_none()).count();
+        // Not repaired within the fault: the fault's length, a lower bound.
+        let times: Vec<f64> = samples
+            .iter()
+            .map(|s| s.0.unwrap_or(fault_s as f64))
+            .collect();
+        let mut h = Histogram::<u64>::new(3).expect("3 digits");
+        for t in &times {
+            let _ = h.record((t * 1000.0) as u64);
+        }
+        let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+        let lost = samples.iter().map(|s| s.1).sum::<f64>() / samples.len().max(1) as f64;
+        notes.push(format!(
+            "{}: p50 {:.2} s, p99 {:.2} s; stream loss {:.2} % of {} s{}",
+            stack.name(),
+            q(0.5),
+            q(0.99),
+            lost * 100.0,
+            BEFORE_S + fault_s,
+            if never > 0 {
+                format!("; {never} of {reps} runs did not get under 0.1 % loss within the {fault_s} s fault (counted as {fault_s} s)")
+            } else {
+                String::new()
+            }
+        ));
+        if stack == Stack::X0 {
+            ours_p99 = if never > 0 { f64::INFINITY } else { q(0.99) };
+        }
+        rows.push(Row::new(stack.name(), times));
+    }
+    Table {
+        id: case.id(),
+        title: format!("Gray failure: {}", case.name()),
+        command: format!(
+            "cargo build --release --workspace --bins && ./target/release/x0-bench gray{}",
+            if reps == 1 { " --quick" } else { "" }
+        ),
+        about: format!(
+            "The six-router lab, a {RATE} packets/s UDP stream h1 -> h2 on the primary path r1 - r3 - r5 - r6, \
+             and {BEFORE_S} s into it {} for the remaining {fault_s} s. Figure: seconds from the onset until \
+             no later second of the stream lost more than 0.1 %. x0tta6bl4: dataplanes (BFD 10 ms x 3) and \
+             brains (enforce) on every router; babeld and FRR as in the failover benchmark, with the \
+             topology's link costs. {reps} repetitions each, one lab per stack.",
+            case.name()
+        ),
+        unit: "s until the stream's loss is back under 0.1 %".into(),
+        higher_is_better: false,
+        rows,
+        goal: "x0tta6bl4's p99 at most 3 s".into(),
+        verdict: if ours_p99 <= 3.0 {
+            format!("met ({ours_p99:.2} s)")
+        } else {
+            format!("not met ({ours_p99:.2} s)")
+        },
+        notes,
+    }
+}
