@@ -149,12 +149,18 @@ enum Command {
         /// Calm intervals before the onset, at most.
         #[arg(long, default_value_t = 30)]
         baseline: usize,
+        /// The confidence ours alarms at when run as a brain (incidents per fault).
+        #[arg(long, default_value_t = x0_brain::mapek::remedy::THRESHOLD)]
+        threshold: f64,
         /// Fewer timing runs.
         #[arg(long)]
         quick: bool,
         /// One JSON object per method.
         #[arg(long)]
         json: bool,
+        /// Each case's truth and our three best causes, first.
+        #[arg(long)]
+        cases: bool,
         /// Also write the results as Markdown (docs/RCA.md).
         #[arg(long)]
         markdown: Option<PathBuf>,
@@ -311,15 +317,19 @@ fn main() -> ExitCode {
             test,
             window,
             baseline,
+            threshold,
             quick,
             json,
+            cases,
             markdown,
         } => rca::run(&rca::Options {
             test,
             window,
             baseline,
+            threshold,
             quick,
             json,
+            cases,
             markdown,
             command: std::env::args().collect::<Vec<_>>().join(" "),
         }),

@@ -28,14 +28,15 @@ pub struct Options {
     pub window: usize,
     /// Calm intervals before it, at most.
     pub baseline: usize,
+    /// The confidence ours alarms at when run as a brain (mapek::remedy's by default).
+    pub threshold: f64,
     pub quick: bool,
     pub json: bool,
+    /// Print each case's truth and ours' best causes.
+    pub cases: bool,
     pub markdown: Option<PathBuf>,
     pub command: String,
 }
-
-/// Ours raises an alarm (and acts) from this confidence.
-pub const THRESHOLD: f64 = 0.5;
 
 /// One method's results.
 struct Row {
@@ -94,6 +95,9 @@ pub fn run(o: &Options) -> Result<()> {
         .any(|d| d.links.iter().flatten().all(Option::is_none))
     {
         bail!("a dataset without link measurements (recorded before root-cause analysis)");
+    }
+    if o.cases {
+        print_cases(&test, o);
     }
     let mut rows = Vec::new();
     for m in methods() {
@@ -188,24 +192,8 @@ fn print_json(rows: &[Row]) {
 
 /// The tables, one line each; Markdown's pipes when `md`.
 fn render(rows: &[Row], md: bool) -> Vec<String> {
-    let line = |cells: Vec<String>| {
-        if md {
-            format!("| {} |", cells.join(" | "))
-        } else {
-            cells
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    if i == 0 {
-                        format!("{c:<12}")
-                    } else {
-                        format!("{c:>10}")
-                    }
-                })
-                .collect::<String>()
-        }
-    };
-    let mut out = vec![line(
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let mut cells = vec![
         [
             "method",
             "AC@1",
@@ -219,13 +207,9 @@ fn render(rows: &[Row], md: bool) -> Vec<String> {
         ]
         .map(String::from)
         .to_vec(),
-    )];
-    if md {
-        out.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |".into());
-    }
-    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    ];
     for r in rows {
-        out.push(line(vec![
+        cells.push(vec![
             r.method.into(),
             format!("{:.3}", r.single.at(1)),
             format!("{:.3}", r.single.at(3)),
@@ -235,37 +219,105 @@ fn render(rows: &[Row], md: bool) -> Vec<String> {
             opt(r.false_incidents.map(|x| x.to_string())),
             format!("{:.2}", p99_ms(&r.lab_ms)),
             format!("{:.2}", r.p99_ms_50),
-        ]));
+        ]);
     }
+    let mut out = lay_out(&cells, md);
     out.push(String::new());
-    out.extend(per_kind(rows, md, &line));
+    out.extend(lay_out(&per_kind(rows), md));
     out
 }
 
-/// AC@1 / AC@3 per fault kind and method.
-fn per_kind(rows: &[Row], md: bool, line: &dyn Fn(Vec<String>) -> String) -> Vec<String> {
+/// AC@1 / AC@3 per fault kind and method (with each kind's number of cases).
+fn per_kind(rows: &[Row]) -> Vec<Vec<String>> {
     let kinds: Vec<String> = rows
         .first()
         .map(|r| r.per_kind.keys().cloned().collect())
         .unwrap_or_default();
     let mut head = vec!["AC@1 / AC@3".to_string()];
-    head.extend(kinds.iter().map(|k| {
-        let n = rows[0].per_kind[k].n;
-        format!("{k} ({n})")
-    }));
-    let mut out = vec![line(head)];
-    if md {
-        out.push(format!("| --- |{}", " ---: |".repeat(kinds.len())));
-    }
+    head.extend(
+        kinds
+            .iter()
+            .map(|k| format!("{k} ({})", rows[0].per_kind[k].n)),
+    );
+    let mut out = vec![head];
     for r in rows {
-        let mut cells = vec![r.method.to_string()];
-        cells.extend(kinds.iter().map(|k| {
+        let mut line = vec![r.method.to_string()];
+        line.extend(kinds.iter().map(|k| {
             let s = &r.per_kind[k];
             format!("{:.2} / {:.2}", s.at(1), s.at(3))
         }));
-        out.push(line(cells));
+        out.push(line);
     }
     out
+}
+
+/// A table's cells as Markdown (a header rule after the first line) or as columns padded
+/// to their widest cell.
+fn lay_out(cells: &[Vec<String>], md: bool) -> Vec<String> {
+    if md {
+        let mut out: Vec<String> = cells
+            .iter()
+            .map(|c| format!("| {} |", c.join(" | ")))
+            .collect();
+        let n = cells.first().map_or(0, Vec::len);
+        out.insert(
+            1,
+            format!("| --- |{}", " ---: |".repeat(n.saturating_sub(1))),
+        );
+        return out;
+    }
+    let n = cells.first().map_or(0, Vec::len);
+    let width: Vec<usize> = (0..n)
+        .map(|i| {
+            cells
+                .iter()
+                .map(|c| c.get(i).map_or(0, String::len))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    cells
+        .iter()
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .map(|(i, x)| {
+                    if i == 0 {
+                        format!("{x:<w$}", w = width[i])
+                    } else {
+                        format!("  {x:>w$}", w = width[i])
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Each case's truth and ours' three best causes (`--cases`), to see where it goes wrong.
+pub fn print_cases(test: &[Dataset], o: &Options) {
+    for ds in test {
+        let intervals = cases::intervals(ds);
+        for c in cases::cases(ds, o.window, o.baseline) {
+            let ranked = Topology.rank(&cases::case(ds, &intervals, &c));
+            let top: Vec<String> = ranked
+                .iter()
+                .take(3)
+                .map(|x| format!("{} {:?} {:.2}", x.element, x.fault, x.confidence))
+                .collect();
+            let truth: Vec<String> = c
+                .truths
+                .iter()
+                .zip(&c.kinds)
+                .map(|(e, k)| format!("{e} {k:?}"))
+                .collect();
+            println!(
+                "{} | truth {} | ours {}",
+                ds.meta.topology,
+                truth.join(" + "),
+                top.join(", ")
+            );
+        }
+    }
 }
 
 /// The results as docs/RCA.md.
@@ -287,7 +339,7 @@ fn markdown(rows: &[Row], o: &Options) -> String {
     ];
     m.extend(render(rows, true));
     m.push(String::new());
-    m.push("Incidents per fault: ours run interval after interval as a brain does (alarm at confidence 0.5, alarms on the same element or elements sharing a router within 3 intervals are one incident), over the faults an incident met; false incidents met no fault. The baselines rank the cases they are handed and raise no incidents of their own (-). p99 ms 50: one analysis of a 50-router mesh (`scale.rs`).\n".into());
+    m.push("Incidents per fault: ours run interval after interval as a brain does (`mapek::remedy`'s window of 2 intervals against up to 30 calm ones, an alarm at its confidence threshold; alarms on the same element or elements sharing a router within 3 intervals are one incident), over the faults an incident met; false incidents met no fault. The baselines rank the cases they are handed and raise no incidents of their own (-). p99 ms 50: one analysis of a 50-router mesh (`scale.rs`).\n".into());
     m.push("## Goals\n".into());
     m.extend([
         format!(

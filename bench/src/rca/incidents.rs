@@ -5,12 +5,19 @@
 
 use std::collections::BTreeSet;
 
-use x0_brain::models::{
-    dataset::Dataset,
-    rca::{Element, cases, online::Online, topology::Topology},
+use x0_brain::{
+    mapek::remedy::{BASELINE, WINDOW},
+    models::{
+        dataset::Dataset,
+        rca::{
+            Element, cases,
+            online::{Hold, Online},
+            topology::Topology,
+        },
+    },
 };
 
-use super::{Options, THRESHOLD};
+use super::Options;
 
 const GAP: usize = 3;
 
@@ -18,6 +25,8 @@ struct Incident {
     routers: BTreeSet<String>,
     first: usize,
     last: usize,
+    /// The first alarm's cause, in words.
+    what: String,
 }
 
 /// Incidents that met a fault per fault met, and the incidents that met none.
@@ -36,6 +45,12 @@ pub fn per_fault(test: &[Dataset], o: &Options) -> (f64, usize) {
                 reported += 1;
             } else {
                 false_incidents += 1;
+                if o.cases {
+                    println!(
+                        "{} | false incident, intervals {}-{}: {}",
+                        ds.meta.topology, inc.first, inc.last, inc.what
+                    );
+                }
             }
         }
         met += faults
@@ -50,22 +65,31 @@ pub fn per_fault(test: &[Dataset], o: &Options) -> (f64, usize) {
     (reported as f64 / met.max(1) as f64, false_incidents)
 }
 
-/// The best cause's element of every interval that raised an alarm.
-fn alarms(ds: &Dataset, o: &Options) -> Vec<(Element, usize)> {
-    let mut online = Online::new(o.window, o.baseline, THRESHOLD);
-    cases::intervals(ds)
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, interval)| {
-            let ranked = online.step(interval, &ds.meta.routers, &ds.meta.links, &Topology)?;
-            Some((ranked.into_iter().next()?.element, i))
-        })
-        .collect()
+/// The element of every cause at the threshold, interval by interval.
+fn alarms(ds: &Dataset, o: &Options) -> Vec<(Element, String, usize)> {
+    // A brain's own window, baseline and threshold (mapek::remedy): what it would act on.
+    let mut online = Online::new(WINDOW, BASELINE, o.threshold);
+    let mut hold = Hold::default();
+    let mut out = Vec::new();
+    for (i, interval) in cases::intervals(ds).into_iter().enumerate() {
+        let ranked = online
+            .step(interval, &ds.meta.routers, &ds.meta.links, &Topology)
+            .unwrap_or_default();
+        // Every cause held at the threshold (two faults at once are two alarms).
+        for c in hold.update(&ranked, o.threshold) {
+            let what = format!(
+                "{} {:?} {:.2} {:?}",
+                c.element, c.fault, c.confidence, c.evidence
+            );
+            out.push((c.element.clone(), what, i));
+        }
+    }
+    out
 }
 
-fn group(alarms: &[(Element, usize)]) -> Vec<Incident> {
+fn group(alarms: &[(Element, String, usize)]) -> Vec<Incident> {
     let mut out: Vec<Incident> = Vec::new();
-    for (element, i) in alarms {
+    for (element, what, i) in alarms {
         let routers: BTreeSet<String> = element.routers().into_iter().map(String::from).collect();
         let open = out
             .iter_mut()
@@ -79,6 +103,7 @@ fn group(alarms: &[(Element, usize)]) -> Vec<Incident> {
                 routers,
                 first: *i,
                 last: *i,
+                what: what.clone(),
             }),
         }
     }

@@ -35,7 +35,7 @@ const RTT_MIN_MS: f64 = 10.0;
 const RTT_MAX_MS: f64 = 120.0;
 const RTT_PENALTY: f64 = 15.0;
 /// The mean of RFC 5880's jitter (75 to 100% of the interval).
-const JITTER_MEAN: f64 = 0.875;
+pub const JITTER_MEAN: f64 = 0.875;
 /// Re-advertise when the cost moves by this fraction of what is advertised.
 const HYSTERESIS: f64 = 0.25;
 /// A series says nothing until it has this many samples (a brain that just started, or

@@ -27,7 +27,11 @@ use crate::{
         knowledge::{Incident, Knowledge, RankedCause},
         link_health::{DRAIN_FACTOR, unix_ns},
     },
-    models::rca::{Cause, Element, Fault, Interval, online::Online, topology::Topology},
+    models::rca::{
+        Cause, Element, Fault, Interval,
+        online::{Hold, Online},
+        topology::Topology,
+    },
 };
 
 /// A cause at this confidence or above is acted on.
@@ -79,6 +83,7 @@ pub struct Remedy {
     mode: Mode,
     router: String,
     online: Online,
+    hold: Hold,
     executor: Executor<Action>,
     open: HashMap<Element, Open>,
 }
@@ -89,6 +94,7 @@ impl Remedy {
             mode,
             router: router.into(),
             online: Online::new(WINDOW, BASELINE, THRESHOLD),
+            hold: Hold::default(),
             // At most 3 actions, one more per 20 s; 2 unconfirmed ones open the breaker for 5 minutes.
             executor: Executor::new(3, Duration::from_secs(20), 2, Duration::from_secs(300), now),
             open: HashMap::new(),
@@ -126,7 +132,7 @@ impl Remedy {
             .step(view.interval, view.routers, view.links, &Topology)
             .unwrap_or_default();
         let mut changed = false;
-        for c in ranked.iter().filter(|c| c.confidence >= THRESHOLD) {
+        for c in self.hold.update(&ranked, THRESHOLD) {
             if let Some(o) = self.open.get_mut(&c.element) {
                 o.last_seen = now;
                 continue;

@@ -11,7 +11,7 @@ use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 
 use super::{
     Case, Cause, Element, Fault, Method,
-    evidence::{Measure, Series, mean, series},
+    evidence::{Measure, Series, mean, series, std_dev},
     one_per_element, sort_best_first,
 };
 
@@ -59,13 +59,7 @@ impl Method for NSigma {
     }
 
     fn rank(&self, case: &Case) -> Vec<Cause> {
-        by_series(case, |s| {
-            let m = mean(&s.normal);
-            let sd = (s.normal.iter().map(|x| (x - m).powi(2)).sum::<f64>()
-                / s.normal.len().max(1) as f64)
-                .sqrt();
-            (m, sd)
-        })
+        by_series(case, |s| (mean(&s.normal), std_dev(&s.normal)))
     }
 }
 

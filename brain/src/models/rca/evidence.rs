@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 
 use super::{Case, Element};
-use crate::models::features::{LinkSample, MEASURED, NAMES};
+use crate::{
+    mapek::monitor::JITTER_MEAN,
+    models::features::{LinkSample, MEASURED, NAMES},
+};
 
 /// What a series measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,6 +69,35 @@ impl Series {
     pub fn excess(&self) -> f64 {
         mean(&self.anomalous) - mean(&self.normal)
     }
+
+    /// How far every anomalous value stayed above the normal mean, less `k` of the normal
+    /// values' standard deviations: a fault holds through the window, a blip of one
+    /// interval (a late sample moves every link of a router at once) does not. 0 when not.
+    pub fn persistent_rise(&self, k: f64) -> f64 {
+        let low = self.anomalous.iter().copied().fold(f64::INFINITY, f64::min);
+        if !low.is_finite() {
+            return 0.0;
+        }
+        (low - mean(&self.normal) - k * std_dev(&self.normal)).max(0.0)
+    }
+
+    /// `persistent_rise` downwards: how far every anomalous value stayed below.
+    pub fn persistent_drop(&self, k: f64) -> f64 {
+        let high = self
+            .anomalous
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        if !high.is_finite() {
+            return 0.0;
+        }
+        (mean(&self.normal) - high - k * std_dev(&self.normal)).max(0.0)
+    }
+}
+
+pub fn std_dev(v: &[f64]) -> f64 {
+    let m = mean(v);
+    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt()
 }
 
 pub fn mean(v: &[f64]) -> f64 {
@@ -152,8 +184,11 @@ fn link_values(l: &LinkSample) -> Vec<(Measure, f64)> {
         (Measure::Utilisation, l.utilisation),
     ];
     if l.bfd_expected >= 0.5 {
-        let loss = 1.0 - l.bfd_received / l.bfd_expected;
-        v.push((Measure::BfdLoss, loss.clamp(0.0, 1.0)));
+        // `bfd_expected` is what the peer's interval promises before its jitter (RFC 5880
+        // 6.8.7: up to 25 % sooner, 12.5 % on average): a clean link brings 1/0.875 of it.
+        // Not clamped at 0, so that noise averages out and a few percent lost shows.
+        let loss = 1.0 - l.bfd_received * JITTER_MEAN / l.bfd_expected;
+        v.push((Measure::BfdLoss, loss.min(1.0)));
     }
     if let Some(rtt) = l.rtt_ms {
         v.push((Measure::RttMs, rtt));

@@ -5,9 +5,9 @@
 //! An alarm that lasts `RELEARN_AFTER` intervals is the mesh's new normal (a change made
 //! on purpose, or one nothing will repair): its intervals join the baseline again.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
-use super::{Case, Cause, Interval, Method};
+use super::{Case, Cause, Element, Interval, Method};
 
 pub struct Online {
     pub window: usize,
@@ -71,5 +71,40 @@ impl Online {
             .is_some_and(|c| c.confidence >= self.threshold);
         self.alarmed = if alarm { self.alarmed + 1 } else { 0 };
         alarm.then_some(ranked)
+    }
+}
+
+/// Which causes have stayed at the threshold long enough to act on: a link's at once (its
+/// evidence is its own: the window already asks it to persist), a router's after
+/// `ROUTER_HOLD` analyses in a row (a router's links and loop all move together when the
+/// whole machine is busy for a second, which is no fault of it).
+#[derive(Default)]
+pub struct Hold {
+    streak: HashMap<Element, usize>,
+}
+
+pub const ROUTER_HOLD: usize = 2;
+
+impl Hold {
+    /// The causes of this analysis (`ranked`, possibly empty) that are held.
+    pub fn update<'a>(&mut self, ranked: &'a [Cause], threshold: f64) -> Vec<&'a Cause> {
+        let above: Vec<&Cause> = ranked
+            .iter()
+            .filter(|c| c.confidence >= threshold)
+            .collect();
+        self.streak
+            .retain(|e, _| above.iter().any(|c| &c.element == e));
+        above
+            .into_iter()
+            .filter(|c| {
+                let n = self.streak.entry(c.element.clone()).or_insert(0);
+                *n += 1;
+                let need = match c.element {
+                    Element::Link(..) => 1,
+                    Element::Router(_) => ROUTER_HOLD,
+                };
+                *n >= need
+            })
+            .collect()
     }
 }

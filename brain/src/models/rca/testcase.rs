@@ -88,9 +88,9 @@ fn sample(r: &str, n: &str, fault: Fault) -> LinkSample {
             receiver,
             sender,
             share,
-        } if receiver == r && sender == n => 100.0 * (1.0 - share),
-        Fault::Starved(s) if s == n => 70.0,
-        _ => 100.0,
+        } if receiver == r && sender == n => 114.0 * (1.0 - share),
+        Fault::Starved(s) if s == n => 80.0,
+        _ => 114.0,
     };
     LinkSample {
         neighbor: n.into(),

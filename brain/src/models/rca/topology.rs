@@ -1,6 +1,8 @@
 //! Our root-cause analysis (DESIGN.md "Root-cause analysis"): every element of the mesh
 //! gets a score per fault it could have, from what the brains at its ends measured of it,
-//! against what they measured before the incident (the excess). Each link is measured from
+//! against what they measured before the incident: how far it stayed above its normal
+//! level through the whole window (a persistent rise: one late sample is no fault), or, for
+//! BFD going down and carrier losses, which are never noise, how often they happened. Each link is measured from
 //! both ends (BFD from the other end, carrier, configured cost); each router by its own
 //! brain (is it logging, is its loop late) and by its neighbours (does its brain answer,
 //! do its BFD packets come). The topology explains away: when every link of a router is
@@ -19,8 +21,11 @@ use super::{
 /// its loop's tick coming late).
 const RUN_DELAY: usize = 13;
 const LOOP_LATE: usize = 16;
-/// An excess loss this large scores one half.
-const LOSS_HALF: f64 = 0.02;
+/// A persistent rise in loss this large scores one half.
+const LOSS_HALF: f64 = 0.015;
+/// Standard deviations of a series' own noise that a rise must clear to count (a link's
+/// BFD count varies by about 2 % from one second to the next).
+const NOISE: f64 = 1.0;
 /// An excess lateness this large scores one half.
 const LATE_HALF: f64 = 0.05;
 
@@ -66,10 +71,13 @@ impl<'a> Index<'a> {
         self.0.get(&(router, peer, m)).copied()
     }
 
-    /// The excess of what `router` measured of its link to `peer` (0 when unmeasured).
+    /// How far what `router` measured of its link to `peer` rose and stayed (0 when
+    /// unmeasured); BFD down as the rise of its mean (a session going down is no noise).
     fn excess(&self, router: &str, peer: &str, m: Measure) -> f64 {
-        self.get(router, Some(peer), m)
-            .map_or(0.0, |s| s.excess().max(0.0))
+        self.get(router, Some(peer), m).map_or(0.0, |s| match m {
+            Measure::BfdDown => s.excess().max(0.0),
+            _ => s.persistent_rise(NOISE),
+        })
     }
 
     /// The worse direction of a link.
@@ -160,7 +168,7 @@ fn cost_mismatch(ix: &Index, a: &str, b: &str) -> f64 {
 fn router_causes(ix: &Index, case: &Case, r: &str) -> Vec<Cause> {
     let silent = ix
         .get(r, None, Measure::Logged)
-        .map_or(0.0, |s| -s.excess())
+        .map_or(0.0, |s| s.persistent_drop(NOISE))
         .max(0.0);
     let unanswered: Vec<f64> = neighbours(case, r)
         .map(|n| ix.excess(n, r, Measure::BrainSilent))
@@ -177,7 +185,7 @@ fn router_causes(ix: &Index, case: &Case, r: &str) -> Vec<Cause> {
     let late = [RUN_DELAY, LOOP_LATE]
         .iter()
         .filter_map(|&f| ix.get(r, None, Measure::Feature(f)))
-        .map(|s| s.excess())
+        .map(|s| s.persistent_rise(NOISE))
         .fold(0.0, f64::max);
     let brain_gone = silent.max(unanswered);
     let starved = saturate(late, LATE_HALF)
