@@ -136,6 +136,10 @@ enum Command {
         /// One repetition per case, 20 s faults.
         #[arg(long)]
         quick: bool,
+        /// Also put the tables into DIR/performance.json and regenerate DIR/PERFORMANCE.md
+        /// (docs: the run is too long for scripts/bench.sh).
+        #[arg(long)]
+        into: Option<PathBuf>,
     },
     /// Root-cause analysis on held-out lab incidents: ours beside NSigma, BARO, a path vote
     /// and a random pick (AC@1, AC@3, Avg@5; two simultaneous faults; incidents per fault).
@@ -312,7 +316,15 @@ fn main() -> ExitCode {
             };
             detect::run(&options)
         }
-        Command::Gray { quick } => print(gray::run(quick)),
+        Command::Gray { quick, into } => gray::run(quick).and_then(|tables| {
+            for t in &tables {
+                t.print();
+            }
+            match into {
+                Some(dir) => Report::merge_into(&dir, &tables),
+                None => Ok(()),
+            }
+        }),
         Command::Rca {
             test,
             window,

@@ -320,10 +320,36 @@ pub fn print_cases(test: &[Dataset], o: &Options) {
     }
 }
 
+/// A method's single-fault sums without one kind.
+fn without(row: &Row, kind: &str) -> Sums {
+    let mut out = Sums::default();
+    for (_, s) in row.per_kind.iter().filter(|(k, _)| k.as_str() != kind) {
+        for (o, a) in out.ac.iter_mut().zip(s.ac) {
+            *o += a;
+        }
+        out.n += s.n;
+    }
+    out
+}
+
+/// Router-hours of telemetry in the test datasets.
+fn test_hours(o: &Options) -> f64 {
+    o.test
+        .iter()
+        .filter_map(|p| Dataset::load(p).ok())
+        .map(|d| {
+            let secs = d.meta.end_unix_ns.saturating_sub(d.meta.start_unix_ns) as f64 / 1e9;
+            secs / 3600.0 * d.meta.routers.len() as f64
+        })
+        .sum()
+}
+
 /// The results as docs/RCA.md.
 fn markdown(rows: &[Row], o: &Options) -> String {
     let ours = &rows[0];
     let best_other = rows[1..].iter().map(|r| r.single.at(1)).fold(0.0, f64::max);
+    let seven = without(ours, "congestion");
+    let hours: f64 = test_hours(o);
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     let mut m = vec![
         "# Root-cause analysis on held-out lab incidents\n".to_string(),
@@ -353,14 +379,28 @@ fn markdown(rows: &[Row], o: &Options) -> String {
             verdict(ours.single.at(3) >= 0.95)
         ),
         format!(
+            "- the same over the seven kinds `x0-lab incidents` injects by default (congestion, \
+             opt-in and invisible to BFD and the brains' probes as injected, left out: \
+             docs/DATASET.md): AC@1 {:.3} ({}), AC@3 {:.3} ({}), {} cases",
+            seven.at(1),
+            verdict(seven.at(1) >= 0.85),
+            seven.at(3),
+            verdict(seven.at(3) >= 0.95),
+            seven.n
+        ),
+        format!(
             "- AC@2 >= 0.70 on two simultaneous faults: {:.3}, {}",
             ours.double.at(2),
             verdict(ours.double.at(2) >= 0.70)
         ),
         format!(
-            "- <= 1.2 incidents per fault: {:.2}, {}",
+            "- <= 1.2 incidents per fault: {:.2}, {}; false incidents: {} in {:.1} router-hours \
+             ({:.2} per router-hour)",
             ours.incidents_per_fault.unwrap_or(f64::NAN),
-            verdict(ours.incidents_per_fault.is_some_and(|x| x <= 1.2))
+            verdict(ours.incidents_per_fault.is_some_and(|x| x <= 1.2)),
+            ours.false_incidents.unwrap_or(0),
+            hours,
+            ours.false_incidents.unwrap_or(0) as f64 / hours.max(1e-9)
         ),
         format!(
             "- analysis p99 <= 100 ms at 50 routers: {:.2} ms, {}",

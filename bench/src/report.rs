@@ -249,6 +249,28 @@ impl Report {
             .with_context(|| format!("writing {}", path.display()))
     }
 
+    /// Puts `tables` (measured by one benchmark alone) into the report in `dir`, each in
+    /// place of the one with its id, and regenerates its Markdown: the rest of the run's
+    /// figures stay as they were.
+    pub fn merge_into(dir: &Path, tables: &[Table]) -> Result<()> {
+        let json = dir.join("performance.json");
+        let mut report = Self::load_json(&json)?;
+        for t in tables {
+            let mut t = t.clone();
+            t.notes.push(format!(
+                "Measured alone on {}, after the run above.",
+                now_utc()
+            ));
+            match report.tables.iter_mut().find(|x| x.id == t.id) {
+                Some(old) => *old = t,
+                None => report.tables.push(t),
+            }
+        }
+        report.save_json(&json)?;
+        std::fs::write(dir.join("PERFORMANCE.md"), report.markdown())
+            .with_context(|| format!("writing {}", dir.join("PERFORMANCE.md").display()))
+    }
+
     pub fn load_json(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

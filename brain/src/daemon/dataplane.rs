@@ -130,14 +130,17 @@ async fn follow_stats(mut dp: Client, tx: mpsc::Sender<Observation>, every_ms: u
     };
     let mut stream = stream.into_inner();
     while let Ok(Some(s)) = stream.message().await {
+        let asked = crate::linkstate::state::unix_ns(std::time::SystemTime::now());
         let bfd = dp.list_bfd_sessions(dpb::ListBfdSessionsRequest {});
         let bfd = tokio::time::timeout(RPC_TIMEOUT, bfd).await;
+        let answered = crate::linkstate::state::unix_ns(std::time::SystemTime::now());
+        let read_at = asked + (answered.saturating_sub(asked)) / 2;
         if tx.send(Observation::Stats(s)).await.is_err() {
             return;
         }
         if let Ok(Ok(b)) = bfd
             && tx
-                .send(Observation::Bfd(b.into_inner().sessions))
+                .send(Observation::Bfd(b.into_inner().sessions, read_at))
                 .await
                 .is_err()
         {

@@ -8,7 +8,10 @@ use x0_proto::{brain::v1 as pb, dataplane::v1 as dpb};
 pub enum Observation {
     Event(dpb::Event),
     Stats(dpb::Stats),
-    Bfd(Vec<dpb::BfdSession>),
+    /// The BFD sessions, and when their counters were read (unix ns: the middle of the
+    /// call; the stats' own time is some milliseconds earlier, which is 5 % of BFD's
+    /// packets in a second).
+    Bfd(Vec<dpb::BfdSession>, u64),
 }
 
 /// Work for one neighbour's peer task (loop or relay -> peer).

@@ -203,8 +203,8 @@ impl Control {
                     on_link.for_each(|n| self.telemetry.on_carrier_loss(&n.router));
                 }
             }
-            Observation::Bfd(sessions) => {
-                if let Some(sample) = self.telemetry.on_bfd(sessions, &self.config) {
+            Observation::Bfd(sessions, read_at) => {
+                if let Some(sample) = self.telemetry.on_bfd(sessions, *read_at, &self.config) {
                     let request = self.telemetry.publish(&sample, &self.shared, &self.config);
                     self.peers.exchange(&request);
                     self.analyse_causes(&sample);

@@ -56,7 +56,7 @@ impl Senses {
                     }
                 }
             }
-            Observation::Bfd(sessions) => self.on_bfd(sessions, config, now),
+            Observation::Bfd(sessions, _) => self.on_bfd(sessions, config, now),
         }
     }
 

@@ -35,6 +35,8 @@ struct Counters {
     dropped: u64,
     tx_bytes: HashMap<String, u64>,
     bfd_rx: HashMap<String, u64>,
+    /// When the BFD counters were read.
+    bfd_unix_ns: u64,
 }
 
 pub struct Telemetry {
@@ -113,10 +115,12 @@ impl Telemetry {
     pub fn on_bfd(
         &mut self,
         sessions: &[dpb::BfdSession],
+        read_at: u64,
         config: &BrainConfig,
     ) -> Option<RouterSample> {
         let stats = self.pending.take()?;
-        let now = counters(&stats, sessions, config);
+        let mut now = counters(&stats, sessions, config);
+        now.bfd_unix_ns = read_at;
         let prev = self.last.take();
         let sample = prev.map(|prev| self.sample(&prev, &now, sessions, config));
         self.last = Some(now);
@@ -170,9 +174,14 @@ impl Telemetry {
                 .unwrap_or(0)
                 .saturating_sub(p.get(k).copied().unwrap_or(0)) as f64
         };
+        // Over the time between the two reads of the BFD counters (not the stats').
+        let bfd_dt = match (prev.bfd_unix_ns, now.bfd_unix_ns) {
+            (p, n) if p > 0 && n > p => (n - p) as f64 / 1e9,
+            _ => dt,
+        };
         let bfd_expected = session
             .filter(|s| s.rx_interval_us > 0)
-            .map_or(0.0, |s| dt * 1e6 / s.rx_interval_us as f64);
+            .map_or(0.0, |s| bfd_dt * 1e6 / s.rx_interval_us as f64);
         LinkSample {
             neighbor: n.router.clone(),
             bfd_up: session.is_some_and(|s| s.state == "Up"),
@@ -404,5 +413,6 @@ fn counters(stats: &dpb::Stats, sessions: &[dpb::BfdSession], config: &BrainConf
             .map(|i| (i.interface.clone(), i.tx_bytes))
             .collect(),
         bfd_rx,
+        bfd_unix_ns: 0,
     }
 }

@@ -222,8 +222,10 @@ impl Remedy {
         }
     }
 
-    /// Execute, confirm: each drain must show in the mesh (`mesh_cost` at least the drained
-    /// cost of `base_cost`), or it is rolled back. Returns whether costs changed.
+    /// Execute, confirm: each drain must show in the mesh (`mesh_cost`, our database, at
+    /// least the drained cost of `base_cost`): repaired the moment it does (our record is
+    /// in force and flooding), rolled back if it has not within `CONFIRM_AFTER`. Returns
+    /// whether costs changed.
     pub fn confirm(
         &mut self,
         kb: &Knowledge,
@@ -233,15 +235,18 @@ impl Remedy {
     ) -> bool {
         let mut changed = false;
         for o in self.open.values_mut() {
-            if o.confirm_at.is_none_or(|at| now < at) {
+            let Some(deadline) = o.confirm_at else {
                 continue;
-            }
-            o.confirm_at = None;
+            };
             let shows = |n: &String| {
                 let want = base_cost(n).map(|c| c.saturating_mul(DRAIN_FACTOR));
                 want.is_some() && mesh_cost(n) >= want
             };
             let ok = o.drained.iter().all(shows);
+            if !ok && now < deadline {
+                continue;
+            }
+            o.confirm_at = None;
             let undo = self.executor.confirm(ok, now);
             let _ = kb.close_incident(o.id, unix_ns(), ok);
             let words = if ok {
