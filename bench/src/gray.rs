@@ -1,6 +1,6 @@
-//! `x0-bench gray`: gray failures on the six-router lab's primary path (h1 - r1 - r3 - r5 -
-//! r6 - h2): 5 %, 10 % and 30 % loss on r3-r5 (both ways), 10 % one way (r3 to r5, the
-//! stream's direction), and r5's control plane starved of CPU (3 % of one). A 1,000
+//! `x0-bench gray`: gray failures on the six-router lab's primary path (h1 - r1 - r2 - r4 -
+//! r6 - h2): 5 %, 10 % and 30 % loss on r2-r4 (both ways), 10 % one way (r2 to r4, the
+//! stream's direction), and r4's control plane starved of CPU (3 % of one). A 1,000
 //! packets/s UDP stream from h1 to h2 runs through each; per case, the time from the onset
 //! until the stream's loss stays at or under 0.1 % (of every second after it), and the
 //! stream's total loss. Side by side on the same lab and faults: x0tta6bl4 (dataplanes and
@@ -19,7 +19,7 @@ use crate::report::{Row, Table};
 const RATE: u64 = 1000;
 /// Seconds of stream before the fault, and how long the fault lasts under it.
 const BEFORE_S: u64 = 3;
-const PRIMARY_GW: &str = "198.18.13.3";
+const PRIMARY_GW: &str = "198.18.12.2";
 /// The loss a stream must stay under, of each second, to count as repaired.
 const SETTLED: f64 = 0.001;
 
@@ -33,9 +33,9 @@ enum Case {
 impl Case {
     fn name(self) -> String {
         match self {
-            Case::Loss(p) => format!("{} % loss on r3-r5", p / 10_000),
-            Case::OneWay(p) => format!("{} % loss one way (r3 to r5)", p / 10_000),
-            Case::Starved => "r5's control plane starved (3 % of a CPU)".into(),
+            Case::Loss(p) => format!("{} % loss on r2-r4", p / 10_000),
+            Case::OneWay(p) => format!("{} % loss one way (r2 to r4)", p / 10_000),
+            Case::Starved => "r4's control plane starved (3 % of a CPU)".into(),
         }
     }
 
@@ -232,7 +232,7 @@ fn link_costs(topo: &Topology) -> impl Fn(&str, &str) -> u32 + use<> {
     }
 }
 
-/// Waits until r1's kernel sends h2's traffic to r3 (the primary path) and h2 answers.
+/// Waits until r1's kernel sends h2's traffic to r2 (the primary path) and h2 answers.
 fn wait_primary(lab: &Lab) -> Result<()> {
     let h2 = lab.topo.addr_of("h2", false).expect("h2");
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -280,12 +280,12 @@ fn one(lab: &Lab, stack: Stack, case: Case, fault_s: u64) -> Result<Sample> {
 
 fn inject(lab: &Lab, stack: Stack, case: Case, on: bool) -> Result<()> {
     let ends: &[(&str, &str)] = match case {
-        Case::Loss(_) => &[("r3", "eth3"), ("r5", "eth1")],
-        Case::OneWay(_) => &[("r5", "eth1")],
+        Case::Loss(_) => &[("r2", "eth3"), ("r4", "eth1")],
+        Case::OneWay(_) => &[("r4", "eth1")],
         Case::Starved => &[],
     };
     if case == Case::Starved {
-        return faults::starve(lab, "r5", &control_plane(lab, stack), on);
+        return faults::starve(lab, "r4", &control_plane(lab, stack), on);
     }
     let (Case::Loss(p) | Case::OneWay(p)) = case else {
         unreachable!("starvation returned above")
@@ -300,14 +300,14 @@ fn inject(lab: &Lab, stack: Stack, case: Case, on: bool) -> Result<()> {
     Ok(())
 }
 
-/// The pid files of r5's control plane in `stack`.
+/// The pid files of r4's control plane in `stack`.
 fn control_plane(lab: &Lab, stack: Stack) -> Vec<std::path::PathBuf> {
     match stack {
-        Stack::X0 => vec![lab.file("r5", "pid"), lab.file("brain-r5", "pid")],
-        Stack::Babel => vec![lab.dir.join("babeld-r5/babeld.pid")],
+        Stack::X0 => vec![lab.file("r4", "pid"), lab.file("brain-r4", "pid")],
+        Stack::Babel => vec![lab.dir.join("babeld-r4/babeld.pid")],
         Stack::Frr => ["zebra", "bfdd", "ospfd"]
             .iter()
-            .map(|d| lab.dir.join(format!("frr-r5/{d}.pid")))
+            .map(|d| lab.dir.join(format!("frr-r4/{d}.pid")))
             .collect(),
     }
 }
@@ -356,7 +356,7 @@ fn table(case: Case, all: &[Vec<Vec<Sample>>], ci: usize, reps: u32, fault_s: u6
             if reps == 1 { " --quick" } else { "" }
         ),
         about: format!(
-            "The six-router lab, a {RATE} packets/s UDP stream h1 -> h2 on the primary path r1 - r3 - r5 - r6, \
+            "The six-router lab, a {RATE} packets/s UDP stream h1 -> h2 on the primary path r1 - r2 - r4 - r6, \
              and {BEFORE_S} s into it {} for the remaining {fault_s} s. Figure: seconds from the onset until \
              no later second of the stream lost more than 0.1 %. x0tta6bl4: dataplanes (BFD 10 ms x 3) and \
              brains (enforce) on every router; babeld and FRR as in the failover benchmark, with the \

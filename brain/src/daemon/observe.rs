@@ -37,7 +37,7 @@ impl Senses {
     }
 
     /// One observation: to the monitor (link quality), to link health (every loss of
-    /// carrier, undamped: its own hold-down damps) and to the guard (receive rates).
+    /// carrier, undamped: its own hold-down damps) and to the guard (what each neighbour sends the router itself).
     pub fn take(&mut self, o: &Observation, config: &BrainConfig, protector: &mut Protector) {
         let now = Instant::now();
         match o {
@@ -50,7 +50,10 @@ impl Senses {
                     let capacity = n.capacity_mbps * 1_000_000;
                     self.monitor
                         .on_tx_bytes(&n.router, i.tx_bytes, capacity, now);
-                    if let Some(rate) = protector.guard.on_rx_packets(&n.router, i.rx_packets, now)
+                    if let Some(rate) =
+                        protector
+                            .guard
+                            .on_passed_packets(&n.router, i.passed_packets, now)
                     {
                         protector.pps.insert(n.router.clone(), rate);
                     }

@@ -1,6 +1,8 @@
 //! MAPE-K for misbehaviour, acting through the dataplane's policy. Monitor: link-state
 //! records each neighbour's brain floods that fail verification (forged, malformed), and
-//! the packets each neighbour sends us (the dataplane's stats stream). Analyse: a detector
+//! the packets from each neighbour that the fast path hands to this router's own stack
+//! (the dataplane's stats stream: transit traffic, however much of it, is the mesh's job
+//! and never a flood; what floods the router itself is). Analyse: a detector
 //! per neighbour and metric, with absolute floors. Plan: "router-misbehaving" ->
 //! quarantine-node (deny everything from its prefixes and link addresses), "source-flood"
 //! -> rate-limit-source (cap what comes from its prefixes), from the strategy table the
@@ -25,7 +27,7 @@ use crate::{
 
 /// Bad records a minute below this are never an anomaly (a restarted peer may send a few).
 pub const BAD_RECORDS_FLOOR: f64 = 5.0;
-/// Packets a second below this are never a flood.
+/// Packets a second to the router itself below this are never a flood.
 pub const FLOOD_FLOOR_PPS: f64 = 5_000.0;
 /// How long a quarantine or rate limit lasts.
 pub const HOLD: Duration = Duration::from_secs(600);
@@ -144,7 +146,7 @@ pub struct Guard {
     /// Bad records each neighbour sent, as last seen (a running count).
     bad_seen: HashMap<String, u64>,
     bad: HashMap<String, Vec<(Instant, u64)>>,
-    rx_last: HashMap<String, (Instant, u64)>,
+    passed_last: HashMap<String, (Instant, u64)>,
     detectors: HashMap<(String, &'static str), Detector>,
     executor: Executor<Action>,
     /// Actions in force, by router.
@@ -159,7 +161,7 @@ impl Guard {
         Self {
             bad_seen: HashMap::new(),
             bad: HashMap::new(),
-            rx_last: HashMap::new(),
+            passed_last: HashMap::new(),
             detectors: HashMap::new(),
             // At most 2 actions, one more per 5 minutes; 2 failed ones open the breaker.
             executor: Executor::new(
@@ -185,9 +187,9 @@ impl Guard {
         }
     }
 
-    /// Monitor: packets received in all on the interface from `neighbor`.
-    pub fn on_rx_packets(&mut self, neighbor: &str, total: u64, now: Instant) -> Option<f64> {
-        let last = self.rx_last.insert(neighbor.into(), (now, total));
+    /// Monitor: packets from `neighbor`'s interface passed to the router's own stack, in all.
+    pub fn on_passed_packets(&mut self, neighbor: &str, total: u64, now: Instant) -> Option<f64> {
+        let last = self.passed_last.insert(neighbor.into(), (now, total));
         let (then, before) = last?;
         let secs = now.duration_since(then).as_secs_f64();
         (total >= before && secs > 0.0).then(|| (total - before) as f64 / secs)
@@ -261,7 +263,7 @@ impl Guard {
             }
         }
         for (n, rate) in pps {
-            let anomaly = self.detector(n, "rx_pps").observe(unix, *rate);
+            let anomaly = self.detector(n, "passed_pps").observe(unix, *rate);
             if anomaly.is_some() && *rate >= FLOOD_FLOOR_PPS {
                 found.push(("source-flood", n.clone(), *rate));
             }
@@ -294,7 +296,7 @@ impl Guard {
                     router: router.clone(),
                     prefixes: targets,
                     // what it sent before the surge, with room: never below the floor
-                    pps: (self.detectors[&(router.clone(), "rx_pps")].baseline() * 2.0)
+                    pps: (self.detectors[&(router.clone(), "passed_pps")].baseline() * 2.0)
                         .max(FLOOD_FLOOR_PPS) as u64,
                 },
             };
