@@ -19,7 +19,12 @@ use crate::report::{Row, Table};
 const RATE: u64 = 1000;
 /// Seconds of stream before the fault, and how long the fault lasts under it.
 const BEFORE_S: u64 = 3;
-const PRIMARY_GW: &str = "198.18.12.2";
+/// The primary path, hop by hop: each router and its gateway towards h2.
+const PRIMARY: [(&str, &str); 3] = [
+    ("r1", "198.18.12.2"),
+    ("r2", "198.18.24.4"),
+    ("r4", "198.18.46.6"),
+];
 /// The loss a stream must stay under, of each second, to count as repaired.
 const SETTLED: f64 = 0.001;
 
@@ -232,17 +237,24 @@ fn link_costs(topo: &Topology) -> impl Fn(&str, &str) -> u32 + use<> {
     }
 }
 
-/// Waits until r1's kernel sends h2's traffic to r2 (the primary path) and h2 answers.
+/// Waits until every router of the primary path sends h2's traffic along it (a drain of
+/// the last case lifted, the costs measured back to normal) and h2 answers.
 fn wait_primary(lab: &Lab) -> Result<()> {
     let h2 = lab.topo.addr_of("h2", false).expect("h2");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let gw = tools::kernel_gateway(lab, "r1", h2)?;
-        if gw.is_some_and(|g| g.to_string() == PRIMARY_GW) {
+        let mut off = Vec::new();
+        for (router, gateway) in PRIMARY {
+            let gw = tools::kernel_gateway(lab, router, h2)?;
+            if gw.is_none_or(|g| g.to_string() != gateway) {
+                off.push(format!("{router} via {gw:?}"));
+            }
+        }
+        if off.is_empty() {
             break;
         }
         if Instant::now() > deadline {
-            bail!("r1 is not back on the primary path after 120 s (gateway {gw:?})");
+            bail!("not back on the primary path after 120 s: {off:?}");
         }
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -34,8 +34,9 @@ use crate::{
     },
 };
 
-/// A cause at this confidence or above is acted on.
-pub const THRESHOLD: f64 = 0.5;
+/// A cause at this confidence or above is acted on (set on six-seed6, the tuning dataset:
+/// 3 false incidents in 13 minutes of six routers, none of its faults missed).
+pub const THRESHOLD: f64 = 0.6;
 /// Intervals analysed against the calm baseline (a short window: repair within seconds).
 pub const WINDOW: usize = 2;
 pub const BASELINE: usize = 30;

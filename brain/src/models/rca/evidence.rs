@@ -21,6 +21,10 @@ pub enum Measure {
     Logged,
     /// The share of BFD packets from the other end that did not come.
     BfdLoss,
+    /// `BfdLoss` less the lowest of the router's other links' in the same interval (a
+    /// sample read late or early moves all of a router's links at once: what one link
+    /// loses beyond the others is its own).
+    BfdLossBeyondOthers,
     /// 1 while the BFD session to the other end is not up.
     BfdDown,
     CarrierDowns,
@@ -52,6 +56,7 @@ impl Series {
             Measure::Feature(f) => NAMES[f],
             Measure::Logged => "brain logging",
             Measure::BfdLoss => "BFD loss",
+            Measure::BfdLossBeyondOthers => "BFD loss beyond its other links",
             Measure::BfdDown => "BFD down",
             Measure::CarrierDowns => "carrier losses",
             Measure::BrainSilent => "brain silent",
@@ -70,15 +75,19 @@ impl Series {
         mean(&self.anomalous) - mean(&self.normal)
     }
 
-    /// How far every anomalous value stayed above the normal mean, less `k` of the normal
-    /// values' standard deviations: a fault holds through the window, a blip of one
-    /// interval (a late sample moves every link of a router at once) does not. 0 when not.
+    /// How far every anomalous value stayed above the normal level, less `k` of the
+    /// normal values' spread: a fault holds through the window, a blip of one interval (a
+    /// late sample moves every link of a router at once) does not. The level is the
+    /// median and the spread 1.4826 median absolute deviations (a standard deviation for
+    /// Gaussian noise), so that the odd spike among the normal values (BARO's point) moves
+    /// neither. 0 when not.
     pub fn persistent_rise(&self, k: f64) -> f64 {
         let low = self.anomalous.iter().copied().fold(f64::INFINITY, f64::min);
         if !low.is_finite() {
             return 0.0;
         }
-        (low - mean(&self.normal) - k * std_dev(&self.normal)).max(0.0)
+        let (level, spread) = robust(&self.normal);
+        (low - level - k * spread).max(0.0)
     }
 
     /// `persistent_rise` downwards: how far every anomalous value stayed below.
@@ -91,8 +100,28 @@ impl Series {
         if !high.is_finite() {
             return 0.0;
         }
-        (mean(&self.normal) - high - k * std_dev(&self.normal)).max(0.0)
+        let (level, spread) = robust(&self.normal);
+        (level - high - k * spread).max(0.0)
     }
+}
+
+/// The median of `v` and 1.4826 times its median absolute deviation (0, 0 for none).
+pub fn robust(v: &[f64]) -> (f64, f64) {
+    let median = |mut x: Vec<f64>| {
+        if x.is_empty() {
+            return 0.0;
+        }
+        x.sort_by(f64::total_cmp);
+        let n = x.len();
+        if n % 2 == 1 {
+            x[n / 2]
+        } else {
+            (x[n / 2 - 1] + x[n / 2]) / 2.0
+        }
+    };
+    let m = median(v.to_vec());
+    let mad = median(v.iter().map(|x| (x - m).abs()).collect());
+    (m, 1.4826 * mad)
 }
 
 pub fn std_dev(v: &[f64]) -> f64 {
@@ -142,6 +171,16 @@ pub fn series(case: &Case) -> Vec<Series> {
                         push(&mut out, router, Some(&l.neighbor), m, normal, v);
                     }
                 }
+                for (peer, v) in beyond_others(links.map_or(&[][..], Vec::as_slice)) {
+                    push(
+                        &mut out,
+                        router,
+                        Some(peer),
+                        Measure::BfdLossBeyondOthers,
+                        normal,
+                        v,
+                    );
+                }
             }
         }
     }
@@ -175,6 +214,35 @@ fn push(
     }
 }
 
+/// Each link's BFD loss less the lowest of the router's other links' (none for a router
+/// with one measured link).
+fn beyond_others(links: &[LinkSample]) -> Vec<(&str, f64)> {
+    let losses: Vec<(&str, f64)> = links
+        .iter()
+        .filter_map(|l| Some((l.neighbor.as_str(), bfd_loss(l)?)))
+        .collect();
+    losses
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (peer, loss))| {
+            let others = losses.iter().enumerate().filter(|(j, _)| *j != i);
+            let lowest = others.map(|(_, (_, x))| *x).reduce(f64::min)?;
+            Some((*peer, loss - lowest.max(0.0).min(*loss)))
+        })
+        .collect()
+}
+
+/// The share of BFD packets from the other end that did not come (None: no session).
+fn bfd_loss(l: &LinkSample) -> Option<f64> {
+    // `bfd_expected` is what the peer's interval promises before its jitter (RFC 5880
+    // 6.8.7: up to 25 % sooner, 12.5 % on average): a clean link brings 1/0.875 of it.
+    // Not clamped at 0, so that noise averages out and a few percent lost shows; clamped
+    // at -1, for a session that just fell back to BFD's 1 s slow start (it promises one
+    // packet while the last 10 ms ones still count).
+    (l.bfd_expected >= 0.5)
+        .then(|| (1.0 - l.bfd_received * JITTER_MEAN / l.bfd_expected).clamp(-1.0, 1.0))
+}
+
 /// What one end measured of a link in one interval (a value left out when unmeasured).
 fn link_values(l: &LinkSample) -> Vec<(Measure, f64)> {
     let mut v = vec![
@@ -183,12 +251,8 @@ fn link_values(l: &LinkSample) -> Vec<(Measure, f64)> {
         (Measure::BrainSilent, f64::from(u8::from(!l.brain_answered))),
         (Measure::Utilisation, l.utilisation),
     ];
-    if l.bfd_expected >= 0.5 {
-        // `bfd_expected` is what the peer's interval promises before its jitter (RFC 5880
-        // 6.8.7: up to 25 % sooner, 12.5 % on average): a clean link brings 1/0.875 of it.
-        // Not clamped at 0, so that noise averages out and a few percent lost shows.
-        let loss = 1.0 - l.bfd_received * JITTER_MEAN / l.bfd_expected;
-        v.push((Measure::BfdLoss, loss.min(1.0)));
+    if let Some(loss) = bfd_loss(l) {
+        v.push((Measure::BfdLoss, loss));
     }
     if let Some(rtt) = l.rtt_ms {
         v.push((Measure::RttMs, rtt));
@@ -197,4 +261,32 @@ fn link_values(l: &LinkSample) -> Vec<(Measure, f64)> {
         v.push((Measure::Cost, f64::from(l.cost)));
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spike_among_the_normal_values_moves_neither_level_nor_spread() {
+        let (m, s) = robust(&[0.0, 0.01, -0.01, 0.0, 0.5, 0.0, -0.02]);
+        assert_eq!(m, 0.0);
+        assert!(s < 0.02, "{s}");
+        let series = Series {
+            element: Element::link("r1", "r2"),
+            router: "r1".into(),
+            peer: Some("r2".into()),
+            measure: Measure::BfdLoss,
+            normal: vec![0.0, 0.01, -0.01, 0.0, 0.5, 0.0, -0.02],
+            anomalous: vec![0.06, 0.05],
+        };
+        let rise = series.persistent_rise(1.0);
+        assert!((0.03..0.05).contains(&rise), "{rise}");
+        // One interval of the window back to normal: no persistent rise.
+        let blip = Series {
+            anomalous: vec![0.06, 0.0],
+            ..series
+        };
+        assert_eq!(blip.persistent_rise(1.0), 0.0);
+    }
 }

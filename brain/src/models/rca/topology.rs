@@ -131,7 +131,8 @@ fn cause(element: Element, fault: Fault, confidence: f64) -> Cause {
 
 fn link_causes(ix: &Index, case: &Case, a: &str, b: &str) -> Vec<Cause> {
     let explained = all_links_bad(ix, case, a).max(all_links_bad(ix, case, b));
-    let loss = saturate(ix.both_ways(a, b, Measure::BfdLoss), LOSS_HALF);
+    // What the link loses beyond its ends' other links (a late sample is no loss).
+    let loss = saturate(ix.both_ways(a, b, Measure::BfdLossBeyondOthers), LOSS_HALF);
     let down = (2.0 * ix.both_ways(a, b, Measure::BfdDown)).min(1.0);
     let carrier = [(a, b), (b, a)].iter().any(|(x, y)| {
         ix.get(x, Some(y), Measure::CarrierDowns)
