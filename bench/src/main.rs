@@ -140,6 +140,9 @@ enum Command {
         /// (docs: the run is too long for scripts/bench.sh).
         #[arg(long)]
         into: Option<PathBuf>,
+        /// Only these stacks (x0, babeld, frr; default all).
+        #[arg(long)]
+        stack: Vec<String>,
     },
     /// Root-cause analysis on held-out lab incidents: ours beside NSigma, BARO, a path vote
     /// and a random pick (AC@1, AC@3, Avg@5; two simultaneous faults; incidents per fault).
@@ -316,7 +319,7 @@ fn main() -> ExitCode {
             };
             detect::run(&options)
         }
-        Command::Gray { quick, into } => gray::run(quick).and_then(|tables| {
+        Command::Gray { quick, into, stack } => gray::run(quick, &stack).and_then(|tables| {
             for t in &tables {
                 t.print();
             }

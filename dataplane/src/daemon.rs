@@ -274,6 +274,29 @@ fn resolve_missing(dp: &Dataplane, nl: &Netlink) {
 }
 
 impl Node {
+    /// Next hops without a MAC: those whose neighbour the kernel already knows take its
+    /// MAC from the kernel's table (a next hop made again after its routes were gone gets
+    /// no netlink event: the neighbour did not change, and the fast path would send its
+    /// traffic to a backup for good), the rest are resolved again.
+    fn resolve_unresolved(&mut self) {
+        let missing = self.dp.tables_ref().unresolved();
+        if missing.is_empty() {
+            return;
+        }
+        let known = self.nl.neighbours().unwrap_or_default();
+        for n in known.into_iter().filter(|n| {
+            n.mac.is_some()
+                && missing
+                    .iter()
+                    .any(|s| s.gateway == n.addr && s.ifindex == n.ifindex)
+        }) {
+            if let Err(e) = self.on_netlink(Event::Neighbour(n)) {
+                tracing::warn!(error = %format!("{e:#}"), "a known neighbour's MAC not taken");
+            }
+        }
+        resolve_missing(&self.dp, &self.nl);
+    }
+
     /// Writes what the health monitor decided, and publishes what changed.
     fn apply(&mut self, updates: Vec<Update>) {
         let ids: Vec<u32> = updates.iter().map(|u| u.id).collect();
@@ -839,9 +862,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         let mut tick = tokio::time::interval(RESOLVE_RETRY);
         loop {
             tick.tick().await;
-            let guard = retry_shared.lock().expect("node lock");
-            match guard.as_ref() {
-                Some(n) => resolve_missing(&n.dp, &n.nl),
+            let mut guard = retry_shared.lock().expect("node lock");
+            match guard.as_mut() {
+                Some(n) => n.resolve_unresolved(),
                 None => return,
             }
         }

@@ -190,3 +190,72 @@ fn x0ctl_says_what_failed() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("needs our SVID"), "{err}");
 }
+
+/// A next hop that no route uses any more is deleted; made again later, it must take its
+/// neighbour's MAC from the kernel's table (no netlink event comes: the neighbour did not
+/// change) and carry traffic again. Before, it stayed unresolved and its traffic went to
+/// the backup for good (x0-bench gray found it: a drained link, restored, carried nothing).
+#[test]
+fn a_next_hop_made_again_takes_the_known_neighbour_and_forwards() {
+    let lab = common::lab("diamond.toml", |_| {});
+    let h2 = common::addr(&lab, "h2", false);
+    let routes = json(&lab.x0ctl("r1", &["--json", "route", "list"]).unwrap());
+    // Every route through r2 loses it (a route with nothing else goes).
+    for r in routes.as_array().unwrap() {
+        let hops: Vec<String> = r["next_hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                format!(
+                    "{}@{}",
+                    h["gateway"].as_str().unwrap(),
+                    h["interface"].as_str().unwrap()
+                )
+            })
+            .collect();
+        if !hops.iter().any(|h| h.starts_with("198.18.12.2@")) {
+            continue;
+        }
+        let prefix = r["prefix"].as_str().unwrap();
+        let rest: Vec<&String> = hops
+            .iter()
+            .filter(|h| !h.starts_with("198.18.12.2@"))
+            .collect();
+        let mut args = vec!["route", "replace", prefix];
+        for h in &rest {
+            args.extend(["--via", h.as_str()]);
+        }
+        if rest.is_empty() {
+            args = vec!["route", "del", prefix];
+        }
+        lab.x0ctl("r1", &args).unwrap();
+    }
+    let nhs = lab.x0ctl("r1", &["nexthop", "list"]).unwrap();
+    assert!(
+        !nhs.contains("198.18.12.2 "),
+        "r2's next hop is gone:\n{nhs}"
+    );
+    // r2 first again: a new next hop for a neighbour the kernel has known all along.
+    lab.x0ctl(
+        "r1",
+        &[
+            "route",
+            "replace",
+            "198.18.2.0/24",
+            "--via",
+            "198.18.12.2@eth1",
+            "--via",
+            "198.18.13.3@eth2",
+        ],
+    )
+    .unwrap();
+    // The resolution retry runs every second.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(traffic::ping(&lab, "h1", h2, 20).unwrap(), 20);
+    let via_r2 = forwarded_via(&lab, "198.18.12.2");
+    assert!(
+        via_r2 >= 20,
+        "the pings went through r3, not r2 ({via_r2} via r2)"
+    );
+}
