@@ -230,7 +230,7 @@ impl Control {
             interval,
             routers: &routers,
             links: &links,
-            interval_ms: self.config.interval_ms,
+            interval_ms: self.config.telemetry_interval_ms,
         };
         let s = self.shared.lock().expect("brain lock");
         self.senses

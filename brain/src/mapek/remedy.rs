@@ -77,6 +77,7 @@ pub struct View<'a> {
     pub routers: &'a [String],
     /// This router's links.
     pub links: &'a [(String, String)],
+    /// The telemetry interval (the window's onset is `WINDOW` of them back).
     pub interval_ms: u64,
 }
 
