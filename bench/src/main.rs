@@ -146,32 +146,7 @@ enum Command {
     },
     /// Root-cause analysis on held-out lab incidents: ours beside NSigma, BARO, a path vote
     /// and a random pick (AC@1, AC@3, Avg@5; two simultaneous faults; incidents per fault).
-    Rca {
-        /// Held-out datasets with link measurements.
-        #[arg(long, default_values = ["bench/data/incidents/six-seed8", "bench/data/incidents/mesh12-seed7"])]
-        test: Vec<PathBuf>,
-        /// Intervals analysed from each onset.
-        #[arg(long, default_value_t = 5)]
-        window: usize,
-        /// Calm intervals before the onset, at most.
-        #[arg(long, default_value_t = 30)]
-        baseline: usize,
-        /// The confidence ours alarms at when run as a brain (incidents per fault).
-        #[arg(long, default_value_t = x0_brain::mapek::remedy::THRESHOLD)]
-        threshold: f64,
-        /// Fewer timing runs.
-        #[arg(long)]
-        quick: bool,
-        /// One JSON object per method.
-        #[arg(long)]
-        json: bool,
-        /// Each case's truth and our three best causes, first.
-        #[arg(long)]
-        cases: bool,
-        /// Also write the results as Markdown (docs/RCA.md).
-        #[arg(long)]
-        markdown: Option<PathBuf>,
-    },
+    Rca(rca::Options),
     /// The forwarding benchmark's traffic generator (run inside the sending namespace).
     Generate {
         #[arg(long)]
@@ -328,26 +303,10 @@ fn main() -> ExitCode {
                 None => Ok(()),
             }
         }),
-        Command::Rca {
-            test,
-            window,
-            baseline,
-            threshold,
-            quick,
-            json,
-            cases,
-            markdown,
-        } => rca::run(&rca::Options {
-            test,
-            window,
-            baseline,
-            threshold,
-            quick,
-            json,
-            cases,
-            markdown,
-            command: std::env::args().collect::<Vec<_>>().join(" "),
-        }),
+        Command::Rca(mut o) => {
+            o.command = std::env::args().collect::<Vec<_>>().join(" ");
+            rca::run(&o)
+        }
         Command::Generate {
             iface,
             src_mac,

@@ -22,19 +22,35 @@ use x0_brain::models::{
 mod incidents;
 mod scale;
 
+/// `x0-bench rca`'s arguments, as the CLI takes them.
+#[derive(clap::Args)]
 pub struct Options {
+    /// Held-out datasets with link measurements.
+    #[arg(long, default_values = ["bench/data/incidents/six-seed8", "bench/data/incidents/mesh12-seed7"])]
     pub test: Vec<PathBuf>,
-    /// Intervals from the onset that are analysed.
+    /// Intervals analysed from each onset.
+    #[arg(long, default_value_t = 5)]
     pub window: usize,
-    /// Calm intervals before it, at most.
+    /// Calm intervals before the onset, at most.
+    #[arg(long, default_value_t = 30)]
     pub baseline: usize,
-    /// The confidence ours alarms at when run as a brain (mapek::remedy's by default).
+    /// The confidence ours alarms at when run as a brain (incidents per fault).
+    #[arg(long, default_value_t = x0_brain::mapek::remedy::THRESHOLD)]
     pub threshold: f64,
+    /// Fewer timing runs.
+    #[arg(long)]
     pub quick: bool,
+    /// One JSON object per method.
+    #[arg(long)]
     pub json: bool,
-    /// Print each case's truth and ours' best causes.
+    /// Each case's truth and our three best causes, and each false incident, first.
+    #[arg(long)]
     pub cases: bool,
+    /// Also write the results as Markdown (docs/RCA.md).
+    #[arg(long)]
     pub markdown: Option<PathBuf>,
+    /// The command line, for the Markdown.
+    #[arg(skip)]
     pub command: String,
 }
 

@@ -704,13 +704,17 @@ fn print_telemetry(s: &x0_proto::brain::v1::Status) {
     }
 }
 
-async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
+/// The brain's status (its view, counters and the last 100 incidents).
+async fn fetch_brain_status(conn: &Connection) -> Result<x0_proto::brain::v1::Status> {
     let mut b = x0_proto::brain::v1::brain_client::BrainClient::new(conn.channel.clone());
-    let s = b
-        .get_status(x0_proto::brain::v1::GetStatusRequest {})
+    Ok(b.get_status(x0_proto::brain::v1::GetStatusRequest {})
         .await
         .map_err(|s| rpc_error(&s))?
-        .into_inner();
+        .into_inner())
+}
+
+async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
+    let s = fetch_brain_status(conn).await?;
     if json {
         return print_json(&serde_json::json!({
             "router": s.router, "mode": s.mode, "routers": s.routers, "links": s.links,
@@ -778,12 +782,7 @@ async fn brain_status(conn: &Connection, json: bool) -> Result<()> {
 }
 
 async fn brain_incidents(conn: &Connection, json: bool) -> Result<()> {
-    let mut b = x0_proto::brain::v1::brain_client::BrainClient::new(conn.channel.clone());
-    let s = b
-        .get_status(x0_proto::brain::v1::GetStatusRequest {})
-        .await
-        .map_err(|s| rpc_error(&s))?
-        .into_inner();
+    let s = fetch_brain_status(conn).await?;
     if json {
         let all: Vec<_> = s.incidents.iter().map(incidents::json).collect();
         return print_json(&all);
