@@ -168,18 +168,9 @@ fn impaired_ingress(
         return impaired_bare(lab, node, iface, per_million, bytes_per_s);
     }
     let mut loader = EbpfLoader::new();
-    loader
-        .default_map_pin_directory(&root)
-        .override_global(program_names::LOSS_PER_MILLION, &per_million, true)
-        .override_global(program_names::RATE_BYTES_PER_S, &bytes_per_s, true);
-    let mut ebpf = loader
-        .load(x0_dataplane::XDP_OBJECT)
+    loader.default_map_pin_directory(&root);
+    let mut ebpf = load_lossy(loader, &per_million, &bytes_per_s)
         .context("loading x0_lossy with the router's maps")?;
-    let prog: &mut Xdp = ebpf
-        .program_mut(program_names::LOSSY)
-        .context("x0_lossy")?
-        .try_into()?;
-    prog.load()?;
     let forward = x0_dataplane::explain::pinned_forward(&root)?;
     let mut next: aya::maps::ProgramArray<_> = ebpf
         .take_map(program_names::LOSSY_NEXT)
@@ -193,6 +184,24 @@ fn impaired_ingress(
     let at = swap_into(prog, &root, iface)?;
     // The program and its map stay with the link once `ebpf` is gone.
     Ok(at)
+}
+
+/// `x0_lossy` loaded by `loader` with its loss and rate patched in.
+fn load_lossy<'a>(
+    mut loader: EbpfLoader<'a>,
+    per_million: &'a u32,
+    bytes_per_s: &'a u64,
+) -> Result<aya::Ebpf> {
+    loader
+        .override_global(program_names::LOSS_PER_MILLION, per_million, true)
+        .override_global(program_names::RATE_BYTES_PER_S, bytes_per_s, true);
+    let mut ebpf = loader.load(x0_dataplane::XDP_OBJECT)?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(program_names::LOSSY)
+        .context("x0_lossy")?
+        .try_into()?;
+    prog.load()?;
+    Ok(ebpf)
 }
 
 /// An interface without a router program (the kernel forwards: the FRR and babeld
@@ -210,16 +219,11 @@ fn impaired_bare(
     let (fault, iface) = (fault_pin(lab, node, iface), iface.to_string());
     let _ = remove(&fault);
     netns::in_netns(&lab.ns(node), move || -> Result<std::time::SystemTime> {
-        let mut loader = small_loader(&fault_dir);
-        loader
-            .override_global(program_names::LOSS_PER_MILLION, &per_million, true)
-            .override_global(program_names::RATE_BYTES_PER_S, &bytes_per_s, true);
-        let mut ebpf = loader.load(x0_dataplane::XDP_OBJECT)?;
+        let mut ebpf = load_lossy(small_loader(&fault_dir), &per_million, &bytes_per_s)?;
         let prog: &mut Xdp = ebpf
             .program_mut(program_names::LOSSY)
-            .context("x0_lossy")?
+            .expect("loaded")
             .try_into()?;
-        prog.load()?;
         let index = nix::net::if_::if_nametoindex(iface.as_str())?;
         let at = std::time::SystemTime::now();
         let id = prog.attach_to_if_index(index, XdpMode::Driver)?;
