@@ -22,6 +22,23 @@ fn forwarded_via(lab: &x0_lab::Lab, gateway: &str) -> u64 {
         .unwrap_or_else(|| panic!("no next hop {gateway}: {nhs}"))
 }
 
+/// r1's route to h2 as the config has it: r2 first, r3 behind.
+fn h2_via_r2_first(lab: &x0_lab::Lab) {
+    lab.x0ctl(
+        "r1",
+        &[
+            "route",
+            "replace",
+            "198.18.2.0/24",
+            "--via",
+            "198.18.12.2@eth1",
+            "--via",
+            "198.18.13.3@eth2",
+        ],
+    )
+    .unwrap();
+}
+
 #[test]
 fn routes_programmed_with_x0ctl_over_mtls_steer_traffic() {
     let lab = common::lab("diamond.toml", |_| {});
@@ -111,19 +128,7 @@ fn routes_programmed_with_x0ctl_over_mtls_steer_traffic() {
     );
 
     // Back to the config's order with a del of the API's route and a replace.
-    lab.x0ctl(
-        "r1",
-        &[
-            "route",
-            "replace",
-            "198.18.2.0/24",
-            "--via",
-            "198.18.12.2@eth1",
-            "--via",
-            "198.18.13.3@eth2",
-        ],
-    )
-    .unwrap();
+    h2_via_r2_first(&lab);
     let before_r2 = forwarded_via(&lab, "198.18.12.2");
     assert_eq!(traffic::ping(&lab, "h1", h2, 10).unwrap(), 10);
     assert!(forwarded_via(&lab, "198.18.12.2") >= before_r2 + 10);
@@ -237,19 +242,7 @@ fn a_next_hop_made_again_takes_the_known_neighbour_and_forwards() {
         "r2's next hop is gone:\n{nhs}"
     );
     // r2 first again: a new next hop for a neighbour the kernel has known all along.
-    lab.x0ctl(
-        "r1",
-        &[
-            "route",
-            "replace",
-            "198.18.2.0/24",
-            "--via",
-            "198.18.12.2@eth1",
-            "--via",
-            "198.18.13.3@eth2",
-        ],
-    )
-    .unwrap();
+    h2_via_r2_first(&lab);
     // The resolution retry runs every second.
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(traffic::ping(&lab, "h1", h2, 20).unwrap(), 20);
