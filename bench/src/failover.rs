@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use hdrhistogram::Histogram;
-use x0_lab::{Lab, Topology, faults, lab::default_dataplane_bin, netns, routing, traffic};
+use x0_lab::{Lab, Topology, faults, lab::default_dataplane_bin, netns, routing, tools, traffic};
 
 use crate::report::{Row, Table};
 
@@ -331,27 +331,13 @@ pub fn run(reps: u32) -> Result<Vec<Table>> {
     Ok(tables)
 }
 
-/// Waits until r1's BFD session to r2 is Up at its fast timers (detection within 30 ms),
-/// as the dataplane's API reports it: past BFD's 1 s slow start.
+/// Waits until r1's BFD sessions are Up at their fast timers (detection within 30 ms),
+/// as the dataplane's API reports them: past BFD's 1 s slow start.
 fn wait_bfd_up(lab: &Lab) -> Result<()> {
-    let start = std::time::Instant::now();
-    loop {
-        let text = lab.x0ctl("r1", &["--json", "bfd", "list"])?;
-        let v: serde_json::Value = serde_json::from_str(&text)?;
-        let ready = v["sessions"].as_array().is_some_and(|s| {
-            s.iter().any(|s| {
-                s["peer"] == PRIMARY
-                    && s["state"] == "Up"
-                    && s["detection_time_us"].as_u64().is_some_and(|d| d <= 30_000)
-            })
-        });
-        if ready {
-            return Ok(());
-        }
-        ensure!(
-            start.elapsed() < Duration::from_secs(10),
-            "BFD r1 -> r2 not up at 10 ms x 3 after 10 s: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    tools::wait_bfd_all_up(
+        lab,
+        "r1",
+        Duration::from_millis(30),
+        Duration::from_secs(10),
+    )
 }

@@ -525,6 +525,34 @@ impl Lab {
         fs::read_to_string(self.file(router, "log")).unwrap_or_default()
     }
 
+    /// What an engineer would look at when traffic does not cross a router: its kernel's
+    /// routes and neighbours (both families), its fast path's routes, and its log's tail.
+    pub fn router_state(&self, router: &str) -> String {
+        let ns = self.ns(router);
+        let mut out = format!("== {router}\n");
+        for cmd in [
+            &["ip", "-4", "route"][..],
+            &["ip", "-6", "route"],
+            &["ip", "neigh"],
+        ] {
+            let text = exec_ok(&ns, cmd).unwrap_or_else(|e| e.to_string());
+            out += &format!("$ {}\n{text}", cmd.join(" "));
+        }
+        let routes = self.x0ctl(router, &["route", "list"]);
+        out += &format!(
+            "$ x0ctl route list\n{}\n",
+            routes.unwrap_or_else(|e| e.to_string())
+        );
+        let log = self.dataplane_log(router);
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        out += "$ tail of the log\n";
+        for line in tail.into_iter().rev() {
+            out += line;
+            out += "\n";
+        }
+        out
+    }
+
     /// The router's counters, read from its pinned maps.
     pub fn counters(&self, router: &str) -> Result<Counters> {
         CounterMaps::from_pins(&self.pin_root(router))?.read()

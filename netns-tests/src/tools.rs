@@ -173,6 +173,45 @@ pub fn wait_kernel_gateway(
     }
 }
 
+/// Waits until every BFD session of the router (both families, every link) is Up with a
+/// detection time of at most `detect` (past the 1 s slow start), as its API lists them.
+/// Only a session that has been Up fails its next hop when it goes down (RFC 5882 3.2):
+/// a fault injected before then is not detected, by design.
+pub fn wait_bfd_all_up(lab: &Lab, router: &str, detect: Duration, within: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let listed: serde_json::Value =
+            serde_json::from_str(&lab.x0ctl(router, &["--json", "bfd", "list"])?)?;
+        let sessions = listed["sessions"].as_array().cloned().unwrap_or_default();
+        let fast = |s: &serde_json::Value| {
+            s["state"] == "Up"
+                && s["detection_time_us"]
+                    .as_u64()
+                    .is_some_and(|us| us <= detect.as_micros() as u64)
+        };
+        let waiting: Vec<String> = sessions
+            .iter()
+            .filter(|s| !fast(s))
+            .map(|s| {
+                format!(
+                    "{} {} detect {}us",
+                    s["peer"], s["state"], s["detection_time_us"]
+                )
+            })
+            .collect();
+        if !sessions.is_empty() && waiting.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() > within {
+            bail!(
+                "{router}: BFD sessions not Up within {detect:?} after {within:?}: {waiting:?} of {}",
+                sessions.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Lines of `ip [-6] route show proto PROTO` and `ip nexthop show proto PROTO` in the router.
 pub fn kernel_routes_of(
     lab: &Lab,

@@ -10,7 +10,7 @@ use std::{
 };
 
 use x0_dataplane::counters::NextHopReport;
-use x0_lab::{Lab, faults, netns, traffic};
+use x0_lab::{Lab, faults, netns, tools, traffic};
 
 const RATE: u64 = 10_000;
 
@@ -49,15 +49,13 @@ fn link(lab: &Lab, node: &str, iface: &str, up: bool) {
 }
 
 fn wait_bfd_up(lab: &Lab) {
-    let start = Instant::now();
-    while !lab.dataplane_log("r1").contains("to=Up") {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "BFD never came up:\n{}",
-            lab.dataplane_log("r1")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    tools::wait_bfd_all_up(
+        lab,
+        "r1",
+        Duration::from_millis(30),
+        Duration::from_secs(10),
+    )
+    .unwrap();
 }
 
 #[test]

@@ -19,6 +19,8 @@ use x0_lab::{
 };
 
 const PROTOCOL: u8 = x0_dataplane::kernel_fib::DEFAULT_PROTOCOL;
+/// The diamond's BFD detection time: 10 ms x 3.
+const DETECT: Duration = Duration::from_millis(30);
 
 fn routers(lab: &Lab) -> Vec<String> {
     lab.topo.routers.iter().map(|r| r.name.clone()).collect()
@@ -27,7 +29,10 @@ fn routers(lab: &Lab) -> Vec<String> {
 fn wait_h1_h2(lab: &Lab) {
     for v6 in [false, true] {
         let dst = common::addr(lab, "h2", v6);
-        traffic::wait_reply(lab, "h1", dst, Duration::from_secs(10)).expect("h1 reaches h2");
+        if let Err(e) = traffic::wait_reply(lab, "h1", dst, Duration::from_secs(10)) {
+            let state: String = routers(lab).iter().map(|r| lab.router_state(r)).collect();
+            panic!("h1 does not reach h2 ({dst}): {e}\n{state}");
+        }
     }
 }
 
@@ -148,24 +153,6 @@ fn tracepath_finds_a_smaller_mtu_and_iperf3_crosses_it() {
     }
 }
 
-/// Waits until `router`'s BFD session with `peer` is up (only Up -> Down fails a next hop).
-fn wait_bfd_up(lab: &Lab, router: &str, peer: &str) {
-    let start = Instant::now();
-    let needle = format!("peer={peer} ");
-    let up = |log: &str| {
-        log.lines()
-            .any(|l| l.contains(&needle) && l.contains("to=Up"))
-    };
-    while !up(&lab.dataplane_log(router)) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{router}: BFD with {peer} never came up:\n{}",
-            lab.dataplane_log(router)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Fails r2 (both its links, `kind`) and checks that r1's and r4's kernels follow their
 /// fast paths onto r3 and that the operator's tools cross the backup path.
 fn failover_moves_the_kernel_route(kind: Failure) {
@@ -175,8 +162,10 @@ fn failover_moves_the_kernel_route(kind: Failure) {
     let h1 = common::addr(&lab, "h1", false);
     let r2 = "198.18.12.2".parse().unwrap();
     assert_eq!(tools::kernel_gateway(&lab, "r1", h2).unwrap(), Some(r2));
-    wait_bfd_up(&lab, "r1", "198.18.12.2");
-    wait_bfd_up(&lab, "r4", "198.18.24.2");
+    // Every session, IPv6's too: one still coming up when r2 fails would never go down.
+    for router in ["r1", "r4"] {
+        tools::wait_bfd_all_up(&lab, router, DETECT, Duration::from_secs(10)).unwrap();
+    }
     let wall = faults::fail(&lab, "r1", "r2", kind).unwrap();
     // The moment the failure began, on the monotonic clock.
     let began = Instant::now() - wall.elapsed().unwrap_or_default();
