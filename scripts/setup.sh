@@ -16,7 +16,11 @@ APT_PACKAGES=(
   frr                                                  # bfdd: a standard BFD peer for interop tests
   python3-venv                                         # the virtualenv of the Python API client
   babeld time                                          # benchmarks: babeld to compare with, peak RSS
+  curl                                                 # the metrics endpoints, as an operator reads them
 )
+# Prometheus' server and promtool for the metrics tests (netns-tests/tests/metrics.rs),
+# without the exporters it recommends; the lab runs its own Prometheus in a namespace.
+PROMETHEUS_PACKAGE=prometheus
 
 log() { printf '[setup] %s\n' "$*"; }
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -32,6 +36,18 @@ if ((${#missing[@]})); then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 else
   log "apt: all packages present"
+fi
+
+if dpkg-query -W -f='${Status}' "$PROMETHEUS_PACKAGE" 2>/dev/null | grep -q "install ok installed"; then
+  log "apt: ${PROMETHEUS_PACKAGE} present"
+else
+  log "apt: installing ${PROMETHEUS_PACKAGE} (its service is left stopped and disabled)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "$PROMETHEUS_PACKAGE" >/dev/null
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 if rustup toolchain list | grep -q "^${NIGHTLY}"; then

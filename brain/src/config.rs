@@ -53,8 +53,18 @@ pub struct BrainConfig {
     /// Each interval's telemetry as JSON lines (for datasets), if set.
     #[serde(default)]
     pub telemetry_log: Option<PathBuf>,
+    /// The Prometheus endpoint (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
     #[serde(default, rename = "neighbor")]
     pub neighbors: Vec<NeighborConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served, plain HTTP: loopback or a management network.
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]

@@ -55,6 +55,9 @@ pub struct Config {
     /// The gRPC control API (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<crate::api::config::ApiConfig>,
+    /// The Prometheus endpoint (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<crate::metrics::MetricsConfig>,
     /// The kernel's copy of our routes (on by default).
     #[serde(default)]
     pub kernel_fib: crate::kernel_fib::KernelFibConfig,

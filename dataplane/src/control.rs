@@ -135,6 +135,15 @@ pub struct StatsView {
     pub nexthops: Vec<NextHopView>,
 }
 
+/// What the tables hold (the metrics put it beside their capacity).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    pub routes_v4: u64,
+    pub routes_v6: u64,
+    pub nexthops: u64,
+    pub rules: u64,
+}
+
 /// A handle on the running daemon for the API. Cheap to clone.
 #[derive(Clone)]
 pub struct Control {
@@ -199,6 +208,22 @@ impl Control {
                 fib_fallback: n.config.fib_fallback,
                 policy_generation: n.policy_generation,
                 started: n.started,
+            })
+        })
+    }
+
+    pub fn usage(&self) -> ControlResult<Usage> {
+        self.with(|n| {
+            let tables = n.dp.tables_ref();
+            let (v4, v6) = tables.route_counts();
+            Ok(Usage {
+                routes_v4: v4 as u64,
+                routes_v6: v6 as u64,
+                nexthops: tables.nexthops().count() as u64,
+                rules: n
+                    .api_policy
+                    .as_ref()
+                    .map_or(n.config.rules.len(), |p| p.rules.len()) as u64,
             })
         })
     }

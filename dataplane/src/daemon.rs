@@ -697,6 +697,35 @@ fn start_bfd(
 }
 
 /// Runs until SIGTERM or SIGINT.
+/// The gRPC API and the metrics endpoint, each if configured; the metrics count the
+/// API's calls.
+async fn serve_operators(
+    config: &Config,
+    control: Control,
+) -> Result<(
+    Option<crate::api::ApiHandle>,
+    Option<x0_metrics::MetricsServer>,
+)> {
+    let calls = Arc::new(crate::api::metered::ApiMetrics::default());
+    let api = match &config.api {
+        Some(api_config) => Some(
+            crate::api::serve(api_config.clone(), control.clone(), calls.clone())
+                .await
+                .context("starting the gRPC API")?,
+        ),
+        None => None,
+    };
+    let metrics = match &config.metrics {
+        Some(m) => Some(
+            crate::metrics::serve(m, control, &calls)
+                .await
+                .context("starting the metrics endpoint")?,
+        ),
+        None => None,
+    };
+    Ok((api, metrics))
+}
+
 pub async fn run(opts: RunOptions) -> Result<()> {
     check_host(&opts.config)?;
     // Subscribe before the first dump, so no change between the two is lost.
@@ -768,26 +797,17 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         .context("writing the routes into the kernel's FIB")?;
     let events_bus = node.events.clone();
     let shared: Shared = Arc::new(Mutex::new(Some(node)));
-    let api = match &opts.config.api {
-        Some(api_config) => Some(
-            crate::api::serve(
-                api_config.clone(),
-                Control::new(
-                    shared.clone(),
-                    events_bus,
-                    opts.config.pin_root.clone(),
-                    opts.config
-                        .interfaces
-                        .iter()
-                        .map(|i| i.name.clone())
-                        .collect(),
-                ),
-            )
-            .await
-            .context("starting the gRPC API")?,
-        ),
-        None => None,
-    };
+    let control = Control::new(
+        shared.clone(),
+        events_bus,
+        opts.config.pin_root.clone(),
+        opts.config
+            .interfaces
+            .iter()
+            .map(|i| i.name.clone())
+            .collect(),
+    );
+    let (api, metrics) = serve_operators(&opts.config, control).await?;
 
     // Netlink events: neighbours, carrier, addresses.
     let ev_shared = shared.clone();
@@ -896,6 +916,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     }
     if let Some(api) = api {
         api.shutdown().await;
+    }
+    if let Some(metrics) = metrics {
+        metrics.shutdown().await;
     }
     let node = shared.lock().expect("node lock").take().expect("running");
     drop(node.bfd);

@@ -15,6 +15,7 @@ pub mod health;
 pub mod host;
 pub mod kernel_fib;
 pub mod mapped_array;
+pub mod metrics;
 pub mod netlink;
 pub mod policy;
 pub mod state;

@@ -77,6 +77,9 @@ impl Lab {
                 crls: Vec::new(),
                 ..files
             },
+            metrics: Some(x0_brain::config::MetricsConfig {
+                listen: crate::lab::BRAIN_METRICS.parse().expect("constant"),
+            }),
             neighbors,
         })
     }

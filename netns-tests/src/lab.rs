@@ -35,6 +35,9 @@ pub const API_ADDR: &str = "127.0.0.1:7443";
 pub const API_LISTEN: &str = "[::]:7443";
 /// The API's port, for addresses across the mesh.
 pub const API_PORT: u16 = 7443;
+/// Where each router's dataplane and brain serve their metrics, in its namespace.
+pub const DATAPLANE_METRICS: &str = "127.0.0.1:9464";
+pub const BRAIN_METRICS: &str = "127.0.0.1:9465";
 
 /// Where labs keep their state (config files, logs, pids, the bpffs with the pins).
 pub const LAB_ROOT: &str = "/run/x0lab";
@@ -286,6 +289,11 @@ impl Lab {
             identities: r.identities.clone(),
             rules: r.rules.clone(),
             api: Some(self.api_config(router)?),
+            // Every router serves its metrics in its own namespace, on loopback.
+            metrics: Some(x0_dataplane::metrics::MetricsConfig {
+                listen: DATAPLANE_METRICS.parse().expect("constant"),
+                max_nexthops: 64,
+            }),
             kernel_fib: Default::default(),
             // A router the topology runs without kernel forwarding keeps it off.
             host: r.host.clone().unwrap_or(x0_dataplane::host::HostConfig {

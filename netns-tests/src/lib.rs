@@ -8,6 +8,7 @@ pub mod incidents;
 pub mod lab;
 pub mod netns;
 pub mod pki;
+pub mod prometheus;
 pub mod random_mesh;
 pub mod report;
 pub mod routing;

@@ -11,6 +11,7 @@
 mod adjacency;
 mod dataplane;
 mod events;
+mod metrics;
 mod observe;
 mod originate;
 mod peers;
@@ -64,10 +65,18 @@ pub async fn run(config: BrainConfig) -> Result<()> {
     let mut state = Shared::open(&config, identity.trust().clone())?;
     state.model = model;
     let shared = Arc::new(Mutex::new(state));
+    let live = Arc::new(metrics::Live::new(&config.neighbors));
+    // Kept for the brain's life: dropping it stops the endpoint.
+    let _metrics = match &config.metrics {
+        Some(m) => {
+            Some(x0_metrics::serve(m.listen, metrics::registry(&live, shared.clone())).await?)
+        }
+        None => None,
+    };
     let (flood_tx, flood_rx) = mpsc::unbounded_channel::<Flood>();
     serve(&config, shared.clone(), td.clone(), flood_tx).await?;
     let (peer_tx, peer_rx) = mpsc::unbounded_channel();
-    let peers = Peers::start(&config, &td, peer_tx);
+    let peers = Peers::start(&config, &td, peer_tx, &live);
     tokio::spawn(peers.clone().relay(flood_rx));
     let (dataplane, observations) = Dataplane::new(&config);
     let control = Control {
@@ -76,7 +85,7 @@ pub async fn run(config: BrainConfig) -> Result<()> {
         protector: Protector::new(Instant::now()),
         adjacencies: Adjacencies::default(),
         originator: Originator::new(signer, &config.state_dir),
-        planner: Planner::new(),
+        planner: Planner::new(live),
         dataplane,
         peers,
         shared,

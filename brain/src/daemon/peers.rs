@@ -2,7 +2,7 @@
 //! order; a relay task passes on what the service accepted. A neighbour that is slow or
 //! gone delays only its own task, and what queues up meanwhile is merged, not repeated.
 
-use std::{collections::HashSet, time::Instant};
+use std::{collections::HashSet, sync::Arc, time::Instant};
 
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -13,6 +13,7 @@ use x0ctl::client::{Target, connect};
 use super::{
     RPC_TIMEOUT,
     events::{Flood, FromPeer, ToPeer},
+    metrics::Live,
 };
 use crate::config::BrainConfig;
 
@@ -23,8 +24,14 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// Starts a peer task per configured neighbour; they report to `events`.
-    pub fn start(config: &BrainConfig, td: &str, events: mpsc::UnboundedSender<FromPeer>) -> Self {
+    /// Starts a peer task per configured neighbour; they report to `events` and count
+    /// their floods in `live`.
+    pub fn start(
+        config: &BrainConfig,
+        td: &str,
+        events: mpsc::UnboundedSender<FromPeer>,
+        live: &Arc<Live>,
+    ) -> Self {
         let to = config
             .neighbors
             .iter()
@@ -38,7 +45,12 @@ impl Peers {
                         .parse::<IdPattern>()
                         .ok(),
                 };
-                tokio::spawn(peer(n.router.clone(), target, rx, events.clone()));
+                let out = Outbox {
+                    router: n.router.clone(),
+                    events: events.clone(),
+                    live: live.clone(),
+                };
+                tokio::spawn(peer(out, target, rx));
                 (n.router.clone(), tx)
             })
             .collect();
@@ -79,13 +91,20 @@ impl Peers {
     }
 }
 
-/// One neighbour's task: takes what queued up, floods it once, then probes if asked.
-async fn peer(
+/// Where a peer task reports: its neighbour's name, the loop's events, the metrics.
+struct Outbox {
     router: String,
-    target: Target,
-    mut rx: mpsc::UnboundedReceiver<ToPeer>,
     events: mpsc::UnboundedSender<FromPeer>,
-) {
+    live: Arc<Live>,
+}
+
+/// One neighbour's task: takes what queued up, floods it once, then probes if asked.
+async fn peer(out: Outbox, target: Target, mut rx: mpsc::UnboundedReceiver<ToPeer>) {
+    let Outbox {
+        router,
+        events,
+        live,
+    } = out;
     let mut client: Option<BrainClient<Channel>> = None;
     while let Some(first) = rx.recv().await {
         let mut work = vec![first];
@@ -93,12 +112,16 @@ async fn peer(
             work.push(more);
         }
         let (records, probe, exchange) = merge(work);
-        if !records.is_empty() && flood_once(&mut client, &target, records).await {
+        let count = records.len();
+        if count > 0 && flood_once(&mut client, &target, records).await {
+            live.flooded(&router, count, true);
             let at = Instant::now();
             let _ = events.send(FromPeer::Answered {
                 router: router.clone(),
                 at,
             });
+        } else if count > 0 {
+            live.flooded(&router, count, false);
         }
         if let (Some(x), Some(c)) = (exchange, &mut client) {
             // Over the open connection only (the floods make it); a refusal is the

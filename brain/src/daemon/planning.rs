@@ -10,7 +10,7 @@ use std::{
 
 use x0_proto::brain::v1 as pb;
 
-use super::{adjacency::Adjacencies, dataplane::Dataplane};
+use super::{adjacency::Adjacencies, dataplane::Dataplane, metrics::Live};
 use crate::{
     config::{BrainConfig, Mode},
     linkstate::{
@@ -28,6 +28,7 @@ const RECHECK: Duration = Duration::from_secs(5);
 use push::Routes as Wanted;
 
 pub struct Planner {
+    live: std::sync::Arc<Live>,
     started: Instant,
     last_check: Instant,
     /// Links seen in the last plan: one that goes is an incident until new paths are in force.
@@ -35,9 +36,10 @@ pub struct Planner {
 }
 
 impl Planner {
-    pub fn new() -> Self {
+    pub fn new(live: std::sync::Arc<Live>) -> Self {
         let now = Instant::now();
         Planner {
+            live,
             started: now,
             last_check: now - Duration::from_secs(10),
             prev_links: None,
@@ -63,7 +65,11 @@ impl Planner {
         let Some(wanted) = self.analyse_and_plan(shared, config) else {
             return;
         };
-        match push::sync(dp, &wanted, config.mode).await {
+        let began = Instant::now();
+        let pushed = push::sync(dp, &wanted, config.mode).await;
+        self.live
+            .pushed(began.elapsed().as_secs_f64(), pushed.is_ok());
+        match pushed {
             Ok(n) => in_force(shared, config.mode, n),
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "could not update the dataplane; will retry");

@@ -182,7 +182,7 @@ impl Shared {
 
     /// A link's anomaly score: the lower of its two ends' (ours, and what the neighbour's
     /// brain sent of its own, if fresh).
-    fn link_score(&self, neighbor: &str) -> Option<f32> {
+    pub fn link_score(&self, neighbor: &str) -> Option<f32> {
         let own = self.own_telemetry.as_ref()?.score?;
         let heard = self.heard.get(neighbor)?;
         let theirs = heard.score.filter(|_| heard.at.elapsed() < HEARD_FRESH)?;

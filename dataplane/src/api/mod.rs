@@ -5,6 +5,7 @@
 pub mod authz;
 pub mod config;
 pub mod guard;
+pub mod metered;
 pub mod service;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -17,6 +18,7 @@ use x0_proto::dataplane::v1::dataplane_server::DataplaneServer;
 use crate::control::Control;
 use config::ApiConfig;
 use guard::{GuardLayer, GuardState};
+use metered::{ApiMetrics, MeteredLayer};
 
 /// Streams opened on one connection at once.
 const MAX_STREAMS: u32 = 256;
@@ -38,15 +40,17 @@ impl ApiHandle {
     }
 }
 
+type Layers = tower::layer::util::Stack<
+    GuardLayer,
+    tower::layer::util::Stack<MeteredLayer, tower::layer::util::Identity>,
+>;
+
 fn router(
     config: &ApiConfig,
     control: &Control,
     guard: &Arc<GuardState>,
-) -> Result<
-    tonic::transport::server::Router<
-        tower::layer::util::Stack<GuardLayer, tower::layer::util::Identity>,
-    >,
-> {
+    metrics: &Arc<ApiMetrics>,
+) -> Result<tonic::transport::server::Router<Layers>> {
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(async move {
         health
@@ -64,14 +68,20 @@ fn router(
     Ok(Server::builder()
         .max_concurrent_streams(Some(MAX_STREAMS))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        // Metered outside the guard: refused calls are counted too.
+        .layer(MeteredLayer(metrics.clone()))
         .layer(GuardLayer(guard.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(dataplane))
 }
 
-/// Starts the configured listeners.
-pub async fn serve(config: ApiConfig, control: Control) -> Result<ApiHandle> {
+/// Starts the configured listeners; every call is counted in `metrics`.
+pub async fn serve(
+    config: ApiConfig,
+    control: Control,
+    metrics: Arc<ApiMetrics>,
+) -> Result<ApiHandle> {
     config.validate()?;
     let guard = Arc::new(GuardState::new(
         authz::Authorizer::new(&config.allow)?,
@@ -84,7 +94,7 @@ pub async fn serve(config: ApiConfig, control: Control) -> Result<ApiHandle> {
 
     let mut serve_on =
         |incoming: x0_identity::listen::Incoming, what: &'static str| -> Result<()> {
-            let router = router(&config, &control, &guard)?;
+            let router = router(&config, &control, &guard, &metrics)?;
             let mut stopped = stopped.clone();
             tasks.push(tokio::spawn(async move {
                 let r = router
