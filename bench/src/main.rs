@@ -299,7 +299,8 @@ fn main() -> ExitCode {
                 t.print();
             }
             match into {
-                Some(dir) => Report::merge_into(&dir, &tables),
+                Some(dir) if stack.is_empty() => Report::merge_into(&dir, &tables),
+                Some(dir) => Report::merge_rows_into(&dir, &tables),
                 None => Ok(()),
             }
         }),

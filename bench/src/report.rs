@@ -271,6 +271,38 @@ impl Report {
             .with_context(|| format!("writing {}", dir.join("PERFORMANCE.md").display()))
     }
 
+    /// Like `merge_into`, for a run of some rows only (`--stack`): each row of `tables`
+    /// replaces the row of the same name in the stored table, with its notes (those that
+    /// start with the row's name); the other rows, notes and the verdict stay.
+    pub fn merge_rows_into(dir: &Path, tables: &[Table]) -> Result<()> {
+        let json = dir.join("performance.json");
+        let mut report = Self::load_json(&json)?;
+        for t in tables {
+            let Some(old) = report.tables.iter_mut().find(|x| x.id == t.id) else {
+                report.tables.push(t.clone());
+                continue;
+            };
+            for row in &t.rows {
+                let prefix = format!("{}:", row.name);
+                match old.rows.iter_mut().find(|r| r.name == row.name) {
+                    Some(r) => *r = row.clone(),
+                    None => old.rows.push(row.clone()),
+                }
+                old.notes.retain(|n| !n.starts_with(&prefix));
+                old.notes
+                    .extend(t.notes.iter().filter(|n| n.starts_with(&prefix)).cloned());
+                old.notes.push(format!(
+                    "{} measured again alone on {}.",
+                    row.name,
+                    now_utc()
+                ));
+            }
+        }
+        report.save_json(&json)?;
+        std::fs::write(dir.join("PERFORMANCE.md"), report.markdown())
+            .with_context(|| format!("writing {}", dir.join("PERFORMANCE.md").display()))
+    }
+
     pub fn load_json(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
