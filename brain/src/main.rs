@@ -12,6 +12,16 @@ use x0ctl::client::{Target, connect};
 #[derive(Parser)]
 #[command(name = "x0-brain", version, about = "x0tta6bl4's brain")]
 struct Cli {
+    /// Log lines for a terminal or file (text), the journal (no timestamps: it stamps
+    /// them), or log shippers (json); auto picks journal under systemd.
+    #[arg(
+        long,
+        global = true,
+        env = "X0_LOG_FORMAT",
+        value_enum,
+        default_value = "auto"
+    )]
+    log_format: x0_ops::logs::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,6 +31,11 @@ enum Command {
     /// Runs the brain beside its router: link state with the neighbours' brains, the plan
     /// pushed to the dataplane.
     Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Checks a config file and exits.
+    Check {
         #[arg(long)]
         config: PathBuf,
     },
@@ -89,17 +104,19 @@ enum ModelKind {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    if let Err(e) = run(Cli::parse()).await {
+    let cli = Cli::parse();
+    x0_ops::logs::init(cli.log_format);
+    if let Err(e) = run(cli).await {
         eprintln!("x0-brain: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn read_config(path: &PathBuf) -> Result<x0_brain::config::BrainConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    x0_brain::config::BrainConfig::parse(&text)
+        .with_context(|| format!("config {}", path.display()))
 }
 
 fn load(path: &PathBuf) -> Result<Mesh> {
@@ -192,12 +209,10 @@ fn fit(
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => train(a)?,
-        Command::Run { config } => {
-            let text = std::fs::read_to_string(&config)
-                .with_context(|| format!("reading {}", config.display()))?;
-            let c = x0_brain::config::BrainConfig::parse(&text)
-                .with_context(|| format!("config {}", config.display()))?;
-            x0_brain::daemon::run(c).await?;
+        Command::Run { config } => x0_brain::daemon::run(read_config(&config)?).await?,
+        Command::Check { config } => {
+            let c = read_config(&config)?;
+            println!("ok: router {}, {} neighbours", c.router, c.neighbors.len());
         }
         Command::Plan {
             topology,

@@ -437,7 +437,14 @@ async fn run(cli: Cli) -> Result<()> {
                     "remote_state": s.remote_state, "local_discriminator": s.local_discriminator,
                     "remote_discriminator": s.remote_discriminator, "tx_interval_us": s.tx_interval_us,
                     "detection_time_us": s.detection_time_us})).collect();
-                print_json(&serde_json::json!({"transport": r.transport, "sessions": s}))?;
+                let c = r.counters.unwrap_or_default();
+                let counters = serde_json::json!({
+                    "rx_valid": c.rx_valid, "rx_malformed": c.rx_malformed, "rx_bad_ttl": c.rx_bad_ttl,
+                    "rx_no_session": c.rx_no_session, "tx": c.tx, "tx_af_xdp": c.tx_af_xdp,
+                    "tx_udp": c.tx_udp, "tx_errors": c.tx_errors});
+                print_json(
+                    &serde_json::json!({"transport": r.transport, "sessions": s, "counters": counters}),
+                )?;
             } else {
                 println!(
                     "transport: {}",

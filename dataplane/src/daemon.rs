@@ -702,10 +702,7 @@ fn start_bfd(
 async fn serve_operators(
     config: &Config,
     control: Control,
-) -> Result<(
-    Option<crate::api::ApiHandle>,
-    Option<x0_metrics::MetricsServer>,
-)> {
+) -> Result<(Option<crate::api::ApiHandle>, Option<x0_ops::MetricsServer>)> {
     let calls = Arc::new(crate::api::metered::ApiMetrics::default());
     let api = match &config.api {
         Some(api_config) => Some(
@@ -876,6 +873,14 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         std::fs::write(p, b"ready\n").with_context(|| format!("writing {}", p.display()))?;
     }
     tracing::info!(pin_root = %opts.config.pin_root.display(), "x0-dataplane ready");
+    x0_ops::service::ready(&format!(
+        "forwarding on {} interfaces",
+        opts.config.interfaces.len()
+    ));
+    // Pings only while the daemon's state can be locked: a wedged lock blocks the ping,
+    // and systemd restarts the daemon (forwarding goes on from the pinned maps).
+    let alive = shared.clone();
+    x0_ops::service::start_watchdog(move || alive.lock().is_ok_and(|n| n.is_some()));
 
     let retry_shared = shared.clone();
     tokio::spawn(async move {
@@ -911,9 +916,14 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM"); break; }
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT"); break; }
-            _ = hup.recv() => reload_policy(&shared, opts.config_path.as_deref()),
+            _ = hup.recv() => {
+                x0_ops::service::reloading();
+                reload_policy(&shared, opts.config_path.as_deref());
+                x0_ops::service::ready("config reloaded");
+            }
         }
     }
+    x0_ops::service::stopping();
     if let Some(api) = api {
         api.shutdown().await;
     }

@@ -4,7 +4,6 @@ use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 use x0_dataplane::{
     DEFAULT_PIN_ROOT,
     config::Config,
@@ -16,6 +15,16 @@ use x0_dataplane::{
 #[derive(Parser)]
 #[command(name = "x0-dataplane", version, about = "x0tta6bl4 XDP dataplane")]
 struct Cli {
+    /// Log lines for a terminal or file (text), the journal (no timestamps: it stamps
+    /// them), or log shippers (json); auto picks journal under systemd.
+    #[arg(
+        long,
+        global = true,
+        env = "X0_LOG_FORMAT",
+        value_enum,
+        default_value = "auto"
+    )]
+    log_format: x0_ops::logs::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -100,14 +109,9 @@ enum MonitorWhat {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match real_main(Cli::parse()) {
+    let cli = Cli::parse();
+    x0_ops::logs::init(cli.log_format);
+    match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("x0-dataplane: error: {e:#}");

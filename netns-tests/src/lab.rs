@@ -436,6 +436,39 @@ impl Lab {
 
     /// Like `start_dataplane`, with extra arguments for `x0-dataplane run`.
     pub fn start_dataplane_with(&self, router: &str, extra: &[&str]) -> Result<()> {
+        self.start_dataplane_env(router, extra, &[])
+    }
+
+    /// Starts the router's dataplane with `config` (written next to the lab's own) through
+    /// `wrapper`, a command that runs the rest of its arguments (setpriv with fewer
+    /// privileges); it creates `ready` once forwarding.
+    pub fn start_dataplane_wrapped(
+        &self,
+        router: &str,
+        config: &Config,
+        wrapper: &[&str],
+        ready: &Path,
+    ) -> Result<()> {
+        let config_path = self.file(&format!("{router}-wrapped"), "toml");
+        fs::write(&config_path, toml::to_string(config)?)?;
+        let mut args: Vec<std::ffi::OsString> = wrapper[1..].iter().map(Into::into).collect();
+        args.push(self.dataplane_bin.clone().into());
+        for a in ["run", "--config"] {
+            args.push(a.into());
+        }
+        args.push(config_path.into());
+        args.push("--ready-file".into());
+        args.push(ready.into());
+        self.spawn_daemon(router, router, Path::new(wrapper[0]), &args)
+    }
+
+    /// Like `start_dataplane_with`, with extra environment (a supervisor's NOTIFY_SOCKET).
+    pub fn start_dataplane_env(
+        &self,
+        router: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<()> {
         let config = self.dataplane_config(router)?;
         let config_path = self.file(router, "toml");
         fs::write(&config_path, toml::to_string(&config)?)?;
@@ -448,7 +481,7 @@ impl Lab {
             self.file(router, "ready").into(),
         ];
         args.extend(extra.iter().map(Into::into));
-        self.spawn_daemon(router, router, &self.dataplane_bin, &args)
+        self.spawn_daemon_env(router, router, &self.dataplane_bin, &args, envs)
     }
 
     /// Starts `bin args` in the router's namespace as a daemon of the lab: output to
@@ -459,6 +492,17 @@ impl Lab {
         stem: &str,
         bin: &Path,
         args: &[std::ffi::OsString],
+    ) -> Result<()> {
+        self.spawn_daemon_env(router, stem, bin, args, &[])
+    }
+
+    fn spawn_daemon_env(
+        &self,
+        router: &str,
+        stem: &str,
+        bin: &Path,
+        args: &[std::ffi::OsString],
+        envs: &[(&str, &str)],
     ) -> Result<()> {
         let log = fs::OpenOptions::new()
             .create(true)
@@ -474,6 +518,7 @@ impl Lab {
                     "RUST_LOG",
                     std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
                 )
+                .envs(envs.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)

@@ -1,12 +1,15 @@
-//! The Prometheus endpoint both daemons serve (off unless configured): `GET /metrics`
+//! What operators' tools talk to, the same for both daemons: their logs (`logs`), systemd's
+//! notifications (`service`), and the Prometheus endpoint (off unless configured): `GET /metrics`
 //! encodes a registry of `prometheus-client` metrics, as OpenMetrics when the scraper asks
 //! for it (Prometheus does) and in the classic text format otherwise (curl, promtool).
 //! Values read at scrape time (BPF counters, sessions) come from collectors that write
 //! through [`Scrape`]; nothing is copied between scrapes.
 
+pub mod logs;
 mod process;
 mod scrape;
 mod server;
+pub mod service;
 
 pub use prometheus_client::{
     self,

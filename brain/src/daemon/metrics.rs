@@ -9,7 +9,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use x0_metrics::{
+use x0_ops::{
     Collector, DescriptorEncoder, Labels, Registry, Scrape, Unit,
     prometheus_client::metrics::{
         counter::Counter,
@@ -115,8 +115,8 @@ impl Live {
 /// The registry the endpoint serves.
 pub fn registry(live: &Arc<Live>, shared: Arc<Mutex<Shared>>) -> Registry {
     let mut r = Registry::default();
-    x0_metrics::register_build_info(&mut r, "brain");
-    x0_metrics::register_process(&mut r);
+    x0_ops::register_build_info(&mut r, "brain");
+    x0_ops::register_process(&mut r);
     live.register(&mut r);
     r.register_collector(Box::new(StateCollector(shared)));
     r
@@ -195,7 +195,7 @@ fn mesh(s: &mut Scrape, st: &Shared) -> fmt::Result {
         "x0_brain_last_push_timestamp",
         "When next-hop sets were last pushed (0: never)",
         Some(Unit::Seconds),
-        x0_metrics::unix_seconds(st.last_push_unix_ns),
+        x0_ops::unix_seconds(st.last_push_unix_ns),
     )
 }
 

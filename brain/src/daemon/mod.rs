@@ -68,9 +68,7 @@ pub async fn run(config: BrainConfig) -> Result<()> {
     let live = Arc::new(metrics::Live::new(&config.neighbors));
     // Kept for the brain's life: dropping it stops the endpoint.
     let _metrics = match &config.metrics {
-        Some(m) => {
-            Some(x0_metrics::serve(m.listen, metrics::registry(&live, shared.clone())).await?)
-        }
+        Some(m) => Some(x0_ops::serve(m.listen, metrics::registry(&live, shared.clone())).await?),
         None => None,
     };
     let (flood_tx, flood_rx) = mpsc::unbounded_channel::<Flood>();
@@ -78,6 +76,13 @@ pub async fn run(config: BrainConfig) -> Result<()> {
     let (peer_tx, peer_rx) = mpsc::unbounded_channel();
     let peers = Peers::start(&config, &td, peer_tx, &live);
     tokio::spawn(peers.clone().relay(flood_rx));
+    x0_ops::service::ready(&format!(
+        "router {}, {} neighbours",
+        config.router,
+        config.neighbors.len()
+    ));
+    let alive = shared.clone();
+    x0_ops::service::start_watchdog(move || alive.lock().is_ok());
     let (dataplane, observations) = Dataplane::new(&config);
     let control = Control {
         senses: Senses::new(&config),

@@ -11,7 +11,7 @@ use std::{
 
 use futures_util::future::BoxFuture;
 use prost::Message;
-use x0_metrics::prometheus_client::metrics::{
+use x0_ops::prometheus_client::metrics::{
     counter::Counter,
     family::Family,
     histogram::{Histogram, exponential_buckets},
@@ -72,7 +72,7 @@ fn known_rpcs() -> HashSet<String> {
 }
 
 impl ApiMetrics {
-    pub fn register(self: &Arc<Self>, registry: &mut x0_metrics::Registry) {
+    pub fn register(self: &Arc<Self>, registry: &mut x0_ops::Registry) {
         registry.register(
             "x0_dataplane_api_requests",
             "gRPC calls by RPC and the status they opened with",
@@ -81,7 +81,7 @@ impl ApiMetrics {
         registry.register_with_unit(
             "x0_dataplane_api_request_duration",
             "Time until a call's response (a stream's: until it opened)",
-            x0_metrics::Unit::Seconds,
+            x0_ops::Unit::Seconds,
             self.latency.clone(),
         );
     }

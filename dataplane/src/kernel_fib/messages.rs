@@ -25,6 +25,8 @@ const RTM_GETNEXTHOP: u16 = 106;
 const NHA_ID: u16 = 1;
 const NHA_OIF: u16 = 5;
 const NHA_GATEWAY: u16 = 6;
+/// nhmsg.nh_flags: the gateway is on the link (no route lookup to check it).
+const RTNH_F_ONLINK: u32 = 4;
 const RTA_NH_ID: u16 = 30;
 
 /// `struct nhmsg` and its attributes.
@@ -123,7 +125,7 @@ pub fn replace_nexthop(
     create: bool,
 ) -> Result<()> {
     let (family, gw) = ip_bytes(gateway);
-    let msg = nhmsg(
+    let mut msg = nhmsg(
         family,
         protocol,
         vec![
@@ -132,6 +134,11 @@ pub fn replace_nexthop(
             attr(NHA_OIF, ifindex.to_ne_bytes().to_vec())?,
         ],
     );
+    // Our gateways are on the interface's link by construction. Without "onlink" the
+    // kernel checks an IPv6 gateway by a route lookup, which finds our own route for the
+    // gateway's subnet (through that gateway) and refuses with EHOSTUNREACH: every
+    // restart failed so for a host's subnet routed via the host.
+    msg.flags = RTNH_F_ONLINK;
     let mut flags = NlmF::REPLACE | NlmF::ACK;
     if create {
         flags |= NlmF::CREATE;

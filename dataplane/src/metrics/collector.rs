@@ -6,7 +6,7 @@
 use std::fmt;
 
 use x0_common::{MAX_NEXTHOPS, MAX_ROUTES_V4, MAX_ROUTES_V6, Reason, policy::MAX_RULES};
-use x0_metrics::{Collector, DescriptorEncoder, Labels, Scrape, Unit, unix_seconds};
+use x0_ops::{Collector, DescriptorEncoder, Labels, Scrape, Unit, unix_seconds};
 
 use crate::{
     bfd::packet::BfdState,

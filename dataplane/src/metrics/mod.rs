@@ -7,7 +7,7 @@ use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use x0_metrics::{MetricsServer, Registry};
+use x0_ops::{MetricsServer, Registry};
 
 use crate::{api::metered::ApiMetrics, control::Control};
 pub use collector::DataplaneCollector;
@@ -30,8 +30,8 @@ fn default_max_nexthops() -> usize {
 /// The registry: build info, the API's request metrics and the scrape-time collector.
 pub fn registry(control: Control, api: &Arc<ApiMetrics>, max_nexthops: usize) -> Registry {
     let mut registry = Registry::default();
-    x0_metrics::register_build_info(&mut registry, "dataplane");
-    x0_metrics::register_process(&mut registry);
+    x0_ops::register_build_info(&mut registry, "dataplane");
+    x0_ops::register_process(&mut registry);
     api.register(&mut registry);
     registry.register_collector(Box::new(DataplaneCollector {
         control,
@@ -47,5 +47,5 @@ pub async fn serve(
     api: &Arc<ApiMetrics>,
 ) -> Result<MetricsServer> {
     let registry = registry(control, api, config.max_nexthops);
-    x0_metrics::serve(config.listen, registry).await
+    x0_ops::serve(config.listen, registry).await
 }
