@@ -72,6 +72,13 @@ else
     --no-default-features --features llvm-22
 fi
 
+if command -v cargo-deb >/dev/null 2>&1; then
+  log "cargo-deb present"
+else
+  log "cargo-deb: installing (scripts/package.sh builds the Debian package with it)"
+  cargo install --locked cargo-deb
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
   log "cargo-nextest present"
 else

@@ -12,16 +12,8 @@ use x0ctl::client::{Target, connect};
 #[derive(Parser)]
 #[command(name = "x0-brain", version, about = "x0tta6bl4's brain")]
 struct Cli {
-    /// Log lines for a terminal or file (text), the journal (no timestamps: it stamps
-    /// them), or log shippers (json); auto picks journal under systemd.
-    #[arg(
-        long,
-        global = true,
-        env = "X0_LOG_FORMAT",
-        value_enum,
-        default_value = "auto"
-    )]
-    log_format: x0_ops::logs::LogFormat,
+    #[command(flatten)]
+    logs: x0_ops::logs::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -105,7 +97,7 @@ enum ModelKind {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let cli = Cli::parse();
-    x0_ops::logs::init(cli.log_format);
+    x0_ops::logs::init(cli.logs.log_format);
     if let Err(e) = run(cli).await {
         eprintln!("x0-brain: {e:#}");
         std::process::exit(1);

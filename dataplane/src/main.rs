@@ -15,16 +15,8 @@ use x0_dataplane::{
 #[derive(Parser)]
 #[command(name = "x0-dataplane", version, about = "x0tta6bl4 XDP dataplane")]
 struct Cli {
-    /// Log lines for a terminal or file (text), the journal (no timestamps: it stamps
-    /// them), or log shippers (json); auto picks journal under systemd.
-    #[arg(
-        long,
-        global = true,
-        env = "X0_LOG_FORMAT",
-        value_enum,
-        default_value = "auto"
-    )]
-    log_format: x0_ops::logs::LogFormat,
+    #[command(flatten)]
+    logs: x0_ops::logs::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -110,7 +102,7 @@ enum MonitorWhat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    x0_ops::logs::init(cli.log_format);
+    x0_ops::logs::init(cli.logs.log_format);
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

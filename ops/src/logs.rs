@@ -28,6 +28,21 @@ impl LogFormat {
     }
 }
 
+/// The daemons' logging option, one definition for both (`#[command(flatten)]`).
+#[derive(Clone, Copy, Debug, clap::Args)]
+pub struct LogArgs {
+    /// Log lines for a terminal or file (text), the journal (no timestamps: it stamps
+    /// them), or log shippers (json); auto picks journal under systemd.
+    #[arg(
+        long,
+        global = true,
+        env = "X0_LOG_FORMAT",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub log_format: LogFormat,
+}
+
 /// Installs the global subscriber.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
