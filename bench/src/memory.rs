@@ -95,6 +95,7 @@ async fn load_dataplane(target: Target, routes: u32, rules: usize) -> Result<()>
             enabled: true,
             ..Default::default()
         }),
+        confirm_within_s: 0,
     })
     .await?;
     Ok(())

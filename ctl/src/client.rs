@@ -11,7 +11,10 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf},
+    net::TcpStream,
+};
 use tonic::transport::{Channel, Endpoint, Uri};
 use x0_identity::{FileSource, IdPattern, Identity, PqMode};
 use x0_proto::dataplane::v1::dataplane_client::DataplaneClient;
@@ -95,8 +98,12 @@ pub async fn connect(t: &Target) -> Result<Connection> {
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let (config, hostport, info) = (config.clone(), hostport.clone(), info.clone());
             async move {
-                let tcp = tokio::net::TcpStream::connect(&hostport)
+                // A dropped SYN is retried by the kernel for two minutes: say so sooner.
+                let tcp = tokio::time::timeout(CONNECT_WAIT, TcpStream::connect(&hostport))
                     .await
+                    .map_err(|_| {
+                        anyhow!("connecting to {hostport}: no answer within {CONNECT_WAIT:?}")
+                    })?
                     .map_err(|e| anyhow!("connecting to {hostport}: {e}"))?;
                 let _ = tcp.set_nodelay(true);
                 // SVIDs carry no DNS name: the verifier checks the SPIFFE ID instead.
@@ -158,6 +165,8 @@ pub async fn connect(t: &Target) -> Result<Connection> {
     })
 }
 
+/// How long a TCP connection may take to open.
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
 /// How long a new connection waits for the server's first bytes or alert.
 const VERDICT_WAIT: Duration = Duration::from_secs(3);
 

@@ -69,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         what: PolicyCmd,
     },
+    /// Changes made with --confirm-within: list, confirm, roll back.
+    Commit {
+        #[command(subcommand)]
+        what: x0ctl::commits::CommitCmd,
+    },
     /// Counters (with --watch: every interval).
     Stats {
         #[arg(long, value_name = "MS")]
@@ -148,6 +153,9 @@ enum RouteCmd {
     /// ("-": standard input).
     Batch {
         file: PathBuf,
+        /// Undone by the dataplane unless `x0ctl commit confirm` within this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        confirm_within: Option<u32>,
     },
 }
 
@@ -163,6 +171,10 @@ enum PolicyCmd {
     /// action, rate = { pps, burst }) and [[default]] (interface, action).
     Set {
         file: PathBuf,
+        /// The policy before comes back unless `x0ctl commit confirm` within this many
+        /// seconds.
+        #[arg(long, value_name = "SECONDS")]
+        confirm_within: Option<u32>,
     },
 }
 
@@ -378,7 +390,10 @@ async fn run(cli: Cli) -> Result<()> {
                     println!("{} routes", all.len());
                 }
             }
-            RouteCmd::Batch { file } => {
+            RouteCmd::Batch {
+                file,
+                confirm_within,
+            } => {
                 let text = if file.as_os_str() == "-" {
                     std::io::read_to_string(std::io::stdin())?
                 } else {
@@ -394,6 +409,13 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                 }
                 let count = ops.len();
+                if let Some(s) = confirm_within {
+                    let options = pb::BatchOptions {
+                        confirm_within_s: s,
+                    };
+                    let first = pb::route_operation::Op::Options(options);
+                    ops.insert(0, pb::RouteOperation { op: Some(first) });
+                }
                 let started = std::time::Instant::now();
                 let r = dp
                     .batch_routes(tokio_stream::iter(ops))
@@ -403,13 +425,16 @@ async fn run(cli: Cli) -> Result<()> {
                 let took = started.elapsed();
                 if json {
                     print_json(
-                        &serde_json::json!({"operations": count, "added": r.added, "replaced": r.replaced, "deleted": r.deleted, "seconds": took.as_secs_f64()}),
+                        &serde_json::json!({"operations": count, "added": r.added, "replaced": r.replaced, "deleted": r.deleted, "seconds": took.as_secs_f64(), "commit": r.commit}),
                     )?;
                 } else {
                     println!(
                         "applied {count} operations in {took:.2?}: {} added, {} replaced, {} deleted",
                         r.added, r.replaced, r.deleted
                     );
+                    if let Some(s) = confirm_within {
+                        println!("{}", x0ctl::commits::pending_note(r.commit, s));
+                    }
                 }
             }
         },
@@ -531,7 +556,10 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
-            PolicyCmd::Set { file } => {
+            PolicyCmd::Set {
+                file,
+                confirm_within,
+            } => {
                 let text = std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?;
                 let policy =
@@ -539,11 +567,21 @@ async fn run(cli: Cli) -> Result<()> {
                 let r = dp
                     .set_policy(pb::SetPolicyRequest {
                         policy: Some(policy),
+                        confirm_within_s: confirm_within.unwrap_or(0),
                     })
                     .await
                     .map_err(|s| rpc_error(&s))?
                     .into_inner();
-                println!("policy generation {} in force", r.generation);
+                if json {
+                    print_json(
+                        &serde_json::json!({"generation": r.generation, "commit": r.commit}),
+                    )?;
+                } else {
+                    println!("policy generation {} in force", r.generation);
+                    if let Some(s) = confirm_within {
+                        println!("{}", x0ctl::commits::pending_note(r.commit, s));
+                    }
+                }
             }
         },
         Command::Stats { watch, count, all } => match watch {
@@ -644,6 +682,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Health => health(&conn, json).await?,
+        Command::Commit { what } => x0ctl::commits::run(&mut dp, &what, json).await?,
         Command::Info => {
             let i = dp
                 .get_info(pb::GetInfoRequest {})

@@ -152,6 +152,8 @@ pub struct Control {
     pin_root: PathBuf,
     interfaces: Arc<Vec<String>>,
     drops: Arc<OnceLock<broadcast::Sender<(SystemTime, DropRecord)>>>,
+    /// Wakes the task that rolls back unconfirmed commits.
+    commits_changed: Arc<tokio::sync::Notify>,
 }
 
 impl Control {
@@ -167,6 +169,7 @@ impl Control {
             pin_root,
             interfaces: Arc::new(interfaces),
             drops: Arc::new(OnceLock::new()),
+            commits_changed: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -269,7 +272,67 @@ impl Control {
     /// Applies `ops` in order, all or nothing: they are checked against the table first,
     /// and if writing one fails, the ones before it are undone.
     pub fn apply_routes(&self, ops: Vec<RouteOp>) -> ControlResult<BatchResult> {
-        self.with(|n| n.apply_routes(ops))
+        self.with(|n| {
+            n.check_unheld_routes(&ops)?;
+            n.apply_routes(ops)
+        })
+    }
+
+    /// As `apply_routes`, undone unless `confirm_commit` names it within `within_s`
+    /// seconds; the pending commit's id with the result.
+    pub fn commit_routes(
+        &self,
+        ops: Vec<RouteOp>,
+        within_s: u32,
+        by: String,
+    ) -> ControlResult<(BatchResult, u64)> {
+        let r = self.with(|n| n.commit_routes(ops, within_s, by))?;
+        self.commits_changed.notify_one();
+        Ok(r)
+    }
+
+    /// As `set_policy`, undone unless confirmed in time.
+    pub fn commit_policy(
+        &self,
+        spec: PolicySpec,
+        within_s: u32,
+        by: String,
+    ) -> ControlResult<(u32, u64)> {
+        let r = self.with(|n| n.commit_policy(spec, within_s, by))?;
+        self.commits_changed.notify_one();
+        Ok(r)
+    }
+
+    pub fn commits(&self) -> ControlResult<Vec<crate::commits::Commit>> {
+        self.with(|n| Ok(n.commits.pending().to_vec()))
+    }
+
+    pub fn confirm_commit(&self, id: u64) -> ControlResult<()> {
+        self.with(|n| n.confirm_commit(id))
+    }
+
+    pub fn rollback_commit(&self, id: u64) -> ControlResult<()> {
+        self.with(|n| n.rollback_commit(id, "rollback asked for"))
+    }
+
+    /// Rolls back the commits past their deadline, until the daemon stops: woken at the
+    /// next deadline or when a commit is made.
+    pub async fn expire_commits(self) {
+        loop {
+            let c = self.clone();
+            let next = tokio::task::spawn_blocking(move || {
+                c.with(|n| Ok(n.expire_commits(SystemTime::now())))
+            })
+            .await;
+            let Ok(Ok(next)) = next else { return };
+            let wait = next.map_or(Duration::from_secs(3600), |t| {
+                t.duration_since(SystemTime::now()).unwrap_or_default()
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.commits_changed.notified() => {}
+            }
+        }
     }
 
     pub fn nexthops(&self) -> ControlResult<Vec<NextHopView>> {
@@ -307,7 +370,10 @@ impl Control {
 
     /// Validates, installs atomically and keeps `spec`; an invalid one changes nothing.
     pub fn set_policy(&self, spec: PolicySpec) -> ControlResult<u32> {
-        self.with(|n| n.set_policy(spec))
+        self.with(|n| {
+            n.check_unheld_policy()?;
+            n.set_policy(spec)
+        })
     }
 
     pub fn stats(&self) -> ControlResult<StatsView> {
@@ -407,7 +473,7 @@ impl Node {
             .collect()
     }
 
-    fn apply_routes(&mut self, ops: Vec<RouteOp>) -> ControlResult<BatchResult> {
+    pub(crate) fn apply_routes(&mut self, ops: Vec<RouteOp>) -> ControlResult<BatchResult> {
         // Check the whole batch before touching the table: what the batch has done so far
         // to each prefix it names (present, and whether local), over what the table holds.
         // Only the touched prefixes are kept: a single update beside a million routes must
@@ -633,7 +699,7 @@ impl Node {
         compile_spec(&self.policy_spec(), &self.config)
     }
 
-    fn set_policy(&mut self, spec: PolicySpec) -> ControlResult<u32> {
+    pub(crate) fn set_policy(&mut self, spec: PolicySpec) -> ControlResult<u32> {
         // Errors name the API's fields (the config's [[identity]] and [[rule]] are the
         // message's `identities` and `rules`).
         let compiled = compile_spec(&spec, &self.config).map_err(|e| {
@@ -665,7 +731,7 @@ impl Node {
     }
 }
 
-fn route_config(r: &ValidRoute) -> RouteConfig {
+pub(crate) fn route_config(r: &ValidRoute) -> RouteConfig {
     RouteConfig {
         prefix: r.prefix.to_string(),
         via: r

@@ -65,6 +65,8 @@ pub(crate) struct Node {
     /// A policy set through the API, in force instead of the config's.
     pub(crate) api_policy: Option<PolicySpec>,
     pub(crate) store: Option<StateStore>,
+    /// Changes that undo themselves unless confirmed.
+    pub(crate) commits: crate::commits::Commits,
     pub(crate) policy_generation: u32,
     pub(crate) policy_enabled: bool,
     pub(crate) started: SystemTime,
@@ -660,6 +662,7 @@ fn reload_policy(shared: &Shared, path: Option<&std::path::Path>) {
             if node.api_policy.take().is_some() {
                 node.persist([crate::state::Change::Policy(None)]);
             }
+            node.drop_policy_commits();
         }
         Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: policy not installed"),
     }
@@ -737,6 +740,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         Some(s) => s.load()?,
         None => ApiState::default(),
     };
+    let commits =
+        crate::commits::Commits::load(opts.config.api.as_ref().map(|a| a.state_dir.as_path()))?;
     let BroughtUp {
         dp,
         ports,
@@ -784,6 +789,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         api_routes,
         api_policy: saved.policy,
         store,
+        commits,
         policy_generation,
         policy_enabled,
         started: SystemTime::now(),
@@ -804,6 +810,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             .map(|i| i.name.clone())
             .collect(),
     );
+    tokio::spawn(control.clone().expire_commits());
     let (api, metrics) = serve_operators(&opts.config, control).await?;
 
     // Netlink events: neighbours, carrier, addresses.

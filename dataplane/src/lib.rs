@@ -4,6 +4,7 @@
 pub mod api;
 pub mod bfd;
 pub mod bpffs;
+pub mod commits;
 pub mod config;
 pub mod control;
 pub mod core;

@@ -185,23 +185,9 @@ impl StateStore {
     }
 
     pub fn save(&self, state: &ApiState) -> Result<()> {
-        let dir = self.path.parent().expect("a file in a directory");
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let tmp = self.path.with_extension("json.tmp");
         // The new snapshot, then its name, reach the disk before the journal goes: else a
         // crash could leave an empty snapshot and no journal.
-        (|| -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec(state)?)?;
-            f.sync_all()
-        })()
-        .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path)
-            .with_context(|| format!("renaming {} into place", tmp.display()))?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("syncing {}", dir.display()))?;
+        write_atomically(&self.path, &serde_json::to_vec(state)?)?;
         // The snapshot holds everything the journal said (replaying it again would be
         // harmless: every change is idempotent in order).
         match std::fs::remove_file(&self.journal) {
@@ -213,6 +199,28 @@ impl StateStore {
         self.journalled.set(0);
         Ok(())
     }
+}
+
+/// Writes a file whole or not at all: a temporary file, renamed over the old one, both
+/// on disk (fsync of the file and of its directory) before this returns.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("a file in a directory");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    (|| -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })()
+    .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} into place", tmp.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
 }
 
 #[cfg(test)]

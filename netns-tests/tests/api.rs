@@ -278,6 +278,7 @@ async fn exercise_every_rpc(
     let g1 = dp
         .set_policy(pb::SetPolicyRequest {
             policy: Some(policy),
+            confirm_within_s: 0,
         })
         .await?
         .into_inner()
@@ -604,6 +605,7 @@ fn invalid_requests_are_refused_naming_the_field_and_change_nothing() {
         };
         dp.set_policy(pb::SetPolicyRequest {
             policy: Some(good.clone()),
+            confirm_within_s: 0,
         })
         .await?;
         dp.add_route(pb::AddRouteRequest {
@@ -740,6 +742,7 @@ fn invalid_requests_are_refused_naming_the_field_and_change_nothing() {
             let e = dp
                 .set_policy(pb::SetPolicyRequest {
                     policy: policy.clone(),
+                    confirm_within_s: 0,
                 })
                 .await
                 .unwrap_err();

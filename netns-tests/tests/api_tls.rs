@@ -281,6 +281,7 @@ fn each_rpc_is_authorised_by_spiffe_id() {
         let e = dp
             .set_policy(pb::SetPolicyRequest {
                 policy: Some(pb::Policy::default()),
+                confirm_within_s: 0,
             })
             .await
             .unwrap_err();

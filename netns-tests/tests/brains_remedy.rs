@@ -205,12 +205,13 @@ fn a_surge_changes_nothing_and_observe_mode_only_records_the_decision() {
     }
     // Observe mode: the same finding and decision, recorded; nothing drained.
     lossy(&lab, 100_000);
+    // Found by subject: on 2 busy cores BFD on another link may go down now and then too
+    // (a true incident of its own, seen once on r4-r6 while a build ran beside the lab).
     let incident = wait_for(&lab, "r4", "an observed incident on r2-r4", 20, || {
-        incidents(&lab, "r4")
-            .into_iter()
-            .find(|i| i["kind"] == "link-lossy" || i["kind"] == "link-down")
+        incidents(&lab, "r4").into_iter().find(|i| {
+            i["subject"] == "r2-r4" && (i["kind"] == "link-lossy" || i["kind"] == "link-down")
+        })
     });
-    assert_eq!(incident["subject"], "r2-r4");
     assert_eq!(incident["strategy"], "drain-link");
     let outcome = incident["outcome"][0].as_str().unwrap();
     assert!(

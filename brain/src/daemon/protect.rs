@@ -89,8 +89,11 @@ async fn set_policy_action(dp: &mut Client, action: &Action) -> bool {
     let result = async {
         let now = dp.get_policy(dpb::GetPolicyRequest {}).await?.into_inner();
         let want = guard::apply(&now, action);
-        dp.set_policy(dpb::SetPolicyRequest { policy: Some(want) })
-            .await?;
+        dp.set_policy(dpb::SetPolicyRequest {
+            policy: Some(want),
+            confirm_within_s: 0,
+        })
+        .await?;
         let after = dp.get_policy(dpb::GetPolicyRequest {}).await?.into_inner();
         Ok::<bool, tonic::Status>(guard::in_force(&after, action))
     };

@@ -16,11 +16,21 @@ pub const READ: &[&str] = &[
     "WatchEvents",
     "Explain",
     "MonitorDrops",
+    "ListCommits",
 ];
 /// Programming routes.
-pub const ROUTES: &[&str] = &["AddRoute", "ReplaceRoute", "DeleteRoute", "BatchRoutes"];
+/// Confirming or rolling back a pending commit (of either kind) comes with changing routes
+/// or policy.
+pub const ROUTES: &[&str] = &[
+    "AddRoute",
+    "ReplaceRoute",
+    "DeleteRoute",
+    "BatchRoutes",
+    "ConfirmCommit",
+    "RollbackCommit",
+];
 /// Setting the zero-trust policy.
-pub const POLICY: &[&str] = &["SetPolicy"];
+pub const POLICY: &[&str] = &["SetPolicy", "ConfirmCommit", "RollbackCommit"];
 
 /// The RPCs a name in `allow.rpcs` stands for (None: not a name we know).
 pub fn rpc_names(name: &str) -> Option<Vec<&'static str>> {

@@ -388,12 +388,16 @@ impl Dataplane for Service {
         req: Request<Streaming<pb::RouteOperation>>,
     ) -> Result<Response<pb::BatchRoutesResponse>, Status> {
         let ifaces = self.control.interface_names();
+        let by = caller(&req);
         let mut stream = req.into_inner();
         let mut ops = Vec::new();
+        let mut confirm_within_s = 0;
         // The whole batch is read and checked before anything is applied.
+        let mut read = 0;
         while let Some(op) = stream.next().await {
             let op = op?;
             let i = ops.len();
+            read += 1;
             if i >= MAX_BATCH {
                 return Err(Status::resource_exhausted(format!(
                     "operations: more than {MAX_BATCH} in one batch"
@@ -414,6 +418,15 @@ impl Dataplane for Service {
                 Some(Op::Delete(p)) => {
                     RouteOp::Delete(prefix_from(&format!("operations[{i}].delete"), &p)?)
                 }
+                Some(Op::Options(o)) if read == 1 => {
+                    confirm_within_s = o.confirm_within_s;
+                    continue;
+                }
+                Some(Op::Options(_)) => {
+                    return Err(Status::invalid_argument(format!(
+                        "operations[{i}].options: only the stream's first message may set options"
+                    )));
+                }
                 None => {
                     return Err(Status::invalid_argument(format!(
                         "operations[{i}]: no operation"
@@ -421,11 +434,15 @@ impl Dataplane for Service {
                 }
             });
         }
-        let r = self.call(move |c| c.apply_routes(ops)).await?;
+        let (r, commit) = match confirm_within_s {
+            0 => (self.call(move |c| c.apply_routes(ops)).await?, 0),
+            s => self.call(move |c| c.commit_routes(ops, s, by)).await?,
+        };
         Ok(Response::new(pb::BatchRoutesResponse {
             added: r.added,
             replaced: r.replaced,
             deleted: r.deleted,
+            commit,
         }))
     }
 
@@ -526,13 +543,55 @@ impl Dataplane for Service {
         &self,
         req: Request<pb::SetPolicyRequest>,
     ) -> Result<Response<pb::SetPolicyResponse>, Status> {
+        let by = caller(&req);
+        let req = req.into_inner();
         let p = req
-            .into_inner()
             .policy
             .ok_or_else(|| Status::invalid_argument("policy: missing"))?;
         let spec = policy_from(p)?;
-        let generation = self.call(move |c| c.set_policy(spec)).await?;
-        Ok(Response::new(pb::SetPolicyResponse { generation }))
+        let (generation, commit) = match req.confirm_within_s {
+            0 => (self.call(move |c| c.set_policy(spec)).await?, 0),
+            s => self.call(move |c| c.commit_policy(spec, s, by)).await?,
+        };
+        Ok(Response::new(pb::SetPolicyResponse { generation, commit }))
+    }
+
+    async fn list_commits(
+        &self,
+        _req: Request<pb::ListCommitsRequest>,
+    ) -> Result<Response<pb::ListCommitsResponse>, Status> {
+        let commits = self.call(|c| c.commits()).await?;
+        Ok(Response::new(pb::ListCommitsResponse {
+            commits: commits
+                .into_iter()
+                .map(|c| pb::PendingCommit {
+                    id: c.id,
+                    kind: c.kind().into(),
+                    summary: c.summary,
+                    by: c.by,
+                    made_unix_ns: c.made_unix_ns,
+                    deadline_unix_ns: c.deadline_unix_ns,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn confirm_commit(
+        &self,
+        req: Request<pb::ConfirmCommitRequest>,
+    ) -> Result<Response<pb::ConfirmCommitResponse>, Status> {
+        let id = req.into_inner().id;
+        self.call(move |c| c.confirm_commit(id)).await?;
+        Ok(Response::new(pb::ConfirmCommitResponse {}))
+    }
+
+    async fn rollback_commit(
+        &self,
+        req: Request<pb::RollbackCommitRequest>,
+    ) -> Result<Response<pb::RollbackCommitResponse>, Status> {
+        let id = req.into_inner().id;
+        self.call(move |c| c.rollback_commit(id)).await?;
+        Ok(Response::new(pb::RollbackCommitResponse {}))
     }
 
     async fn get_stats(
