@@ -12,6 +12,8 @@ log() { printf '[package] %s\n' "$*"; }
 
 command -v cargo-deb >/dev/null || { log "cargo-deb missing: run scripts/setup.sh"; exit 1; }
 cargo build --release --workspace --bins --quiet
+# Man pages from the --help texts (the same for arm64: made by the host's binaries).
+./scripts/man.sh >/dev/null
 # Stripped: routers have little flash (46 MB installed instead of 385 with line tables).
 deb=$(cargo deb -p x0-dataplane --no-build --strip --quiet 2>/dev/null | tail -1)
 log "amd64: $deb"

@@ -18,6 +18,7 @@ APT_PACKAGES=(
   babeld time                                          # benchmarks: babeld to compare with, peak RSS
   curl                                                 # the metrics endpoints, as an operator reads them
   systemd adduser                                      # systemd-analyze and the package's user (tests/package.rs)
+  help2man                                             # the man pages of the package (scripts/man.sh)
 )
 # Prometheus' server and promtool for the metrics tests (netns-tests/tests/metrics.rs),
 # without the exporters it recommends; the lab runs its own Prometheus in a namespace.

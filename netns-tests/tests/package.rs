@@ -104,6 +104,15 @@ fn the_package_installs_checks_and_purges_without_a_trace() {
         &["check", "--config", "/etc/x0tta6bl4/brain.toml"],
     );
     ok("/usr/bin/x0ctl", &["--version"]);
+    // Man pages from --help, every subcommand included.
+    for (page, sub) in [
+        ("x0-dataplane", "x0-dataplane check"),
+        ("x0-brain", "x0-brain run"),
+        ("x0ctl", "x0ctl commit confirm"),
+    ] {
+        let (found, text) = run("man", &["-P", "cat", page]);
+        assert!(found && text.contains(sub), "man {page}:\n{text}");
+    }
 
     // What a run leaves: the pin directory its unit makes, state in its state directory.
     ok(
