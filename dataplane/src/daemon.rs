@@ -855,6 +855,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 let Some(node) = guard.as_mut() else { return };
                 let updates = node.health.tick(Instant::now(), SystemTime::now());
                 node.apply(updates);
+                // Between operations (they hold the lock): the tables' windows go.
+                node.dp.tables_ref().release_mappings();
             }
         })?;
 

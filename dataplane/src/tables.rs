@@ -401,6 +401,18 @@ impl Tables {
         &self.v4_direct
     }
 
+    /// Unmaps the memory-mapped tables' windows: an idle daemon maps none (the daemon
+    /// calls it on every health tick, between operations).
+    pub fn release_mappings(&self) {
+        self.v4_direct.release();
+        self.v4_filter.release();
+    }
+
+    /// Windows of the memory-mapped tables mapped now.
+    pub fn mapped_windows(&self) -> usize {
+        self.v4_direct.mapped() + self.v4_filter.mapped()
+    }
+
     /// Routes per family: (IPv4, IPv6).
     pub fn route_counts(&self) -> (usize, usize) {
         (self.routes.len() - self.v6_routes, self.v6_routes)
@@ -917,7 +929,8 @@ impl Tables {
     fn sync_v4_exact(&mut self, wanted: HashMap<V4ExactKey, Route>) -> Result<(), TableError> {
         let err = |e| TableError::Map("adopting", e);
         self.v4_filter
-            .rebuild(wanted.keys().map(|k| (k.prefix_len as u8, k.addr)));
+            .rebuild(wanted.keys().map(|k| (k.prefix_len as u8, k.addr)))
+            .map_err(|e| TableError::Io("mapping the probe filter", e))?;
         let stale: Vec<V4ExactKey> = self
             .routes_v4_exact
             .keys()
@@ -933,7 +946,10 @@ impl Tables {
             self.routes_v4_exact.remove(&k).map_err(err)?;
         }
         self.v4_direct
-            .rebuild(wanted.iter().map(|(k, r)| (k.prefix_len as u8, k.addr, *r)));
+            .rebuild(wanted.iter().map(|(k, r)| (k.prefix_len as u8, k.addr, *r)))
+            .map_err(direct)?;
+        // A whole pass over both tables: its windows go now, not at the next tick.
+        self.release_mappings();
         self.publish_v4_lengths()
     }
 
@@ -962,14 +978,17 @@ impl Tables {
                     Err(aya::maps::MapError::KeyNotFound) | Ok(()) => {}
                     Err(e) => return Err(map(e)),
                 }
-                self.v4_filter.remove(p.prefix_len(), key.addr);
+                self.v4_filter
+                    .remove(p.prefix_len(), key.addr)
+                    .map_err(filter)?;
                 if p.prefix_len() <= 24 {
                     let cover = self.v4_cover(p);
-                    self.v4_direct.clear_route(p.prefix_len(), key.addr, cover);
+                    self.v4_direct
+                        .clear_route(p.prefix_len(), key.addr, cover)
+                        .map_err(direct)
                 } else {
-                    self.v4_direct.remove_longer(key.addr);
+                    self.v4_direct.remove_longer(key.addr).map_err(direct)
                 }
-                Ok(())
             }
             IpNet::V6(p) => self
                 .routes_v6
@@ -987,7 +1006,9 @@ impl Tables {
                 let key = V4ExactKey::masked(p.prefix_len().into(), p.addr().octets());
                 let before = self.routes_v4_exact.get(&key, 0).ok();
                 if before.is_none() {
-                    self.v4_filter.add(p.prefix_len(), key.addr);
+                    self.v4_filter
+                        .add(p.prefix_len(), key.addr)
+                        .map_err(filter)?;
                 }
                 let written = self.routes_v4_exact.insert(key, route, 0).and_then(|()| {
                     self.routes_v4.insert(
@@ -1002,16 +1023,19 @@ impl Tables {
                         None => self.routes_v4_exact.remove(&key),
                     };
                     if before.is_none() {
-                        self.v4_filter.remove(p.prefix_len(), key.addr);
+                        let _ = self.v4_filter.remove(p.prefix_len(), key.addr);
                     }
                     return Err(map(e));
                 }
                 if p.prefix_len() <= 24 {
-                    self.v4_direct.set_route(p.prefix_len(), key.addr, route);
+                    self.v4_direct
+                        .set_route(p.prefix_len(), key.addr, route)
+                        .map_err(direct)
                 } else if before.is_none() {
-                    self.v4_direct.add_longer(key.addr);
+                    self.v4_direct.add_longer(key.addr).map_err(direct)
+                } else {
+                    Ok(())
                 }
-                Ok(())
             }
             IpNet::V6(p) => self
                 .routes_v6
@@ -1023,6 +1047,14 @@ impl Tables {
                 .map_err(map),
         }
     }
+}
+
+fn direct(e: std::io::Error) -> TableError {
+    TableError::Io("mapping the IPv4 direct table", e)
+}
+
+fn filter(e: std::io::Error) -> TableError {
+    TableError::Io("mapping the probe filter", e)
 }
 
 /// The route maps' value for a route to `target` through next-hop set `set_id`.

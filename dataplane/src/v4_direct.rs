@@ -59,91 +59,111 @@ impl V4DirectTable {
 
     /// The word the fast path reads for a destination `addr` (an empty word when the
     /// table is off).
-    pub fn word(&self, addr: [u8; 4]) -> V4Direct {
-        self.load(V4Direct::index(addr))
-    }
-
-    fn at(&self, index: u32) -> Option<&AtomicU32> {
-        self.words.as_ref().map(|w| w.at(index as usize))
-    }
-
-    fn load(&self, index: u32) -> V4Direct {
-        V4Direct(self.at(index).map_or(0, |w| w.load(Relaxed)))
-    }
-
-    fn store(&self, index: u32, w: V4Direct) {
-        if let Some(word) = self.at(index) {
-            word.store(w.0, Relaxed);
+    pub fn word(&self, addr: [u8; 4]) -> std::io::Result<V4Direct> {
+        match &self.words {
+            Some(w) => w.with(V4Direct::index(addr) as usize, |a| {
+                V4Direct(a.load(Relaxed))
+            }),
+            None => Ok(V4Direct(0)),
         }
+    }
+
+    /// Runs `f` on each word of `range` (nothing when the table is off).
+    fn each_word(&self, range: Range<u32>, mut f: impl FnMut(&AtomicU32)) -> std::io::Result<()> {
+        match &self.words {
+            Some(w) => w.for_range(range.start as usize..range.end as usize, |part, _| {
+                part.iter().for_each(&mut f)
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Unmaps the table's windows (the daemon calls it between operations).
+    pub fn release(&self) {
+        if let Some(w) = &self.words {
+            w.release();
+        }
+    }
+
+    pub fn mapped(&self) -> usize {
+        self.words.as_ref().map_or(0, |w| w.mapped())
     }
 
     /// A route up to /24 written (new or changed): it takes the words of its /24s that no
     /// longer route holds.
-    pub fn set_route(&mut self, prefix_len: u8, addr: [u8; 4], route: &Route) {
-        if !self.enabled() {
-            return;
-        }
-        for i in slots(prefix_len, addr) {
-            let w = self.load(i);
+    pub fn set_route(
+        &mut self,
+        prefix_len: u8,
+        addr: [u8; 4],
+        route: &Route,
+    ) -> std::io::Result<()> {
+        self.each_word(slots(prefix_len, addr), |a| {
+            let w = V4Direct(a.load(Relaxed));
             if w.prefix_len().is_none_or(|l| l <= prefix_len) {
-                self.store(i, w.with_route(prefix_len, route));
+                a.store(w.with_route(prefix_len, route).0, Relaxed);
             }
-        }
+        })
     }
 
     /// A route up to /24 deleted: its words go to `cover`, the longest remaining route
     /// shorter than it that covers it (prefix length and value), or to no route.
-    pub fn clear_route(&mut self, prefix_len: u8, addr: [u8; 4], cover: Option<(u8, Route)>) {
-        if !self.enabled() {
-            return;
-        }
-        for i in slots(prefix_len, addr) {
-            let w = self.load(i);
+    pub fn clear_route(
+        &mut self,
+        prefix_len: u8,
+        addr: [u8; 4],
+        cover: Option<(u8, Route)>,
+    ) -> std::io::Result<()> {
+        self.each_word(slots(prefix_len, addr), |a| {
+            let w = V4Direct(a.load(Relaxed));
             if w.prefix_len() == Some(prefix_len) {
                 let next = match &cover {
                     Some((len, route)) => w.with_route(*len, route),
                     None => w.without_route(),
                 };
-                self.store(i, next);
+                a.store(next.0, Relaxed);
             }
-        }
+        })
     }
 
     /// A route longer than /24 written in the exact map: its /24 now says to probe.
-    pub fn add_longer(&mut self, addr: [u8; 4]) {
+    pub fn add_longer(&mut self, addr: [u8; 4]) -> std::io::Result<()> {
         if !self.enabled() {
-            return;
+            return Ok(());
         }
         let i = V4Direct::index(addr);
         *self.longer.entry(i).or_default() += 1;
-        if let Some(w) = self.at(i) {
-            w.fetch_or(V4Direct::LONGER, Relaxed);
-        }
+        self.each_word(i..i + 1, |a| {
+            a.fetch_or(V4Direct::LONGER, Relaxed);
+        })
     }
 
     /// A route longer than /24 deleted from the exact map: the last one of its /24 clears
     /// the bit.
-    pub fn remove_longer(&mut self, addr: [u8; 4]) {
+    pub fn remove_longer(&mut self, addr: [u8; 4]) -> std::io::Result<()> {
         let i = V4Direct::index(addr);
         match self.longer.get_mut(&i) {
             Some(n) if *n > 1 => *n -= 1,
             Some(_) => {
                 self.longer.remove(&i);
-                if let Some(w) = self.at(i) {
-                    w.fetch_and(!V4Direct::LONGER, Relaxed);
-                }
+                self.each_word(i..i + 1, |a| {
+                    a.fetch_and(!V4Direct::LONGER, Relaxed);
+                })?;
             }
             None => {}
         }
+        Ok(())
     }
 
     /// Makes the table say exactly what `routes` say (start-up: the pinned table may be
     /// new, or hold words of routes gone while no daemon ran). Computed per /8 in a
     /// buffer and stored where it differs, so that a correct word is never rewritten.
-    pub fn rebuild(&mut self, routes: impl IntoIterator<Item = (u8, [u8; 4], Route)>) {
+    pub fn rebuild(
+        &mut self,
+        routes: impl IntoIterator<Item = (u8, [u8; 4], Route)>,
+    ) -> std::io::Result<()> {
         self.longer.clear();
         if !self.enabled() {
-            return;
+            return Ok(());
         }
         // Routes up to /24 by the /8 they fall in; those shorter than /8 span several.
         let mut wide = Vec::new();
@@ -182,13 +202,15 @@ impl V4DirectTable {
             for i in &longer_by_octet[octet] {
                 buf[(i - base) as usize].0 |= V4Direct::LONGER;
             }
-            for (k, w) in buf.iter().enumerate() {
-                let i = base + k as u32;
-                if self.load(i) != *w {
-                    self.store(i, *w);
+            let mut want = buf.iter();
+            self.each_word(base..base + PER_OCTET, |a| {
+                let w = want.next().expect("a word per slot").0;
+                if a.load(Relaxed) != w {
+                    a.store(w, Relaxed);
                 }
-            }
+            })?;
         }
+        Ok(())
     }
 }
 

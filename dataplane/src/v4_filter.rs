@@ -32,20 +32,32 @@ impl V4Filter {
         })
     }
 
-    fn word(&self, bit: u32) -> &AtomicU64 {
-        self.words.at((bit / 64) as usize)
+    /// Runs `f` on the word that holds `bit`.
+    fn with_word<T>(&self, bit: u32, f: impl FnOnce(&AtomicU64) -> T) -> std::io::Result<T> {
+        self.words.with((bit / 64) as usize, f)
+    }
+
+    /// Unmaps the filter's windows (the daemon calls it between operations).
+    pub fn release(&self) {
+        self.words.release();
+    }
+
+    pub fn mapped(&self) -> usize {
+        self.words.mapped()
     }
 
     /// Whether the fast path would probe `prefix_len` for `addr`.
-    pub fn may_hold(&self, prefix_len: u8, addr: [u8; 4]) -> bool {
+    pub fn may_hold(&self, prefix_len: u8, addr: [u8; 4]) -> std::io::Result<bool> {
         let bit = v4_filter_bit(prefix_len.into(), addr);
-        self.word(bit).load(Relaxed) & (1 << (bit % 64)) != 0
+        self.with_word(bit, |w| w.load(Relaxed) & (1 << (bit % 64)) != 0)
     }
 
     /// A new route: call before it is written into the exact map.
-    pub fn add(&mut self, prefix_len: u8, addr: [u8; 4]) {
+    pub fn add(&mut self, prefix_len: u8, addr: [u8; 4]) -> std::io::Result<()> {
         let bit = self.hold(prefix_len, addr);
-        self.word(bit).fetch_or(1 << (bit % 64), Relaxed);
+        self.with_word(bit, |w| {
+            w.fetch_or(1 << (bit % 64), Relaxed);
+        })
     }
 
     /// The route's bit, counted as held by one more route where routes share bits.
@@ -58,37 +70,53 @@ impl V4Filter {
     }
 
     /// A route gone: call after it left the exact map.
-    pub fn remove(&mut self, prefix_len: u8, addr: [u8; 4]) {
+    pub fn remove(&mut self, prefix_len: u8, addr: [u8; 4]) -> std::io::Result<()> {
         let bit = v4_filter_bit(prefix_len.into(), addr);
         if prefix_len > 24 {
             match self.shared.get_mut(&bit) {
                 Some(n) if *n > 1 => {
                     *n -= 1;
-                    return; // another route holds the bit
+                    return Ok(()); // another route holds the bit
                 }
                 _ => {
                     self.shared.remove(&bit);
                 }
             }
         }
-        self.word(bit).fetch_and(!(1 << (bit % 64)), Relaxed);
+        self.with_word(bit, |w| {
+            w.fetch_and(!(1 << (bit % 64)), Relaxed);
+        })
     }
 
     /// Makes the filter hold exactly the bits of `routes` (start-up: the pinned filter
     /// may be empty, or hold bits of routes gone while no daemon ran). Each word is
     /// stored once with its final value: bits of present routes are never cleared.
-    pub fn rebuild(&mut self, routes: impl IntoIterator<Item = (u8, [u8; 4])>) {
-        let mut wanted = vec![0u64; V4_FILTER_WORDS as usize];
+    pub fn rebuild(
+        &mut self,
+        routes: impl IntoIterator<Item = (u8, [u8; 4])>,
+    ) -> std::io::Result<()> {
+        // The wanted words by index (memory as the routes, not the filter's 6 MiB).
+        let mut wanted: std::collections::BTreeMap<usize, u64> = Default::default();
         self.shared.clear();
         for (len, addr) in routes {
             let bit = self.hold(len, addr);
-            wanted[(bit / 64) as usize] |= 1 << (bit % 64);
+            *wanted.entry((bit / 64) as usize).or_default() |= 1 << (bit % 64);
         }
-        for (i, w) in wanted.into_iter().enumerate() {
-            let word = self.word(i as u32 * 64);
-            if word.load(Relaxed) != w {
-                word.store(w, Relaxed);
+        let mut next = wanted.into_iter().peekable();
+        self.words.for_range(0..self.words.len(), |part, first| {
+            for (k, word) in part.iter().enumerate() {
+                let w = match next.peek() {
+                    Some((i, w)) if *i == first + k => {
+                        let w = *w;
+                        next.next();
+                        w
+                    }
+                    _ => 0,
+                };
+                if word.load(Relaxed) != w {
+                    word.store(w, Relaxed);
+                }
             }
-        }
+        })
     }
 }

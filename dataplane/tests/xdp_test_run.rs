@@ -215,6 +215,54 @@ fn route_changes_take_effect_and_removed_routes_stop_matching() {
     );
 }
 
+/// What this process has resident of BPF maps it memory-mapped, KiB (smaps).
+fn mapped_bpf_kib() -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut in_map = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|f| f.contains('-'))
+        {
+            in_map = line.ends_with("anon_inode:bpf-map");
+        } else if in_map && let Some(v) = line.strip_prefix("Rss:") {
+            kib += v.split_whitespace().next().unwrap().parse::<u64>().unwrap();
+        }
+    }
+    kib
+}
+
+/// A default route rewrites all 16M words of the 64 MiB direct table, a window at a time:
+/// at most a few windows are mapped (not the table: a whole mapping is resident), none
+/// after `release_mappings`, and the table still answers.
+#[test]
+fn the_direct_table_is_mapped_a_window_at_a_time_and_released() {
+    let mut fx = Fixture::new();
+    let everything = "0.0.0.0/0".parse().unwrap();
+    fx.dp()
+        .tables()
+        .upsert(everything, RouteTarget::Local)
+        .unwrap();
+    let mapped = fx.dp().tables().mapped_windows();
+    assert!((1..=16).contains(&mapped), "{mapped} windows mapped");
+    let resident = mapped_bpf_kib();
+    assert!(resident <= 16 * 1024, "{resident} KiB of maps resident");
+    fx.dp().tables().release_mappings();
+    assert_eq!(fx.dp().tables().mapped_windows(), 0);
+    assert_eq!(mapped_bpf_kib(), 0);
+    let frame = udp4([198, 18, 1, 2], [203, 0, 113, 9], 64, b"x");
+    check(
+        &mut fx,
+        "default route",
+        &frame,
+        &Expect::Pass(Reason::PassLocal),
+    );
+    let word = fx.dp().tables().v4_direct().word([203, 0, 113, 9]).unwrap();
+    assert_eq!(word.prefix_len(), Some(0));
+}
+
 /// IPv4 longest-prefix match through the exact maps and the probe filter, with few and
 /// with many prefix lengths in use: the most specific route wins, and removing it hands
 /// the destination to the next one.
@@ -284,7 +332,10 @@ fn the_longest_prefix_wins_through_the_exact_maps_with_any_number_of_lengths() {
         &Expect::Pass(Reason::PassLocal),
     );
     assert!(
-        !t(&mut fx).v4_filter().may_hold(32, [198, 18, 2, 77]),
+        !t(&mut fx)
+            .v4_filter()
+            .may_hold(32, [198, 18, 2, 77])
+            .unwrap(),
         "the deleted /32's filter bit is cleared"
     );
 
@@ -417,7 +468,7 @@ fn churn(mut fx: Fixture) {
             if !direct {
                 continue;
             }
-            let word = fx.dp().tables().v4_direct().word(d);
+            let word = fx.dp().tables().v4_direct().word(d).unwrap();
             let up_to_24 = longest(&reference, a, 24).map(|(len, _)| len);
             let longer = reference
                 .keys()
@@ -432,7 +483,7 @@ fn churn(mut fx: Fixture) {
     assert!(reference.is_empty());
     let t = fx.dp().tables();
     for i in 0..1024u32 {
-        let w = t.v4_direct().word((BASE + (i << 8)).to_be_bytes());
+        let w = t.v4_direct().word((BASE + (i << 8)).to_be_bytes()).unwrap();
         assert_eq!(w.0, 0, "/24 number {i} of 10.0.0.0/14 keeps {w:?}");
     }
 }
@@ -478,10 +529,10 @@ fn a_shared_filter_bit_stays_while_another_route_holds_it() {
         &frame,
         &Expect::Pass(Reason::PassLocal),
     );
-    assert!(t(&mut fx).v4_filter().may_hold(32, b));
+    assert!(t(&mut fx).v4_filter().may_hold(32, b).unwrap());
     t(&mut fx).remove(host(b)).unwrap();
     assert!(
-        !t(&mut fx).v4_filter().may_hold(32, b),
+        !t(&mut fx).v4_filter().may_hold(32, b).unwrap(),
         "no route holds the bit"
     );
     check(
@@ -528,9 +579,9 @@ fn a_route_the_kernel_refuses_leaves_the_maps_as_they_were() {
             nexthops,
             "{map}: the new next hop is let go"
         );
-        assert!(!t.v4_filter().may_hold(24, [10, 0, 9, 0]), "{map}");
+        assert!(!t.v4_filter().may_hold(24, [10, 0, 9, 0]).unwrap(), "{map}");
         assert_eq!(
-            t.v4_direct().word([10, 0, 9, 0]).route(),
+            t.v4_direct().word([10, 0, 9, 0]).unwrap().route(),
             None,
             "{map}: in the direct table"
         );
@@ -608,14 +659,17 @@ fn a_restart_rebuilds_the_probe_filter_and_direct_table_from_the_routes() {
 
     let mut dp = Dataplane::load(&pin_root).unwrap();
     let f = dp.tables().v4_filter();
-    assert!(f.may_hold(24, [10, 0, 1, 0]) && f.may_hold(32, [10, 0, 1, 7]));
+    assert!(f.may_hold(24, [10, 0, 1, 0]).unwrap() && f.may_hold(32, [10, 0, 1, 7]).unwrap());
     assert!(
-        !f.may_hold(24, [10, 0, 2, 0]),
+        !f.may_hold(24, [10, 0, 2, 0]).unwrap(),
         "a bit of no route is cleared"
     );
-    let w = dp.tables().v4_direct().word([10, 0, 1, 0]);
+    let w = dp.tables().v4_direct().word([10, 0, 1, 0]).unwrap();
     assert_eq!((w.prefix_len(), w.longer()), (Some(24), true));
-    assert_eq!(dp.tables().v4_direct().word([10, 0, 2, 0]).route(), None);
+    assert_eq!(
+        dp.tables().v4_direct().word([10, 0, 2, 0]).unwrap().route(),
+        None
+    );
     let counter = |dp: &Dataplane, r| dp.counters().unwrap().get(r);
     let before = counter(&dp, Reason::PassLocal);
     for d in [[10, 0, 1, 7], [10, 0, 1, 8]] {
