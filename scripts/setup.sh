@@ -16,6 +16,7 @@ APT_PACKAGES=(
   frr                                                  # bfdd: a standard BFD peer for interop tests
   python3-venv                                         # the virtualenv of the Python API client
   babeld time                                          # benchmarks: babeld to compare with, peak RSS
+  bird2                                                # benchmarks: BIRD 2 (babel) as a memory anchor
   curl                                                 # the metrics endpoints, as an operator reads them
   systemd adduser                                      # systemd-analyze and the package's user (tests/package.rs)
   help2man                                             # the man pages of the package (scripts/man.sh)
@@ -36,6 +37,10 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
+  # The lab runs its own routing daemons in namespaces: the host's stay off.
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now bird babeld frr >/dev/null 2>&1 || true
+  fi
 else
   log "apt: all packages present"
 fi

@@ -9,6 +9,7 @@ mod forwarding;
 mod generator;
 mod gray;
 mod memory;
+mod memory_idle;
 mod paths;
 mod placement;
 mod policy_cost;

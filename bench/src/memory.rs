@@ -10,7 +10,10 @@ use x0_lab::{Lab, Topology, lab::default_dataplane_bin, netns};
 use x0_proto::dataplane::v1::{self as pb, route_operation::Op};
 use x0ctl::client::{Target, connect};
 
-use crate::report::{Row, Table};
+use crate::{
+    memory_idle::status_mib,
+    report::{Row, Table},
+};
 
 /// Kernel memory figures (kB) from /proc/meminfo.
 fn meminfo(key: &str) -> Result<f64> {
@@ -19,17 +22,6 @@ fn meminfo(key: &str) -> Result<f64> {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .with_context(|| format!("{key} in /proc/meminfo"))
-}
-
-/// VmHWM (peak RSS) of a process, MiB.
-fn peak_rss_mib(pid: i32) -> Result<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("VmHWM")?;
-    Ok(kb / 1024.0)
 }
 
 /// What the kernel charges for every BPF map that process `pid` holds open (the
@@ -195,7 +187,7 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
             default_dataplane_bin()?,
         )?;
         let pid = lab.pid("r1").context("r1's dataplane pid")?.as_raw();
-        idle.push(peak_rss_mib(pid)?);
+        idle.push(status_mib(pid, "VmRSS")?);
         let target = Target {
             addr: format!("unix://{}", lab.api_socket("r1").display()),
             svid: None,
@@ -209,7 +201,7 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
                 .build()?
                 .block_on(load_dataplane(target, routes, rules))
         })?;
-        loaded.push(peak_rss_mib(pid)?);
+        loaded.push(status_mib(pid, "VmHWM")?);
         maps.push((kernel_kb()? - before) / 1024.0);
         all_maps.push(maps_memlock_mib(pid)?);
         // The kernel's FIB for the same routes, in the same namespace (slab growth).
@@ -234,8 +226,8 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
             if quick { " --quick" } else { "" }
         ),
         about: format!(
-            "Peak RSS (VmHWM) of r1's x0-dataplane in the line lab: idle after start (baseline), \
-             then after {routes} IPv4 /24 routes (two next hops each) in one `BatchRoutes` \
+            "RSS of r1's x0-dataplane in the line lab: idle after start (VmRSS, baseline), \
+             then its peak (VmHWM) after {routes} IPv4 /24 routes (two next hops each) in one `BatchRoutes` \
              stream and a policy of {rules} rules among 1,000 identities (`SetPolicy`), both \
              through the Unix-socket API. Beside it, what the kernel's FIB takes for the same \
              routes (`ip -batch` in the same namespace; growth of the kernel's slab). The BPF \
@@ -314,5 +306,5 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
         verdict: String::new(),
         notes: vec![],
     };
-    Ok(vec![dataplane, brain])
+    Ok(vec![crate::memory_idle::run(quick)?, dataplane, brain])
 }

@@ -55,6 +55,54 @@ fn daemon_dir(lab: &Lab, what: &str, router: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// BIRD 2 on every router, speaking babel on the router links (hellos every `hello_s`),
+/// its connected subnets exported, routes into the kernel: the same job as babeld's.
+pub fn start_bird(lab: &Lab, hello_s: f64) -> Result<()> {
+    if which("bird").is_none() {
+        bail!("bird is missing: install the Debian package bird2 (scripts/setup.sh does)");
+    }
+    for (n, r) in lab.topo.routers.iter().enumerate() {
+        let (links, host_ifaces, _) = ports(lab, &r.name);
+        let dir = daemon_dir(lab, "bird", &r.name)?;
+        let quoted = |v: &[String]| {
+            v.iter()
+                .map(|i| format!("\"{i}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut all = links.clone();
+        all.extend(host_ifaces);
+        let hello_ms = (hello_s * 1000.0).round() as u32;
+        let conf = format!(
+            "router id 10.255.0.{};\n\
+             protocol device {{ }}\n\
+             protocol direct {{ ipv4; interface {}; }}\n\
+             protocol kernel {{ ipv4 {{ export where source = RTS_BABEL; }}; }}\n\
+             protocol babel {{\n  ipv4 {{ import all; export where source ~ [ RTS_DEVICE, RTS_BABEL ]; }};\n  \
+             interface {} {{ type wired; hello interval {hello_ms} ms; }};\n}}\n",
+            n + 1,
+            quoted(&all),
+            quoted(&links),
+        );
+        fs::write(dir.join("bird.conf"), conf)?;
+        let d = dir.to_string_lossy().into_owned();
+        netns::exec_ok(
+            &lab.ns(&r.name),
+            &[
+                "bird",
+                "-c",
+                &format!("{d}/bird.conf"),
+                "-s",
+                &format!("{d}/bird.ctl"),
+                "-P",
+                &format!("{d}/bird.pid"),
+            ],
+        )
+        .with_context(|| format!("starting bird in {}", r.name))?;
+    }
+    Ok(())
+}
+
 /// FRR on every router: OSPF on the router links (point-to-point, hellos every 100 ms,
 /// dead after 1 s, SPF and LSAs without delay), BFD at `bfd_ms` x 3 on each adjacency,
 /// host subnets as passive interfaces; zebra programs the kernel. `cost(router, iface)` gives OSPF costs.
