@@ -364,7 +364,9 @@ pub fn validate_route(
             via.len()
         );
     }
-    let mut out = Vec::new();
+    // Exactly as long as needed: a million routes keep one each (pushing from empty
+    // reserves four).
+    let mut out = Vec::with_capacity(via.len());
     for (j, (gateway, interface)) in via.iter().enumerate() {
         let gw: IpAddr = gateway.trim().parse().map_err(|_| {
             anyhow::anyhow!("{field}.via[{j}].gateway: {gateway:?} is not an address")

@@ -454,23 +454,22 @@ impl Node {
     }
 
     fn specs(&self, via: &[(IpAddr, String)]) -> ControlResult<Vec<NextHopSpec>> {
-        via.iter()
-            .map(|(gateway, name)| {
-                let link = self
-                    .ports
-                    .values()
-                    .find(|l| &l.name == name)
-                    .ok_or_else(|| {
-                        ControlError::Invalid(format!(
-                            "interface {name:?} is not one of the dataplane's"
-                        ))
-                    })?;
-                Ok(NextHopSpec {
-                    gateway: *gateway,
-                    ifindex: link.ifindex,
-                })
-            })
-            .collect()
+        // Exactly as long as needed: the tables keep it for the route's life.
+        let mut specs = Vec::with_capacity(via.len());
+        for (gateway, name) in via {
+            let link = (self.ports.values())
+                .find(|l| &l.name == name)
+                .ok_or_else(|| {
+                    ControlError::Invalid(format!(
+                        "interface {name:?} is not one of the dataplane's"
+                    ))
+                })?;
+            specs.push(NextHopSpec {
+                gateway: *gateway,
+                ifindex: link.ifindex,
+            });
+        }
+        Ok(specs)
     }
 
     pub(crate) fn apply_routes(&mut self, ops: Vec<RouteOp>) -> ControlResult<BatchResult> {
