@@ -10,6 +10,7 @@ mod generator;
 mod gray;
 mod memory;
 mod memory_idle;
+mod memory_profile;
 mod paths;
 mod placement;
 mod policy_cost;

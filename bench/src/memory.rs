@@ -27,7 +27,7 @@ fn meminfo(key: &str) -> Result<f64> {
 /// What the kernel charges for every BPF map that process `pid` holds open (the
 /// `memlock` of each map's fdinfo, each map once): preallocated maps included, which the
 /// slab growth does not see (the 64 MiB IPv4 direct table, the connection tables).
-fn maps_memlock_mib(pid: i32) -> Result<f64> {
+pub(crate) fn maps_memlock_mib(pid: i32) -> Result<f64> {
     let mut by_map = std::collections::HashMap::new();
     for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
         let Ok(text) = std::fs::read_to_string(fd?.path()) else {
@@ -52,7 +52,7 @@ fn prefix(i: u32) -> String {
     format!("{}.{}.{}.0/24", a >> 24, (a >> 16) & 255, (a >> 8) & 255)
 }
 
-async fn load_dataplane(target: Target, routes: u32, rules: usize) -> Result<()> {
+pub(crate) async fn load_dataplane(target: Target, routes: u32, rules: usize) -> Result<()> {
     let conn = connect(&target).await?;
     let mut dp = conn.dataplane(64 << 20);
     let via = ["198.18.2.2@eth2".to_string(), "198.18.1.2@eth1".to_string()];
@@ -306,5 +306,10 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
         verdict: String::new(),
         notes: vec![],
     };
-    Ok(vec![crate::memory_idle::run(quick)?, dataplane, brain])
+    Ok(vec![
+        crate::memory_idle::run(quick)?,
+        dataplane,
+        crate::memory_profile::run(quick)?,
+        brain,
+    ])
 }

@@ -61,14 +61,21 @@ pub fn run(quick: bool) -> Result<Table> {
         "needs root (BPF_PROG_TEST_RUN)"
     );
     use Shape::*;
-    let cases: &[(u32, Shape)] = if quick {
-        &[(10, Mixed), (10_000, Mixed), (10_000, Slash24)]
+    // (routes, shape, the small-router map profile: no IPv4 direct table)
+    let cases: &[(u32, Shape, bool)] = if quick {
+        &[
+            (10, Mixed, false),
+            (10_000, Mixed, false),
+            (10_000, Mixed, true),
+            (10_000, Slash24, false),
+        ]
     } else {
         &[
-            (10, Mixed),
-            (10_000, Mixed),
-            (1_000_000, Mixed),
-            (1_000_000, Slash24),
+            (10, Mixed, false),
+            (10_000, Mixed, false),
+            (10_000, Mixed, true),
+            (1_000_000, Mixed, false),
+            (1_000_000, Slash24, false),
         ]
     };
     let largest = cases.iter().map(|c| c.0).max().expect("not empty");
@@ -77,10 +84,23 @@ pub fn run(quick: bool) -> Result<Table> {
     let mut rows = Vec::new();
     // The goal holds only if it holds for every table shape: the worst median counts.
     let mut with_policy_medians = Vec::new();
-    for &(n, shape) in cases {
-        eprintln!("  test-run cost: {n} routes, {}", shape.name());
-        let pin_root = PathBuf::from(format!("/sys/fs/bpf/x0-bench-{}-{n}", std::process::id()));
-        let mut dp = Dataplane::load(&pin_root)?;
+    for &(n, shape, small) in cases {
+        let profile = if small { ", small profile" } else { "" };
+        eprintln!("  test-run cost: {n} routes, {}{profile}", shape.name());
+        let pin_root = PathBuf::from(format!(
+            "/sys/fs/bpf/x0-bench-{}-{n}{}",
+            std::process::id(),
+            if small { "-small" } else { "" }
+        ));
+        let mut dp = if small {
+            let maps = x0_dataplane::map_sizes::MapsConfig {
+                profile: x0_dataplane::map_sizes::Profile::Small,
+                ..Default::default()
+            };
+            Dataplane::load_sized(&pin_root, &maps.sizes(true))?
+        } else {
+            Dataplane::load(&pin_root)?
+        };
         let result = (|| -> Result<()> {
             let dsts = install_routes(&mut dp, n, shape)?;
             let frames: Vec<Vec<u8>> = dsts.iter().map(|d| frame(*d)).collect();
@@ -112,13 +132,13 @@ pub fn run(quick: bool) -> Result<Table> {
                 }
             }
             rows.push(Row::new(
-                format!("x0_forward, {n} routes ({})", shape.name()),
+                format!("x0_forward, {n} routes ({}){profile}", shape.name()),
                 fwd_ns,
             ));
             for ((name, _), ns) in kinds.iter().zip(kind_ns) {
                 rows.push(Row::new(format!("x0_forward, {n} routes: {name}"), ns));
             }
-            if n == largest {
+            if n == largest && !small {
                 // The same table with the policy benchmark's 10,000 rules among 1,000
                 // identities in force, on a flow the connection table knows.
                 let with_policy = crate::policy_cost::with_policy(&mut dp, 10_000, batches)?;

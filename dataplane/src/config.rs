@@ -32,6 +32,9 @@ pub struct Config {
     /// effect when the maps are created (pinned maps keep what they were created with).
     #[serde(default = "default_true")]
     pub ipv4_direct_table: bool,
+    /// How large the maps are made (docs/DEPLOY.md: the small-router profile).
+    #[serde(default, skip_serializing_if = "is_default_maps")]
+    pub maps: crate::map_sizes::MapsConfig,
     /// Interfaces to attach to.
     #[serde(default, rename = "interface")]
     pub interfaces: Vec<InterfaceConfig>,
@@ -177,6 +180,10 @@ pub struct ValidRoute {
     pub via: Vec<(IpAddr, String)>,
 }
 
+fn is_default_maps(m: &crate::map_sizes::MapsConfig) -> bool {
+    *m == crate::map_sizes::MapsConfig::default()
+}
+
 fn default_pin_root() -> PathBuf {
     PathBuf::from(DEFAULT_PIN_ROOT)
 }
@@ -196,6 +203,7 @@ impl Config {
     pub fn parse(text: &str) -> Result<Self> {
         let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         config.routes()?;
+        config.maps.validate()?;
         config.validate_bfd()?;
         config.kernel_fib.validate()?;
         config.host.validate()?;

@@ -12,7 +12,7 @@ use std::{
 
 use ipnet::IpNet;
 use tokio::sync::broadcast;
-use x0_common::{MAX_ROUTES_V4, MAX_ROUTES_V6, NH_F_RESOLVED};
+use x0_common::NH_F_RESOLVED;
 
 use crate::{
     bfd::manager::{BfdStats, SessionInfo},
@@ -140,6 +140,9 @@ pub struct StatsView {
 pub struct Usage {
     pub routes_v4: u64,
     pub routes_v6: u64,
+    /// What the tables hold: IPv4, IPv6.
+    pub capacity_v4: u64,
+    pub capacity_v6: u64,
     pub nexthops: u64,
     pub rules: u64,
 }
@@ -219,9 +222,12 @@ impl Control {
         self.with(|n| {
             let tables = n.dp.tables_ref();
             let (v4, v6) = tables.route_counts();
+            let (max_v4, max_v6) = tables.route_capacities();
             Ok(Usage {
                 routes_v4: v4 as u64,
                 routes_v6: v6 as u64,
+                capacity_v4: max_v4.into(),
+                capacity_v6: max_v6.into(),
                 nexthops: tables.nexthops().count() as u64,
                 rules: n
                     .api_policy
@@ -231,8 +237,12 @@ impl Control {
         })
     }
 
-    pub fn route_capacity() -> u64 {
-        u64::from(MAX_ROUTES_V4) + u64::from(MAX_ROUTES_V6)
+    /// Routes the tables hold, both families.
+    pub fn route_capacity(&self) -> ControlResult<u64> {
+        self.with(|n| {
+            let (v4, v6) = n.dp.tables_ref().route_capacities();
+            Ok(u64::from(v4) + u64::from(v6))
+        })
     }
 
     pub fn routes(&self) -> ControlResult<Vec<RouteView>> {
@@ -555,9 +565,10 @@ impl Node {
                 },
             }
         }
-        if v4 > i64::from(MAX_ROUTES_V4) || v6 > i64::from(MAX_ROUTES_V6) {
+        let (max_v4, max_v6) = tables.route_capacities();
+        if v4 > i64::from(max_v4) || v6 > i64::from(max_v6) {
             return Err(ControlError::Exhausted(format!(
-                "the batch would leave {v4} IPv4 and {v6} IPv6 routes; the tables hold {MAX_ROUTES_V4} and {MAX_ROUTES_V6}"
+                "the batch would leave {v4} IPv4 and {v6} IPv6 routes; the tables hold {max_v4} and {max_v6}"
             )));
         }
         drop(touched);

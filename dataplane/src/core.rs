@@ -193,7 +193,17 @@ impl Dataplane {
             .try_into()?;
         jump.set(JUMP_POLICY, policy.fd()?, 0)
             .context("installing x0_policy")?;
+        let capacity = |name: &str| -> Result<u32> {
+            let map = MapData::from_pin(pin_root.join(name))
+                .with_context(|| format!("opening the pinned {name}"))?;
+            Ok(map.info()?.max_entries())
+        };
+        let capacities = (
+            capacity(map_names::ROUTES_V4_EXACT)?,
+            capacity(map_names::ROUTES_V6)?,
+        );
         let tables = Tables::new(TableMaps {
+            capacities,
             routes_v4: take(&mut ebpf, map_names::ROUTES_V4)?,
             routes_v4_exact: take(&mut ebpf, map_names::ROUTES_V4_EXACT)?,
             v4_lengths: take(&mut ebpf, map_names::V4_LENGTHS)?,

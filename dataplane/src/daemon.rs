@@ -128,11 +128,10 @@ pub fn bring_up(config: &Config, nl: &Netlink, api: &ApiState) -> Result<Brought
         ports.insert(iface.name.as_str(), link.clone());
     }
 
-    let mut dp = if config.ipv4_direct_table {
-        Dataplane::load(&config.pin_root)?
-    } else {
-        Dataplane::load_sized(&config.pin_root, &[(x0_common::map_names::V4_DIRECT, 1)])?
-    };
+    let mut dp = Dataplane::load_sized(
+        &config.pin_root,
+        &config.maps.sizes(config.ipv4_direct_table),
+    )?;
     let adopted = dp.adopted();
     let mut policy_state = (0, false);
     let result = (|| -> Result<()> {

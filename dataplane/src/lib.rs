@@ -15,6 +15,7 @@ pub mod explain;
 pub mod health;
 pub mod host;
 pub mod kernel_fib;
+pub mod map_sizes;
 pub mod mapped_array;
 pub mod metrics;
 pub mod netlink;

@@ -126,6 +126,9 @@ pub struct TableMaps {
     /// What the fast path reads first: the routes up to /24, per /24.
     pub v4_direct: V4DirectTable,
     pub routes_v6: LpmTrie<MapData, [u8; 16], Route>,
+    /// Routes the maps were made to hold (the config's [maps], or an older run's pins):
+    /// IPv4, IPv6.
+    pub capacities: (u32, u32),
     pub sets: Array<MapData, NextHopSet>,
     pub nexthops: Array<MapData, NextHop>,
     /// Written here only when a next hop is created; the health monitor owns it after.
@@ -157,6 +160,9 @@ pub struct Tables {
     cpus: usize,
     ports: HashMap<u32, PortInfo>,
     routes: BTreeMap<IpNet, (RouteTarget, u32)>,
+    /// Routes the maps hold, per family.
+    capacity_v4: u32,
+    capacity_v6: u32,
     /// IPv6 entries of `routes` (the rest are IPv4): the maps' capacities are per family.
     v6_routes: usize,
     nh_by_spec: HashMap<NextHopSpec, NextHopState>,
@@ -176,6 +182,7 @@ impl Tables {
             v4_filter,
             v4_direct,
             routes_v6,
+            capacities: (capacity_v4, capacity_v6),
             sets,
             nexthops,
             live,
@@ -184,6 +191,8 @@ impl Tables {
             port_state,
         } = maps;
         Self {
+            capacity_v4,
+            capacity_v6,
             routes_v4,
             routes_v4_exact,
             v4_lengths,
@@ -414,6 +423,11 @@ impl Tables {
     }
 
     /// Routes per family: (IPv4, IPv6).
+    /// Routes the maps hold: (IPv4, IPv6).
+    pub fn route_capacities(&self) -> (u32, u32) {
+        (self.capacity_v4, self.capacity_v6)
+    }
+
     pub fn route_counts(&self) -> (usize, usize) {
         (self.routes.len() - self.v6_routes, self.v6_routes)
     }

@@ -267,6 +267,7 @@ impl Lab {
             fib_fallback: r.fib_fallback,
             xdp_mode: r.xdp_mode,
             ipv4_direct_table: r.ipv4_direct_table,
+            maps: r.maps.clone(),
             interfaces: self
                 .topo
                 .ifaces_of(router)

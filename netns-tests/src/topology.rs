@@ -44,6 +44,9 @@ pub struct Router {
     /// The dataplane's IPv4 direct table (64 MiB); off, lookups probe per prefix length.
     #[serde(default = "yes")]
     pub ipv4_direct_table: bool,
+    /// The dataplane's `[maps]` (the small-router profile).
+    #[serde(default, skip_serializing_if = "is_default_maps")]
+    pub maps: x0_dataplane::map_sizes::MapsConfig,
     /// The kernel's own IP forwarding (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding).
     #[serde(default = "yes")]
     pub kernel_forwarding: bool,
@@ -200,4 +203,8 @@ impl Topology {
             .map(|n| n.addr())
             .find(|a| a.is_ipv6() == v6)
     }
+}
+
+fn is_default_maps(m: &x0_dataplane::map_sizes::MapsConfig) -> bool {
+    *m == x0_dataplane::map_sizes::MapsConfig::default()
 }

@@ -305,7 +305,7 @@ impl Dataplane for Service {
                 })
                 .collect(),
             routes: i.routes,
-            route_capacity: Control::route_capacity(),
+            route_capacity: self.control.route_capacity().map_err(status)?,
             fib_fallback: i.fib_fallback,
             policy_generation: i.policy_generation,
             started_unix_ns: unix_ns(i.started),

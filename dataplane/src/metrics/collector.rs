@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use x0_common::{MAX_NEXTHOPS, MAX_ROUTES_V4, MAX_ROUTES_V6, Reason, policy::MAX_RULES};
+use x0_common::{MAX_NEXTHOPS, Reason, policy::MAX_RULES};
 use x0_ops::{Collector, DescriptorEncoder, Labels, Scrape, Unit, unix_seconds};
 
 use crate::{
@@ -260,10 +260,10 @@ fn tables(s: &mut Scrape, control: &Control) -> fmt::Result {
         return Ok(());
     };
     let rows = [
-        ("routes_ipv4", u.routes_v4, MAX_ROUTES_V4),
-        ("routes_ipv6", u.routes_v6, MAX_ROUTES_V6),
-        ("nexthops", u.nexthops, MAX_NEXTHOPS),
-        ("policy_rules", u.rules, MAX_RULES),
+        ("routes_ipv4", u.routes_v4, u.capacity_v4),
+        ("routes_ipv6", u.routes_v6, u.capacity_v6),
+        ("nexthops", u.nexthops, u64::from(MAX_NEXTHOPS)),
+        ("policy_rules", u.rules, u64::from(MAX_RULES)),
     ];
     let table = |name: &str| vec![("table", name.to_string())];
     s.gauges(
@@ -277,7 +277,6 @@ fn tables(s: &mut Scrape, control: &Control) -> fmt::Result {
         "x0_dataplane_table_capacity",
         "Entries each table can hold",
         None,
-        rows.iter()
-            .map(|(name, _, cap)| (table(name), f64::from(*cap))),
+        rows.iter().map(|(name, _, cap)| (table(name), *cap as f64)),
     )
 }
