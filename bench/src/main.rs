@@ -60,6 +60,9 @@ enum Command {
         /// Fewer batches and at most 10k routes: a smoke run.
         #[arg(long)]
         quick: bool,
+        /// Also put the table into DIR/performance.json and regenerate DIR/PERFORMANCE.md.
+        #[arg(long)]
+        into: Option<PathBuf>,
     },
     /// Per-packet cost of policy (0, 100, 10,000 rules; 1,000 identities) beside
     /// forwarding without policy.
@@ -84,6 +87,9 @@ enum Command {
     Memory {
         #[arg(long)]
         quick: bool,
+        /// Also put the tables into DIR/performance.json and regenerate DIR/PERFORMANCE.md.
+        #[arg(long)]
+        into: Option<PathBuf>,
     },
     /// The brain's disjoint paths on 1,000 routers beside the naive computation.
     Paths {
@@ -247,6 +253,18 @@ fn print(tables: Result<Vec<Table>>) -> Result<()> {
     Ok(())
 }
 
+/// Prints the tables and, with `into`, merges them into that directory's report.
+fn print_into(tables: Result<Vec<Table>>, into: Option<PathBuf>) -> Result<()> {
+    let tables = tables?;
+    for t in &tables {
+        t.print();
+    }
+    match into {
+        Some(dir) => Report::merge_into(&dir, &tables),
+        None => Ok(()),
+    }
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::All { quick, out_dir } => all(quick, &out_dir),
@@ -258,7 +276,9 @@ fn main() -> ExitCode {
                 )?)
             }),
         Command::Forwarding { quick } => print(forwarding::run(quick)),
-        Command::TestRunCost { quick } => print(test_run_cost::run(quick).map(|t| vec![t])),
+        Command::TestRunCost { quick, into } => {
+            print_into(test_run_cost::run(quick).map(|t| vec![t]), into)
+        }
         Command::TestRunLoop {
             routes,
             slash24,
@@ -268,7 +288,7 @@ fn main() -> ExitCode {
         Command::Failover { reps } => print(failover::run(reps)),
         Command::PolicyCost { quick } => print(policy_cost::run(quick).map(|t| vec![t])),
         Command::ControlPlane { quick } => print(control_plane::run(quick)),
-        Command::Memory { quick } => print(memory::run(quick)),
+        Command::Memory { quick, into } => print_into(memory::run(quick), into),
         Command::Paths { quick } => print(paths::run(quick).map(|t| vec![t])),
         Command::Detect {
             train,
