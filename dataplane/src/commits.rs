@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::RouteConfig,
-    control::{BatchResult, ControlError, ControlResult, RouteOp, route_config},
+    control::{BatchResult, ControlError, ControlResult, RouteOp},
     daemon::Node,
     state::{Change, PolicySpec, write_atomically},
     tables::RouteTarget,
@@ -206,11 +206,11 @@ impl Node {
             if out.iter().any(|(k, _)| *k == key) {
                 continue;
             }
-            let before = match (self.api_routes.get(&p), tables.route(&p)) {
-                (Some(r), _) => Before::Api(route_config(r)),
-                (None, Some(RouteTarget::NextHops(_))) => Before::Config,
+            let before = match (self.api_routes.contains(&p), tables.route(&p)) {
+                (true, Some(_)) => self.route_config_of(&p).map_or(Before::Absent, Before::Api),
+                (false, Some(RouteTarget::NextHops(_))) => Before::Config,
                 // Local addresses: the batch itself refuses to touch them.
-                (None, _) => Before::Absent,
+                _ => Before::Absent,
             };
             out.push((key, before));
         }

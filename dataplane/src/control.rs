@@ -268,7 +268,7 @@ impl Control {
                                 )
                             })
                             .collect(),
-                        origin: if n.api_routes.contains_key(prefix) {
+                        origin: if n.api_routes.contains(prefix) {
                             Origin::Api
                         } else {
                             Origin::Config
@@ -619,20 +619,19 @@ impl Node {
             match op {
                 RouteOp::Add(r) | RouteOp::Replace(r) => {
                     journal.push(r.prefix);
-                    self.api_routes.insert(r.prefix, r);
+                    self.api_routes.insert(r.prefix);
                 }
                 RouteOp::Delete(p) => {
                     journal.push(p);
-                    if self.api_routes.remove(&p).is_none() {
+                    if !self.api_routes.remove(&p) {
                         tracing::warn!(prefix = %p, "a route of the config file was deleted through the API; it comes back when the config is loaded again");
                     }
                 }
             }
         }
-        let api_routes = &self.api_routes;
-        self.persist(journal.iter().map(|p| match api_routes.get(p) {
-            Some(r) => crate::state::Change::Route(route_config(r)),
-            None => crate::state::Change::Delete(p.to_string()),
+        self.persist(journal.iter().map(|p| match self.route_config_of(p) {
+            Some(r) if self.api_routes.contains(p) => crate::state::Change::Route(r),
+            _ => crate::state::Change::Delete(p.to_string()),
         }));
         Ok(result)
     }
@@ -656,12 +655,30 @@ impl Node {
     pub(crate) fn save_state(&self) {
         let Some(store) = &self.store else { return };
         let state = crate::state::ApiState {
-            routes: self.api_routes.values().map(route_config).collect(),
+            routes: (self.api_routes.iter())
+                .filter_map(|p| self.route_config_of(p))
+                .collect(),
             policy: self.api_policy.clone(),
         };
         if let Err(e) = store.save(&state) {
             tracing::error!(error = %format!("{e:#}"), "API state not saved: it will not survive a restart");
         }
+    }
+
+    /// A route as the config and the API state write it, from the tables (the next hops'
+    /// interfaces by name); None for no route or a local address.
+    pub(crate) fn route_config_of(&self, prefix: &IpNet) -> Option<RouteConfig> {
+        let RouteTarget::NextHops(specs) = self.dp.tables_ref().route(prefix)? else {
+            return None;
+        };
+        let via = specs.iter().map(|s| NextHopConfig {
+            gateway: s.gateway,
+            interface: (self.ports.get(&s.ifindex)).map_or_else(String::new, |l| l.name.clone()),
+        });
+        Some(RouteConfig {
+            prefix: prefix.to_string(),
+            via: via.collect(),
+        })
     }
 
     fn nexthop_views(&self, pin_root: &std::path::Path) -> ControlResult<Vec<NextHopView>> {
@@ -738,20 +755,6 @@ impl Node {
             "policy set through the API"
         );
         Ok(generation)
-    }
-}
-
-pub(crate) fn route_config(r: &ValidRoute) -> RouteConfig {
-    RouteConfig {
-        prefix: r.prefix.to_string(),
-        via: r
-            .via
-            .iter()
-            .map(|(gateway, interface)| NextHopConfig {
-                gateway: *gateway,
-                interface: interface.clone(),
-            })
-            .collect(),
     }
 }
 

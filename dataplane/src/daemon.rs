@@ -60,8 +60,9 @@ pub(crate) struct Node {
     pub(crate) addrs: Vec<LocalAddr>,
     pub(crate) bfd: Option<BfdHandle>,
     pub(crate) events: Arc<EventBus>,
-    /// Routes set through the API (the rest are the config's or local addresses).
-    pub(crate) api_routes: BTreeMap<IpNet, ValidRoute>,
+    /// Prefixes whose routes were set through the API (the rest are the config's or local
+    /// addresses); their next hops are the tables' (one copy of a million routes, not two).
+    pub(crate) api_routes: std::collections::BTreeSet<IpNet>,
     /// A policy set through the API, in force instead of the config's.
     pub(crate) api_policy: Option<PolicySpec>,
     pub(crate) store: Option<StateStore>,
@@ -776,6 +777,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     } else {
         None
     };
+    let api_routes = api_routes.into_keys().collect();
     let mut node = Node {
         dp,
         health,
