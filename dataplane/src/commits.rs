@@ -163,18 +163,11 @@ fn deadline(within_s: u32) -> ControlResult<SystemTime> {
     Ok(SystemTime::now() + Duration::from_secs(within_s.into()))
 }
 
-fn op_prefix(op: &RouteOp) -> IpNet {
-    match op {
-        RouteOp::Add(r) | RouteOp::Replace(r) => r.prefix,
-        RouteOp::Delete(p) => *p,
-    }
-}
-
 impl Node {
     /// Refuses a batch touching a prefix a pending commit holds.
     pub(crate) fn check_unheld_routes(&self, ops: &[RouteOp]) -> ControlResult<()> {
         for (i, op) in ops.iter().enumerate() {
-            let p = op_prefix(op).to_string();
+            let p = op.prefix().to_string();
             if let Some(c) = self.commits.pending.iter().find(|c| c.holds(&p)) {
                 return Err(ControlError::FailedPrecondition(format!(
                     "operations[{i}]: {p} is held by pending commit {}: confirm or roll it back first",
@@ -201,7 +194,7 @@ impl Node {
         let tables = self.dp.tables_ref();
         let mut out: Vec<(String, Before)> = Vec::new();
         for op in ops {
-            let p = op_prefix(op);
+            let p = op.prefix();
             let key = p.to_string();
             if out.iter().any(|(k, _)| *k == key) {
                 continue;

@@ -76,6 +76,16 @@ pub enum RouteOp {
     Delete(IpNet),
 }
 
+impl RouteOp {
+    /// The prefix the operation changes.
+    pub fn prefix(&self) -> IpNet {
+        match self {
+            RouteOp::Add(r) | RouteOp::Replace(r) => r.prefix,
+            RouteOp::Delete(p) => *p,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BatchResult {
     pub added: u64,
@@ -483,22 +493,44 @@ impl Node {
     }
 
     pub(crate) fn apply_routes(&mut self, ops: Vec<RouteOp>) -> ControlResult<BatchResult> {
-        // Check the whole batch before touching the table: what the batch has done so far
-        // to each prefix it names (present, and whether local), over what the table holds.
-        // Only the touched prefixes are kept: a single update beside a million routes must
-        // not copy them.
-        // A prefix's first touch also records what the table had, so that a failed write
-        // can be undone: (index of the operation, prefix, route before).
+        let (result, before) = self.check_batch(&ops)?;
+        if let Err((failed_at, prefix, e)) = self.write_batch(&ops) {
+            self.undo_batch(&ops[..=failed_at], before);
+            self.sync_nexthops();
+            let msg = format!("{prefix}: {e}; the batch was undone");
+            return Err(if msg.contains("no free") || msg.contains("full") {
+                ControlError::Exhausted(msg)
+            } else {
+                ControlError::Internal(msg)
+            });
+        }
+        self.sync_nexthops();
+        self.record_batch(&ops);
+        Ok(result)
+    }
+
+    /// Checks the whole batch before the table is touched, against what the batch has done
+    /// so far to each prefix it names (present, and whether local) over what the table
+    /// holds; only the touched prefixes are kept (a single update beside a million routes
+    /// must not copy them). Returns the counts, and the route each first-touched prefix
+    /// had (a prefix absent here is absent after an undo): a million new routes keep no
+    /// undo at all.
+    fn check_batch(
+        &self,
+        ops: &[RouteOp],
+    ) -> ControlResult<(BatchResult, HashMap<IpNet, RouteTarget>)> {
         let tables = self.dp.tables_ref();
-        let mut touched: HashMap<IpNet, Option<bool>> = HashMap::new();
-        let mut undo: Vec<(usize, IpNet, Option<RouteTarget>)> = Vec::new();
+        let mut touched: HashMap<IpNet, Option<bool>> = HashMap::with_capacity(ops.len());
+        let mut before = HashMap::new();
         let present = |touched: &HashMap<IpNet, Option<bool>>, p: &IpNet| match touched.get(p) {
             Some(state) => *state,
             None => tables.route(p).map(|t| *t == RouteTarget::Local),
         };
-        let mut touch = |touched: &mut HashMap<IpNet, Option<bool>>, i, p: IpNet, state| {
-            if touched.insert(p, state).is_none() {
-                undo.push((i, p, tables.route(&p).cloned()));
+        let mut touch = |touched: &mut HashMap<IpNet, Option<bool>>, p: IpNet, state| {
+            if touched.insert(p, state).is_none()
+                && let Some(t) = tables.route(&p)
+            {
+                before.insert(p, t.clone());
             }
         };
         let (v4, v6) = tables.route_counts();
@@ -508,7 +540,6 @@ impl Node {
             IpNet::V6(_) => v6 += by,
         };
         let mut result = BatchResult::default();
-        let mut targets = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
             let field = |what: &str| format!("operations[{i}].{what}");
             match op {
@@ -520,10 +551,10 @@ impl Node {
                             r.prefix
                         )));
                     }
-                    touch(&mut touched, i, r.prefix, Some(false));
+                    self.specs(&r.via)?;
+                    touch(&mut touched, r.prefix, Some(false));
                     grow(&r.prefix, 1);
                     result.added += 1;
-                    targets.push(Some(self.specs(&r.via)?));
                 }
                 RouteOp::Replace(r) => {
                     match present(&touched, &r.prefix) {
@@ -540,8 +571,8 @@ impl Node {
                             result.added += 1;
                         }
                     }
-                    touch(&mut touched, i, r.prefix, Some(false));
-                    targets.push(Some(self.specs(&r.via)?));
+                    self.specs(&r.via)?;
+                    touch(&mut touched, r.prefix, Some(false));
                 }
                 RouteOp::Delete(p) => match present(&touched, p) {
                     None => {
@@ -557,10 +588,9 @@ impl Node {
                         )));
                     }
                     Some(false) => {
-                        touch(&mut touched, i, *p, None);
+                        touch(&mut touched, *p, None);
                         grow(p, -1);
                         result.deleted += 1;
-                        targets.push(None);
                     }
                 },
             }
@@ -571,69 +601,74 @@ impl Node {
                 "the batch would leave {v4} IPv4 and {v6} IPv6 routes; the tables hold {max_v4} and {max_v6}"
             )));
         }
-        drop(touched);
+        Ok((result, before))
+    }
 
-        let mut failure = None;
-        for (i, (op, target)) in ops.iter().zip(targets).enumerate() {
-            let prefix = match op {
-                RouteOp::Add(r) | RouteOp::Replace(r) => r.prefix,
-                RouteOp::Delete(p) => *p,
+    /// Writes a checked batch in order; on a failed write, the operation's index, its
+    /// prefix and the error (the ones before it are written).
+    fn write_batch(&mut self, ops: &[RouteOp]) -> Result<(), (usize, IpNet, String)> {
+        for (i, op) in ops.iter().enumerate() {
+            let (prefix, written) = match op {
+                RouteOp::Add(r) | RouteOp::Replace(r) => (
+                    r.prefix,
+                    // Resolved again (checked already): no batch-long copy of every list.
+                    self.specs(&r.via)
+                        .map_err(|e| e.to_string())
+                        .and_then(|specs| {
+                            (self.dp.tables())
+                                .upsert(r.prefix, RouteTarget::NextHops(specs))
+                                .map_err(|e| e.to_string())
+                        }),
+                ),
+                RouteOp::Delete(p) => (*p, self.dp.tables().remove(*p).map_err(|e| e.to_string())),
             };
+            written.map_err(|e| (i, prefix, e))?;
+        }
+        Ok(())
+    }
+
+    /// Puts back what the written operations changed: each prefix's route before, or none.
+    fn undo_batch(&mut self, written: &[RouteOp], mut before: HashMap<IpNet, RouteTarget>) {
+        let mut seen = std::collections::HashSet::new();
+        for op in written.iter().rev() {
+            let p = op.prefix();
+            if !seen.insert(p) {
+                continue;
+            }
             let tables = self.dp.tables();
-            let r = match target {
-                Some(specs) => tables.upsert(prefix, RouteTarget::NextHops(specs)),
-                None => tables.remove(prefix),
+            let r = match before.remove(&p) {
+                Some(t) => tables.upsert(p, t),
+                None if tables.route(&p).is_some() => tables.remove(p),
+                None => Ok(()),
             };
             if let Err(e) = r {
-                failure = Some((i, prefix, e));
-                break;
+                tracing::error!(prefix = %p, error = %e, "undoing a failed batch");
             }
         }
-        if let Some((failed_at, prefix, e)) = failure {
-            // Prefixes first touched after the failed operation were never written.
-            let written = undo.into_iter().filter(|(i, ..)| *i <= failed_at);
-            for (_, p, before) in written.rev() {
-                let tables = self.dp.tables();
-                let r = match before {
-                    Some(t) => tables.upsert(p, t),
-                    None if tables.route(&p).is_some() => tables.remove(p),
-                    None => Ok(()),
-                };
-                if let Err(e) = r {
-                    tracing::error!(prefix = %p, error = %e, "undoing a failed batch");
-                }
-            }
-            self.sync_nexthops();
-            let msg = format!("{prefix}: {e}; the batch was undone");
-            return Err(if msg.contains("no free") || msg.contains("full") {
-                ControlError::Exhausted(msg)
-            } else {
-                ControlError::Internal(msg)
-            });
-        }
-        self.sync_nexthops();
-        // The journal's lines are made one at a time from the kept routes, not gathered
-        // first: a batch of a million would otherwise hold them all twice more.
-        let mut journal = Vec::with_capacity(ops.len());
+    }
+
+    /// A written batch's routes become the API's, each journalled from the table (one
+    /// line at a time: a million are never all in memory as text).
+    fn record_batch(&mut self, ops: &[RouteOp]) {
         for op in ops {
             match op {
                 RouteOp::Add(r) | RouteOp::Replace(r) => {
-                    journal.push(r.prefix);
                     self.api_routes.insert(r.prefix);
                 }
                 RouteOp::Delete(p) => {
-                    journal.push(p);
-                    if !self.api_routes.remove(&p) {
+                    if !self.api_routes.remove(p) {
                         tracing::warn!(prefix = %p, "a route of the config file was deleted through the API; it comes back when the config is loaded again");
                     }
                 }
             }
         }
-        self.persist(journal.iter().map(|p| match self.route_config_of(p) {
-            Some(r) if self.api_routes.contains(p) => crate::state::Change::Route(r),
-            _ => crate::state::Change::Delete(p.to_string()),
+        self.persist(ops.iter().map(|op| {
+            let p = op.prefix();
+            match self.route_config_of(&p) {
+                Some(r) if self.api_routes.contains(&p) => crate::state::Change::Route(r),
+                _ => crate::state::Change::Delete(p.to_string()),
+            }
         }));
-        Ok(result)
     }
 
     /// Journals changes to the API's state; writes a snapshot when one is due (or the

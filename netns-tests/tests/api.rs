@@ -811,3 +811,36 @@ fn invalid_requests_are_refused_naming_the_field_and_change_nothing() {
         Ok(())
     });
 }
+
+/// A batch that runs out of next-hop sets while it is written (66,000 routes, each with
+/// its own pair of next hops; the tables hold 65,536 sets) is undone whole: the routes
+/// are as before, and the sets it took are free again.
+#[test]
+fn a_batch_that_fills_the_tables_while_written_is_undone_whole() {
+    let lab = common::lab("line.toml", |_| {});
+    let routes = || lab.x0ctl("r1", &["--json", "route", "list"]).unwrap();
+    let before = routes();
+    let line = |i: u32| {
+        format!(
+            "add 2001:db8:{:x}:{:x}::/64 2001:db8:2::1:{:x}@eth2 2001:db8:2::2:{:x}@eth2\n",
+            0xf000 + i / 65_536,
+            i % 65_536,
+            i / 256,
+            i % 256
+        )
+    };
+    let file = lab.file("r1", "batch.txt");
+    std::fs::write(&file, (0..66_000).map(line).collect::<String>()).unwrap();
+    let e = lab
+        .x0ctl("r1", &["route", "batch", file.to_str().unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("ResourceExhausted") && e.contains("the batch was undone"),
+        "{e}"
+    );
+    assert_eq!(routes(), before, "the failed batch left routes behind");
+    std::fs::write(&file, (0..10).map(line).collect::<String>()).unwrap();
+    lab.x0ctl("r1", &["route", "batch", file.to_str().unwrap()])
+        .unwrap();
+}
