@@ -4,6 +4,7 @@
 use std::{
     net::IpAddr,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use anyhow::{Context, Result, bail};
@@ -177,7 +178,9 @@ pub struct NextHopConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidRoute {
     pub prefix: IpNet,
-    pub via: Vec<(IpAddr, String)>,
+    /// (gateway, interface) in preference order; shared by routes with the same next hops
+    /// (a batch's million routes hold a few lists, not a million: see `ViaCache`).
+    pub via: NextHopList,
 }
 
 fn is_default_maps(m: &crate::map_sizes::MapsConfig) -> bool {
@@ -357,6 +360,15 @@ pub fn validate_route(
     via: &[(String, String)],
     interface_known: &dyn Fn(&str) -> bool,
 ) -> Result<ValidRoute> {
+    let prefix = validate_prefix(field, prefix)?;
+    let via = validate_via(field, prefix, via, interface_known)?;
+    Ok(ValidRoute {
+        prefix,
+        via: via.into(),
+    })
+}
+
+fn validate_prefix(field: &str, prefix: &str) -> Result<IpNet> {
     let prefix: IpNet = prefix.trim().parse().map_err(|_| {
         anyhow::anyhow!("{field}.prefix: {prefix:?} is not an address/length prefix")
     })?;
@@ -366,22 +378,27 @@ pub fn validate_route(
             prefix.trunc()
         );
     }
+    Ok(prefix)
+}
+
+fn validate_via(
+    field: &str,
+    prefix: IpNet,
+    via: &[(String, String)],
+    interface_known: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(IpAddr, String)>> {
     if via.is_empty() || via.len() > MAX_NEXTHOPS_PER_SET {
         bail!(
             "{field}.via: needs 1 to {MAX_NEXTHOPS_PER_SET} next hops, has {}",
             via.len()
         );
     }
-    // Exactly as long as needed: a million routes keep one each (pushing from empty
-    // reserves four).
     let mut out = Vec::with_capacity(via.len());
     for (j, (gateway, interface)) in via.iter().enumerate() {
         let gw: IpAddr = gateway.trim().parse().map_err(|_| {
             anyhow::anyhow!("{field}.via[{j}].gateway: {gateway:?} is not an address")
         })?;
-        if gw.is_ipv4() != prefix.addr().is_ipv4() {
-            bail!("{field}.via[{j}].gateway: {gw} is not of the family of {prefix}");
-        }
+        check_family(field, j, gw, prefix)?;
         if gw.is_unspecified() || gw.is_multicast() || gw.is_loopback() {
             bail!("{field}.via[{j}].gateway: {gw} cannot be a next hop");
         }
@@ -395,12 +412,87 @@ pub fn validate_route(
         }
         out.push((gw, interface.clone()));
     }
-    Ok(ValidRoute { prefix, via: out })
+    Ok(out)
+}
+
+fn check_family(field: &str, j: usize, gw: IpAddr, prefix: IpNet) -> Result<()> {
+    if gw.is_ipv4() != prefix.addr().is_ipv4() {
+        bail!("{field}.via[{j}].gateway: {gw} is not of the family of {prefix}");
+    }
+    Ok(())
+}
+
+/// Validates routes whose next-hop lists repeat (a batch), sharing one validated list
+/// among the routes that name it: a million routes through two next hops hold one list.
+/// At most `VIA_CACHE_LISTS` distinct lists are kept (a batch of all-different lists
+/// validates each on its own, as without the cache).
+#[derive(Default)]
+pub struct ViaCache {
+    /// The lists as given (gateway, interface text) and as validated.
+    lists: std::collections::HashMap<Vec<(String, String)>, NextHopList>,
+}
+
+/// A validated next-hop list, shared.
+pub type NextHopList = Arc<[(IpAddr, String)]>;
+
+const VIA_CACHE_LISTS: usize = 4096;
+
+impl ViaCache {
+    /// As `validate_route`, with the same errors.
+    pub fn route(
+        &mut self,
+        field: &str,
+        prefix: &str,
+        via: Vec<(String, String)>,
+        interface_known: &dyn Fn(&str) -> bool,
+    ) -> Result<ValidRoute> {
+        let prefix = validate_prefix(field, prefix)?;
+        if let Some(list) = self.lists.get(&via) {
+            // Validated before for a prefix of one family: only the family may differ.
+            check_family(field, 0, list[0].0, prefix)?;
+            return Ok(ValidRoute {
+                prefix,
+                via: list.clone(),
+            });
+        }
+        let list: NextHopList = validate_via(field, prefix, &via, interface_known)?.into();
+        if self.lists.len() < VIA_CACHE_LISTS {
+            self.lists.insert(via, list.clone());
+        }
+        Ok(ValidRoute { prefix, via: list })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_shares_its_next_hop_lists_and_errs_as_one_route_would() {
+        let known = |n: &str| n == "eth1";
+        let via = |gw: &str| vec![(gw.to_string(), "eth1".to_string())];
+        let mut cache = ViaCache::default();
+        let a = cache
+            .route("r[0]", "10.0.0.0/24", via("192.0.2.1"), &known)
+            .unwrap();
+        let b = cache
+            .route("r[1]", "10.0.1.0/24", via("192.0.2.1"), &known)
+            .unwrap();
+        assert!(Arc::ptr_eq(&a.via, &b.via));
+        assert_eq!(
+            b,
+            validate_route("r[1]", "10.0.1.0/24", &via("192.0.2.1"), &known).unwrap()
+        );
+        // A cached list under a prefix of the other family: the same error as without.
+        let cached = cache.route("r[2]", "2001:db8::/64", via("192.0.2.1"), &known);
+        let fresh = validate_route("r[2]", "2001:db8::/64", &via("192.0.2.1"), &known);
+        assert_eq!(
+            cached.unwrap_err().to_string(),
+            fresh.unwrap_err().to_string()
+        );
+        let bad = cache.route("r[3]", "10.0.2.1/24", via("192.0.2.1"), &known);
+        assert!(bad.unwrap_err().to_string().contains("host bits"));
+    }
 
     const GOOD: &str = r#"
 pin_root = "/run/x0/bpf"

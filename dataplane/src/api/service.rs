@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status, Streaming};
 use x0_proto::dataplane::v1::{self as pb, dataplane_server::Dataplane};
 
 use crate::{
-    config::validate_route,
+    config::ViaCache,
     control::{Control, ControlError, NextHopView, Origin, RouteOp, StatsView},
     events::{Event, EventKind},
     explain::Probe,
@@ -65,10 +65,12 @@ fn invalid(e: impl std::fmt::Display) -> Status {
 }
 
 /// Checks a route message; `field` names it in errors ("route", "operations[7].add").
+/// `cache` shares the next-hop lists of a batch's routes.
 fn route_from(
     field: &str,
     r: Option<&pb::Route>,
     interfaces: &[String],
+    cache: &mut ViaCache,
 ) -> Result<crate::config::ValidRoute, Status> {
     let r = r.ok_or_else(|| Status::invalid_argument(format!("{field}: missing")))?;
     let via: Vec<(String, String)> = r
@@ -76,10 +78,11 @@ fn route_from(
         .iter()
         .map(|n| (n.gateway.clone(), n.interface.clone()))
         .collect();
-    validate_route(field, &r.prefix, &via, &|name| {
-        interfaces.iter().any(|i| i == name)
-    })
-    .map_err(|e| invalid(format!("{e:#}").replace(".via", ".next_hops")))
+    cache
+        .route(field, &r.prefix, via, &|name| {
+            interfaces.iter().any(|i| i == name)
+        })
+        .map_err(|e| invalid(format!("{e:#}").replace(".via", ".next_hops")))
 }
 
 fn prefix_from(field: &str, s: &str) -> Result<IpNet, Status> {
@@ -318,7 +321,12 @@ impl Dataplane for Service {
         req: Request<pb::AddRouteRequest>,
     ) -> Result<Response<pb::AddRouteResponse>, Status> {
         let ifaces = self.control.interface_names();
-        let r = route_from("route", req.get_ref().route.as_ref(), ifaces)?;
+        let r = route_from(
+            "route",
+            req.get_ref().route.as_ref(),
+            ifaces,
+            &mut ViaCache::default(),
+        )?;
         self.call(move |c| c.apply_routes(vec![RouteOp::Add(r)]))
             .await
             .map_err(|s| {
@@ -332,7 +340,12 @@ impl Dataplane for Service {
         req: Request<pb::ReplaceRouteRequest>,
     ) -> Result<Response<pb::ReplaceRouteResponse>, Status> {
         let ifaces = self.control.interface_names();
-        let r = route_from("route", req.get_ref().route.as_ref(), ifaces)?;
+        let r = route_from(
+            "route",
+            req.get_ref().route.as_ref(),
+            ifaces,
+            &mut ViaCache::default(),
+        )?;
         let res = self
             .call(move |c| c.apply_routes(vec![RouteOp::Replace(r)]))
             .await
@@ -392,6 +405,7 @@ impl Dataplane for Service {
         let mut stream = req.into_inner();
         let mut ops = Vec::new();
         let mut confirm_within_s = 0;
+        let mut lists = ViaCache::default();
         // The whole batch is read and checked before anything is applied.
         let mut read = 0;
         while let Some(op) = stream.next().await {
@@ -409,11 +423,13 @@ impl Dataplane for Service {
                     &format!("operations[{i}].add"),
                     Some(&r),
                     ifaces,
+                    &mut lists,
                 )?),
                 Some(Op::Replace(r)) => RouteOp::Replace(route_from(
                     &format!("operations[{i}].replace"),
                     Some(&r),
                     ifaces,
+                    &mut lists,
                 )?),
                 Some(Op::Delete(p)) => {
                     RouteOp::Delete(prefix_from(&format!("operations[{i}].delete"), &p)?)
