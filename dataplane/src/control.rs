@@ -689,13 +689,8 @@ impl Node {
     /// in force, but would not survive a restart).
     pub(crate) fn save_state(&self) {
         let Some(store) = &self.store else { return };
-        let state = crate::state::ApiState {
-            routes: (self.api_routes.iter())
-                .filter_map(|p| self.route_config_of(p))
-                .collect(),
-            policy: self.api_policy.clone(),
-        };
-        if let Err(e) = store.save(&state) {
+        let routes = (self.api_routes.iter()).filter_map(|p| self.route_config_of(p));
+        if let Err(e) = store.save_streamed(routes, &self.api_policy) {
             tracing::error!(error = %format!("{e:#}"), "API state not saved: it will not survive a restart");
         }
     }

@@ -185,9 +185,31 @@ impl StateStore {
     }
 
     pub fn save(&self, state: &ApiState) -> Result<()> {
+        self.save_streamed(state.routes.iter().cloned(), &state.policy)
+    }
+
+    /// Writes a snapshot of `routes` (made one at a time, never gathered) and `policy`,
+    /// as `ApiState` reads it back, then empties the journal.
+    pub fn save_streamed(
+        &self,
+        routes: impl Iterator<Item = RouteConfig>,
+        policy: &Option<PolicySpec>,
+    ) -> Result<()> {
         // The new snapshot, then its name, reach the disk before the journal goes: else a
         // crash could leave an empty snapshot and no journal.
-        write_atomically(&self.path, &serde_json::to_vec(state)?)?;
+        write_atomically_with(&self.path, |w| {
+            w.write_all(b"{\"routes\":[")?;
+            for (i, r) in routes.enumerate() {
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                serde_json::to_writer(&mut *w, &r)?;
+            }
+            w.write_all(b"],\"policy\":")?;
+            serde_json::to_writer(&mut *w, policy)?;
+            w.write_all(b"}")?;
+            Ok(())
+        })?;
         // The snapshot holds everything the journal said (replaying it again would be
         // harmless: every change is idempotent in order).
         match std::fs::remove_file(&self.journal) {
@@ -204,16 +226,25 @@ impl StateStore {
 /// Writes a file whole or not at all: a temporary file, renamed over the old one, both
 /// on disk (fsync of the file and of its directory) before this returns.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically_with(path, |w| Ok(w.write_all(bytes)?))
+}
+
+/// As `write_atomically`, the content written by `write` through a buffer (a snapshot of
+/// a million routes is never all in memory as text).
+pub fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<()>,
+) -> Result<()> {
     let dir = path.parent().expect("a file in a directory");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    (|| -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
+    (|| -> Result<()> {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        write(&mut w)?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok(())
     })()
     .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path)
