@@ -218,6 +218,7 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
         fib.push((meminfo("Slab")? - before) / 1024.0);
         drop(lab);
     }
+    let peak_samples = loaded.clone();
     let dataplane = Table {
         id: "memory-dataplane".into(),
         title: format!("Memory: x0-dataplane with {routes} routes and {rules} rules"),
@@ -257,8 +258,14 @@ pub fn run(quick: bool) -> Result<Vec<Table>> {
                 all_maps,
             ),
         ],
-        goal: String::new(),
-        verdict: String::new(),
+        goal: format!("peak with {routes} routes and {rules} rules <= 300 MiB"),
+        verdict: {
+            let peak = Row::new("", peak_samples).median();
+            format!(
+                "{peak:.0} MiB: {}",
+                if peak <= 300.0 { "met" } else { "not met" }
+            )
+        },
         notes: if quick {
             vec!["--quick: 100,000 routes instead of 1,000,000".into()]
         } else {
