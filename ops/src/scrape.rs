@@ -22,6 +22,22 @@ impl<'a> Scrape<'a> {
         Self { encoder }
     }
 
+    /// A family of `kind`, one sample per (labels, metric).
+    fn family<M: EncodeMetric>(
+        &mut self,
+        name: &str,
+        help: &str,
+        unit: Option<Unit>,
+        kind: MetricType,
+        samples: impl IntoIterator<Item = (Labels, M)>,
+    ) -> fmt::Result {
+        let mut family = (self.encoder).encode_descriptor(name, help, unit.as_ref(), kind)?;
+        for (labels, metric) in samples {
+            metric.encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
     /// A counter family (`_total` is added to `name`, after the unit).
     pub fn counters(
         &mut self,
@@ -30,13 +46,8 @@ impl<'a> Scrape<'a> {
         unit: Option<Unit>,
         samples: impl IntoIterator<Item = (Labels, u64)>,
     ) -> fmt::Result {
-        let mut family =
-            self.encoder
-                .encode_descriptor(name, help, unit.as_ref(), MetricType::Counter)?;
-        for (labels, value) in samples {
-            ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
+        let samples = samples.into_iter().map(|(l, v)| (l, ConstCounter::new(v)));
+        self.family(name, help, unit, MetricType::Counter, samples)
     }
 
     /// A gauge family.
@@ -47,13 +58,8 @@ impl<'a> Scrape<'a> {
         unit: Option<Unit>,
         samples: impl IntoIterator<Item = (Labels, f64)>,
     ) -> fmt::Result {
-        let mut family =
-            self.encoder
-                .encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
-        for (labels, value) in samples {
-            ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
+        let samples = samples.into_iter().map(|(l, v)| (l, ConstGauge::new(v)));
+        self.family(name, help, unit, MetricType::Gauge, samples)
     }
 
     /// One gauge without labels.
@@ -69,10 +75,8 @@ impl<'a> Scrape<'a> {
         unit: Option<Unit>,
         value: f64,
     ) -> fmt::Result {
-        let mut family =
-            self.encoder
-                .encode_descriptor(name, help, unit.as_ref(), MetricType::Counter)?;
-        ConstCounter::new(value).encode(family.encode_family(&Labels::new())?)
+        let sample = [(Labels::new(), ConstCounter::new(value))];
+        self.family(name, help, unit, MetricType::Counter, sample)
     }
 
     /// One counter without labels.
