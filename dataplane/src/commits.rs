@@ -224,21 +224,8 @@ impl Node {
             names.push("...");
         }
         let summary = format!("{} route operations: {}", ops.len(), names.join(", "));
-        let id = self.commits.add(Commit {
-            id: 0,
-            by,
-            summary,
-            made_unix_ns: unix_ns(SystemTime::now()),
-            deadline_unix_ns: unix_ns(deadline),
-            undo: Undo::Routes(before),
-        })?;
-        match self.apply_routes(ops) {
-            Ok(r) => Ok((r, id)),
-            Err(e) => {
-                self.forget(id);
-                Err(e)
-            }
-        }
+        let undo = Undo::Routes(before);
+        self.pending(by, summary, deadline, undo, |n| n.apply_routes(ops))
     }
 
     pub(crate) fn commit_policy(
@@ -255,16 +242,30 @@ impl Node {
             spec.rules.len(),
             spec.defaults.len()
         );
+        let undo = Undo::Policy(self.api_policy.clone());
+        self.pending(by, summary, deadline, undo, |n| n.set_policy(spec))
+    }
+
+    /// Writes down a pending commit with its undo, then makes the change; a change that
+    /// fails leaves no commit.
+    fn pending<T>(
+        &mut self,
+        by: String,
+        summary: String,
+        deadline: SystemTime,
+        undo: Undo,
+        change: impl FnOnce(&mut Self) -> ControlResult<T>,
+    ) -> ControlResult<(T, u64)> {
         let id = self.commits.add(Commit {
             id: 0,
             by,
             summary,
             made_unix_ns: unix_ns(SystemTime::now()),
             deadline_unix_ns: unix_ns(deadline),
-            undo: Undo::Policy(self.api_policy.clone()),
+            undo,
         })?;
-        match self.set_policy(spec) {
-            Ok(g) => Ok((g, id)),
+        match change(self) {
+            Ok(r) => Ok((r, id)),
             Err(e) => {
                 self.forget(id);
                 Err(e)
