@@ -28,20 +28,8 @@ fn meminfo(key: &str) -> Result<f64> {
 /// `memlock` of each map's fdinfo, each map once): preallocated maps included, which the
 /// slab growth does not see (the 64 MiB IPv4 direct table, the connection tables).
 pub(crate) fn maps_memlock_mib(pid: i32) -> Result<f64> {
-    let mut by_map = std::collections::HashMap::new();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
-        let Ok(text) = std::fs::read_to_string(fd?.path()) else {
-            continue; // closed meanwhile
-        };
-        let field = |key: &str| -> Option<u64> {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().parse().ok())
-        };
-        if let (Some(id), Some(bytes)) = (field("map_id:"), field("memlock:")) {
-            by_map.insert(id, bytes);
-        }
-    }
+    let by_map =
+        x0_dataplane::metrics::maps::memlock_by_map(Path::new(&format!("/proc/{pid}/fdinfo")));
     ensure!(!by_map.is_empty(), "no BPF maps open in process {pid}");
     Ok(by_map.values().sum::<u64>() as f64 / (1024.0 * 1024.0))
 }

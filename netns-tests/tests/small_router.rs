@@ -12,20 +12,9 @@ use x0_lab::{Lab, traffic};
 
 /// Every BPF map's charge (fdinfo memlock) of the process, MiB, each map once.
 fn maps_memlock_mib(pid: i32) -> f64 {
-    let mut by_map = std::collections::HashMap::new();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
-        let Ok(text) = std::fs::read_to_string(fd.unwrap().path()) else {
-            continue;
-        };
-        let field = |key: &str| -> Option<u64> {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().parse().ok())
-        };
-        if let (Some(id), Some(bytes)) = (field("map_id:"), field("memlock:")) {
-            by_map.insert(id, bytes);
-        }
-    }
+    let fdinfo = format!("/proc/{pid}/fdinfo");
+    let by_map = x0_dataplane::metrics::maps::memlock_by_map(std::path::Path::new(&fdinfo));
+    assert!(!by_map.is_empty(), "no BPF maps open in process {pid}");
     by_map.values().sum::<u64>() as f64 / (1024.0 * 1024.0)
 }
 

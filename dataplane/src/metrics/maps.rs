@@ -5,9 +5,23 @@ use std::collections::BTreeMap;
 
 /// Bytes charged per map name (maps sharing a name are added up).
 pub fn map_memory() -> BTreeMap<String, u64> {
-    let mut by_id: BTreeMap<u32, u64> = BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc/self/fdinfo") else {
-        return BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for (id, bytes) in memlock_by_map(std::path::Path::new("/proc/self/fdinfo")) {
+        let name = aya::maps::MapInfo::from_id(id)
+            .ok()
+            .and_then(|m| m.name_as_str().map(str::to_string))
+            .unwrap_or_else(|| "unnamed".to_string());
+        *out.entry(name).or_insert(0) += bytes;
+    }
+    out
+}
+
+/// Bytes charged per map id, each map once, for the BPF map descriptors a process holds
+/// (`fdinfo`: /proc/PID/fdinfo; a descriptor closed meanwhile is skipped).
+pub fn memlock_by_map(fdinfo: &std::path::Path) -> BTreeMap<u32, u64> {
+    let mut by_id = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(fdinfo) else {
+        return by_id;
     };
     for entry in dir.flatten() {
         let Ok(text) = std::fs::read_to_string(entry.path()) else {
@@ -17,15 +31,7 @@ pub fn map_memory() -> BTreeMap<String, u64> {
             by_id.insert(id, bytes);
         }
     }
-    let mut out = BTreeMap::new();
-    for (id, bytes) in by_id {
-        let name = aya::maps::MapInfo::from_id(id)
-            .ok()
-            .and_then(|m| m.name_as_str().map(str::to_string))
-            .unwrap_or_else(|| "unnamed".to_string());
-        *out.entry(name).or_insert(0) += bytes;
-    }
-    out
+    by_id
 }
 
 /// (map id, memlock bytes) of a map descriptor's fdinfo; None for other descriptors.

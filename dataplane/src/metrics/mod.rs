@@ -1,7 +1,7 @@
 //! The dataplane's Prometheus endpoint (`[metrics]` in the config; off without it).
 
 mod collector;
-mod maps;
+pub mod maps;
 
 use std::{net::SocketAddr, sync::Arc};
 
