@@ -56,8 +56,44 @@ pub struct BrainConfig {
     /// The Prometheus endpoint (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsConfig>,
+    /// Which prefixes our records carry: `prefixes`, and (by default) every subnet of
+    /// the dataplane's interfaces, as a link-state router announces its connected networks.
+    #[serde(default)]
+    pub originate: Originate,
+    /// Neighbours found by hellos on the mesh links (absent: only `neighbor` entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<DiscoveryConfig>,
     #[serde(default, rename = "neighbor")]
     pub neighbors: Vec<NeighborConfig>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Originate {
+    /// `prefixes` and the subnets of the dataplane's interfaces (link-local excluded).
+    #[default]
+    Connected,
+    /// `prefixes` only.
+    Listed,
+}
+
+/// Hellos on the mesh links (docs/DISCOVERY.md); a static `neighbor` of the same name
+/// keeps its settings and is never dropped by the hold time.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// The interfaces to other routers (hellos are sent and heard only there).
+    pub interfaces: Vec<String>,
+    #[serde(default = "default_hello_interval")]
+    pub hello_interval_ms: u32,
+    /// The UDP port hellos go to (all routers of a mesh use the same).
+    #[serde(default = "default_hello_port")]
+    pub port: u16,
+    /// The cost and capacity a discovered neighbour's link gets.
+    #[serde(default = "default_cost")]
+    pub cost: u32,
+    #[serde(default = "default_capacity")]
+    pub capacity_mbps: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -111,6 +147,12 @@ fn default_telemetry_interval() -> u64 {
 fn default_lifetime() -> u32 {
     60
 }
+fn default_hello_interval() -> u32 {
+    1000
+}
+fn default_hello_port() -> u16 {
+    7446
+}
 fn default_cost() -> u32 {
     10
 }
@@ -156,6 +198,33 @@ impl BrainConfig {
                 bail!("neighbor[{i}].addrs: empty");
             }
         }
+        if let Some(d) = &c.discovery {
+            d.validate()?;
+        }
         Ok(c)
+    }
+}
+
+impl DiscoveryConfig {
+    fn validate(&self) -> Result<()> {
+        if self.interfaces.is_empty() {
+            bail!("discovery.interfaces: empty (name the links to other routers)");
+        }
+        if !(100..=60_000).contains(&self.hello_interval_ms) {
+            bail!(
+                "discovery.hello_interval_ms: {} is not 100 to 60000",
+                self.hello_interval_ms
+            );
+        }
+        if self.port == 0 || self.cost == 0 {
+            bail!("discovery.port and discovery.cost: must be at least 1");
+        }
+        if !(1..=10_000_000).contains(&self.capacity_mbps) {
+            bail!(
+                "discovery.capacity_mbps: {} is not 1 to 10000000",
+                self.capacity_mbps
+            );
+        }
+        Ok(())
     }
 }

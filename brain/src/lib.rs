@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod discovery;
 pub mod linkstate;
 pub mod mapek;
 pub mod models;

@@ -6,7 +6,7 @@ use std::{fs, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
-use x0_brain::config::{BrainConfig, Mode, NeighborConfig};
+use x0_brain::config::{BrainConfig, DiscoveryConfig, Mode, NeighborConfig, Originate};
 
 use crate::Lab;
 
@@ -22,8 +22,29 @@ impl Lab {
             .context("x0-brain binary not found next to x0-dataplane (cargo build)")
     }
 
-    /// The config of `router`'s brain.
+    /// The config of `router`'s brain: with discovery, only its mesh interfaces (its
+    /// neighbours and subnets are found at run time); otherwise every neighbour and subnet.
     pub fn brain_config(&self, router: &str, mode: Mode) -> Result<BrainConfig> {
+        let mut config = self.static_brain_config(router, mode)?;
+        if self.topo.discover {
+            config.discovery = Some(DiscoveryConfig {
+                interfaces: config
+                    .neighbors
+                    .iter()
+                    .map(|n| n.interface.clone())
+                    .collect(),
+                hello_interval_ms: 1000,
+                port: 7446,
+                cost: 10,
+                capacity_mbps: 1000,
+            });
+            config.neighbors.clear();
+            config.prefixes.clear();
+        }
+        Ok(config)
+    }
+
+    fn static_brain_config(&self, router: &str, mode: Mode) -> Result<BrainConfig> {
         let mut neighbors = Vec::new();
         let mut prefixes = Vec::new();
         for l in &self.topo.links {
@@ -80,6 +101,8 @@ impl Lab {
             metrics: Some(x0_brain::config::MetricsConfig {
                 listen: crate::lab::BRAIN_METRICS.parse().expect("constant"),
             }),
+            originate: Originate::Connected,
+            discovery: None,
             neighbors,
         })
     }

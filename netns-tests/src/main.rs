@@ -26,6 +26,10 @@ enum Command {
         /// Also start a brain beside every router (enforce mode) and wait until they agree.
         #[arg(long)]
         brains: bool,
+        /// Drop the topology's routes and give the brains minimal configs: they find their
+        /// neighbours by hellos (implies --brains).
+        #[arg(long)]
+        discover: bool,
     },
     /// Record a labelled incidents dataset (docs/DATASET.md): a mesh with brains, streams
     /// between its hosts, faults injected one at a time with their ground truth.
@@ -156,8 +160,13 @@ fn real_main(cli: Cli) -> Result<()> {
             name,
             dataplane_bin,
             brains,
+            discover,
         } => {
-            let topo = Topology::from_file(&topology)?;
+            let mut topo = Topology::from_file(&topology)?;
+            if discover {
+                topo = topo.discovering();
+            }
+            let brains = brains || discover;
             let bin = match dataplane_bin {
                 Some(b) => b,
                 None => default_dataplane_bin()?,

@@ -15,6 +15,10 @@ use x0_dataplane::{
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
+    /// The brains find their neighbours by hellos and originate their routers' subnets
+    /// (minimal configs: no `[[neighbor]]`, no `prefixes`); see `discovering`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub discover: bool,
     #[serde(default, rename = "host")]
     pub hosts: Vec<Host>,
     #[serde(default, rename = "router")]
@@ -163,6 +167,16 @@ impl Topology {
             }
         }
         Ok(())
+    }
+
+    /// The same mesh as it would be deployed with discovery: no static routes, brains
+    /// with minimal configs.
+    pub fn discovering(mut self) -> Self {
+        self.discover = true;
+        for r in &mut self.routers {
+            r.routes.clear();
+        }
+        self
     }
 
     pub fn router(&self, name: &str) -> Option<&Router> {

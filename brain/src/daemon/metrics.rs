@@ -29,6 +29,12 @@ pub struct Live {
     flooded_records: Family<[(&'static str, String); 1], Counter>,
     pushes: Family<[(&'static str, String); 1], Counter>,
     push_seconds: Histogram,
+    /// Hellos refused before they became candidates, by reason.
+    hellos_refused: Family<[(&'static str, String); 1], Counter>,
+    /// Candidates' verifications (mutual TLS and status), by outcome or reason failed.
+    verifications: Family<[(&'static str, String); 1], Counter>,
+    /// Neighbours found and lost by discovery.
+    discovered: Family<[(&'static str, String); 1], Counter>,
 }
 
 impl Default for Live {
@@ -39,6 +45,9 @@ impl Default for Live {
             pushes: Family::default(),
             // 1 ms .. 4 s.
             push_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 13)),
+            hellos_refused: Family::default(),
+            verifications: Family::default(),
+            discovered: Family::default(),
         }
     }
 }
@@ -49,17 +58,51 @@ impl Live {
     pub fn new(neighbors: &[crate::config::NeighborConfig]) -> Self {
         let live = Self::default();
         for n in neighbors {
-            for outcome in ["answered", "failed"] {
-                let labels = [("neighbor", n.router.clone()), ("outcome", outcome.into())];
-                let _ = live.floods.get_or_create(&labels);
-            }
-            let neighbor = [("neighbor", n.router.clone())];
-            let _ = live.flooded_records.get_or_create(&neighbor);
+            live.watch(&n.router);
         }
         for outcome in ["ok", "failed"] {
             let _ = live.pushes.get_or_create(&[("outcome", outcome.into())]);
         }
+        for change in ["up", "down"] {
+            let _ = live.discovered.get_or_create(&[("change", change.into())]);
+        }
+        let _ = live
+            .verifications
+            .get_or_create(&[("outcome", "ok".into())]);
         live
+    }
+
+    /// A neighbour's series, at 0 until it is flooded to.
+    pub fn watch(&self, router: &str) {
+        for outcome in ["answered", "failed"] {
+            let labels = [
+                ("neighbor", router.to_string()),
+                ("outcome", outcome.into()),
+            ];
+            let _ = self.floods.get_or_create(&labels);
+        }
+        let neighbor = [("neighbor", router.to_string())];
+        let _ = self.flooded_records.get_or_create(&neighbor);
+    }
+
+    pub fn hello_refused(&self, reason: &str) {
+        self.hellos_refused
+            .get_or_create(&[("reason", reason.into())])
+            .inc();
+    }
+
+    /// A verification's outcome: "ok" or the reason it failed.
+    pub fn verified(&self, outcome: &str) {
+        self.verifications
+            .get_or_create(&[("outcome", outcome.into())])
+            .inc();
+    }
+
+    pub fn discovered(&self, up: bool) {
+        let change = if up { "up" } else { "down" };
+        self.discovered
+            .get_or_create(&[("change", change.into())])
+            .inc();
     }
 
     /// A Flood RPC to `neighbor` with `records`, and whether it answered.
@@ -102,6 +145,21 @@ impl Live {
             "x0_brain_pushes",
             "Syncs of the next-hop sets with the dataplane, by outcome",
             self.pushes.clone(),
+        );
+        r.register(
+            "x0_brain_hellos_refused",
+            "Discovery hellos refused before they became candidates, by reason",
+            self.hellos_refused.clone(),
+        );
+        r.register(
+            "x0_brain_verifications",
+            "Discovered candidates' mutual-TLS verifications, ok or by the reason they failed",
+            self.verifications.clone(),
+        );
+        r.register(
+            "x0_brain_discovered",
+            "Neighbours found (up) and lost (down) by discovery",
+            self.discovered.clone(),
         );
         r.register_with_unit(
             "x0_brain_push_duration",

@@ -32,7 +32,8 @@ use x0_identity::{Identity, PqMode, SourceConfig};
 use x0_proto::brain::v1::{self as pb, brain_server::BrainServer};
 
 use crate::{
-    config::BrainConfig,
+    config::{BrainConfig, NeighborConfig, Originate},
+    discovery::{self, Change, Found},
     linkstate::{lsp::Signer, server::Service, state::Shared},
 };
 use adjacency::Adjacencies;
@@ -76,6 +77,21 @@ pub async fn run(config: BrainConfig) -> Result<()> {
     let (peer_tx, peer_rx) = mpsc::unbounded_channel();
     let peers = Peers::start(&config, &td, peer_tx, &live);
     tokio::spawn(peers.clone().relay(flood_rx));
+    let (found_tx, found_rx) = mpsc::unbounded_channel();
+    let speaker = match &config.discovery {
+        Some(d) => Some(discovery::start(
+            discovery::Settings {
+                router: config.router.clone(),
+                listen: config.listen,
+                tls: config.tls.clone(),
+                trust_domain: td.clone(),
+                config: d.clone(),
+                statics: config.neighbors.iter().map(|n| n.router.clone()).collect(),
+            },
+            found_tx,
+        )?),
+        None => None,
+    };
     x0_ops::service::ready(&format!(
         "router {}, {} neighbours",
         config.router,
@@ -90,13 +106,42 @@ pub async fn run(config: BrainConfig) -> Result<()> {
         protector: Protector::new(Instant::now()),
         adjacencies: Adjacencies::default(),
         originator: Originator::new(signer, &config.state_dir),
-        planner: Planner::new(live),
+        planner: Planner::new(live.clone()),
+        live,
         dataplane,
         peers,
+        speaker,
+        connected: Vec::new(),
         shared,
         config,
     };
-    control.run(observations, peer_rx).await
+    control.run(observations, peer_rx, found_rx).await
+}
+
+/// SIGTERM (systemd, the lab) or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+/// The subnets of the dataplane's interfaces, as the kernel has them.
+fn connected_subnets(view: &dataplane::View) -> Vec<String> {
+    let names: Vec<String> = view.interfaces.iter().map(|i| i.name.clone()).collect();
+    discovery::link::links(&names)
+        .iter()
+        .flat_map(|l| l.nets.iter().map(|n| n.trunc().to_string()))
+        .collect()
 }
 
 /// Starts the service neighbours flood into and operators read (mutual TLS, PQ required).
@@ -137,6 +182,11 @@ struct Control {
     planner: Planner,
     dataplane: Dataplane,
     peers: Peers,
+    live: Arc<metrics::Live>,
+    /// Discovery's hellos (None: static neighbours only).
+    speaker: Option<discovery::Speaker>,
+    /// The subnets of the dataplane's interfaces (originated unless `originate = "listed"`).
+    connected: Vec<String>,
 }
 
 impl Control {
@@ -144,7 +194,9 @@ impl Control {
         mut self,
         mut observations: mpsc::Receiver<Observation>,
         mut from_peers: mpsc::UnboundedReceiver<FromPeer>,
+        mut found: mpsc::UnboundedReceiver<Found>,
     ) -> Result<()> {
+        let mut stop = std::pin::pin!(stop_signal());
         let mut tick = tokio::time::interval(Duration::from_millis(self.config.interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_sync = Instant::now() - SYNC_EVERY;
@@ -156,6 +208,11 @@ impl Control {
                     self.telemetry.on_late(deadline.elapsed().as_secs_f64());
                 }
                 Some(o) = observations.recv() => seen.push(o),
+                Some(f) = found.recv() => self.on_found(f),
+                _ = &mut stop => return self.leave().await,
+            }
+            while let Ok(f) = found.try_recv() {
+                self.on_found(f);
             }
             while let Ok(o) = observations.try_recv() {
                 seen.push(o);
@@ -199,6 +256,9 @@ impl Control {
         let view = self.dataplane.view().await;
         self.adjacencies
             .update(&self.config.neighbors, view.as_ref());
+        if let Some(v) = &view {
+            self.connected = connected_subnets(v);
+        }
     }
 
     /// Telemetry: a completed interval is scored and sent to the neighbours' brains.
@@ -260,9 +320,10 @@ impl Control {
         let guarded = self.protector.guard.state();
         let costs = self.senses.link_costs(&self.shared, &self.config, &guarded);
         let adjacencies = self.adjacencies_to_advertise(&costs);
-        if let Some(signed) = self
-            .originator
-            .step(adjacencies, &self.shared, &self.config)?
+        let prefixes = self.prefixes();
+        if let Some(signed) =
+            self.originator
+                .step(adjacencies, prefixes, &self.shared, &self.config)?
         {
             self.peers.flood(None, &[signed]);
         }
@@ -281,6 +342,95 @@ impl Control {
                 neighbor_addrs: n.addrs.iter().map(|a| a.to_string()).collect(),
             })
             .collect()
+    }
+
+    /// Our prefixes: the configured ones, then the connected subnets; each once.
+    fn prefixes(&self) -> Vec<String> {
+        let listed = self.config.prefixes.iter().map(|p| p.to_string());
+        let connected = match self.config.originate {
+            Originate::Connected => self.connected.clone(),
+            Originate::Listed => Vec::new(),
+        };
+        let mut all: Vec<String> = Vec::new();
+        for p in listed.chain(connected) {
+            if !all.contains(&p) {
+                all.push(p);
+            }
+        }
+        all
+    }
+
+    /// What discovery found: counted, and a neighbour added or removed at run time.
+    fn on_found(&mut self, f: Found) {
+        match f {
+            Found::Refused(reason) => self.live.hello_refused(reason),
+            Found::Verified(_, None) => self.live.verified("ok"),
+            Found::Verified(router, Some(e)) => {
+                self.live.verified(e.reason);
+                tracing::warn!(%router, reason = e.reason, detail = %e.detail, "a router that said hello was not taken as a neighbour");
+            }
+            Found::Change(Change::Up(heard)) => self.add_neighbor(heard),
+            Found::Change(Change::Down(router)) => self.remove_neighbor(&router),
+        }
+    }
+
+    fn add_neighbor(&mut self, heard: discovery::hello::Heard) {
+        let Some(d) = &self.config.discovery else {
+            return;
+        };
+        let Some(interface) = discovery::interface_of(d, heard.ifindex) else {
+            return;
+        };
+        if self
+            .config
+            .neighbors
+            .iter()
+            .any(|n| n.router == heard.router)
+        {
+            return;
+        }
+        let n = NeighborConfig {
+            router: heard.router,
+            interface,
+            addrs: heard.addrs,
+            cost: d.cost,
+            capacity_mbps: d.capacity_mbps,
+            brain: heard.brain.to_string(),
+        };
+        tracing::info!(neighbor = %n.router, interface = %n.interface, brain = %n.brain, "neighbour discovered and verified");
+        self.peers.add(&n);
+        self.senses.health.watch(&n.router);
+        self.live.watch(&n.router);
+        self.live.discovered(true);
+        self.config.neighbors.push(n);
+        // It gets our database now rather than at the next sync.
+        self.synchronise();
+    }
+
+    fn remove_neighbor(&mut self, router: &str) {
+        let before = self.config.neighbors.len();
+        self.config.neighbors.retain(|n| n.router != router);
+        if self.config.neighbors.len() < before {
+            tracing::info!(neighbor = %router, "discovered neighbour gone");
+            self.peers.remove(router);
+            self.live.discovered(false);
+        }
+    }
+
+    /// A graceful stop: "going away" on every mesh link, and a record without adjacencies
+    /// or prefixes flooded, so the mesh routes around us now rather than after the hold
+    /// time or our record's lifetime.
+    async fn leave(mut self) -> Result<()> {
+        tracing::info!("stopping: withdrawing from the mesh");
+        if let Some(s) = &self.speaker {
+            s.goodbye().await;
+        }
+        let signed = self.originator.withdraw(&self.shared, &self.config)?;
+        self.peers.flood(None, &[signed]);
+        // The peer tasks hand it over on connections that are already open.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.config.neighbors.clear();
+        Ok(())
     }
 
     /// The whole database to every neighbour, and a latency probe behind it.

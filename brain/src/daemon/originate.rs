@@ -23,8 +23,8 @@ pub struct Originator {
     signer: Signer,
     state_dir: PathBuf,
     sequence: u64,
-    /// The adjacencies of our last record, and when it was made.
-    last: Option<(Vec<pb::Adjacency>, Instant)>,
+    /// The adjacencies and prefixes of our last record, and when it was made.
+    last: Option<(Vec<pb::Adjacency>, Vec<String>, Instant)>,
 }
 
 impl Originator {
@@ -41,13 +41,36 @@ impl Originator {
     pub fn step(
         &mut self,
         adjacencies: Vec<pb::Adjacency>,
+        prefixes: Vec<String>,
         shared: &Mutex<Shared>,
         config: &BrainConfig,
     ) -> Result<Option<pb::SignedRecord>> {
         let own_seen = shared.lock().expect("brain lock").own_seen;
-        if !self.due(&adjacencies, own_seen, config.lifetime_s) {
+        if !self.due(&adjacencies, &prefixes, own_seen, config.lifetime_s) {
             return Ok(None);
         }
+        self.originate(adjacencies, prefixes, shared, config)
+            .map(Some)
+    }
+
+    /// A record with no adjacencies and no prefixes: we are leaving the mesh, and our
+    /// neighbours' brains should not wait for our old one to age out.
+    pub fn withdraw(
+        &mut self,
+        shared: &Mutex<Shared>,
+        config: &BrainConfig,
+    ) -> Result<pb::SignedRecord> {
+        self.originate(Vec::new(), Vec::new(), shared, config)
+    }
+
+    fn originate(
+        &mut self,
+        adjacencies: Vec<pb::Adjacency>,
+        prefixes: Vec<String>,
+        shared: &Mutex<Shared>,
+        config: &BrainConfig,
+    ) -> Result<pb::SignedRecord> {
+        let own_seen = shared.lock().expect("brain lock").own_seen;
         self.sequence = self.sequence.max(own_seen) + 1;
         write_sequence(&self.state_dir, self.sequence).context("saving the record sequence")?;
         let record = pb::LinkStateRecord {
@@ -56,7 +79,7 @@ impl Originator {
             originated_unix_ns: unix_ns(SystemTime::now()),
             lifetime_s: config.lifetime_s,
             adjacencies: adjacencies.clone(),
-            prefixes: config.prefixes.iter().map(|p| p.to_string()).collect(),
+            prefixes: prefixes.clone(),
         };
         let signed = self.signer.sign(&record)?;
         {
@@ -73,18 +96,26 @@ impl Originator {
             adjacencies = count,
             "originated a link-state record"
         );
-        self.last = Some((adjacencies, Instant::now()));
-        Ok(Some(signed))
+        self.last = Some((adjacencies, prefixes, Instant::now()));
+        Ok(signed)
     }
 
     /// A record of our name newer than ours (our state was lost, or one was replayed)
     /// calls for one above it at once, as OSPF does, or ours would be stale.
-    fn due(&self, adjacencies: &[pb::Adjacency], own_seen: u64, lifetime_s: u32) -> bool {
+    fn due(
+        &self,
+        adjacencies: &[pb::Adjacency],
+        prefixes: &[String],
+        own_seen: u64,
+        lifetime_s: u32,
+    ) -> bool {
         let refresh = Duration::from_secs(u64::from(lifetime_s) / 3);
         own_seen > self.sequence
             || match &self.last {
                 None => true,
-                Some((adj, at)) => adj != adjacencies || at.elapsed() >= refresh,
+                Some((adj, pfx, at)) => {
+                    adj != adjacencies || pfx != prefixes || at.elapsed() >= refresh
+                }
             }
     }
 }

@@ -2,7 +2,11 @@
 //! order; a relay task passes on what the service accepted. A neighbour that is slow or
 //! gone delays only its own task, and what queues up meanwhile is merged, not repeated.
 
-use std::{collections::HashSet, sync::Arc, time::Instant};
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -15,12 +19,20 @@ use super::{
     events::{Flood, FromPeer, ToPeer},
     metrics::Live,
 };
-use crate::config::BrainConfig;
+use crate::config::{BrainConfig, NeighborConfig};
 
-/// The senders to every neighbour's peer task, in the config's order.
+/// A neighbour's name and its peer task's queue.
+type PeerTask = (String, mpsc::UnboundedSender<ToPeer>);
+
+/// The senders to every neighbour's peer task; neighbours come and go at run time
+/// (discovery), so the list is shared by the loop and the relay.
 #[derive(Clone)]
 pub struct Peers {
-    to: Vec<(String, mpsc::UnboundedSender<ToPeer>)>,
+    to: Arc<Mutex<Vec<PeerTask>>>,
+    td: String,
+    tls: x0_identity::FileSource,
+    events: mpsc::UnboundedSender<FromPeer>,
+    live: Arc<Live>,
 }
 
 impl Peers {
@@ -32,29 +44,53 @@ impl Peers {
         events: mpsc::UnboundedSender<FromPeer>,
         live: &Arc<Live>,
     ) -> Self {
-        let to = config
-            .neighbors
-            .iter()
-            .map(|n| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let target = Target {
-                    addr: format!("https://{}", n.brain),
-                    svid: Some(config.tls.clone()),
-                    pq: PqMode::Required,
-                    server_id: format!("spiffe://{td}/brain/{}", n.router)
-                        .parse::<IdPattern>()
-                        .ok(),
-                };
-                let out = Outbox {
-                    router: n.router.clone(),
-                    events: events.clone(),
-                    live: live.clone(),
-                };
-                tokio::spawn(peer(out, target, rx));
-                (n.router.clone(), tx)
-            })
-            .collect();
-        Peers { to }
+        let peers = Peers {
+            to: Arc::default(),
+            td: td.to_string(),
+            tls: config.tls.clone(),
+            events,
+            live: live.clone(),
+        };
+        for n in &config.neighbors {
+            peers.add(n);
+        }
+        peers
+    }
+
+    /// A task for a new neighbour (one already there is left as it is).
+    pub fn add(&self, n: &NeighborConfig) {
+        let mut to = self.to.lock().expect("peers lock");
+        if to.iter().any(|(r, _)| r == &n.router) {
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let target = Target {
+            addr: format!("https://{}", n.brain),
+            svid: Some(self.tls.clone()),
+            pq: PqMode::Required,
+            server_id: format!("spiffe://{}/brain/{}", self.td, n.router)
+                .parse::<IdPattern>()
+                .ok(),
+        };
+        let out = Outbox {
+            router: n.router.clone(),
+            events: self.events.clone(),
+            live: self.live.clone(),
+        };
+        tokio::spawn(peer(out, target, rx));
+        to.push((n.router.clone(), tx));
+    }
+
+    /// Ends a neighbour's task (its queue is dropped with its sender).
+    pub fn remove(&self, router: &str) {
+        self.to
+            .lock()
+            .expect("peers lock")
+            .retain(|(r, _)| r != router);
+    }
+
+    fn senders(&self) -> Vec<PeerTask> {
+        self.to.lock().expect("peers lock").clone()
     }
 
     /// Hands `records` to every neighbour but `except` (the one they came from).
@@ -62,7 +98,7 @@ impl Peers {
         if records.is_empty() {
             return;
         }
-        for (router, tx) in &self.to {
+        for (router, tx) in &self.senders() {
             if Some(router.as_str()) != except {
                 let _ = tx.send(ToPeer::Flood(records.to_vec()));
             }
@@ -71,14 +107,14 @@ impl Peers {
 
     /// Our telemetry to every neighbour's brain.
     pub fn exchange(&self, request: &pb::ExchangeRequest) {
-        for (_, tx) in &self.to {
+        for (_, tx) in &self.senders() {
             let _ = tx.send(ToPeer::Exchange(request.clone()));
         }
     }
 
     /// Asks every neighbour's task for a round trip.
     pub fn probe(&self) {
-        for (_, tx) in &self.to {
+        for (_, tx) in &self.senders() {
             let _ = tx.send(ToPeer::Probe);
         }
     }
