@@ -417,14 +417,18 @@ impl Control {
         }
     }
 
-    /// A graceful stop: "going away" on every mesh link, and a record without adjacencies
-    /// or prefixes flooded, so the mesh routes around us now rather than after the hold
-    /// time or our record's lifetime.
+    /// A graceful stop. With discovery our neighbours hold us only while we say hello,
+    /// so we say "going away" on every mesh link and flood a record without adjacencies
+    /// or prefixes: the mesh routes around us now rather than after the hold time.
+    /// Without discovery a stop is fail-static (the dataplane keeps forwarding and BFD
+    /// decides adjacency), so nothing is withdrawn and a restart disturbs nothing.
     async fn leave(mut self) -> Result<()> {
+        let Some(speaker) = &self.speaker else {
+            tracing::info!("stopping (fail-static: the dataplane keeps its routes)");
+            return Ok(());
+        };
         tracing::info!("stopping: withdrawing from the mesh");
-        if let Some(s) = &self.speaker {
-            s.goodbye().await;
-        }
+        speaker.goodbye().await;
         let signed = self.originator.withdraw(&self.shared, &self.config)?;
         self.peers.flood(None, &[signed]);
         // The peer tasks hand it over on connections that are already open.

@@ -30,6 +30,8 @@ pub struct Heard {
 /// Why a datagram was not taken (the metric's `reason` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
+    /// Below 255: it was routed here, so it is not from this link.
+    HopLimit,
     TooLong,
     Malformed,
     Version,
@@ -44,6 +46,7 @@ pub enum Refused {
 impl Refused {
     pub fn label(self) -> &'static str {
         match self {
+            Refused::HopLimit => "hop-limit",
             Refused::TooLong => "too-long",
             Refused::Malformed => "malformed",
             Refused::Version => "version",

@@ -3,20 +3,17 @@
 
 use std::{
     io,
-    net::{IpAddr, Ipv6Addr, SocketAddr},
-    os::fd::AsFd,
+    net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6},
+    os::fd::{AsFd, AsRawFd, RawFd},
 };
 
 use ipnet::IpNet;
 use nix::{
     ifaddrs::getifaddrs,
+    libc,
     net::if_::if_nametoindex,
     sys::socket::{SockaddrStorage, setsockopt, sockopt},
 };
-
-/// Linux's IPV6_MINHOPCOUNT (linux/in6.h; not in libc): the kernel drops what arrives
-/// with a lower hop limit, so a hello that was routed here never reaches us (RFC 5082).
-const IPV6_MINHOPCOUNT: nix::libc::c_int = 73;
 
 /// One interface's index and its subnets, link-local ones left out.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -91,28 +88,92 @@ fn subnet(addr: &SockaddrStorage, mask: &SockaddrStorage) -> Option<IpNet> {
 }
 
 /// The hello socket: bound to `port` on every address, multicast hop limit 255 out,
-/// nothing below 255 in, our own multicast not looped back.
+/// each datagram's hop limit reported in, our own multicast not looped back.
 pub fn socket(port: u16) -> io::Result<tokio::net::UdpSocket> {
     let s = std::net::UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port))?;
     s.set_nonblocking(true)?;
     setsockopt(&s.as_fd(), sockopt::Ipv6MulticastHops, &255).map_err(io::Error::from)?;
-    let min: nix::libc::c_int = 255;
-    // SAFETY: a c_int option on a socket we own; the kernel copies the value.
-    let rc = unsafe {
-        nix::libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&s),
-            nix::libc::IPPROTO_IPV6,
-            IPV6_MINHOPCOUNT,
-            (&min as *const nix::libc::c_int).cast(),
-            std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // (IPV6_MINHOPCOUNT would be simpler, but Linux applies it to TCP only.)
+    set_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
     let s = tokio::net::UdpSocket::from_std(s)?;
     s.set_multicast_loop_v6(false)?;
     Ok(s)
+}
+
+fn set_int(
+    s: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a c_int option on a socket we own; the kernel copies the value.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// One datagram: its length, where it came from, and the hop limit it arrived with
+/// (-1 if the kernel did not say). RFC 5082: only 255 cannot have been routed here.
+pub async fn receive(
+    socket: &tokio::net::UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddrV6, i32)> {
+    socket
+        .async_io(tokio::io::Interest::READABLE, || {
+            recv_with_hops(socket.as_raw_fd(), buf)
+        })
+        .await
+}
+
+fn recv_with_hops(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddrV6, i32)> {
+    // SAFETY: every pointer in `msg` points at a local that outlives the call; the
+    // control buffer is u64-aligned as cmsghdr needs; CMSG_* walk only what the kernel
+    // wrote (msg_controllen), and the data is read unaligned.
+    unsafe {
+        let mut src: libc::sockaddr_in6 = std::mem::zeroed();
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut control = [0u64; 16];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&mut src as *mut libc::sockaddr_in6).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        let n = libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut hops = -1;
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_HOPLIMIT {
+                hops = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        let from = SocketAddrV6::new(
+            Ipv6Addr::from(src.sin6_addr.s6_addr),
+            u16::from_be(src.sin6_port),
+            src.sin6_flowinfo,
+            src.sin6_scope_id,
+        );
+        Ok((n as usize, from, hops))
+    }
 }
 
 #[cfg(test)]

@@ -114,9 +114,9 @@ async fn run(speaker: Speaker, found: mpsc::UnboundedSender<Found>) {
                 // +-25 %: routers started together must not stay in step (RFC 8966).
                 next_hello += interval.mul_f64(rng.random_range(0.75..1.25));
             }
-            got = speaker.socket.recv_from(&mut buf) => {
-                let Ok((n, from)) = got else { continue };
-                match heard(&buf[..n], from, &settings) {
+            got = link::receive(&speaker.socket, &mut buf) => {
+                let Ok((n, from, hops)) = got else { continue };
+                match heard(&buf[..n], from, hops, &settings) {
                     Ok(h) => {
                         if let Some(c) = candidates.on_hello(h, Instant::now()) {
                             let _ = found.send(Found::Change(c));
@@ -156,12 +156,17 @@ fn spawn_verify(
     });
 }
 
-/// A datagram's checks: from a link-local address on one of our mesh links, then the
-/// hello's own (`hello::decode`).
-fn heard(bytes: &[u8], from: SocketAddr, s: &Settings) -> Result<Heard, hello::Refused> {
-    let SocketAddr::V6(from) = from else {
-        return Err(hello::Refused::Addresses);
-    };
+/// A datagram's checks: sent from this link (hop limit 255) by a link-local address on
+/// one of our mesh links, then the hello's own (`hello::decode`).
+fn heard(
+    bytes: &[u8],
+    from: SocketAddrV6,
+    hops: i32,
+    s: &Settings,
+) -> Result<Heard, hello::Refused> {
+    if hops != 255 {
+        return Err(hello::Refused::HopLimit);
+    }
     let ours: Vec<Link> = link::links(&s.config.interfaces);
     let Some(l) = ours
         .iter()
