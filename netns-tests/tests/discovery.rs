@@ -236,17 +236,24 @@ fn routers_join_leave_gracefully_and_die() {
     );
 }
 
-/// Sends `count` hellos every 200 ms from `node`'s `iface` with hop limit `hops`.
-fn send_hellos(
-    lab: &Lab,
-    node: &str,
-    iface: &str,
-    router: &str,
-    brain: &str,
-    addrs: &[&str],
+/// A hello the test forges: who it names, where it says its brain is, its addresses,
+/// and the hop limit it is sent with.
+struct Forged<'a> {
+    router: &'a str,
+    brain: &'a str,
+    addrs: &'a [&'a str],
     hops: u32,
-    count: u32,
-) {
+}
+
+/// Sends `count` forged hellos every 200 ms from r2's side of the r1-r2 link.
+fn send_hellos(lab: &Lab, f: Forged, count: u32) {
+    let Forged {
+        router,
+        brain,
+        addrs,
+        hops,
+    } = f;
+    let iface = "eth0";
     let script = format!(
         r#"
 import socket, time
@@ -268,7 +275,7 @@ for seq in range(1, {count} + 1):
     time.sleep(0.2)
 "#
     );
-    netns::exec_ok(&lab.ns(node), &["python3", "-c", &script]).unwrap();
+    netns::exec_ok(&lab.ns("r2"), &["python3", "-c", &script]).unwrap();
 }
 
 #[test]
@@ -298,12 +305,12 @@ fn hellos_that_prove_nothing_are_refused_backed_off_or_never_heard() {
     let liar = Instant::now();
     send_hellos(
         &lab,
-        "r2",
-        "eth0",
-        "r9",
-        "198.18.12.2:7444",
-        &["198.18.12.2"],
-        255,
+        Forged {
+            router: "r9",
+            brain: "198.18.12.2:7444",
+            addrs: &["198.18.12.2"],
+            hops: 255,
+        },
         30,
     );
     std::thread::sleep(Duration::from_secs(11).saturating_sub(liar.elapsed()));
@@ -321,23 +328,23 @@ fn hellos_that_prove_nothing_are_refused_backed_off_or_never_heard() {
     let (hop_limit, addresses) = (refused("hop-limit"), refused("addresses"));
     send_hellos(
         &lab,
-        "r2",
-        "eth0",
-        "r8",
-        "198.18.12.2:7444",
-        &["198.18.12.2"],
-        254,
+        Forged {
+            router: "r8",
+            brain: "198.18.12.2:7444",
+            addrs: &["198.18.12.2"],
+            hops: 254,
+        },
         5,
     );
     // Addresses of another link: refused too.
     send_hellos(
         &lab,
-        "r2",
-        "eth0",
-        "r7",
-        "198.18.99.2:7444",
-        &["198.18.99.2"],
-        255,
+        Forged {
+            router: "r7",
+            brain: "198.18.99.2:7444",
+            addrs: &["198.18.99.2"],
+            hops: 255,
+        },
         3,
     );
     assert_eq!(refused("hop-limit") - hop_limit, 5);
