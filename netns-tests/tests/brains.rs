@@ -241,7 +241,7 @@ fn bad_link_state_records_are_rejected_and_counted() {
                 let held = db
                     .records
                     .iter()
-                    .map(|s| pb::LinkStateRecord::decode(s.record.as_slice()).unwrap())
+                    .map(|s| pb::LinkStateRecord::decode(s.record.as_ref()).unwrap())
                     .find(|r| r.originator == "r1")
                     .expect("r1's record");
                 let now = std::time::SystemTime::now()
@@ -258,7 +258,7 @@ fn bad_link_state_records_are_rejected_and_counted() {
                 older.sequence += 50;
                 older.originated_unix_ns = now;
                 let mut garbage = signer.sign(&held)?;
-                garbage.record = vec![0xde; 64];
+                garbage.record = vec![0xde; 64].into();
                 let mut out = Vec::new();
                 for s in [
                     signer.sign(&forged)?,

@@ -226,7 +226,7 @@ mod tests {
 
     fn record(b: u8) -> pb::SignedRecord {
         pb::SignedRecord {
-            record: vec![b],
+            record: vec![b].into(),
             ..Default::default()
         }
     }

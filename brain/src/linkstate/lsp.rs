@@ -88,10 +88,10 @@ impl Signer {
             .sign(&SystemRandom::new(), &bytes)
             .map_err(|_| anyhow!("ECDSA signing failed"))?;
         Ok(SignedRecord {
-            ecdsa_signature: ecdsa.as_ref().to_vec(),
-            mldsa_signature: x0_identity::mldsa::sign(&self.mldsa, &bytes)?,
-            svid_chain: self.chain.iter().map(|c| c.to_vec()).collect(),
-            record: bytes,
+            ecdsa_signature: ecdsa.as_ref().to_vec().into(),
+            mldsa_signature: x0_identity::mldsa::sign(&self.mldsa, &bytes)?.into(),
+            svid_chain: self.chain.iter().map(|c| c.to_vec().into()).collect(),
+            record: bytes.into(),
         })
     }
 }
@@ -122,13 +122,13 @@ pub fn verify(signed: &SignedRecord, trust: &Trust, now: SystemTime) -> Result<V
     if signed.record.len() > MAX_RECORD_BYTES || signed.svid_chain.len() > MAX_CHAIN {
         return Err(Reject::TooLarge);
     }
-    let record = LinkStateRecord::decode(signed.record.as_slice())
+    let record = LinkStateRecord::decode(signed.record.as_ref())
         .map_err(|e| Reject::Malformed(e.to_string()))?;
     check_form(&record)?;
     let chain: Vec<CertificateDer<'_>> = signed
         .svid_chain
         .iter()
-        .map(|c| CertificateDer::from(c.as_slice()))
+        .map(|c| CertificateDer::from(c.as_ref()))
         .collect();
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let id = verify_peer(
@@ -287,13 +287,15 @@ pub(crate) mod tests {
         let mut forged = signed.clone();
         let mut r = record("r1", 1);
         r.adjacencies[0].cost = 1;
-        forged.record = r.encode_to_vec();
+        forged.record = r.encode_to_vec().into();
         assert!(
             matches!(verify(&forged, &p.trust, SystemTime::now()), Err(Reject::Forged(m)) if m.contains("ECDSA"))
         );
         // Only the ML-DSA signature wrong: still refused.
         let mut half = signed.clone();
-        half.mldsa_signature[10] ^= 1;
+        let mut sig = half.mldsa_signature.to_vec();
+        sig[10] ^= 1;
+        half.mldsa_signature = sig.into();
         assert!(
             matches!(verify(&half, &p.trust, SystemTime::now()), Err(Reject::Forged(m)) if m.contains("ML-DSA"))
         );
@@ -316,7 +318,7 @@ pub(crate) mod tests {
         );
         // Garbage and nonsense fields: malformed.
         let mut garbage = signed.clone();
-        garbage.record = vec![0xff; 40];
+        garbage.record = vec![0xff; 40].into();
         assert!(matches!(
             verify(&garbage, &p.trust, SystemTime::now()),
             Err(Reject::Malformed(_))

@@ -97,7 +97,7 @@ impl Shared {
 
     /// Offers a neighbour's record. Err: (originator, why not).
     pub fn offer(&mut self, r: &pb::SignedRecord) -> Result<(), (String, Reject)> {
-        let originator = <pb::LinkStateRecord as prost::Message>::decode(r.record.as_slice())
+        let originator = <pb::LinkStateRecord as prost::Message>::decode(r.record.as_ref())
             .map(|x| x.originator)
             .unwrap_or_default();
         if originator == self.router {
