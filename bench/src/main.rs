@@ -5,6 +5,7 @@
 mod control_plane;
 mod detect;
 mod failover;
+mod flooding;
 mod forwarding;
 mod generator;
 mod gray;
@@ -90,6 +91,18 @@ enum Command {
         /// Also put the tables into DIR/performance.json and regenerate DIR/PERFORMANCE.md.
         #[arg(long)]
         into: Option<PathBuf>,
+    },
+    /// Link-state flooding in one process (the brain's real database and flooding rule,
+    /// in-memory transport, simulated time): random geometric meshes of each size, one
+    /// link failure and a partition healing.
+    Flooding {
+        #[arg(long, value_delimiter = ',', default_values_t = [200usize, 1000])]
+        routers: Vec<usize>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// One-way delay of every link, in milliseconds.
+        #[arg(long, default_value_t = 1.0)]
+        link_ms: f64,
     },
     /// The brain's disjoint paths on 1,000 routers beside the naive computation.
     Paths {
@@ -290,6 +303,11 @@ fn main() -> ExitCode {
         Command::ControlPlane { quick } => print(control_plane::run(quick)),
         Command::Memory { quick, into } => print_into(memory::run(quick), into),
         Command::Paths { quick } => print(paths::run(quick).map(|t| vec![t])),
+        Command::Flooding {
+            routers,
+            seed,
+            link_ms,
+        } => flooding::report(&routers, seed, link_ms).map(|table| println!("{table}")),
         Command::Detect {
             train,
             test,

@@ -19,30 +19,48 @@ pub fn random_mesh(routers: usize, seed: u64) -> Result<Topology> {
     if !(3..=200).contains(&routers) {
         bail!("routers: {routers} is not 3 to 200");
     }
+    let (at, links) = geometric(routers, seed);
+    Topology::parse(&render(&at, &links))
+}
+
+/// A router's place in the unit square.
+pub type Point = (f64, f64);
+
+/// The mesh's geometry alone, for any size (the in-process flooding simulation): each
+/// router's point and the links as pairs of router indices (the lower first).
+pub fn geometric(routers: usize, seed: u64) -> (Vec<Point>, Vec<(usize, usize)>) {
     let mut rng = StdRng::seed_from_u64(seed);
     let at: Vec<(f64, f64)> = (0..routers).map(|_| (rng.random(), rng.random())).collect();
     let links = links(&at);
-    Topology::parse(&render(&at, &links))
+    (at, links)
 }
 
 fn dist(a: (f64, f64), b: (f64, f64)) -> f64 {
     ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt()
 }
 
-/// Minimum spanning tree (Prim), then each router's two nearest while both have room.
+/// Minimum spanning tree (Prim, O(n^2)), then each router's two nearest while both have room.
 fn links(at: &[(f64, f64)]) -> Vec<(usize, usize)> {
     let n = at.len();
     let mut links: Vec<(usize, usize)> = Vec::new();
     let mut inside = vec![false; n];
+    // The nearest router inside the tree of each one outside, and how far.
+    let mut best: Vec<(f64, usize)> = (0..n).map(|b| (dist(at[0], at[b]), 0)).collect();
     inside[0] = true;
     for _ in 1..n {
-        let (a, b) = (0..n)
-            .filter(|&a| inside[a])
-            .flat_map(|a| (0..n).filter(|&b| !inside[b]).map(move |b| (a, b)))
-            .min_by(|x, y| dist(at[x.0], at[x.1]).total_cmp(&dist(at[y.0], at[y.1])))
+        let b = (0..n)
+            .filter(|&b| !inside[b])
+            .min_by(|&x, &y| best[x].0.total_cmp(&best[y].0))
             .expect("a router outside");
+        let a = best[b].1;
         inside[b] = true;
         links.push((a.min(b), a.max(b)));
+        for c in (0..n).filter(|&c| !inside[c]) {
+            let d = dist(at[b], at[c]);
+            if d < best[c].0 {
+                best[c] = (d, b);
+            }
+        }
     }
     let degree =
         |links: &[(usize, usize)], v: usize| links.iter().filter(|l| l.0 == v || l.1 == v).count();

@@ -1,0 +1,455 @@
+//! `x0-bench flooding`: link-state flooding at sizes two cores cannot host as processes.
+//! Every router is the brain's real database (`Lsdb`, with its verification of both
+//! signatures and the SVID chain) with its own SVID; messages travel over an in-memory
+//! transport in simulated time (a fixed delay per link, plus the real CPU time each router
+//! spent on what it received). The rule is the daemon's (`daemon/peers.rs`): a router
+//! passes on what it accepted to every neighbour but the one it came from, all of it in
+//! one Flood per neighbour. Measured per event: simulated time until every database holds
+//! the same records, Flood messages, and floods per router (rounds of passing on).
+
+use std::{
+    cmp::Reverse,
+    collections::{BTreeMap, BinaryHeap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Result, bail};
+use x0_brain::linkstate::{
+    lsdb::Lsdb,
+    lsp::{Signer, verify},
+};
+use x0_identity::{Identity, Trust};
+use x0_proto::brain::v1::{self as pb, SignedRecord};
+
+/// One router: its database, its key, its links that are up.
+struct Node {
+    name: String,
+    db: Lsdb,
+    signer: Signer,
+    sequence: u64,
+    up: Vec<usize>,
+    /// Simulated time (µs) its CPU is busy until.
+    busy_until: u64,
+    /// Rounds of passing on in the current event.
+    floods: u32,
+    /// What goes out in its next round, with where each came from.
+    held: Vec<(usize, SignedRecord)>,
+}
+
+/// A Flood in flight, ordered by arrival (then by sending order).
+struct Msg {
+    at_us: u64,
+    seq: u64,
+    to: usize,
+    from: usize,
+    records: Vec<SignedRecord>,
+}
+
+impl Msg {
+    fn key(&self) -> (u64, u64) {
+        (self.at_us, self.seq)
+    }
+}
+
+impl PartialEq for Msg {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl Eq for Msg {}
+impl PartialOrd for Msg {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Msg {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+pub struct Sim {
+    nodes: Vec<Node>,
+    trust: Arc<Trust>,
+    queue: BinaryHeap<Reverse<Msg>>,
+    link_us: u64,
+    sent: u64,
+    seq: u64,
+    last_accept_us: u64,
+}
+
+/// What one event cost.
+pub struct Outcome {
+    /// Records originated by the event (each router that saw a link change: one).
+    pub records: usize,
+    pub agree_ms: f64,
+    pub messages: u64,
+    pub max_floods: u32,
+    pub mean_floods: f64,
+    pub agreed: bool,
+    pub wall: Duration,
+}
+
+impl Sim {
+    /// `links` between `signers.len()` routers, all databases in agreement to begin with.
+    pub fn new(
+        signers: Vec<Named>,
+        links: &[(usize, usize)],
+        trust: Arc<Trust>,
+        link_ms: f64,
+    ) -> Result<Self> {
+        let mut nodes: Vec<Node> = signers
+            .into_iter()
+            .map(|(name, signer)| Node {
+                name,
+                db: Lsdb::default(),
+                signer,
+                sequence: 0,
+                up: Vec::new(),
+                busy_until: 0,
+                floods: 0,
+                held: Vec::new(),
+            })
+            .collect();
+        for &(a, b) in links {
+            nodes[a].up.push(b);
+            nodes[b].up.push(a);
+        }
+        let mut sim = Sim {
+            nodes,
+            trust,
+            queue: BinaryHeap::new(),
+            link_us: (link_ms * 1000.0) as u64,
+            sent: 0,
+            seq: 0,
+            last_accept_us: 0,
+        };
+        // Each record signed and verified once, then held by every database.
+        for i in 0..sim.nodes.len() {
+            let signed = sim.originate(i)?;
+            let v = verify(&signed, &sim.trust, SystemTime::now())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            for n in &mut sim.nodes {
+                n.db.adopt(v.clone());
+            }
+        }
+        Ok(sim)
+    }
+
+    /// Router `i`'s next record (its links up now), signed.
+    fn originate(&mut self, i: usize) -> Result<SignedRecord> {
+        let names: Vec<String> = self.nodes[i]
+            .up
+            .iter()
+            .map(|&j| self.nodes[j].name.clone())
+            .collect();
+        let n = &mut self.nodes[i];
+        n.sequence += 1;
+        let record = pb::LinkStateRecord {
+            originator: n.name.clone(),
+            sequence: n.sequence,
+            originated_unix_ns: x0_brain::linkstate::state::unix_ns(SystemTime::now()),
+            lifetime_s: 3600,
+            adjacencies: names
+                .iter()
+                .enumerate()
+                .map(|(k, neighbor)| pb::Adjacency {
+                    neighbor: neighbor.clone(),
+                    cost: 10,
+                    interface: format!("eth{k}"),
+                    neighbor_addrs: vec![format!("10.{}.{}.2", k, i % 250)],
+                })
+                .collect(),
+            prefixes: vec![format!("10.{}.{}.0/24", 100 + i / 250, i % 250)],
+        };
+        n.signer.sign(&record)
+    }
+
+    fn send(&mut self, from: usize, to: usize, at_us: u64, records: Vec<SignedRecord>) {
+        self.seq += 1;
+        self.sent += 1;
+        self.queue.push(Reverse(Msg {
+            at_us: at_us + self.link_us,
+            seq: self.seq,
+            to,
+            from,
+            records,
+        }));
+    }
+
+    /// Router `i` learns at time 0 that its links changed: a new record, flooded.
+    fn announce(&mut self, i: usize) -> Result<()> {
+        let signed = self.originate(i)?;
+        let t0 = Instant::now();
+        let trust = self.trust.clone();
+        self.nodes[i]
+            .db
+            .offer(&signed, &trust, SystemTime::now())
+            .map_err(|e| anyhow::anyhow!("own record: {e}"))?;
+        let busy = t0.elapsed().as_micros() as u64;
+        self.nodes[i].busy_until = busy;
+        self.nodes[i].floods += 1;
+        for j in self.nodes[i].up.clone() {
+            self.send(i, j, busy, vec![signed.clone()]);
+        }
+        Ok(())
+    }
+
+    /// Delivers everything in flight; each router handles its messages one at a time.
+    fn run(&mut self) {
+        while let Some(Reverse(m)) = self.queue.pop() {
+            let start = m.at_us.max(self.nodes[m.to].busy_until);
+            let t0 = Instant::now();
+            let trust = self.trust.clone();
+            let node = &mut self.nodes[m.to];
+            let accepted: Vec<SignedRecord> = m
+                .records
+                .into_iter()
+                .filter(|r| node.db.offer(r, &trust, SystemTime::now()).is_ok())
+                .collect();
+            let done = start + t0.elapsed().as_micros() as u64;
+            node.busy_until = done;
+            if !accepted.is_empty() {
+                self.last_accept_us = self.last_accept_us.max(done);
+                self.pass_on(m.to, m.from, accepted, done);
+            }
+        }
+    }
+
+    /// The daemon's rule (`relay` in daemon/peers.rs): passed on at once.
+    fn pass_on(&mut self, i: usize, from: usize, records: Vec<SignedRecord>, now: u64) {
+        self.nodes[i]
+            .held
+            .extend(records.into_iter().map(|r| (from, r)));
+        self.flush(i, now);
+    }
+
+    /// One round: every held record to every neighbour but the one it came from.
+    fn flush(&mut self, i: usize, now: u64) {
+        let held = std::mem::take(&mut self.nodes[i].held);
+        if held.is_empty() {
+            return;
+        }
+        self.nodes[i].floods += 1;
+        for j in self.nodes[i].up.clone() {
+            let out: Vec<SignedRecord> = held
+                .iter()
+                .filter(|(f, _)| *f != j)
+                .map(|(_, r)| r.clone())
+                .collect();
+            if !out.is_empty() {
+                self.send(i, j, now, out);
+            }
+        }
+    }
+
+    /// Whether every database holds the same sequence of every originator.
+    fn agreed(&self) -> bool {
+        let view = |n: &Node| -> BTreeMap<String, u64> {
+            n.db.records()
+                .map(|v| (v.record.originator.clone(), v.record.sequence))
+                .collect()
+        };
+        let first = view(&self.nodes[0]);
+        self.nodes.iter().all(|n| view(n) == first)
+    }
+
+    fn reset(&mut self) {
+        (self.sent, self.last_accept_us) = (0, 0);
+        for n in &mut self.nodes {
+            (n.floods, n.busy_until) = (0, 0);
+        }
+    }
+
+    fn outcome(&self, started: Instant, records: usize) -> Outcome {
+        let floods: Vec<u32> = self.nodes.iter().map(|n| n.floods).collect();
+        Outcome {
+            records,
+            agree_ms: self.last_accept_us as f64 / 1000.0,
+            messages: self.sent,
+            max_floods: floods.iter().copied().max().unwrap_or(0),
+            mean_floods: floods.iter().map(|&f| f64::from(f)).sum::<f64>() / floods.len() as f64,
+            agreed: self.agreed(),
+            wall: started.elapsed(),
+        }
+    }
+
+    fn cut(&mut self, a: usize, b: usize) {
+        self.nodes[a].up.retain(|&x| x != b);
+        self.nodes[b].up.retain(|&x| x != a);
+    }
+
+    /// One link fails: both ends announce at once (BFD saw it on both).
+    pub fn link_failure(&mut self, a: usize, b: usize) -> Result<Outcome> {
+        self.reset();
+        let started = Instant::now();
+        self.cut(a, b);
+        self.announce(a)?;
+        self.announce(b)?;
+        self.run();
+        Ok(self.outcome(started, 2))
+    }
+
+    /// The `cut` links fail together (each side converges on its own), then come back:
+    /// their ends announce and, as the daemon does with a neighbour it (re)gains, send it
+    /// their whole database. Measured from the heal.
+    pub fn partition_heals(&mut self, cut: &[(usize, usize)]) -> Result<Outcome> {
+        for &(a, b) in cut {
+            self.cut(a, b);
+        }
+        let ends: HashSet<usize> = cut.iter().flat_map(|&(a, b)| [a, b]).collect();
+        for &e in &ends {
+            self.announce(e)?;
+        }
+        self.run();
+        self.reset();
+        let started = Instant::now();
+        for &(a, b) in cut {
+            self.nodes[a].up.push(b);
+            self.nodes[b].up.push(a);
+        }
+        for &e in &ends {
+            self.announce(e)?;
+        }
+        for &(a, b) in cut {
+            for (from, to) in [(a, b), (b, a)] {
+                let all: Vec<SignedRecord> = self.nodes[from]
+                    .db
+                    .records()
+                    .map(|v| v.signed.clone())
+                    .collect();
+                self.send(from, to, self.nodes[from].busy_until, all);
+            }
+        }
+        self.run();
+        Ok(self.outcome(started, ends.len()))
+    }
+}
+
+/// Links whose loss keeps the mesh connected.
+fn not_bridges(n: usize, links: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    links
+        .iter()
+        .copied()
+        .filter(|&l| connected(n, links.iter().copied().filter(|&x| x != l)))
+        .take(8)
+        .collect()
+}
+
+fn connected(n: usize, links: impl Iterator<Item = (usize, usize)>) -> bool {
+    let mut adj = vec![Vec::new(); n];
+    for (a, b) in links {
+        adj[a].push(b);
+        adj[b].push(a);
+    }
+    let (mut seen, mut stack) = (vec![false; n], vec![0]);
+    seen[0] = true;
+    while let Some(v) = stack.pop() {
+        for &u in &adj[v] {
+            if !seen[u] {
+                seen[u] = true;
+                stack.push(u);
+            }
+        }
+    }
+    seen.iter().all(|&s| s)
+}
+
+/// A brain's router name and its record signer.
+type Named = (String, Signer);
+
+/// SVIDs for `n` brains from a fresh lab CA, and its trust bundle.
+fn identities(n: usize, dir: &std::path::Path) -> Result<(Vec<Named>, Arc<Trust>)> {
+    let pki = x0_lab::pki::Pki::create(dir)?;
+    let day = Duration::from_secs(86_400);
+    let mut signers = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = format!("r{i}");
+        pki.issue(&format!("/brain/{name}"), &name, day)?;
+        signers.push((name.clone(), Signer::from_files(&pki.files(&name))?));
+    }
+    let trust = Identity::from_files(&pki.files("r0"))?.trust().clone();
+    Ok((signers, trust))
+}
+
+/// Builds the mesh of `routers` from `seed`, then a link failure and a partition healing.
+pub fn run(routers: usize, seed: u64, link_ms: f64) -> Result<(Outcome, Outcome, usize, usize)> {
+    if routers < 3 {
+        bail!("routers: at least 3");
+    }
+    let (at, links) = x0_lab::random_mesh::geometric(routers, seed);
+    let dir = tempfile::tempdir()?;
+    let t0 = Instant::now();
+    let (signers, trust) = identities(routers, dir.path())?;
+    let mut sim = Sim::new(signers, &links, trust, link_ms)?;
+    eprintln!(
+        "{routers} routers, {} links: set up in {:.1?}",
+        links.len(),
+        t0.elapsed()
+    );
+    let (a, b) = *not_bridges(routers, &links)
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no link to fail"))?;
+    let failure = sim.link_failure(a, b)?;
+    // The partition: every link across the vertical line through the middle.
+    let cut: Vec<(usize, usize)> = links
+        .iter()
+        .copied()
+        .filter(|&(x, y)| x != a.min(b) || y != a.max(b))
+        .filter(|&(x, y)| (at[x].0 < 0.5) != (at[y].0 < 0.5))
+        .collect();
+    let heal = sim.partition_heals(&cut)?;
+    Ok((failure, heal, links.len(), cut.len()))
+}
+
+/// The table `x0-bench flooding` prints (Markdown, for docs/PERFORMANCE.md).
+pub fn report(sizes: &[usize], seed: u64, link_ms: f64) -> Result<String> {
+    let mut out = String::from(
+        "| routers | links | event | new records | every database agrees after (simulated) | Flood messages | floods per router, max / mean | all agree | wall time |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for &n in sizes {
+        let (failure, heal, links, cut) = run(n, seed, link_ms)?;
+        let healed = format!("a partition across {cut} links heals");
+        for (event, o) in [("one link fails", &failure), (healed.as_str(), &heal)] {
+            out += &format!(
+                "| {n} | {links} | {event} | {} | {:.1} ms | {} | {} / {:.2} | {} | {:.1?} |\n",
+                o.records,
+                o.agree_ms,
+                o.messages,
+                o.max_floods,
+                o.mean_floods,
+                if o.agreed { "yes" } else { "NO" },
+                o.wall
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_mesh_agrees_after_a_failure_and_a_heal() {
+        let (failure, heal, links, cut) = run(24, 3, 1.0).unwrap();
+        assert!(links >= 23 && cut >= 1, "{links} links, {cut} cut");
+        for o in [&failure, &heal] {
+            assert!(o.agreed, "every database holds the same records");
+            assert!(o.messages > 0 && o.agree_ms > 0.0);
+        }
+        // Two new records: each router passes each on once (its first arrival).
+        assert_eq!((failure.records, failure.max_floods), (2, 2));
+        // A link takes at least its delay: agreement cannot be faster than one hop.
+        assert!(failure.agree_ms >= 1.0);
+        assert!(heal.records >= 2);
+    }
+
+    #[test]
+    fn bridges_are_never_failed() {
+        // A path a-b-c plus a triangle c-d-e: only the triangle's links keep it connected.
+        let links = [(0, 1), (1, 2), (2, 3), (3, 4), (2, 4)];
+        assert_eq!(not_bridges(5, &links), vec![(2, 3), (3, 4), (2, 4)]);
+    }
+}
