@@ -9,6 +9,7 @@ mod flooding;
 mod forwarding;
 mod generator;
 mod gray;
+mod join;
 mod memory;
 mod memory_idle;
 mod memory_profile;
@@ -92,17 +93,30 @@ enum Command {
         #[arg(long)]
         into: Option<PathBuf>,
     },
+    /// A router joining and one dying on the diamond: x0tta6bl4 with discovery beside
+    /// babeld (hello 1 s and 100 ms).
+    Join {
+        #[arg(long, default_value_t = 5)]
+        reps: u32,
+        /// Also put the tables into DIR/performance.json and regenerate DIR/PERFORMANCE.md.
+        #[arg(long)]
+        into: Option<PathBuf>,
+    },
     /// Link-state flooding in one process (the brain's real database and flooding rule,
     /// in-memory transport, simulated time): random geometric meshes of each size, one
     /// link failure and a partition healing.
     Flooding {
         #[arg(long, value_delimiter = ',', default_values_t = [200usize, 1000])]
         routers: Vec<usize>,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+        /// One mesh per seed.
+        #[arg(long, value_delimiter = ',', default_values_t = [1u64, 2, 3])]
+        seeds: Vec<u64>,
         /// One-way delay of every link, in milliseconds.
         #[arg(long, default_value_t = 1.0)]
         link_ms: f64,
+        /// Also put the tables into DIR/performance.json and regenerate DIR/PERFORMANCE.md.
+        #[arg(long)]
+        into: Option<PathBuf>,
     },
     /// The brain's disjoint paths on 1,000 routers beside the naive computation.
     Paths {
@@ -303,11 +317,13 @@ fn main() -> ExitCode {
         Command::ControlPlane { quick } => print(control_plane::run(quick)),
         Command::Memory { quick, into } => print_into(memory::run(quick), into),
         Command::Paths { quick } => print(paths::run(quick).map(|t| vec![t])),
+        Command::Join { reps, into } => print_into(join::run(reps), into),
         Command::Flooding {
             routers,
-            seed,
+            seeds,
             link_ms,
-        } => flooding::report(&routers, seed, link_ms).map(|table| println!("{table}")),
+            into,
+        } => print_into(flooding::tables(&routers, &seeds, link_ms), into),
         Command::Detect {
             train,
             test,

@@ -204,7 +204,14 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Run { config } => x0_brain::daemon::run(read_config(&config)?).await?,
         Command::Check { config } => {
             let c = read_config(&config)?;
-            println!("ok: router {}, {} neighbours", c.router, c.neighbors.len());
+            let discovery = c.discovery.as_ref().map_or("off".to_string(), |d| {
+                format!("on {}", d.interfaces.join(", "))
+            });
+            println!(
+                "ok: router {}, {} static neighbours, discovery {discovery}",
+                c.router,
+                c.neighbors.len()
+            );
         }
         Command::Plan {
             topology,

@@ -17,7 +17,14 @@ struct Cli {
 enum Command {
     /// Build the topology and start every router's x0-dataplane; leaves it running.
     Up {
-        topology: PathBuf,
+        /// A topology file ...
+        #[arg(required_unless_present = "routers")]
+        topology: Option<PathBuf>,
+        /// ... or a random geometric mesh of this many routers (3 to 200), from the seed.
+        #[arg(long, conflicts_with = "topology")]
+        routers: Option<usize>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
         /// Lab name: namespaces are called NAME-NODE.
         #[arg(long, default_value = "x0lab")]
         name: String,
@@ -157,12 +164,18 @@ fn real_main(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Up {
             topology,
+            routers,
+            seed,
             name,
             dataplane_bin,
             brains,
             discover,
         } => {
-            let mut topo = Topology::from_file(&topology)?;
+            let mut topo = match (topology, routers) {
+                (Some(t), _) => Topology::from_file(&t)?,
+                (None, Some(n)) => x0_lab::random_mesh::random_mesh(n, seed)?,
+                (None, None) => bail!("give a topology file or --routers N"),
+            };
             if discover {
                 topo = topo.discovering();
             }

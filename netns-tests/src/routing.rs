@@ -180,45 +180,56 @@ pub fn start_frr(lab: &Lab, bfd_ms: u32, cost: &dyn Fn(&str, &str) -> u32) -> Re
 /// hellos, host subnets redistributed; it programs the kernel. `cost(router, iface)`
 /// gives each interface's rxcost.
 pub fn start_babeld(lab: &Lab, hello_s: f64, cost: &dyn Fn(&str, &str) -> u32) -> Result<()> {
+    for r in &lab.topo.routers {
+        start_babeld_on(lab, &r.name, hello_s, cost)?;
+    }
+    Ok(())
+}
+
+/// babeld on one router (a router joining a running babel mesh).
+pub fn start_babeld_on(
+    lab: &Lab,
+    router: &str,
+    hello_s: f64,
+    cost: &dyn Fn(&str, &str) -> u32,
+) -> Result<()> {
     if which("babeld").is_none() {
         bail!("babeld is missing: install the Debian package babeld (scripts/setup.sh does)");
     }
-    for r in &lab.topo.routers {
-        let (links, _, subnets) = ports(lab, &r.name);
-        let dir = daemon_dir(lab, "babeld", &r.name)?;
-        // No metric smoothing (default half-life 4 s): route choice follows the metric at
-        // once, babeld's fastest setting for converging and for failing over.
-        let mut conf = String::from("smoothing-half-life 0\n");
-        for s in &subnets {
-            // connected routes are proto kernel (2)
-            conf.push_str(&format!("redistribute ip {s} proto 2 allow\n"));
-        }
-        conf.push_str("redistribute local deny\nredistribute deny\n");
-        for l in &links {
-            conf.push_str(&format!(
-                "interface {l} type wired hello-interval {hello_s} rxcost {}\n",
-                cost(&r.name, l)
-            ));
-        }
-        fs::write(dir.join("babeld.conf"), conf)?;
-        let d = dir.to_string_lossy().into_owned();
-        netns::exec_ok(
-            &lab.ns(&r.name),
-            &[
-                "babeld",
-                "-D",
-                "-c",
-                &format!("{d}/babeld.conf"),
-                "-I",
-                &format!("{d}/babeld.pid"),
-                "-L",
-                &format!("{d}/babeld.log"),
-                "-S",
-                &format!("{d}/babeld.state"),
-            ],
-        )
-        .with_context(|| format!("starting babeld in {}", r.name))?;
+    let (links, _, subnets) = ports(lab, router);
+    let dir = daemon_dir(lab, "babeld", router)?;
+    // No metric smoothing (default half-life 4 s): route choice follows the metric at
+    // once, babeld's fastest setting for converging and for failing over.
+    let mut conf = String::from("smoothing-half-life 0\n");
+    for s in &subnets {
+        // connected routes are proto kernel (2)
+        conf.push_str(&format!("redistribute ip {s} proto 2 allow\n"));
     }
+    conf.push_str("redistribute local deny\nredistribute deny\n");
+    for l in &links {
+        conf.push_str(&format!(
+            "interface {l} type wired hello-interval {hello_s} rxcost {}\n",
+            cost(router, l)
+        ));
+    }
+    fs::write(dir.join("babeld.conf"), conf)?;
+    let d = dir.to_string_lossy().into_owned();
+    netns::exec_ok(
+        &lab.ns(router),
+        &[
+            "babeld",
+            "-D",
+            "-c",
+            &format!("{d}/babeld.conf"),
+            "-I",
+            &format!("{d}/babeld.pid"),
+            "-L",
+            &format!("{d}/babeld.log"),
+            "-S",
+            &format!("{d}/babeld.state"),
+        ],
+    )
+    .with_context(|| format!("starting babeld in {router}"))?;
     Ok(())
 }
 
