@@ -2,6 +2,7 @@
 //! `x0-bench all [--quick]` runs them all, prints a table per benchmark, and writes
 //! docs/performance.json and docs/PERFORMANCE.md from the results.
 
+mod chaos;
 mod control_plane;
 mod detect;
 mod failover;
@@ -90,6 +91,17 @@ enum Command {
         #[arg(long)]
         quick: bool,
         /// Also put the tables into DIR/performance.json and regenerate DIR/PERFORMANCE.md.
+        #[arg(long)]
+        into: Option<PathBuf>,
+    },
+    /// A chaos soak: a random mesh with discovery (40 routers; 12 with --quick), random
+    /// events from the seed, every host pair checked after each.
+    Chaos {
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also put the table into DIR/performance.json and regenerate DIR/PERFORMANCE.md.
         #[arg(long)]
         into: Option<PathBuf>,
     },
@@ -317,6 +329,7 @@ fn main() -> ExitCode {
         Command::ControlPlane { quick } => print(control_plane::run(quick)),
         Command::Memory { quick, into } => print_into(memory::run(quick), into),
         Command::Paths { quick } => print(paths::run(quick).map(|t| vec![t])),
+        Command::Chaos { quick, seed, into } => print_into(chaos::run(quick, seed), into),
         Command::Join { reps, into } => print_into(join::run(reps), into),
         Command::Flooding {
             routers,
