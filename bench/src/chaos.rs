@@ -57,6 +57,15 @@ fn name(i: usize) -> String {
     format!("r{}", i + 1)
 }
 
+/// The event with its routers, for the log.
+fn describe(e: &Event) -> String {
+    match e {
+        Event::Link(a, b, _) => format!("{} {}-{}", e.kind(), name(*a), name(*b)),
+        Event::RouterKill(r) | Event::BrainKill(r) => format!("{} {}", e.kind(), name(*r)),
+        Event::Repair(inner) => format!("repair: {}", describe(inner)),
+    }
+}
+
 /// The soak's state: what is broken now, and the mesh's links.
 struct Soak {
     lab: Lab,
@@ -341,10 +350,10 @@ pub fn run(quick: bool, seed: u64) -> Result<Vec<Table>> {
             let restored = check(lab);
             let dead = crashed(lab, routers);
             eprintln!(
-                "  {:>3} {:>6.1} s  {:<28} restored {:?}{}",
+                "  {:>3} {:>6.1} s  {:<36} restored {:?}{}",
                 k + 1,
                 soak_start.elapsed().as_secs_f64(),
-                e.kind(),
+                describe(e),
                 restored,
                 if dead.is_empty() {
                     String::new()
@@ -367,6 +376,14 @@ pub fn run(quick: bool, seed: u64) -> Result<Vec<Table>> {
         rss1: rss(lab, routers),
         floods_per_router_s,
     };
+    if std::env::var_os("X0_CHAOS_KEEP").is_some() {
+        eprintln!(
+            "lab kept: {} (x0-lab down --name {})",
+            soak.lab.dir.display(),
+            soak.lab.name
+        );
+        soak.lab.keep();
+    }
     Ok(vec![table(quick, seed, routers, &findings)])
 }
 

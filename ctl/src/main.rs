@@ -59,10 +59,10 @@ enum Command {
         #[command(subcommand)]
         what: ListCmd,
     },
-    /// BFD sessions.
+    /// BFD sessions; BFD to a neighbour before any route uses it.
     Bfd {
         #[command(subcommand)]
-        what: ListCmd,
+        what: x0ctl::bfd::BfdCmd,
     },
     /// The zero-trust policy: get, or set from a TOML file.
     Policy {
@@ -450,65 +450,7 @@ async fn run(cli: Cli) -> Result<()> {
                 print_nexthops(&r.next_hops);
             }
         }
-        Command::Bfd { .. } => {
-            let r = dp
-                .list_bfd_sessions(pb::ListBfdSessionsRequest {})
-                .await
-                .map_err(|s| rpc_error(&s))?
-                .into_inner();
-            if json {
-                let s: Vec<_> = r.sessions.iter().map(|s| serde_json::json!({
-                    "peer": s.peer, "interface": s.interface, "local": s.local, "state": s.state,
-                    "remote_state": s.remote_state, "local_discriminator": s.local_discriminator,
-                    "remote_discriminator": s.remote_discriminator, "tx_interval_us": s.tx_interval_us,
-                    "detection_time_us": s.detection_time_us})).collect();
-                let c = r.counters.unwrap_or_default();
-                let counters = serde_json::json!({
-                    "rx_valid": c.rx_valid, "rx_malformed": c.rx_malformed, "rx_bad_ttl": c.rx_bad_ttl,
-                    "rx_no_session": c.rx_no_session, "tx": c.tx, "tx_af_xdp": c.tx_af_xdp,
-                    "tx_udp": c.tx_udp, "tx_errors": c.tx_errors});
-                print_json(
-                    &serde_json::json!({"transport": r.transport, "sessions": s, "counters": counters}),
-                )?;
-            } else {
-                println!(
-                    "transport: {}",
-                    if r.transport.is_empty() {
-                        "(BFD not running)"
-                    } else {
-                        &r.transport
-                    }
-                );
-                println!(
-                    "{:<26} {:<12} {:<9} {:<9} {:>10} {:>12}",
-                    "peer", "interface", "state", "remote", "tx (us)", "detect (us)"
-                );
-                for s in &r.sessions {
-                    println!(
-                        "{:<26} {:<12} {:<9} {:<9} {:>10} {:>12}",
-                        s.peer,
-                        s.interface,
-                        s.state,
-                        s.remote_state,
-                        s.tx_interval_us,
-                        s.detection_time_us
-                    );
-                }
-                if let Some(c) = r.counters {
-                    println!(
-                        "rx valid {}, malformed {}, bad TTL {}, no session {}; tx {} (AF_XDP {}, UDP {}), errors {}",
-                        c.rx_valid,
-                        c.rx_malformed,
-                        c.rx_bad_ttl,
-                        c.rx_no_session,
-                        c.tx,
-                        c.tx_af_xdp,
-                        c.tx_udp,
-                        c.tx_errors
-                    );
-                }
-            }
-        }
+        Command::Bfd { what } => x0ctl::bfd::run(&mut dp, &what, json).await?,
         Command::Policy { what } => match what {
             PolicyCmd::Get => {
                 let p = dp

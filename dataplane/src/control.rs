@@ -186,7 +186,10 @@ impl Control {
         }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Node) -> ControlResult<T>) -> ControlResult<T> {
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Node) -> ControlResult<T>,
+    ) -> ControlResult<T> {
         let mut guard = self.shared.lock().expect("node lock");
         let node = guard.as_mut().ok_or(ControlError::Unavailable)?;
         f(node)

@@ -65,6 +65,8 @@ pub(crate) struct Node {
     pub(crate) api_routes: std::collections::BTreeSet<IpNet>,
     /// A policy set through the API, in force instead of the config's.
     pub(crate) api_policy: Option<PolicySpec>,
+    /// Next hops held for BFD through the API (`bfd_peers.rs`).
+    pub(crate) bfd_peers: std::collections::BTreeSet<crate::tables::NextHopSpec>,
     pub(crate) store: Option<StateStore>,
     /// Changes that undo themselves unless confirmed.
     pub(crate) commits: crate::commits::Commits,
@@ -789,6 +791,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         events: Arc::new(EventBus::default()),
         api_routes,
         api_policy: saved.policy,
+        bfd_peers: Default::default(),
         store,
         commits,
         policy_generation,

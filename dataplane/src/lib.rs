@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod bfd;
+mod bfd_peers;
 pub mod bpffs;
 pub mod commits;
 pub mod config;

@@ -744,6 +744,25 @@ impl Tables {
         ))
     }
 
+    /// Holds a next hop no route may use yet (a neighbour found before any route names
+    /// it): it is made as a route would make it, so its BFD session and health run.
+    pub fn hold_nexthop(&mut self, spec: NextHopSpec) -> Result<(), TableError> {
+        if !self.ports.contains_key(&spec.ifindex) {
+            return Err(TableError::UnknownPort {
+                gateway: spec.gateway,
+                ifindex: spec.ifindex,
+            });
+        }
+        self.acquire_nexthop(spec).map(|_| ())
+    }
+
+    /// Lets go of a held next hop (freed if no route uses it).
+    pub fn release_held_nexthop(&mut self, spec: NextHopSpec) {
+        if let Some(id) = self.nh_by_spec.get(&spec).map(|n| n.id) {
+            self.release_nexthop(id);
+        }
+    }
+
     fn check_nexthops(&self, prefix: IpNet, specs: &[NextHopSpec]) -> Result<(), TableError> {
         if specs.is_empty() || specs.len() > MAX_NEXTHOPS_PER_SET {
             return Err(TableError::NextHopCount(specs.len()));

@@ -1,7 +1,7 @@
 //! Random geometric meshes from a seed: routers at random points of a unit square, each
 //! linked to its two nearest (and along a minimum spanning tree, so the mesh is connected),
 //! at most five links a router; costs grow with distance. Host h1 hangs off r1, h2 off the
-//! router farthest from it. Addresses: link i is 198.19.i.0/24 and 2001:db8:1:i::/64 (its
+//! router farthest from it. Addresses: link i is 198.19.i.0/24 and 2001:db8:100:i::/64 (its
 //! `a` end .1 / ::1), hosts as in six.toml. BFD at 20 ms x 3 (a dozen routers' sessions on
 //! two cores). The same seed gives the same mesh.
 
@@ -133,8 +133,8 @@ fn router_links(at: &[(f64, f64)], links: &[(usize, usize)]) -> (Vec<Vec<Port>>,
     for (i, &(a, b)) in links.iter().enumerate() {
         let (a4, b4) = (format!("198.19.{i}.1"), format!("198.19.{i}.2"));
         let (a6, b6) = (
-            format!("2001:db8:1:{i:x}::1"),
-            format!("2001:db8:1:{i:x}::2"),
+            format!("2001:db8:100:{i:x}::1"),
+            format!("2001:db8:100:{i:x}::2"),
         );
         let (ia, ib) = (
             format!("eth{}", ports[a].len() + 1),

@@ -20,6 +20,9 @@ pub struct View {
 
 pub struct Dataplane {
     target: Target,
+    /// BFD peers (address, interface) added over the current connection, and those the
+    /// dataplane refused (BFD off there): neither is asked again until it reconnects.
+    bfd_peers: std::collections::BTreeSet<(String, String)>,
     stats_every_ms: u32,
     client: Option<Client>,
     followers: Vec<JoinHandle<()>>,
@@ -38,6 +41,7 @@ impl Dataplane {
         };
         let dp = Dataplane {
             target,
+            bfd_peers: Default::default(),
             stats_every_ms: config.telemetry_interval_ms as u32,
             client: None,
             followers: Vec::new(),
@@ -59,6 +63,8 @@ impl Dataplane {
                 }
                 self.followers = follow(dp.clone(), self.observations.clone(), self.stats_every_ms);
                 self.client = Some(dp);
+                // A restarted dataplane holds none of them.
+                self.bfd_peers.clear();
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %format!("{e:#}"), "dataplane unreachable; keeping what is installed")
@@ -74,6 +80,50 @@ impl Dataplane {
     /// The connection failed: the next tick makes a new one.
     pub fn lost(&mut self) {
         self.client = None;
+    }
+
+    /// BFD to every link address of every neighbour, whether or not a route uses it yet,
+    /// so that adjacency never waits for routes (AddBfdPeer); peers of neighbours gone
+    /// are let go.
+    pub async fn sync_bfd_peers(&mut self, neighbors: &[crate::config::NeighborConfig]) {
+        let Some(dp) = self.client.as_mut() else {
+            return;
+        };
+        let wanted: std::collections::BTreeSet<(String, String)> = neighbors
+            .iter()
+            .flat_map(|n| n.addrs.iter().map(|a| (a.to_string(), n.interface.clone())))
+            .collect();
+        for (address, interface) in wanted.difference(&self.bfd_peers.clone()) {
+            let req = dpb::AddBfdPeerRequest {
+                address: address.clone(),
+                interface: interface.clone(),
+            };
+            match tokio::time::timeout(RPC_TIMEOUT, dp.add_bfd_peer(req)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.code() == tonic::Code::FailedPrecondition => {
+                    tracing::debug!(%address, %interface, error = %e.message(), "no BFD peer");
+                }
+                _ => return, // the next tick tries again
+            }
+            self.bfd_peers.insert((address.clone(), interface.clone()));
+        }
+        for (address, interface) in self.bfd_peers.clone().difference(&wanted) {
+            let req = dpb::RemoveBfdPeerRequest {
+                address: address.clone(),
+                interface: interface.clone(),
+            };
+            match tokio::time::timeout(RPC_TIMEOUT, dp.remove_bfd_peer(req)).await {
+                Ok(Ok(_)) => {}
+                // Not held (never added, or refused because BFD is off there).
+                Ok(Err(e))
+                    if matches!(
+                        e.code(),
+                        tonic::Code::NotFound | tonic::Code::FailedPrecondition
+                    ) => {}
+                _ => return,
+            }
+            self.bfd_peers.remove(&(address.clone(), interface.clone()));
+        }
     }
 
     /// Next hops and interfaces, or None (not connected, or it stopped answering).

@@ -253,6 +253,7 @@ impl Control {
             self.sample(o);
         }
         self.dataplane.ensure_connected().await;
+        self.dataplane.sync_bfd_peers(&self.config.neighbors).await;
         let view = self.dataplane.view().await;
         self.adjacencies
             .update(&self.config.neighbors, view.as_ref());

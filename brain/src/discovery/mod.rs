@@ -26,6 +26,9 @@ pub use candidates::Change;
 use hello::Heard;
 use link::Link;
 
+/// A verification has this long in all (its steps have their own, shorter limits).
+const VERIFY_WITHIN: Duration = Duration::from_secs(8);
+
 /// What the discovery task tells the loop.
 #[derive(Debug)]
 pub enum Found {
@@ -115,8 +118,16 @@ async fn run(speaker: Speaker, found: mpsc::UnboundedSender<Found>) {
                 next_hello += interval.mul_f64(rng.random_range(0.75..1.25));
             }
             got = link::receive(&speaker.socket, &mut buf) => {
-                let Ok((n, from, hops)) = got else { continue };
-                match heard(&buf[..n], from, hops, &settings) {
+                let (n, from, hops) = match got {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading a hello failed");
+                        continue;
+                    }
+                };
+                let outcome = heard(&buf[..n], from, hops, &settings);
+                tracing::debug!(%from, hops, ?outcome, "datagram on the hello port");
+                match outcome {
                     Ok(h) => {
                         if let Some(c) = candidates.on_hello(h, Instant::now()) {
                             let _ = found.send(Found::Change(c));
@@ -138,6 +149,7 @@ async fn run(speaker: Speaker, found: mpsc::UnboundedSender<Found>) {
                     let _ = found.send(Found::Change(c));
                 }
                 for h in candidates.due(now) {
+                    tracing::info!(router = %h.router, brain = %h.brain, ifindex = h.ifindex, "verifying a router that said hello");
                     spawn_verify(h, settings.clone(), done_tx.clone());
                 }
             }
@@ -151,7 +163,16 @@ fn spawn_verify(
     done: mpsc::UnboundedSender<(String, Option<verify::Failed>)>,
 ) {
     tokio::spawn(async move {
-        let outcome = verify::verify(&h, &settings.tls, &settings.trust_domain).await;
+        let started = std::time::Instant::now();
+        let verifying = verify::verify(&h, &settings.tls, &settings.trust_domain);
+        let outcome = match tokio::time::timeout(VERIFY_WITHIN, verifying).await {
+            Ok(o) => o,
+            Err(_) => Err(verify::Failed {
+                reason: "timeout",
+                detail: format!("no verdict within {VERIFY_WITHIN:?}"),
+            }),
+        };
+        tracing::debug!(router = %h.router, took = ?started.elapsed(), ok = outcome.is_ok(), "verified");
         let _ = done.send((h.router, outcome.err()));
     });
 }

@@ -18,7 +18,7 @@ pub const READ: &[&str] = &[
     "MonitorDrops",
     "ListCommits",
 ];
-/// Programming routes.
+/// Programming routes, and BFD to the neighbours they will use.
 /// Confirming or rolling back a pending commit (of either kind) comes with changing routes
 /// or policy.
 pub const ROUTES: &[&str] = &[
@@ -26,6 +26,8 @@ pub const ROUTES: &[&str] = &[
     "ReplaceRoute",
     "DeleteRoute",
     "BatchRoutes",
+    "AddBfdPeer",
+    "RemoveBfdPeer",
     "ConfirmCommit",
     "RollbackCommit",
 ];

@@ -60,6 +60,20 @@ pub fn status(e: ControlError) -> Status {
     }
 }
 
+/// A BFD peer's address and interface as text, checked for form (the node checks the rest).
+fn bfd_peer(address: &str, interface: &str) -> Result<(std::net::IpAddr, String), Status> {
+    let a = address.parse().map_err(|_| {
+        let shown: String = address.chars().take(64).collect();
+        Status::invalid_argument(format!("address: {shown:?} is not an IP address"))
+    })?;
+    if interface.is_empty() || interface.len() > 15 {
+        return Err(Status::invalid_argument(
+            "interface: an interface name (1 to 15 characters)",
+        ));
+    }
+    Ok((a, interface.to_string()))
+}
+
 fn invalid(e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{e:#}"))
 }
@@ -470,6 +484,27 @@ impl Dataplane for Service {
         Ok(Response::new(pb::ListNextHopsResponse {
             next_hops: nhs.into_iter().map(nexthop_to).collect(),
         }))
+    }
+
+    async fn add_bfd_peer(
+        &self,
+        req: Request<pb::AddBfdPeerRequest>,
+    ) -> Result<Response<pb::AddBfdPeerResponse>, Status> {
+        let (address, interface) = bfd_peer(&req.get_ref().address, &req.get_ref().interface)?;
+        let created = self
+            .call(move |c| c.add_bfd_peer(address, &interface))
+            .await?;
+        Ok(Response::new(pb::AddBfdPeerResponse { created }))
+    }
+
+    async fn remove_bfd_peer(
+        &self,
+        req: Request<pb::RemoveBfdPeerRequest>,
+    ) -> Result<Response<pb::RemoveBfdPeerResponse>, Status> {
+        let (address, interface) = bfd_peer(&req.get_ref().address, &req.get_ref().interface)?;
+        self.call(move |c| c.remove_bfd_peer(address, &interface))
+            .await?;
+        Ok(Response::new(pb::RemoveBfdPeerResponse {}))
     }
 
     async fn list_bfd_sessions(
