@@ -105,8 +105,11 @@ impl Lab {
         for r in lab.topo.routers.clone() {
             lab.start_dataplane(&r.name)?;
         }
+        // They all start at once: on two cores 40 of them take a while (aya parses the
+        // kernel's BTF for each).
+        let within = Duration::from_secs(15 + lab.topo.routers.len() as u64);
         for r in &lab.topo.routers {
-            lab.wait_ready(&r.name, Duration::from_secs(15))?;
+            lab.wait_ready(&r.name, within)?;
         }
         Ok(lab)
     }
