@@ -35,8 +35,6 @@ struct Node {
     busy_until: u64,
     /// Rounds of passing on in the current event.
     floods: u32,
-    /// What goes out in its next round, with where each came from.
-    held: Vec<(usize, SignedRecord)>,
 }
 
 /// A Flood in flight, ordered by arrival (then by sending order).
@@ -111,7 +109,6 @@ impl Sim {
                 up: Vec::new(),
                 busy_until: 0,
                 floods: 0,
-                held: Vec::new(),
             })
             .collect();
         for &(a, b) in links {
@@ -191,10 +188,7 @@ impl Sim {
             .map_err(|e| anyhow::anyhow!("own record: {e}"))?;
         let busy = t0.elapsed().as_micros() as u64;
         self.nodes[i].busy_until = busy;
-        self.nodes[i].floods += 1;
-        for j in self.nodes[i].up.clone() {
-            self.send(i, j, busy, vec![signed.clone()]);
-        }
+        self.pass_on(i, None, vec![signed], busy);
         Ok(())
     }
 
@@ -214,34 +208,19 @@ impl Sim {
             node.busy_until = done;
             if !accepted.is_empty() {
                 self.last_accept_us = self.last_accept_us.max(done);
-                self.pass_on(m.to, m.from, accepted, done);
+                self.pass_on(m.to, Some(m.from), accepted, done);
             }
         }
     }
 
-    /// The daemon's rule (`relay` in daemon/peers.rs): passed on at once.
-    fn pass_on(&mut self, i: usize, from: usize, records: Vec<SignedRecord>, now: u64) {
-        self.nodes[i]
-            .held
-            .extend(records.into_iter().map(|r| (from, r)));
-        self.flush(i, now);
-    }
-
-    /// One round: every held record to every neighbour but the one it came from.
-    fn flush(&mut self, i: usize, now: u64) {
-        let held = std::mem::take(&mut self.nodes[i].held);
-        if held.is_empty() {
-            return;
-        }
+    /// The daemon's rule (`relay` in daemon/peers.rs): what a router accepted (or
+    /// originated: `from` None) goes at once, in one round, to every neighbour but the
+    /// one it came from.
+    fn pass_on(&mut self, i: usize, from: Option<usize>, records: Vec<SignedRecord>, now: u64) {
         self.nodes[i].floods += 1;
         for j in self.nodes[i].up.clone() {
-            let out: Vec<SignedRecord> = held
-                .iter()
-                .filter(|(f, _)| *f != j)
-                .map(|(_, r)| r.clone())
-                .collect();
-            if !out.is_empty() {
-                self.send(i, j, now, out);
+            if Some(j) != from {
+                self.send(i, j, now, records.clone());
             }
         }
     }

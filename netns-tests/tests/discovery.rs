@@ -79,6 +79,11 @@ fn wait_until(
     start.elapsed()
 }
 
+/// h1 gets an answer from h2 (IPv4) within `within`.
+fn h1_reaches_h2(lab: &Lab, within: Duration) {
+    wait_reply(lab, "h1", common::addr(lab, "h2", false), within).unwrap();
+}
+
 /// Every host reaches every address of every router and the other host, both families.
 fn all_reachable(lab: &Lab, within: Duration) {
     let mut targets = common::router_addrs(lab);
@@ -121,13 +126,7 @@ fn a_mesh_of_minimal_configs_assembles_itself_beside_a_static_neighbour() {
             "{config}"
         );
     }
-    wait_reply(
-        &lab,
-        "h1",
-        common::addr(&lab, "h2", false),
-        Duration::from_secs(15),
-    )
-    .unwrap();
+    h1_reaches_h2(&lab, Duration::from_secs(15));
     println!(
         "h1 reached h2 {:?} after the brains started",
         start.elapsed()
@@ -257,13 +256,7 @@ fn a_brain_back_after_its_neighbours_routed_around_it_rejoins() {
     for r in ["r1", "r2", "r3", "r4"] {
         lab.start_brain(r, Mode::Enforce).unwrap();
     }
-    wait_reply(
-        &lab,
-        "h1",
-        common::addr(&lab, "h2", false),
-        Duration::from_secs(15),
-    )
-    .unwrap();
+    h1_reaches_h2(&lab, Duration::from_secs(15));
     lab.stop_brain("r2", true).unwrap();
     wait_until(&lab, "r1", "r2 dropped", Duration::from_secs(8), || {
         !has_link(&links(&lab, "r1"), "r1", "r2")

@@ -379,9 +379,6 @@ impl Control {
         let Some(d) = &self.config.discovery else {
             return;
         };
-        let Some(interface) = discovery::interface_of(d, heard.ifindex) else {
-            return;
-        };
         if self
             .config
             .neighbors
@@ -392,7 +389,7 @@ impl Control {
         }
         let n = NeighborConfig {
             router: heard.router,
-            interface,
+            interface: heard.interface,
             addrs: heard.addrs,
             cost: d.cost,
             capacity_mbps: d.capacity_mbps,

@@ -157,6 +157,7 @@ mod tests {
     fn heard(router: &str, interval_ms: u64) -> Heard {
         Heard {
             router: router.into(),
+            interface: "eth1".into(),
             ifindex: 3,
             brain: "198.18.12.2:7444".parse().unwrap(),
             addrs: vec!["198.18.12.2".parse().unwrap()],

@@ -9,6 +9,8 @@ use std::{
 use prost::Message;
 use x0_proto::brain::v1 as pb;
 
+use super::link::Link;
+
 /// The link-local group hellos go to (IANA: "any private experiment").
 pub const GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x114);
 pub const VERSION: u32 = 1;
@@ -19,6 +21,8 @@ pub const MAX_LEN: usize = 512;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Heard {
     pub router: String,
+    /// The mesh link it came in on.
+    pub interface: String,
     pub ifindex: u32,
     pub brain: SocketAddr,
     pub addrs: Vec<IpAddr>,
@@ -62,14 +66,9 @@ pub fn encode(h: &pb::Hello) -> Vec<u8> {
     h.encode_to_vec()
 }
 
-/// Decodes and checks a datagram from `ifindex`; `on_link` says whether an address is in
-/// one of that interface's subnets; `us` is our router's name.
-pub fn decode(
-    bytes: &[u8],
-    ifindex: u32,
-    us: &str,
-    on_link: impl Fn(IpAddr) -> bool,
-) -> Result<Heard, Refused> {
+/// Decodes and checks a datagram that came in on `link` (every address it names must be
+/// in one of the link's subnets); `us` is our router's name.
+pub fn decode(bytes: &[u8], link: &Link, us: &str) -> Result<Heard, Refused> {
     if bytes.len() > MAX_LEN {
         return Err(Refused::TooLong);
     }
@@ -95,14 +94,15 @@ pub fn decode(
     let brain: SocketAddr = h.brain.parse().map_err(|_| Refused::Addresses)?;
     if addrs.is_empty()
         || addrs.len() > 8
-        || !addrs.iter().all(|a| on_link(*a))
+        || !addrs.iter().all(|a| link.on_link(*a))
         || !addrs.contains(&brain.ip())
     {
         return Err(Refused::Addresses);
     }
     Ok(Heard {
         router: h.router,
-        ifindex,
+        interface: link.name.clone(),
+        ifindex: link.ifindex,
         brain,
         addrs,
         interval: Duration::from_millis(h.interval_ms.into()),
@@ -135,21 +135,26 @@ mod tests {
         }
     }
 
-    fn on_link(a: IpAddr) -> bool {
-        ["198.18.12.0/24", "2001:db8:12::/64"]
-            .iter()
-            .any(|n| n.parse::<ipnet::IpNet>().unwrap().contains(&a))
+    fn eth1() -> Link {
+        Link {
+            name: "eth1".into(),
+            ifindex: 3,
+            nets: vec![
+                "198.18.12.1/24".parse().unwrap(),
+                "2001:db8:12::1/64".parse().unwrap(),
+            ],
+        }
     }
 
     fn check(h: &pb::Hello) -> Result<Heard, Refused> {
-        decode(&encode(h), 3, "r1", on_link)
+        decode(&encode(h), &eth1(), "r1")
     }
 
     #[test]
     fn a_good_hello_is_heard_with_its_interface() {
         let heard = check(&hello()).unwrap();
         assert_eq!(heard.router, "r2");
-        assert_eq!(heard.ifindex, 3);
+        assert_eq!((heard.ifindex, heard.interface.as_str()), (3, "eth1"));
         assert_eq!(heard.brain.port(), 7444);
         assert_eq!(heard.addrs.len(), 2);
         assert_eq!(heard.interval, Duration::from_secs(1));
@@ -233,10 +238,7 @@ mod tests {
         for (h, why) in cases {
             assert_eq!(check(&h), Err(why), "{h:?}");
         }
-        assert_eq!(
-            decode(&[0xff; 40], 3, "r1", on_link),
-            Err(Refused::Malformed)
-        );
-        assert_eq!(decode(&[0; 600], 3, "r1", on_link), Err(Refused::TooLong));
+        assert_eq!(decode(&[0xff; 40], &eth1(), "r1"), Err(Refused::Malformed));
+        assert_eq!(decode(&[0; 600], &eth1(), "r1"), Err(Refused::TooLong));
     }
 }

@@ -198,7 +198,7 @@ fn heard(
     if !from.ip().is_unicast_link_local() {
         return Err(hello::Refused::Addresses);
     }
-    let h = hello::decode(bytes, l.ifindex, &s.router, |a| l.on_link(a))?;
+    let h = hello::decode(bytes, l, &s.router)?;
     if s.statics.contains(&h.router) {
         return Err(hello::Refused::Ours);
     }
@@ -210,12 +210,4 @@ fn seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     t ^ u64::from(std::process::id()).rotate_left(32)
-}
-
-/// The interface name of a heard neighbour's link.
-pub fn interface_of(s: &crate::config::DiscoveryConfig, ifindex: u32) -> Option<String> {
-    link::links(&s.interfaces)
-        .into_iter()
-        .find(|l| l.ifindex == ifindex)
-        .map(|l| l.name)
 }
