@@ -18,6 +18,7 @@ APT_PACKAGES=(
   babeld time                                          # benchmarks: babeld to compare with, peak RSS
   bird2                                                # benchmarks: BIRD 2 (babel) as a memory anchor
   curl                                                 # the metrics endpoints, as an operator reads them
+  tcpdump                                              # the chaos soak counts control packets on its links
   systemd adduser                                      # systemd-analyze and the package's user (tests/package.rs)
   help2man                                             # the man pages of the package (scripts/man.sh)
 )

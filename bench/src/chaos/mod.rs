@@ -4,7 +4,10 @@
 //! brain killed, and the repairs (the killed router rejoining). After every event a
 //! checker proves both hosts reach each other in both families and records how long
 //! that took. Reported: events survived, restore time by kind, stream loss, daemons that
-//! died unasked, RSS growth of every daemon, Flood RPCs per router per second.
+//! died unasked, RSS growth of every daemon, Flood RPCs per router per second, and the
+//! largest burst of control packets on one link (tcpdump on the busiest routers).
+
+mod capture;
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -208,25 +211,47 @@ fn check(lab: &Lab) -> Option<Duration> {
     Some(start.elapsed())
 }
 
-/// VmRSS (kB) of every daemon running now, by pid file stem ("r3", "brain-r3").
-fn rss(lab: &Lab, routers: usize) -> BTreeMap<String, u64> {
+/// The pid and VmRSS (kB) of every daemon running now, by pid file stem ("r3",
+/// "brain-r3").
+fn rss(lab: &Lab, routers: usize) -> BTreeMap<String, (u32, u64)> {
     let mut out = BTreeMap::new();
     for i in 0..routers {
         for stem in [name(i), format!("brain-{}", name(i))] {
-            let pid = std::fs::read_to_string(lab.file(&stem, "pid")).ok();
-            let status = pid
-                .and_then(|p| std::fs::read_to_string(format!("/proc/{}/status", p.trim())).ok());
+            let pid = std::fs::read_to_string(lab.file(&stem, "pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok());
+            let Some(pid) = pid else { continue };
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok();
             let kb = status.and_then(|s| {
                 s.lines()
                     .find(|l| l.starts_with("VmRSS:"))
                     .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
             });
             if let Some(kb) = kb {
-                out.insert(stem, kb);
+                out.insert(stem, (pid, kb));
             }
         }
     }
     out
+}
+
+/// Each daemon that ran the whole soak (the same process at its start and end; killed
+/// ones restarted fresh): its growth in per cent, and its RSS (kB) at start, halfway and
+/// end.
+fn rss_growth(seen: &[BTreeMap<String, (u32, u64)>]) -> Vec<(String, f64, [u64; 3])> {
+    let (Some(first), Some(last)) = (seen.first(), seen.last()) else {
+        return Vec::new();
+    };
+    let mid = &seen[seen.len() / 2];
+    first
+        .iter()
+        .filter_map(|(k, &(pid, a))| {
+            let &(pid_end, b) = last.get(k)?;
+            let &(pid_mid, m) = mid.get(k)?;
+            (pid == pid_end && pid == pid_mid)
+                .then(|| (k.clone(), (b as f64 / a as f64 - 1.0) * 100.0, [a, m, b]))
+        })
+        .collect()
 }
 
 /// Daemons whose pid file names a process that is gone (died unasked).
@@ -305,9 +330,31 @@ type Outcome = (String, Option<Duration>, Vec<String>);
 struct Findings {
     results: Vec<Outcome>,
     stream: traffic::StreamReport,
-    rss0: BTreeMap<String, u64>,
-    rss1: BTreeMap<String, u64>,
+    /// Every daemon's RSS when the soak starts, after each event, and at its end.
+    rss: Vec<BTreeMap<String, (u32, u64)>>,
     floods_per_router_s: f64,
+    bursts: Vec<capture::Burst>,
+    captured: Vec<String>,
+}
+
+/// How many routers' links tcpdump watches (the best connected: the most links, the
+/// most floods through them).
+const CAPTURED: usize = 4;
+
+/// The best connected routers.
+fn busiest(soak: &Soak) -> Vec<String> {
+    let mut degree: Vec<(usize, usize)> = (0..soak.routers)
+        .map(|r| {
+            let d = soak.links.iter().filter(|l| l.0 == r || l.1 == r).count();
+            (d, r)
+        })
+        .collect();
+    degree.sort_by(|a, b| b.cmp(a));
+    degree
+        .iter()
+        .take(CAPTURED)
+        .map(|(_, r)| name(*r))
+        .collect()
 }
 
 pub fn run(quick: bool, seed: u64) -> Result<Vec<Table>> {
@@ -317,6 +364,9 @@ pub fn run(quick: bool, seed: u64) -> Result<Vec<Table>> {
     // The whole schedule first: each event chosen against what the ones before leave open.
     let mut rng = StdRng::seed_from_u64(seed);
     let schedule: Vec<Event> = (0..events).map(|_| soak.next(&mut rng)).collect();
+    // From before the brains start: their first hellos and syncs are the likeliest burst.
+    let captured = busiest(&soak);
+    let capture = capture::Capture::start(&soak.lab, &captured)?;
     for i in 0..routers {
         soak.lab.start_brain(&name(i), Mode::Enforce)?;
     }
@@ -328,7 +378,8 @@ pub fn run(quick: bool, seed: u64) -> Result<Vec<Table>> {
         t0.elapsed()
     );
     std::thread::sleep(Duration::from_secs(5));
-    let (rss0, floods0, soak_start) = (rss(lab, routers), floods(lab, routers), Instant::now());
+    let (floods0, soak_start) = (floods(lab, routers), Instant::now());
+    let mut rss_seen = vec![rss(lab, routers)];
     let dst = lab.topo.addr_of("h2", false).expect("h2");
     // Long enough for the events (a few seconds each); loss is counted while it runs.
     let stream_s = events as u64 * 6 + 20;
@@ -362,6 +413,7 @@ pub fn run(quick: bool, seed: u64) -> Result<Vec<Table>> {
                 }
             );
             results.push((e.kind(), restored, dead));
+            rss_seen.push(rss(lab, routers));
             std::thread::sleep(Duration::from_secs(2));
         }
         let report = stream.join().map_err(|_| anyhow!("stream panicked"))??;
@@ -369,12 +421,14 @@ pub fn run(quick: bool, seed: u64) -> Result<Vec<Table>> {
     })?;
     let seconds = soak_start.elapsed().as_secs_f64();
     let floods_per_router_s = (floods(lab, routers) - floods0) / routers as f64 / seconds;
+    rss_seen.push(rss(lab, routers));
     let findings = Findings {
         results,
         stream: report,
-        rss0,
-        rss1: rss(lab, routers),
+        rss: rss_seen,
         floods_per_router_s,
+        bursts: capture.stop(lab)?,
+        captured,
     };
     if std::env::var_os("X0_CHAOS_KEEP").is_some() {
         eprintln!(
@@ -387,13 +441,32 @@ pub fn run(quick: bool, seed: u64) -> Result<Vec<Table>> {
     Ok(vec![table(quick, seed, routers, &findings)])
 }
 
+/// The largest burst per window, in words.
+fn bursts_note(bursts: &[capture::Burst], captured: &[String]) -> String {
+    let each: Vec<String> = bursts
+        .iter()
+        .map(|b| {
+            format!(
+                "{} ms: {} packets on {} ({:?}; that link's mean {:.1} per {} ms)",
+                b.window_ms, b.packets, b.link, b.kinds, b.mean, b.window_ms
+            )
+        })
+        .collect();
+    format!(
+        "Largest burst of control packets (BFD, hellos, the brains' gRPC) on one link, tcpdump on every link of {} from before the brains started: {}.",
+        captured.join(", "),
+        each.join("; ")
+    )
+}
+
 fn table(quick: bool, seed: u64, routers: usize, f: &Findings) -> Table {
     let Findings {
         results,
         stream,
-        rss0,
-        rss1,
+        rss,
         floods_per_router_s,
+        bursts,
+        captured,
     } = f;
     let mut by_kind: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for (kind, restored, _) in results {
@@ -407,16 +480,13 @@ fn table(quick: bool, seed: u64, routers: usize, f: &Findings) -> Table {
         .collect();
     let survived = results.iter().filter(|r| r.1.is_some()).count();
     let crashes: Vec<&String> = results.iter().flat_map(|r| &r.2).collect();
-    // Growth of each daemon that ran the whole soak (killed ones restarted fresh).
-    let growth: Vec<(String, f64)> = rss0
+    let growth = rss_growth(rss);
+    let worst = growth
         .iter()
-        .filter_map(|(k, a)| Some((k.clone(), (*rss1.get(k)? as f64 / *a as f64 - 1.0) * 100.0)))
-        .collect();
-    let worst =
-        growth.iter().cloned().fold(
-            (String::new(), f64::MIN),
-            |w, g| if g.1 > w.1 { g } else { w },
-        );
+        .cloned()
+        .fold((String::new(), f64::MIN, [0; 3]), |w, g| {
+            if g.1 > w.1 { g } else { w }
+        });
     let met = survived == results.len() && crashes.is_empty() && worst.1 < 10.0;
     Table {
         id: if quick {
@@ -459,6 +529,15 @@ fn table(quick: bool, seed: u64, routers: usize, f: &Findings) -> Table {
             format!(
                 "Control traffic: {floods_per_router_s:.1} Flood RPCs per router per second (the brains' metrics)."
             ),
+            format!(
+                "RSS of {} (the largest growth): {} kB at the start, {} kB halfway, {} kB at the end; {} daemons ran the whole soak.",
+                worst.0,
+                worst.2[0],
+                worst.2[1],
+                worst.2[2],
+                growth.len()
+            ),
+            bursts_note(bursts, captured),
         ],
     }
 }
