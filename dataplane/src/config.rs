@@ -70,6 +70,9 @@ pub struct Config {
     pub host: crate::host::HostConfig,
 }
 
+/// The longest a next hop stays live on a peer's word that it is only restarting.
+const MAX_RESTART_GRACE_MS: u64 = 60_000;
+
 /// When a failed next hop is used again.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -80,6 +83,10 @@ pub struct FailoverConfig {
     pub max_hold_down_ms: u64,
     /// Half-life of the flap penalty.
     pub penalty_half_life_ms: u64,
+    /// A next hop whose BFD peer says AdminDown (its daemon restarts, its fast path
+    /// forwards on) stays live this long for the new session to come up; 0: AdminDown is
+    /// a failure like any other.
+    pub peer_restart_grace_ms: u64,
 }
 
 impl Default for FailoverConfig {
@@ -88,6 +95,7 @@ impl Default for FailoverConfig {
             hold_down_ms: 2_000,
             max_hold_down_ms: 60_000,
             penalty_half_life_ms: 30_000,
+            peer_restart_grace_ms: 10_000,
         }
     }
 }
@@ -313,6 +321,12 @@ impl Config {
         }
         if f.penalty_half_life_ms == 0 {
             bail!("failover.penalty_half_life_ms: must be above 0");
+        }
+        if f.peer_restart_grace_ms > MAX_RESTART_GRACE_MS {
+            bail!(
+                "failover.peer_restart_grace_ms: {} is above {MAX_RESTART_GRACE_MS} (a peer that does not come back is a failure)",
+                f.peer_restart_grace_ms
+            );
         }
         Ok(())
     }
@@ -707,6 +721,10 @@ enabled = false
             (
                 "[failover]\nhold_down_ms = 90000\n",
                 "failover.hold_down_ms",
+            ),
+            (
+                "[failover]\npeer_restart_grace_ms = 600000\n",
+                "failover.peer_restart_grace_ms",
             ),
         ] {
             let err = format!("{:#}", Config::parse(bad).unwrap_err());

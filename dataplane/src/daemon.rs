@@ -601,6 +601,13 @@ impl Node {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let updates = match (ev.change.from, ev.change.to) {
             (_, BfdState::Up) => self.health.bfd(id, true, "BFD session up", now, wall),
+            (BfdState::Up, _)
+                if ev.change.peer == BfdState::AdminDown
+                    && self.health.bfd_peer_restarting(id, now) =>
+            {
+                tracing::info!(peer = %ev.nexthop.gateway, grace = ?self.health.config().peer_restart_grace, "BFD peer said AdminDown (restarting): its next hop stays live");
+                Vec::new()
+            }
             (BfdState::Up, _) => {
                 let mut reason = format!("BFD session down ({:?})", ev.change.diag);
                 if let Some(ago) = self.dp.tables_ref().neighbour_last_seen(&ev.nexthop)
@@ -759,6 +766,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         hold_down: Duration::from_millis(f.hold_down_ms),
         max_hold_down: Duration::from_millis(f.max_hold_down_ms),
         penalty_half_life: Duration::from_millis(f.penalty_half_life_ms),
+        peer_restart_grace: Duration::from_millis(f.peer_restart_grace_ms),
     });
     let wants_bfd = opts
         .config
@@ -944,7 +952,11 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         metrics.shutdown().await;
     }
     let node = shared.lock().expect("node lock").take().expect("running");
-    drop(node.bfd);
+    match node.bfd {
+        // The fast path forwards on: the peers keep their next hops through us.
+        Some(bfd) if !opts.detach_on_exit => bfd.stop_for_restart(),
+        bfd => drop(bfd),
+    }
     if opts.detach_on_exit && node.kernel.is_some() {
         let (routes, nexthops) = kernel_fib::clear(&node.nl, node.config.kernel_fib.protocol)?;
         tracing::info!(routes, nexthops, "kernel routes removed");

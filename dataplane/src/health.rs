@@ -22,6 +22,9 @@ pub struct HealthConfig {
     pub max_hold_down: Duration,
     /// Half-life of the flap penalty.
     pub penalty_half_life: Duration,
+    /// How long a next hop whose BFD peer said AdminDown (a hitless restart: its fast
+    /// path forwards on) stays live while its session comes back.
+    pub peer_restart_grace: Duration,
 }
 
 impl Default for HealthConfig {
@@ -30,6 +33,7 @@ impl Default for HealthConfig {
             hold_down: Duration::from_secs(2),
             max_hold_down: Duration::from_secs(60),
             penalty_half_life: Duration::from_secs(30),
+            peer_restart_grace: Duration::from_secs(10),
         }
     }
 }
@@ -112,6 +116,8 @@ struct Entry {
     bfd_up: Option<bool>,
     state: State,
     hold_until: Option<Instant>,
+    /// Its BFD peer said AdminDown: live until then unless its session is Up again.
+    grace_until: Option<Instant>,
     penalty: f64,
     penalty_at: Instant,
     record: NextHopHealth,
@@ -188,6 +194,7 @@ impl HealthMonitor {
             bfd_up,
             state,
             hold_until,
+            grace_until: None,
             penalty: record.penalty_milli as f64 / 1000.0,
             penalty_at: now,
             record: NextHopHealth {
@@ -274,12 +281,56 @@ impl HealthMonitor {
         wall: SystemTime,
     ) -> Vec<Update> {
         self.change(&[id], now, wall, Source::Bfd, reason, |e| {
-            e.bfd_up = Some(up)
+            e.bfd_up = Some(up);
+            e.grace_until = None;
         })
     }
 
-    /// Ends hold-downs that are over. Call it often (every few ms).
+    /// The BFD peer said AdminDown: it restarts while its fast path forwards on (RFC 5882
+    /// 3.2: not a failure of the path). The next hop stays as it is for the grace; `tick`
+    /// takes it down if its session is not Up again by then. False: no grace configured
+    /// (or an unknown next hop): the caller treats it as a failure.
+    pub fn bfd_peer_restarting(&mut self, id: u32, now: Instant) -> bool {
+        let grace = self.config.peer_restart_grace;
+        match self.entries.get_mut(&id) {
+            Some(e) if !grace.is_zero() => {
+                e.grace_until = Some(now + grace);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Next hops whose peer said AdminDown and did not come back within the grace.
+    fn graces_over(&mut self, now: Instant, wall: SystemTime) -> Vec<Update> {
+        let mut over: Vec<u32> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.grace_until.is_some_and(|t| t <= now))
+            .map(|(i, _)| *i)
+            .collect();
+        over.sort();
+        if over.is_empty() {
+            return Vec::new();
+        }
+        let reason = format!(
+            "BFD peer said AdminDown and is not back after {:?}",
+            self.config.peer_restart_grace
+        );
+        self.change(&over, now, wall, Source::Bfd, &reason, |e| {
+            e.bfd_up = Some(false);
+            e.grace_until = None;
+        })
+    }
+
+    /// Ends hold-downs and restart graces that are over. Call it often (every few ms).
     pub fn tick(&mut self, now: Instant, wall: SystemTime) -> Vec<Update> {
+        let mut updates = self.graces_over(now, wall);
+        updates.extend(self.hold_downs_over(now, wall));
+        updates
+    }
+
+    fn hold_downs_over(&mut self, now: Instant, wall: SystemTime) -> Vec<Update> {
         let due: Vec<u32> = self
             .entries
             .iter()
@@ -583,6 +634,39 @@ mod tests {
         // Only one switch away and one back, however often the link flapped.
         assert_eq!(m.record(2).unwrap().switches_to, 1);
         assert_eq!(m.record(1).unwrap().switches_to, 1);
+    }
+
+    #[test]
+    fn a_peer_restarting_keeps_its_next_hop_live_for_the_grace_only() {
+        let t0 = Instant::now();
+        let w = SystemTime::now();
+        let mut m = monitor(t0);
+        m.bfd(1, true, "up", t0, w);
+        // It came back within the grace: nothing ever moved.
+        let events = m.history().count();
+        assert!(m.bfd_peer_restarting(1, t0));
+        assert!(m.tick(t0 + Duration::from_secs(9), w).is_empty());
+        let u = m.bfd(1, true, "up again", t0 + Duration::from_secs(9), w);
+        assert_ne!(live(&u, 1), Some(false));
+        assert!(m.tick(t0 + Duration::from_secs(30), w).is_empty());
+        assert_eq!(m.state(1), Some(State::Up));
+        assert_eq!(m.history().count(), events, "no state change at all");
+        // It did not: down when the grace is over, and the backup carries the traffic.
+        let t1 = t0 + Duration::from_secs(40);
+        assert!(m.bfd_peer_restarting(1, t1));
+        assert!(m.tick(t1 + Duration::from_millis(9_999), w).is_empty());
+        let u = m.tick(t1 + Duration::from_secs(10), w);
+        assert_eq!(live(&u, 1), Some(false));
+        assert_eq!(m.state(1), Some(State::Down));
+        let last = m.history().last().unwrap();
+        assert!(last.reason.contains("AdminDown"), "{last:?}");
+        // No grace configured: the caller treats AdminDown as a failure.
+        let mut strict = HealthMonitor::new(HealthConfig {
+            peer_restart_grace: Duration::ZERO,
+            ..HealthConfig::default()
+        });
+        strict.register(1, spec(2, 3), true, NextHopHealth::default(), t0, w);
+        assert!(!strict.bfd_peer_restarting(1, t0));
     }
 
     #[test]

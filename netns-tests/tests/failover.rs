@@ -254,6 +254,48 @@ fn a_flapping_link_does_not_make_traffic_oscillate() {
     assert!(r.outage() < Duration::from_millis(50), "{r:?}");
 }
 
+/// SIGTERM leaves r2's fast path forwarding and its sessions say AdminDown first: r1 keeps
+/// sending through r2 while r2's next daemon starts and its BFD session comes up again.
+#[test]
+fn a_transit_router_restarting_moves_no_traffic() {
+    let lab = diamond();
+    wait_bfd_up(&lab);
+    std::thread::sleep(Duration::from_millis(300)); // fast timers after the Poll/Final
+    let r = stream_while(&lab, 3, || {
+        std::thread::sleep(Duration::from_millis(500));
+        lab.stop_dataplane("r2").unwrap();
+        lab.start_dataplane("r2").unwrap();
+        lab.wait_ready("r2", Duration::from_secs(10)).unwrap();
+    });
+    println!("restart of r2: {r:?}");
+    let log = lab.dataplane_log("r1");
+    assert!(log.contains("said AdminDown"), "{log}");
+    assert_eq!(r.lost, 0, "{r:?}\n{log}");
+    let primary = r1_nexthop(&lab, "198.18.12.2");
+    assert!(primary.live && primary.switches_from == 0, "{primary:?}");
+    wait_bfd_up(&lab);
+}
+
+/// A peer's AdminDown is believed for the grace (10 s) only: a router that stays away is
+/// routed around then, as after any failure.
+#[test]
+fn a_router_that_said_admin_down_and_stays_away_is_routed_around_after_the_grace() {
+    let lab = diamond();
+    wait_bfd_up(&lab);
+    lab.stop_dataplane("r2").unwrap();
+    let stopped = Instant::now();
+    std::thread::sleep(Duration::from_secs(8));
+    let primary = r1_nexthop(&lab, "198.18.12.2");
+    assert!(primary.live, "within the grace: {primary:?}");
+    while r1_nexthop(&lab, "198.18.12.2").live {
+        assert!(stopped.elapsed() < Duration::from_secs(13), "still live");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = lab.dataplane_log("r1");
+    assert!(log.contains("is not back after"), "{log}");
+    assert!(r1_nexthop(&lab, "198.18.13.3").live);
+}
+
 #[test]
 fn kill_9_and_restart_loses_no_packet() {
     let lab = diamond();

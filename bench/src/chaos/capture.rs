@@ -38,6 +38,9 @@ pub enum Kind {
 /// The largest count of control packets on one link within a window.
 #[derive(Clone, Debug, Default)]
 pub struct Burst {
+    /// "all" control packets, or "timers" (BFD and hellos: what jitter keeps apart; the
+    /// brains' gRPC comes in TCP segments of one transfer).
+    pub of: &'static str,
     pub window_ms: u64,
     pub packets: usize,
     /// "r7 eth2", and what the burst was made of.
@@ -71,7 +74,8 @@ impl Capture {
         Ok(Capture { running })
     }
 
-    /// Stops the captures (SIGINT: tcpdump writes out what it holds) and finds the bursts.
+    /// Stops the captures (SIGINT: tcpdump writes out what it holds) and finds the bursts
+    /// of all control packets and of the timers' alone.
     pub fn stop(self, lab: &Lab) -> Result<Vec<Burst>> {
         let mut links: HashMap<String, Vec<(u64, Kind)>> = HashMap::new();
         for (router, mut child, file) in self.running {
@@ -92,10 +96,23 @@ impl Capture {
         if links.is_empty() {
             bail!("tcpdump captured no control packets");
         }
-        Ok(WINDOWS_MS
+        let timers: HashMap<String, Vec<(u64, Kind)>> = links
             .iter()
-            .map(|&w| largest_burst(&links, w))
-            .collect())
+            .map(|(l, p)| {
+                let t = p.iter().filter(|(_, k)| *k != Kind::Brain).copied();
+                (l.clone(), t.collect())
+            })
+            .collect();
+        let mut bursts = Vec::new();
+        for (of, packets) in [("all", &links), ("timers", &timers)] {
+            for &w in &WINDOWS_MS {
+                bursts.push(Burst {
+                    of,
+                    ..largest_burst(packets, w)
+                });
+            }
+        }
+        Ok(bursts)
     }
 }
 
@@ -121,6 +138,7 @@ fn largest_burst(links: &HashMap<String, Vec<(u64, Kind)>>, window_ms: u64) -> B
                 let span_ns = packets.last().map_or(0, |l| l.0) - packets[0].0;
                 let windows = (span_ns as f64 / window_ns as f64).max(1.0);
                 best = Burst {
+                    of: "all",
                     window_ms,
                     packets: count,
                     link: link.clone(),
@@ -193,4 +211,44 @@ fn classify(frame: &[u8]) -> Option<(u32, Kind)> {
         _ => return None,
     };
     Some((ifindex, kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_busiest_window_slides_packet_by_packet() {
+        let ms = 1_000_000;
+        let packets = |times: &[u64]| times.iter().map(|t| (t * ms, Kind::Bfd)).collect();
+        let links = HashMap::from([
+            ("r1 eth1".to_string(), packets(&[0, 50, 100, 150])),
+            // Three within 10 ms, across a fixed window's edge (8, 12, 17).
+            ("r2 eth1".to_string(), packets(&[0, 8, 12, 17, 100])),
+        ]);
+        let b = largest_burst(&links, 10);
+        assert_eq!((b.packets, b.link.as_str()), (3, "r2 eth1"));
+        assert_eq!(b.kinds[&Kind::Bfd], 3);
+        assert!(
+            (b.mean - 0.5).abs() < 1e-9,
+            "5 packets over 10 windows: {}",
+            b.mean
+        );
+    }
+
+    #[test]
+    fn frames_are_told_apart_by_port() {
+        let frame = |dst_port: u16| {
+            let mut f = vec![0u8; SLL2_LEN];
+            f[4..8].copy_from_slice(&7u32.to_be_bytes());
+            let builder =
+                etherparse::PacketBuilder::ipv6([0xfe; 16], [0xff; 16], 255).udp(49152, dst_port);
+            builder.write(&mut f, &[0u8; 24]).unwrap();
+            f
+        };
+        assert_eq!(classify(&frame(BFD_PORT)), Some((7, Kind::Bfd)));
+        assert_eq!(classify(&frame(HELLO_PORT)), Some((7, Kind::Hello)));
+        assert_eq!(classify(&frame(53)), None);
+        assert_eq!(classify(&[0u8; 12]), None, "truncated");
+    }
 }

@@ -447,8 +447,8 @@ fn bursts_note(bursts: &[capture::Burst], captured: &[String]) -> String {
         .iter()
         .map(|b| {
             format!(
-                "{} ms: {} packets on {} ({:?}; that link's mean {:.1} per {} ms)",
-                b.window_ms, b.packets, b.link, b.kinds, b.mean, b.window_ms
+                "{} in {} ms: {} packets on {} ({:?}; that link's mean {:.1} per {} ms)",
+                b.of, b.window_ms, b.packets, b.link, b.kinds, b.mean, b.window_ms
             )
         })
         .collect();

@@ -31,7 +31,11 @@ pub enum Command {
     /// None while unresolved).
     Neighbour(NextHopSpec, [u8; 6], Option<[u8; 6]>),
     Remove(NextHopSpec),
-    Stop,
+    /// Ends the thread; with `admin_down`, every session first tells its peer AdminDown
+    /// (a hitless restart: the fast path forwards on, so the peers keep their next hops).
+    Stop {
+        admin_down: bool,
+    },
 }
 
 /// A session changed state.
@@ -97,12 +101,24 @@ impl BfdHandle {
     }
 }
 
-impl Drop for BfdHandle {
-    fn drop(&mut self) {
-        let _ = self.commands.send(Command::Stop);
+impl BfdHandle {
+    /// Stops the sessions saying AdminDown to every peer, for a restart that leaves the
+    /// fast path forwarding (RFC 5880 6.8.16, RFC 5882 3.2).
+    pub fn stop_for_restart(mut self) {
+        self.stop(true);
+    }
+
+    fn stop(&mut self, admin_down: bool) {
+        let _ = self.commands.send(Command::Stop { admin_down });
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for BfdHandle {
+    fn drop(&mut self) {
+        self.stop(false);
     }
 }
 
@@ -217,7 +233,13 @@ fn run(
                         transport.close_path(&e.path);
                     }
                 }
-                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return,
+                Ok(Command::Stop { admin_down }) => {
+                    if admin_down {
+                        say_admin_down(transport.as_mut(), &mut sessions);
+                    }
+                    return;
+                }
+                Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => break,
             }
         }
@@ -308,6 +330,27 @@ fn run(
             *infos.lock().expect("infos") = list;
         }
     }
+}
+
+/// Tells every peer whose session is up or coming up that ours goes AdminDown. Twice: the
+/// process is about to exit and cannot repeat it for a detection time as 6.8.16 asks, and
+/// one lost packet would turn a restart into a failure at the peer.
+fn say_admin_down(transport: &mut dyn Transport, sessions: &mut HashMap<u32, Entry>) {
+    let mut told = 0;
+    for e in sessions.values_mut() {
+        if !matches!(e.session.state(), BfdState::Up | BfdState::Init) {
+            continue;
+        }
+        let bytes = e.session.admin_down().encode();
+        for _ in 0..2 {
+            let _ = transport.send(&e.path, &bytes);
+        }
+        told += 1;
+    }
+    tracing::info!(
+        peers = told,
+        "BFD: told the peers AdminDown (the fast path forwards on)"
+    );
 }
 
 fn report(events: &Sender<StateEvent>, e: &Entry, change: Change, at: Instant) {

@@ -22,6 +22,8 @@ pub struct Change {
     pub from: BfdState,
     pub to: BfdState,
     pub diag: Diag,
+    /// The state the peer last said it was in (AdminDown: it went down on purpose).
+    pub peer: BfdState,
 }
 
 pub struct Session {
@@ -197,6 +199,7 @@ impl Session {
             from: self.state,
             to,
             diag: self.diag,
+            peer: self.remote_state,
         };
         self.state = to;
         let desired = if to == BfdState::Up {
@@ -214,6 +217,15 @@ impl Session {
             self.diag = Diag::None;
         }
         Some(change)
+    }
+
+    /// Takes the session AdminDown (RFC 5880 6.8.16: the daemon stops on purpose while its
+    /// fast path forwards on) and returns the packet that tells the peer.
+    pub fn admin_down(&mut self) -> ControlPacket {
+        self.state = BfdState::AdminDown;
+        self.diag = Diag::AdminDown;
+        self.poll_active = false;
+        self.packet()
     }
 
     fn packet(&self) -> ControlPacket {
@@ -389,6 +401,30 @@ mod tests {
         pkt.state = BfdState::AdminDown;
         let c = p.a.on_packet(&pkt, p.now).unwrap();
         assert_eq!((c.to, c.diag), (BfdState::Down, Diag::NeighborSignaledDown));
+    }
+
+    /// A daemon restarting hitlessly says AdminDown (6.8.16); its successor starts a new
+    /// session (a new discriminator), which the peer takes up within its slow start.
+    #[test]
+    fn a_peer_that_said_admin_down_comes_back_as_a_new_session() {
+        let mut p = Pair::new();
+        p.run(3000 * MS, true, true);
+        let bye = p.b.admin_down();
+        assert_eq!(
+            (bye.state, bye.diag),
+            (BfdState::AdminDown, Diag::AdminDown)
+        );
+        assert_eq!(bye.your_disc, 11, "addressed to the peer's session");
+        let c = p.a.on_packet(&bye, p.now).unwrap();
+        assert_eq!(
+            (c.from, c.to, c.peer),
+            (BfdState::Up, BfdState::Down, BfdState::AdminDown)
+        );
+        p.b = Session::new(cfg(), 33, p.now);
+        p.changes.clear();
+        p.run(2500 * MS, true, true);
+        assert_eq!((p.a.state(), p.b.state()), (BfdState::Up, BfdState::Up));
+        assert_eq!(p.a.remote_disc(), 33);
     }
 
     #[test]
