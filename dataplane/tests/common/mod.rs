@@ -5,7 +5,10 @@
 use std::{
     net::IpAddr,
     path::PathBuf,
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        Mutex, MutexGuard,
+        atomic::{AtomicU32, Ordering},
+    },
 };
 
 use x0_dataplane::{
@@ -25,9 +28,13 @@ pub const PORT_MTU: u32 = 1500;
 pub struct Fixture {
     pub dp: Option<Dataplane>,
     pub pin_root: PathBuf,
+    /// One fixture at a time per process: tests read the process's own mappings (smaps),
+    /// which `cargo test`'s threads would share (nextest runs one test per process).
+    _alone: MutexGuard<'static, ()>,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 impl Fixture {
     /// Routes:
@@ -52,6 +59,8 @@ impl Fixture {
             nix::unistd::Uid::effective().is_root(),
             "BPF_PROG_TEST_RUN tests need root (CAP_BPF and CAP_NET_ADMIN); run them through ./scripts/test.sh"
         );
+        // A test that failed holding it poisons it; the next may still go.
+        let alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let pin_root = PathBuf::from(format!(
             "/sys/fs/bpf/x0-test-{}-{}",
             std::process::id(),
@@ -108,6 +117,7 @@ impl Fixture {
         Self {
             dp: Some(dp),
             pin_root,
+            _alone: alone,
         }
     }
 
