@@ -377,6 +377,9 @@ fn no_packet_sees_a_mixed_policy() {
     let dp = fx.dp.take().unwrap();
     let dp = std::sync::Mutex::new(dp);
     let stop = std::sync::atomic::AtomicBool::new(false);
+    // Packets judged so far: each version waits for one (the lock is not fair, and one
+    // run saw every packet judged under p1 alone).
+    let judged = std::sync::atomic::AtomicU64::new(0);
     let (mut allowed, mut denied, mut mixed) = (0, 0, 0);
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -386,7 +389,14 @@ fn no_packet_sees_a_mixed_policy() {
                     .unwrap()
                     .install_policy(p, &|n| (n == "lo").then_some(1))
                     .unwrap();
-                std::thread::yield_now();
+                let (seen, since) = (
+                    judged.load(std::sync::atomic::Ordering::Relaxed),
+                    std::time::Instant::now(),
+                );
+                while judged.load(std::sync::atomic::Ordering::Relaxed) == seen {
+                    assert!(since.elapsed().as_secs() < 10, "no packet judged");
+                    std::thread::yield_now();
+                }
             }
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
@@ -401,6 +411,7 @@ fn no_packet_sees_a_mixed_policy() {
             allowed += d(Reason::ForwardedRoute);
             denied += d(Reason::DropPolicyDeny);
             mixed += d(Reason::DropDefaultDeny);
+            judged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     });
     fx.dp = Some(dp.into_inner().unwrap());
