@@ -321,10 +321,12 @@ pub fn repair(lab: &Lab, a: &str, b: &str, kind: Failure) -> Result<()> {
             netns::exec_ok(&lab.ns(&far.0), &["ip", "link", "set", &far.1, "up"]).map(|_| ())
         }
         Failure::Blackhole => {
+            // Loading the programs (the verifier) took over 10 s once in the 40-router
+            // soak, with 80 daemons on two cores.
             for node in [&near.0, &far.0] {
                 lab.stop_dataplane(node)?;
                 lab.start_dataplane(node)?;
-                lab.wait_ready(node, std::time::Duration::from_secs(10))?;
+                lab.wait_ready(node, std::time::Duration::from_secs(30))?;
             }
             Ok(())
         }

@@ -159,6 +159,7 @@ async fn serve(
         shared,
         trust_domain,
         flood,
+        instance: crate::linkstate::server::new_instance(),
     };
     tokio::spawn(async move {
         let server = tonic::transport::Server::builder().add_service(BrainServer::new(service));

@@ -13,6 +13,19 @@ pub struct Service {
     pub trust_domain: String,
     /// Records accepted here are passed on to the other neighbours.
     pub flood: tokio::sync::mpsc::UnboundedSender<(Option<String>, Vec<pb::SignedRecord>)>,
+    /// This process's number (`FloodResponse.instance`).
+    pub instance: u64,
+}
+
+/// A number for this run of the process: a restarted brain answers with another one.
+pub fn new_instance() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(crate::linkstate::state::unix_ns(
+        std::time::SystemTime::now(),
+    ));
+    h.finish()
 }
 
 /// The caller's brain name, if it is a brain of our trust domain.
@@ -51,12 +64,18 @@ impl Brain for Service {
         let records = req.into_inner().records;
         if records.is_empty() {
             // a neighbour's latency probe: answer at once, without the lock
-            return Ok(Response::new(pb::FloodResponse::default()));
+            return Ok(Response::new(pb::FloodResponse {
+                instance: self.instance,
+                ..Default::default()
+            }));
         }
         if records.len() > 10_000 {
             return Err(Status::invalid_argument("records: more than 10000"));
         }
-        let mut out = pb::FloodResponse::default();
+        let mut out = pb::FloodResponse {
+            instance: self.instance,
+            ..Default::default()
+        };
         let mut fresh = Vec::new();
         {
             let mut s = self.shared.lock().expect("brain lock");
