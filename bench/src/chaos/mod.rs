@@ -272,17 +272,23 @@ fn crashed(lab: &Lab, routers: usize) -> Vec<String> {
     out
 }
 
-/// Flood RPCs all brains sent so far (their metrics).
-fn floods(lab: &Lab, routers: usize) -> f64 {
-    (0..routers)
+/// Flood RPCs and the records in them that all brains sent so far (their metrics).
+fn floods(lab: &Lab, routers: usize) -> [f64; 2] {
+    let texts: Vec<String> = (0..routers)
         .filter_map(|i| prometheus::scrape(lab, &name(i), BRAIN_METRICS).ok())
-        .flat_map(|text| {
-            text.lines()
-                .filter(|l| l.starts_with("x0_brain_floods_total{"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .sum()
+        .collect();
+    let sum = |metric: &str| -> f64 {
+        texts
+            .iter()
+            .flat_map(|t| t.lines())
+            .filter(|l| l.starts_with(metric))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    [
+        sum("x0_brain_floods_total{"),
+        sum("x0_brain_flooded_records_total{"),
+    ]
 }
 
 /// The lab up with every dataplane running (brains not yet).
@@ -332,7 +338,8 @@ struct Findings {
     stream: traffic::StreamReport,
     /// Every daemon's RSS when the soak starts, after each event, and at its end.
     rss: Vec<BTreeMap<String, (u32, u64)>>,
-    floods_per_router_s: f64,
+    /// Flood RPCs and records in them, per router per second.
+    floods_per_router_s: [f64; 2],
     bursts: Vec<capture::Burst>,
     captured: Vec<String>,
 }
@@ -420,7 +427,9 @@ pub fn run(quick: bool, seed: u64) -> Result<Vec<Table>> {
         Ok((results, report))
     })?;
     let seconds = soak_start.elapsed().as_secs_f64();
-    let floods_per_router_s = (floods(lab, routers) - floods0) / routers as f64 / seconds;
+    let floods1 = floods(lab, routers);
+    let per_router_s = |i: usize| (floods1[i] - floods0[i]) / routers as f64 / seconds;
+    let floods_per_router_s = [per_router_s(0), per_router_s(1)];
     rss_seen.push(rss(lab, routers));
     let findings = Findings {
         results,
@@ -527,7 +536,8 @@ fn table(quick: bool, seed: u64, routers: usize, f: &Findings) -> Table {
                 stream.max_gap.as_secs_f64() * 1e3
             ),
             format!(
-                "Control traffic: {floods_per_router_s:.1} Flood RPCs per router per second (the brains' metrics)."
+                "Control traffic: {:.1} Flood RPCs carrying {:.1} records per router per second (the brains' metrics).",
+                floods_per_router_s[0], floods_per_router_s[1]
             ),
             format!(
                 "RSS of {} (the largest growth): {} kB at the start, {} kB halfway, {} kB at the end; {} daemons ran the whole soak.",
