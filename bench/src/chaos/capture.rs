@@ -76,12 +76,10 @@ impl Capture {
 
     /// Stops the captures (SIGINT: tcpdump writes out what it holds) and finds the bursts
     /// of all control packets and of the timers' alone.
-    pub fn stop(self, lab: &Lab) -> Result<Vec<Burst>> {
+    pub fn stop(mut self, lab: &Lab) -> Result<Vec<Burst>> {
         let mut links: HashMap<String, Vec<(u64, Kind)>> = HashMap::new();
-        for (router, mut child, file) in self.running {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
-            child.wait()?;
+        for (router, mut child, file) in std::mem::take(&mut self.running) {
+            interrupt(&mut child)?;
             let names = interface_names(&lab.ns(&router))?;
             for (ifindex, packets) in read_pcap(&file)? {
                 // Loopback carries the brain's calls to its own dataplane: no link.
@@ -113,6 +111,23 @@ impl Capture {
             }
         }
         Ok(bursts)
+    }
+}
+
+/// SIGINT (tcpdump writes out what it holds), then its exit.
+fn interrupt(child: &mut Child) -> Result<()> {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
+    child.wait()?;
+    Ok(())
+}
+
+/// A soak that fails midway leaves no tcpdump behind (one did, holding its namespace).
+impl Drop for Capture {
+    fn drop(&mut self) {
+        for (_, child, _) in &mut self.running {
+            let _ = interrupt(child);
+        }
     }
 }
 
