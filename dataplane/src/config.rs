@@ -6,6 +6,7 @@ use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
+use x0_proto::status::Shown;
 
 use anyhow::{Context, Result, bail};
 use ipnet::IpNet;
@@ -338,8 +339,8 @@ impl Config {
         for (i, iface) in self.interfaces.iter().enumerate() {
             if iface.name.is_empty() || iface.name.len() > 15 {
                 bail!(
-                    "interface[{i}].name: {:?} is not a valid interface name",
-                    iface.name
+                    "interface[{i}].name: {} is not a valid interface name",
+                    Shown(&iface.name)
                 );
             }
             if !seen_ifaces.insert(iface.name.as_str()) {
@@ -384,7 +385,10 @@ pub fn validate_route(
 
 fn validate_prefix(field: &str, prefix: &str) -> Result<IpNet> {
     let prefix: IpNet = prefix.trim().parse().map_err(|_| {
-        anyhow::anyhow!("{field}.prefix: {prefix:?} is not an address/length prefix")
+        anyhow::anyhow!(
+            "{field}.prefix: {} is not an address/length prefix",
+            Shown(prefix)
+        )
     })?;
     if prefix.trunc() != prefix {
         bail!(
@@ -410,7 +414,10 @@ fn validate_via(
     let mut out = Vec::with_capacity(via.len());
     for (j, (gateway, interface)) in via.iter().enumerate() {
         let gw: IpAddr = gateway.trim().parse().map_err(|_| {
-            anyhow::anyhow!("{field}.via[{j}].gateway: {gateway:?} is not an address")
+            anyhow::anyhow!(
+                "{field}.via[{j}].gateway: {} is not an address",
+                Shown(gateway)
+            )
         })?;
         check_family(field, j, gw, prefix)?;
         if gw.is_unspecified() || gw.is_multicast() || gw.is_loopback() {
@@ -418,7 +425,8 @@ fn validate_via(
         }
         if !interface_known(interface) {
             bail!(
-                "{field}.via[{j}].interface: {interface:?} is not one of the configured interfaces"
+                "{field}.via[{j}].interface: {} is not one of the configured interfaces",
+                Shown(interface)
             );
         }
         if out.contains(&(gw, interface.clone())) {

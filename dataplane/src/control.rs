@@ -9,6 +9,7 @@ use std::{
     sync::{Arc, OnceLock},
     time::{Duration, SystemTime},
 };
+use x0_proto::status::Shown;
 
 use ipnet::IpNet;
 use tokio::sync::broadcast;
@@ -484,7 +485,8 @@ impl Node {
                 .find(|l| &l.name == name)
                 .ok_or_else(|| {
                     ControlError::Invalid(format!(
-                        "interface {name:?} is not one of the dataplane's"
+                        "interface {} is not one of the dataplane's",
+                        Shown(name)
                     ))
                 })?;
             specs.push(NextHopSpec {
@@ -804,11 +806,15 @@ pub fn compile_spec(
     for (i, (name, action)) in spec.defaults.iter().enumerate() {
         let Some(slot) = ifaces.iter_mut().find(|(n, _)| n == name) else {
             anyhow::bail!(
-                "defaults[{i}].interface: {name:?} is not one of the dataplane's interfaces"
+                "defaults[{i}].interface: {} is not one of the dataplane's interfaces",
+                Shown(name)
             );
         };
         if action != "allow" && action != "deny" {
-            anyhow::bail!("defaults[{i}].action: {action:?} is not allow or deny");
+            anyhow::bail!(
+                "defaults[{i}].action: {} is not allow or deny",
+                Shown(action)
+            );
         }
         slot.1 = Some(action.clone());
     }

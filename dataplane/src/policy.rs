@@ -10,6 +10,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     net::IpAddr,
 };
+use x0_proto::status::Shown;
 
 use anyhow::{Result, bail};
 use aya::maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, lpm_trie::Key};
@@ -111,7 +112,10 @@ pub fn compile(
     let mut prefixes: HashMap<IpNet, usize> = HashMap::new();
     for (i, ident) in identities.iter().enumerate() {
         if ident.name.is_empty() || ["any", "world"].contains(&ident.name.as_str()) {
-            bail!("identity[{i}].name: {:?} is empty or reserved", ident.name);
+            bail!(
+                "identity[{i}].name: {} is empty or reserved",
+                Shown(&ident.name)
+            );
         }
         if ident.id == IDENTITY_WORLD || ident.id == IDENTITY_ANY {
             bail!(
@@ -121,7 +125,10 @@ pub fn compile(
             );
         }
         if by_name.insert(&ident.name, ident.id).is_some() {
-            bail!("identity[{i}].name: {:?} is defined twice", ident.name);
+            bail!(
+                "identity[{i}].name: {} is defined twice",
+                Shown(&ident.name)
+            );
         }
         if out.names.insert(ident.id, ident.name.clone()).is_some() {
             bail!("identity[{i}].id: {} is used by another identity", ident.id);
@@ -129,7 +136,8 @@ pub fn compile(
         for (j, p) in ident.prefixes.iter().enumerate() {
             let net: IpNet = p.parse().map_err(|_| {
                 anyhow::anyhow!(
-                    "identity[{i}].prefixes[{j}]: {p:?} is not an address/length prefix"
+                    "identity[{i}].prefixes[{j}]: {} is not an address/length prefix",
+                    Shown(p)
                 )
             })?;
             if net.trunc() != net {
@@ -157,10 +165,9 @@ pub fn compile(
         match name {
             "any" => Ok(IDENTITY_ANY),
             "world" => Ok(IDENTITY_WORLD),
-            n => by_name
-                .get(n)
-                .copied()
-                .ok_or_else(|| anyhow::anyhow!("rule[{i}].{field}: no identity named {n:?}")),
+            n => by_name.get(n).copied().ok_or_else(|| {
+                anyhow::anyhow!("rule[{i}].{field}: no identity named {}", Shown(n))
+            }),
         }
     };
     for (i, r) in rules.iter().enumerate() {
@@ -169,14 +176,14 @@ pub fn compile(
         let dst = ident(i, "to", &r.to)?;
         let proto = protocol(&r.proto).ok_or_else(|| {
             anyhow::anyhow!(
-                "rule[{i}].proto: {:?} is not tcp, udp, icmp, icmpv6, any or 1-255",
-                r.proto
+                "rule[{i}].proto: {} is not tcp, udp, icmp, icmpv6, any or 1-255",
+                Shown(&r.proto)
             )
         })?;
         let (port_lo, port_hi) = match &r.ports {
             None => (0, u16::MAX),
             Some(p) => ports(p).ok_or_else(|| {
-                anyhow::anyhow!("rule[{i}].ports: {p:?} is not a port or a range a-b")
+                anyhow::anyhow!("rule[{i}].ports: {} is not a port or a range a-b", Shown(p))
             })?,
         };
         if port_lo > port_hi {
@@ -188,7 +195,7 @@ pub fn compile(
         let action = match r.action.as_str() {
             "allow" => ACTION_ALLOW,
             "deny" => ACTION_DENY,
-            a => bail!("rule[{i}].action: {a:?} is not allow or deny"),
+            a => bail!("rule[{i}].action: {} is not allow or deny", Shown(a)),
         };
         if let Some(rate) = &r.rate {
             if action != ACTION_ALLOW {
@@ -417,7 +424,7 @@ pub fn describe_rule(rules: &[RuleConfig], id: u32) -> String {
 /// Parses an address for `explain`.
 pub fn parse_addr(s: &str, field: &str) -> Result<IpAddr> {
     s.parse()
-        .map_err(|_| anyhow::anyhow!("{field}: {s:?} is not an IP address"))
+        .map_err(|_| anyhow::anyhow!("{field}: {} is not an IP address", Shown(s)))
 }
 
 /// Removes the flows whose idle timeout has passed from the pinned connection tables

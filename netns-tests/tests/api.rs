@@ -679,6 +679,26 @@ fn invalid_requests_are_refused_naming_the_field_and_change_nothing() {
             .await
             .unwrap_err();
         assert_names_field(&e, "prefix");
+        // A long value comes back as its start and length, not whole.
+        let e = dp
+            .add_route(pb::AddRouteRequest {
+                route: r1(&"1".repeat(10_000), &[("198.18.2.2", "eth2")]),
+            })
+            .await
+            .unwrap_err();
+        assert_names_field(&e, "route.prefix");
+        assert!(e.message().len() < 200, "{} bytes", e.message().len());
+        assert!(e.message().contains("(10000 bytes)"), "{}", e.message());
+        // A request above max_message_bytes (the lab sets 16 MiB) is RESOURCE_EXHAUSTED.
+        let e = dp
+            .add_route(pb::AddRouteRequest {
+                route: r1(&"1".repeat(17 << 20), &[("198.18.2.2", "eth2")]),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+        assert!(e.message().contains("too large"), "{}", e.message());
+        assert_eq!(snapshot(&mut dp).await?, before);
         let ops = vec![
             add_op("10.3.0.0/16".into(), &[("198.18.2.2", "eth2")]),
             pb::RouteOperation { op: None },

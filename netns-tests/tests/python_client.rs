@@ -55,6 +55,12 @@ fn python_grpcio_client_over_unix_socket() {
         message.contains("route.prefix") && message.contains("10.123.0.1/16"),
         "the error names the field and the prefix: {summary}"
     );
+    assert_eq!(summary["long_code"], "INVALID_ARGUMENT", "{summary}");
+    let long = summary["long_message"].as_str().unwrap_or_default();
+    assert!(
+        long.starts_with("route.prefix") && long.len() < 200,
+        "a 10 kB prefix is refused with a short message: {summary}"
+    );
     assert_eq!(summary["deleted"], true, "{summary}\n{stderr}");
     assert_eq!(summary["health"], "SERVING", "{summary}\n{stderr}");
 

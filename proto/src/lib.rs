@@ -2,6 +2,9 @@
 //! (orchestrators in other languages compile them too); this crate compiles them once for
 //! every Rust component.
 
+pub mod server;
+pub mod status;
+
 /// The dataplane's control API, version 1.
 pub mod dataplane {
     pub mod v1 {

@@ -162,7 +162,9 @@ async fn serve(
         instance: crate::linkstate::server::new_instance(),
     };
     tokio::spawn(async move {
-        let server = tonic::transport::Server::builder().add_service(BrainServer::new(service));
+        let server = x0_proto::server::limited(tonic::transport::Server::builder())
+            .layer(x0_proto::status::StatusLayer)
+            .add_service(BrainServer::new(service));
         if let Err(e) = server.serve_with_incoming(incoming).await {
             tracing::error!(error = %e, "brain server failed");
         }

@@ -13,15 +13,12 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::{Context, Result};
 use tokio::{sync::watch, task::JoinHandle};
 use tonic::transport::Server;
-use x0_proto::dataplane::v1::dataplane_server::DataplaneServer;
+use x0_proto::{dataplane::v1::dataplane_server::DataplaneServer, status::StatusLayer};
 
 use crate::control::Control;
 use config::ApiConfig;
 use guard::{GuardLayer, GuardState};
 use metered::{ApiMetrics, MeteredLayer};
-
-/// Streams opened on one connection at once.
-const MAX_STREAMS: u32 = 256;
 
 /// The running API; `shutdown` stops the listeners and ends open streams.
 pub struct ApiHandle {
@@ -41,8 +38,11 @@ impl ApiHandle {
 }
 
 type Layers = tower::layer::util::Stack<
-    GuardLayer,
-    tower::layer::util::Stack<MeteredLayer, tower::layer::util::Identity>,
+    StatusLayer,
+    tower::layer::util::Stack<
+        GuardLayer,
+        tower::layer::util::Stack<MeteredLayer, tower::layer::util::Identity>,
+    >,
 >;
 
 fn router(
@@ -65,12 +65,13 @@ fn router(
     let dataplane = DataplaneServer::new(service::Service::new(control.clone()))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    Ok(Server::builder()
-        .max_concurrent_streams(Some(MAX_STREAMS))
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+    Ok(x0_proto::server::limited(Server::builder())
         // Metered outside the guard: refused calls are counted too.
         .layer(MeteredLayer(metrics.clone()))
         .layer(GuardLayer(guard.clone()))
+        // Innermost, so that the metrics count what callers get: every status short, an
+        // over-size request RESOURCE_EXHAUSTED (docs/API.md, "Errors").
+        .layer(StatusLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(dataplane))

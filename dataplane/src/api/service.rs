@@ -2,6 +2,7 @@
 //! No logic of its own beyond validation and conversion.
 
 use std::{net::IpAddr, pin::Pin, time::Duration};
+use x0_proto::status::Shown;
 
 use ipnet::IpNet;
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
@@ -48,7 +49,7 @@ impl Service {
 }
 
 pub fn status(e: ControlError) -> Status {
-    let msg = e.to_string();
+    let msg = x0_proto::status::short(&e.to_string());
     match e {
         ControlError::Invalid(_) => Status::invalid_argument(msg),
         ControlError::AlreadyExists(_) => Status::already_exists(msg),
@@ -63,8 +64,7 @@ pub fn status(e: ControlError) -> Status {
 /// A BFD peer's address and interface as text, checked for form (the node checks the rest).
 fn bfd_peer(address: &str, interface: &str) -> Result<(std::net::IpAddr, String), Status> {
     let a = address.parse().map_err(|_| {
-        let shown: String = address.chars().take(64).collect();
-        Status::invalid_argument(format!("address: {shown:?} is not an IP address"))
+        Status::invalid_argument(format!("address: {} is not an IP address", Shown(address)))
     })?;
     if interface.is_empty() || interface.len() > 15 {
         return Err(Status::invalid_argument(
@@ -75,7 +75,7 @@ fn bfd_peer(address: &str, interface: &str) -> Result<(std::net::IpAddr, String)
 }
 
 fn invalid(e: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(format!("{e:#}"))
+    Status::invalid_argument(x0_proto::status::short(&format!("{e:#}")))
 }
 
 /// Checks a route message; `field` names it in errors ("route", "operations[7].add").
@@ -101,7 +101,10 @@ fn route_from(
 
 fn prefix_from(field: &str, s: &str) -> Result<IpNet, Status> {
     let p: IpNet = s.trim().parse().map_err(|_| {
-        Status::invalid_argument(format!("{field}: {s:?} is not an address/length prefix"))
+        Status::invalid_argument(format!(
+            "{field}: {} is not an address/length prefix",
+            Shown(s)
+        ))
     })?;
     if p.trunc() != p {
         return Err(Status::invalid_argument(format!(
@@ -728,9 +731,9 @@ impl Dataplane for Service {
     ) -> Result<Response<pb::ExplainResponse>, Status> {
         let r = req.into_inner();
         let addr = |field: &str, s: &str| -> Result<IpAddr, Status> {
-            s.trim()
-                .parse()
-                .map_err(|_| Status::invalid_argument(format!("{field}: {s:?} is not an address")))
+            s.trim().parse().map_err(|_| {
+                Status::invalid_argument(format!("{field}: {} is not an address", Shown(s)))
+            })
         };
         let (src, dst) = (addr("src", &r.src)?, addr("dst", &r.dst)?);
         if src.is_ipv4() != dst.is_ipv4() {
@@ -738,8 +741,8 @@ impl Dataplane for Service {
         }
         if !["tcp", "udp", "icmp"].contains(&r.proto.as_str()) {
             return Err(Status::invalid_argument(format!(
-                "proto: {:?} is not tcp, udp or icmp",
-                r.proto
+                "proto: {} is not tcp, udp or icmp",
+                Shown(&r.proto)
             )));
         }
         let port = |field: &str, p: u32| {
@@ -757,8 +760,8 @@ impl Dataplane for Service {
         let ifaces = self.control.interface_names();
         if !ifaces.contains(&probe.ingress) {
             return Err(Status::invalid_argument(format!(
-                "ingress: {:?} is not one of the dataplane's interfaces",
-                probe.ingress
+                "ingress: {} is not one of the dataplane's interfaces",
+                Shown(&probe.ingress)
             )));
         }
         let (e, text, src_identity, dst_identity) = self.call(move |c| c.explain(&probe)).await?;

@@ -146,6 +146,14 @@ def main():
                 invalid_code, invalid_message = e.code().name, e.details()
                 log(f"AddRoute {INVALID_PREFIX}: {invalid_code}: {invalid_message}")
 
+            # A 10 kB value: the refusal must stay short (grpcio refuses a large grpc-message).
+            long_code = long_message = None
+            try:
+                stub.AddRoute(pb.AddRouteRequest(route=route("1" * 10_000)), timeout=TIMEOUT)
+            except grpc.RpcError as e:
+                long_code, long_message = e.code().name, e.details()
+                log(f"AddRoute of a 10 kB prefix: {long_code}: {long_message}")
+
             stub.DeleteRoute(pb.DeleteRouteRequest(prefix=PREFIX), timeout=TIMEOUT)
             deleted = all(r.prefix != PREFIX for r in routes(stub, pb, pb.ROUTE_ORIGIN_UNSPECIFIED))
             log(f"DeleteRoute {PREFIX}: gone from ListRoutes: {deleted}")
@@ -161,6 +169,8 @@ def main():
                 "added_seen": added_seen,
                 "invalid_code": invalid_code,
                 "invalid_message": invalid_message,
+                "long_code": long_code,
+                "long_message": long_message,
                 "deleted": deleted,
                 "health": health,
             }
