@@ -19,6 +19,7 @@ APT_PACKAGES=(
   bird2                                                # benchmarks: BIRD 2 (babel) as a memory anchor
   curl                                                 # the metrics endpoints, as an operator reads them
   tcpdump                                              # the chaos soak counts control packets on its links
+  python3-h2                                           # HTTP/2 abuse of the API (tests/python/h2_abuse.py)
   systemd adduser                                      # systemd-analyze and the package's user (tests/package.rs)
   help2man                                             # the man pages of the package (scripts/man.sh)
 )

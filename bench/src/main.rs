@@ -2,6 +2,7 @@
 //! `x0-bench all [--quick]` runs them all, prints a table per benchmark, and writes
 //! docs/performance.json and docs/PERFORMANCE.md from the results.
 
+mod api_abuse;
 mod chaos;
 mod control_plane;
 mod detect;
@@ -126,6 +127,13 @@ enum Command {
         /// One-way delay of every link, in milliseconds.
         #[arg(long, default_value_t = 1.0)]
         link_ms: f64,
+        /// Also put the tables into DIR/performance.json and regenerate DIR/PERFORMANCE.md.
+        #[arg(long)]
+        into: Option<PathBuf>,
+    },
+    /// The API under HTTP/2 and TLS abuse: a healthy client's p99 and the dataplane's
+    /// memory during each attack, beside the client alone.
+    ApiAbuse {
         /// Also put the tables into DIR/performance.json and regenerate DIR/PERFORMANCE.md.
         #[arg(long)]
         into: Option<PathBuf>,
@@ -328,6 +336,7 @@ fn main() -> ExitCode {
         Command::PolicyCost { quick } => print(policy_cost::run(quick).map(|t| vec![t])),
         Command::ControlPlane { quick } => print(control_plane::run(quick)),
         Command::Memory { quick, into } => print_into(memory::run(quick), into),
+        Command::ApiAbuse { into } => print_into(api_abuse::run(), into),
         Command::Paths { quick } => print(paths::run(quick).map(|t| vec![t])),
         Command::Chaos { quick, seed, into } => print_into(chaos::run(quick, seed), into),
         Command::Join { reps, into } => print_into(join::run(reps), into),

@@ -1,6 +1,7 @@
 //! x0tta6bl4's namespace lab: topologies of veth-linked network namespaces running the
 //! real `x0-dataplane`, traffic between them, and teardown that survives failed tests.
 
+pub mod abuse;
 pub mod brains;
 pub mod faults;
 pub mod frr;

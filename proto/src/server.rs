@@ -7,8 +7,9 @@ use std::time::Duration;
 pub const MAX_STREAMS: u32 = 256;
 /// A request's headers at most, however many CONTINUATION frames carry them.
 pub const MAX_HEADER_LIST_BYTES: u32 = 16 << 10;
-/// A ping on an idle connection this often finds a peer that went away.
-pub const KEEPALIVE: Duration = Duration::from_secs(30);
+/// A ping this often, unanswered for as long again, closes a connection whose peer went
+/// away or stopped reading (its HTTP/2 stack would answer even if its application did not).
+pub const KEEPALIVE: Duration = Duration::from_secs(5);
 
 /// `builder` with the limits above.
 pub fn limited(builder: tonic::transport::Server) -> tonic::transport::Server {
@@ -16,4 +17,5 @@ pub fn limited(builder: tonic::transport::Server) -> tonic::transport::Server {
         .max_concurrent_streams(Some(MAX_STREAMS))
         .http2_max_header_list_size(Some(MAX_HEADER_LIST_BYTES))
         .http2_keepalive_interval(Some(KEEPALIVE))
+        .http2_keepalive_timeout(Some(KEEPALIVE))
 }
