@@ -31,6 +31,8 @@ pub enum Side {
 pub struct Trust {
     trust_domain: TrustDomain,
     anchors: Vec<TrustAnchor<'static>>,
+    /// Each anchor's pathLenConstraint (webpki does not apply a trust anchor's own).
+    path_lens: Vec<Option<u32>>,
     subjects: Vec<DistinguishedName>,
     crls: Vec<CertRevocationList<'static>>,
     algs: WebPkiSupportedAlgorithms,
@@ -69,6 +71,13 @@ impl Trust {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let path_lens = bundle
+            .iter()
+            .enumerate()
+            .map(|(index, der)| {
+                anchor_path_len(der).map_err(|reason| TrustError::Anchor { index, reason })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let subjects = anchors
             .iter()
             // webpki keeps a name without its outer SEQUENCE; the CertificateRequest must carry
@@ -91,6 +100,7 @@ impl Trust {
         Ok(Trust {
             trust_domain,
             anchors,
+            path_lens,
             subjects,
             crls,
             algs: rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
@@ -104,6 +114,28 @@ impl Trust {
     /// Subjects of the trust anchors (the CA hints a server sends with its certificate request).
     pub fn anchor_subjects(&self) -> &[DistinguishedName] {
         &self.subjects
+    }
+
+    /// Refuses a verified path with more intermediates than its anchor's pathLenConstraint
+    /// allows (RFC 5280 4.2.1.9): a lab CA says "leaves only" with pathlen 0.
+    fn check_path_len(&self, path: &webpki::VerifiedPath<'_>) -> Result<(), String> {
+        let anchor = path.anchor();
+        let index = self
+            .anchors
+            .iter()
+            .position(|a| {
+                a.subject == anchor.subject
+                    && a.subject_public_key_info == anchor.subject_public_key_info
+            })
+            .ok_or("the verified path ends at an unknown anchor")?;
+        let intermediates = path.intermediate_certificates().count();
+        match self.path_lens[index] {
+            Some(max) if intermediates > max as usize => Err(format!(
+                "the chain holds {intermediates} intermediate CA(s); the trust domain's CA \
+                 allows {max} (pathLenConstraint)"
+            )),
+            _ => Ok(()),
+        }
     }
 
     pub fn crl_count(&self) -> usize {
@@ -223,39 +255,20 @@ pub fn verify_peer(
         Side::Client => KeyUsage::client_auth(),
         Side::Server => KeyUsage::server_auth(),
     };
-    ee.verify_for_usage(
-        trust.algs.all,
-        &trust.anchors,
-        intermediates,
-        now,
-        usage,
-        revocation,
-        None,
-    )
-    .map_err(|e| match e {
-        webpki::Error::CertExpired { time, not_after } => PeerError::Expired {
-            peer: peer(),
-            not_after: not_after.as_secs(),
-            now: time.as_secs(),
-        },
-        webpki::Error::CertNotValidYet { time, not_before } => PeerError::NotYetValid {
-            peer: peer(),
-            not_before: not_before.as_secs(),
-            now: time.as_secs(),
-        },
-        webpki::Error::CertRevoked => PeerError::Revoked { peer: peer() },
-        webpki::Error::UnknownIssuer => PeerError::UnknownIssuer {
-            peer: peer(),
-            trust_domain: trust.trust_domain.to_string(),
-        },
-        webpki::Error::CaUsedAsEndEntity => {
-            PeerError::NotSpiffe("the leaf certificate is a CA certificate".into())
-        }
-        webpki::Error::RequiredEkuNotFoundContext(_) => {
-            PeerError::WrongUsage { peer: peer(), side }
-        }
-        other => PeerError::Other(format!("certificate chain of {} rejected: {other}", peer())),
-    })?;
+    let path = ee
+        .verify_for_usage(
+            trust.algs.all,
+            &trust.anchors,
+            intermediates,
+            now,
+            usage,
+            revocation,
+            None,
+        )
+        .map_err(|e| chain_error(e, peer(), trust, side))?;
+    trust
+        .check_path_len(&path)
+        .map_err(|e| PeerError::Other(format!("certificate chain of {} rejected: {e}", peer())))?;
     let id = svid_leaf_id(leaf).map_err(PeerError::NotSpiffe)?;
     if id.trust_domain() != &trust.trust_domain {
         return Err(PeerError::WrongTrustDomain {
@@ -264,6 +277,42 @@ pub fn verify_peer(
         });
     }
     Ok(id)
+}
+
+/// webpki's refusal of a chain, as the peer error it stands for.
+fn chain_error(e: webpki::Error, peer: String, trust: &Trust, side: Side) -> PeerError {
+    match e {
+        webpki::Error::CertExpired { time, not_after } => PeerError::Expired {
+            peer,
+            not_after: not_after.as_secs(),
+            now: time.as_secs(),
+        },
+        webpki::Error::CertNotValidYet { time, not_before } => PeerError::NotYetValid {
+            peer,
+            not_before: not_before.as_secs(),
+            now: time.as_secs(),
+        },
+        webpki::Error::CertRevoked => PeerError::Revoked { peer },
+        webpki::Error::UnknownIssuer => PeerError::UnknownIssuer {
+            peer,
+            trust_domain: trust.trust_domain.to_string(),
+        },
+        webpki::Error::CaUsedAsEndEntity => {
+            PeerError::NotSpiffe("the leaf certificate is a CA certificate".into())
+        }
+        webpki::Error::RequiredEkuNotFoundContext(_) => PeerError::WrongUsage { peer, side },
+        other => PeerError::Other(format!("certificate chain of {peer} rejected: {other}")),
+    }
+}
+
+/// A bundle certificate's pathLenConstraint (None: no limit).
+fn anchor_path_len(der: &[u8]) -> Result<Option<u32>, String> {
+    let (_, x509) = X509Certificate::from_der(der).map_err(|e| format!("{e}"))?;
+    match x509.basic_constraints() {
+        Ok(Some(bc)) => Ok(bc.value.path_len_constraint),
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!("unparseable basicConstraints: {e}")),
+    }
 }
 
 /// The X.509-SVID leaf rules (SPIFFE X509-SVID spec, sections 4 and 5), as the spiffe crate
@@ -322,15 +371,16 @@ pub(crate) fn check_chain(
     }
     let (leaf, intermediates) = chain.split_first().ok_or("empty chain")?;
     let ee = EndEntityCert::try_from(leaf).map_err(|e| format!("{e}"))?;
-    ee.verify_for_usage(
-        trust.algs.all,
-        &trust.anchors,
-        intermediates,
-        at,
-        AnyUsage,
-        None,
-        None,
-    )
-    .map(|_| ())
-    .map_err(|e| format!("{e}"))
+    let path = ee
+        .verify_for_usage(
+            trust.algs.all,
+            &trust.anchors,
+            intermediates,
+            at,
+            AnyUsage,
+            None,
+            None,
+        )
+        .map_err(|e| format!("{e}"))?;
+    trust.check_path_len(&path)
 }

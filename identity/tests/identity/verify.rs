@@ -156,3 +156,106 @@ fn acceptable_ca_names_are_whole_der_names() {
         "the CA certificates' subjects, byte for byte"
     );
 }
+
+/// rcgen parameters of an X.509-SVID leaf (as `ca::issue` makes them) for `uri`.
+fn svid_params(uri: &str) -> rcgen::CertificateParams {
+    use rcgen::{ExtendedKeyUsagePurpose as Eku, KeyUsagePurpose as Ku};
+    let mut p = rcgen::CertificateParams::default();
+    p.is_ca = rcgen::IsCa::ExplicitNoCa;
+    p.key_usages = vec![Ku::DigitalSignature, Ku::KeyAgreement];
+    p.extended_key_usages = vec![Eku::ServerAuth, Eku::ClientAuth];
+    p.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().unwrap())];
+    p
+}
+
+fn ca_params(td: &str, path_len: Option<u8>) -> rcgen::CertificateParams {
+    use rcgen::KeyUsagePurpose as Ku;
+    let mut p = rcgen::CertificateParams::default();
+    p.is_ca = rcgen::IsCa::Ca(match path_len {
+        Some(n) => rcgen::BasicConstraints::Constrained(n),
+        None => rcgen::BasicConstraints::Unconstrained,
+    });
+    p.key_usages = vec![Ku::KeyCertSign, Ku::CrlSign, Ku::DigitalSignature];
+    p.subject_alt_names = vec![rcgen::SanType::URI(
+        format!("spiffe://{td}").try_into().unwrap(),
+    )];
+    p
+}
+
+/// [leaf, intermediate] for spiffe://mesh.example/router/sub: an intermediate CA signed by
+/// `root`, and a leaf signed by it.
+fn chain_through_an_intermediate(
+    root: &rcgen::Issuer<'_, rcgen::KeyPair>,
+) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let inter_params = ca_params("mesh.example", None);
+    let inter = inter_params.signed_by(&key, root).unwrap();
+    let inter_issuer = rcgen::Issuer::new(inter_params, key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = svid_params("spiffe://mesh.example/router/sub")
+        .signed_by(&leaf_key, &inter_issuer)
+        .unwrap();
+    vec![leaf.der().clone(), inter.der().clone()]
+}
+
+#[test]
+fn an_intermediate_under_a_leaves_only_ca_is_refused() {
+    let lab = Lab::new();
+    let us = lab.identity(&lab.issue("/router/r1", "us"));
+    // The lab CA (pathlen 0) signs an intermediate CA, which signs a valid SVID.
+    let chain = chain_through_an_intermediate(&lab_issuer(&lab));
+    let err = verify_peer(&chain, Side::Client, us.trust(), UnixTime::now()).unwrap_err();
+    assert!(err.to_string().contains("pathLenConstraint"), "{err}");
+
+    // The same chain under a CA without a path length is accepted: the refusal above is
+    // the constraint's, nothing else's.
+    let root_key = rcgen::KeyPair::generate().unwrap();
+    let root_params = ca_params("mesh.example", None);
+    let root = root_params.self_signed(&root_key).unwrap();
+    let root_issuer = rcgen::Issuer::new(root_params, root_key);
+    let trust = Trust::new(
+        TrustDomain::new("mesh.example").unwrap(),
+        &[root.der().clone()],
+        &[],
+    )
+    .unwrap();
+    let chain = chain_through_an_intermediate(&root_issuer);
+    let id = verify_peer(&chain, Side::Client, &trust, UnixTime::now()).unwrap();
+    assert_eq!(id.to_string(), "spiffe://mesh.example/router/sub");
+}
+
+/// The lab CA's issuer (to sign what `ca::issue` would refuse to).
+fn lab_issuer(lab: &Lab) -> rcgen::Issuer<'static, rcgen::KeyPair> {
+    let pem = std::fs::read_to_string(lab.ca_dir().join(ca::CA_CERT)).unwrap();
+    let key = std::fs::read_to_string(lab.ca_dir().join(ca::CA_KEY)).unwrap();
+    rcgen::Issuer::from_ca_cert_pem(&pem, rcgen::KeyPair::from_pem(&key).unwrap()).unwrap()
+}
+
+#[test]
+fn a_trust_domain_in_capitals_is_the_same_trust_domain_and_paths_keep_their_case() {
+    // SPIFFE-ID 2.1: the trust domain is the URI's host, case-insensitive (RFC 3986 3.2.2);
+    // the spiffe crate keeps it in lowercase. The path is case-sensitive.
+    assert_eq!(
+        TrustDomain::new("MESH.Example").unwrap().as_str(),
+        "mesh.example"
+    );
+    let lab = Lab::new();
+    let us = lab.identity(&lab.issue("/router/r1", "us"));
+    let leaf = svid_params("spiffe://MESH.example/Router/R9")
+        .signed_by(&rcgen::KeyPair::generate().unwrap(), &lab_issuer(&lab))
+        .unwrap();
+    let id = verify_peer(
+        &[leaf.der().clone()],
+        Side::Client,
+        us.trust(),
+        UnixTime::now(),
+    )
+    .unwrap();
+    assert_eq!(id.to_string(), "spiffe://mesh.example/Router/R9");
+    // Allow-lists: capitals in the trust domain match, in the path they do not.
+    let m = |p: &str| p.parse::<x0_identity::IdPattern>().unwrap().matches(&id);
+    assert!(m("spiffe://Mesh.Example/Router/R9"));
+    assert!(m("spiffe://mesh.example/Router/*"));
+    assert!(!m("spiffe://mesh.example/router/r9"));
+    assert!(!m("spiffe://mesh.example/router/*"));
+}
