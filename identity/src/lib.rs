@@ -22,6 +22,8 @@
 
 pub mod ca;
 #[cfg(feature = "grpc-server")]
+mod cut;
+#[cfg(feature = "grpc-server")]
 pub mod listen;
 pub mod mldsa;
 mod pattern;

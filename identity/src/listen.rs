@@ -17,7 +17,7 @@ use anyhow::{Context as _, Result};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream, UnixListener, UnixStream},
-    sync::{mpsc, watch},
+    sync::{mpsc, oneshot, watch},
 };
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
@@ -54,14 +54,15 @@ pub struct Peer {
 /// A connection of either listener.
 pub enum Conn {
     Unix(UnixStream, Peer),
-    Tls(Box<TlsStream<TcpStream>>, Peer),
+    /// The sender is dropped with the connection: its watcher (`cut`) then stops.
+    Tls(Box<TlsStream<TcpStream>>, Peer, oneshot::Sender<()>),
 }
 
 impl Connected for Conn {
     type ConnectInfo = Peer;
     fn connect_info(&self) -> Peer {
         match self {
-            Conn::Unix(_, p) | Conn::Tls(_, p) => p.clone(),
+            Conn::Unix(_, p) | Conn::Tls(_, p, _) => p.clone(),
         }
     }
 }
@@ -74,7 +75,7 @@ impl AsyncRead for Conn {
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Conn::Unix(s, _) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Tls(s, ..) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -87,19 +88,19 @@ impl AsyncWrite for Conn {
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Conn::Unix(s, _) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Tls(s, ..) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Conn::Unix(s, _) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Tls(s, ..) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Conn::Unix(s, _) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Tls(s, ..) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -169,6 +170,7 @@ pub async fn tls(
         pq,
     )?));
     let mut updates: watch::Receiver<Arc<Identity>> = identity.subscribe();
+    let identities = identity.subscribe();
     let follow = config.clone();
     tokio::spawn(async move {
         let _keep = identity; // the watcher runs as long as the listener
@@ -199,7 +201,7 @@ pub async fn tls(
             let _ = stream.set_nodelay(true);
             let acceptor =
                 tokio_rustls::TlsAcceptor::from(config.read().expect("tls config lock").clone());
-            let tx = tx.clone();
+            let (tx, identities) = (tx.clone(), identities.clone());
             tokio::spawn(async move {
                 let tls =
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -220,11 +222,36 @@ pub async fn tls(
                     remote: Some(remote),
                     group,
                 };
-                let _ = tx.send(Ok(Conn::Tls(Box::new(tls), peer))).await;
+                let Some(closed) = watch_peer(&tls, remote, identities) else {
+                    return tracing::warn!(%remote, "API TLS: cannot watch the connection; refused");
+                };
+                let _ = tx.send(Ok(Conn::Tls(Box::new(tls), peer, closed))).await;
             });
         }
     });
     Ok((Incoming::new(rx), local))
+}
+
+/// Starts the watcher that closes the connection if its client stops verifying; returns
+/// the sender the connection holds (None if the socket cannot be duplicated).
+fn watch_peer(
+    tls: &TlsStream<TcpStream>,
+    remote: SocketAddr,
+    identities: watch::Receiver<Arc<Identity>>,
+) -> Option<oneshot::Sender<()>> {
+    use std::os::fd::AsFd;
+    let (tcp, conn) = tls.get_ref();
+    let chain = conn.peer_certificates()?.to_vec();
+    let socket = tcp.as_fd().try_clone_to_owned().ok()?;
+    let (closed_tx, closed) = oneshot::channel();
+    tokio::spawn(crate::cut::cut_when_refused(crate::cut::Watch {
+        chain,
+        remote,
+        socket,
+        identities,
+        closed,
+    }));
+    Some(closed_tx)
 }
 
 fn server_config(id: &Identity, pq: PqMode) -> Result<Arc<rustls::ServerConfig>> {

@@ -393,6 +393,77 @@ fn svid_rotation_on_disk_keeps_open_streams() {
     assert!(lab.dataplane_running("r1"), "no restart");
 }
 
+/// A client revoked while its connection is open loses the connection (and its open stream)
+/// once the dataplane reads the new CRL; another client's connection carries on.
+#[test]
+fn a_client_revoked_while_connected_is_cut_off() {
+    let lab = common::lab("line.toml", |_| {});
+    let pki = lab.pki();
+    let doomed = pki.issue("/orchestrator/doomed", "doomed", DAY).unwrap();
+    let stream_of = |svid: &str| {
+        let target = target_of(&lab, svid, PqMode::Required);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let handle = spawn_in_netns(&lab.ns("r1"), move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(async move {
+                    let conn = connect(&target).await?;
+                    let mut stats = conn
+                        .dataplane(1 << 20)
+                        .watch_stats(pb::WatchStatsRequest {
+                            interval_ms: 100,
+                            include_zero: false,
+                        })
+                        .await?
+                        .into_inner();
+                    stats.next().await.expect("a first sample")?;
+                    ready_tx.send(()).unwrap();
+                    // Samples until the stream ends: (samples, how it ended).
+                    let mut n = 0;
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+                    while tokio::time::Instant::now() < deadline {
+                        match tokio::time::timeout(Duration::from_secs(2), stats.next()).await {
+                            Ok(Some(Ok(_))) => n += 1,
+                            Ok(Some(Err(e))) => return Ok((n, format!("error: {e}"))),
+                            Ok(None) => return Ok((n, "ended".into())),
+                            Err(_) => return Ok((n, "stalled".into())),
+                        }
+                    }
+                    Ok::<_, anyhow::Error>((n, "open".to_string()))
+                })
+        })
+        .unwrap();
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("stream open");
+        handle
+    };
+    let revoked_stream = stream_of("doomed");
+    let other_stream = stream_of(OPERATOR);
+    pki.revoke(&doomed.serial).unwrap();
+    let (_, how) = revoked_stream.join().unwrap().unwrap();
+    assert!(
+        how.starts_with("error"),
+        "the revoked client's stream: {how}"
+    );
+    let (samples, how) = other_stream.join().unwrap().unwrap();
+    assert_eq!(how, "open", "the other client's stream");
+    assert!(samples >= 40, "{samples} samples in 8 s at 100 ms");
+    assert!(
+        lab.dataplane_log("r1").contains("no longer accepted"),
+        "the cut is logged"
+    );
+    let refused = in_r1(&lab, {
+        let t = target_of(&lab, "doomed", PqMode::Required);
+        move || async move { Ok(get_info(t).await.err()) }
+    });
+    assert!(
+        refused.is_some_and(|e| e.contains("revoked")),
+        "a new connection is refused"
+    );
+}
+
 #[test]
 fn workload_api_supplies_and_rotates_the_svid() {
     let lab = common::lab("line.toml", |_| {});
