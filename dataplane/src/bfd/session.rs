@@ -37,6 +37,8 @@ pub struct Session {
     remote_min_rx: Duration,
     remote_desired_tx: Duration,
     remote_detect_mult: u8,
+    /// The peer set Demand: once both are Up it wants no periodic packets from us.
+    remote_demand: bool,
     /// What we advertise as DesiredMinTxInterval (slow while not Up).
     desired_tx: Duration,
     poll_active: bool,
@@ -65,6 +67,7 @@ impl Session {
             remote_min_rx: Duration::from_micros(1),
             remote_desired_tx: Duration::ZERO,
             remote_detect_mult: 0,
+            remote_demand: false,
             desired_tx: cfg.desired_min_tx.max(SLOW_TX),
             poll_active: false,
             final_due: false,
@@ -128,6 +131,7 @@ impl Session {
         self.remote_desired_tx = Duration::from_micros(p.desired_min_tx as u64);
         self.remote_detect_mult = p.detect_mult;
         self.remote_disc = p.my_disc;
+        self.remote_demand = p.demand;
         // The peer now accepts packets faster (typically: it came Up and left its 1 s
         // slow start): do not wait out the old, longer interval.
         let interval = self.tx_interval();
@@ -186,9 +190,17 @@ impl Session {
         if periodic {
             self.next_tx = now + self.jittered(self.tx_interval());
         }
-        // A peer that asks for no packets (RequiredMinRx 0) gets only Finals.
-        let send = !self.remote_min_rx.is_zero() || packet.final_;
+        // A peer that asks for no packets (RequiredMinRx 0), or in Demand mode, gets only
+        // Finals and Polls (RFC 5880 6.8.7).
+        let send = (!self.remote_min_rx.is_zero() && !self.remote_demand_active())
+            || packet.final_
+            || packet.poll;
         (change, send.then_some(packet))
+    }
+
+    /// Demand mode is active on the peer (RFC 5880 6.8.6): it set Demand and both are Up.
+    fn remote_demand_active(&self) -> bool {
+        self.remote_demand && self.state == BfdState::Up && self.remote_state == BfdState::Up
     }
 
     fn set_state(&mut self, to: BfdState, now: Instant) -> Option<Change> {
@@ -465,6 +477,39 @@ mod tests {
             s.next_deadline(now + MS) <= now + 11 * MS,
             "rescheduled to the fast interval"
         );
+    }
+
+    /// RFC 5880 6.8.7: a peer in Demand mode (D set, both Up) gets no periodic packets, but
+    /// its Polls are still answered; leaving Demand mode brings them back.
+    #[test]
+    fn a_peer_in_demand_mode_gets_only_finals() {
+        let mut p = Pair::new();
+        p.run(2500 * MS, true, true);
+        let now = p.now;
+        let mut peer = p.b.packet();
+        peer.demand = true;
+        // The peer keeps sending every 10 ms (its Demand asks only us to stop); counts what
+        // `a` sends from ms `from` to `to`.
+        let mut window = |a: &mut Session, peer: &ControlPacket, from: u32, to: u32| {
+            (from..=to)
+                .filter_map(|i| {
+                    if i % 10 == 0 {
+                        a.on_packet(peer, now + i * MS);
+                    }
+                    a.poll_timers(now + i * MS).1
+                })
+                .count()
+        };
+        assert_eq!(window(&mut p.a, &peer, 0, 100), 0, "no periodic packets");
+        assert_eq!(p.a.state(), BfdState::Up);
+        peer.poll = true;
+        p.a.on_packet(&peer, now + 101 * MS);
+        let (_, f) = p.a.poll_timers(now + 101 * MS);
+        assert!(f.is_some_and(|f| f.final_), "the Poll is answered");
+        peer.demand = false;
+        peer.poll = false;
+        let sent = window(&mut p.a, &peer, 102, 150);
+        assert!(sent >= 4, "periodic again: {sent} in 48 ms");
     }
 
     #[test]
