@@ -2,6 +2,7 @@
 //! real `x0-dataplane`, traffic between them, and teardown that survives failed tests.
 
 pub mod abuse;
+pub mod bfd_script;
 pub mod brains;
 pub mod faults;
 pub mod frr;

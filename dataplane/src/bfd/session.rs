@@ -490,7 +490,7 @@ mod tests {
         peer.demand = true;
         // The peer keeps sending every 10 ms (its Demand asks only us to stop); counts what
         // `a` sends from ms `from` to `to`.
-        let mut window = |a: &mut Session, peer: &ControlPacket, from: u32, to: u32| {
+        let window = |a: &mut Session, peer: &ControlPacket, from: u32, to: u32| {
             (from..=to)
                 .filter_map(|i| {
                     if i % 10 == 0 {
