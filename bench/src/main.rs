@@ -3,6 +3,7 @@
 //! docs/performance.json and docs/PERFORMANCE.md from the results.
 
 mod api_abuse;
+mod bfd_interop;
 mod chaos;
 mod control_plane;
 mod detect;
@@ -135,6 +136,12 @@ enum Command {
     /// memory during each attack, beside the client alone.
     ApiAbuse {
         /// Also put the tables into DIR/performance.json and regenerate DIR/PERFORMANCE.md.
+        #[arg(long)]
+        into: Option<PathBuf>,
+    },
+    /// BFD with FRR bfdd and BIRD 2: time to declare the peer down after 20 link cuts each.
+    BfdInterop {
+        /// Also put the table into DIR/performance.json and regenerate DIR/PERFORMANCE.md.
         #[arg(long)]
         into: Option<PathBuf>,
     },
@@ -336,6 +343,7 @@ fn main() -> ExitCode {
         Command::PolicyCost { quick } => print(policy_cost::run(quick).map(|t| vec![t])),
         Command::ControlPlane { quick } => print(control_plane::run(quick)),
         Command::Memory { quick, into } => print_into(memory::run(quick), into),
+        Command::BfdInterop { into } => print_into(bfd_interop::run().map(|t| vec![t]), into),
         Command::ApiAbuse { into } => print_into(api_abuse::run(), into),
         Command::Paths { quick } => print(paths::run(quick).map(|t| vec![t])),
         Command::Chaos { quick, seed, into } => print_into(chaos::run(quick, seed), into),

@@ -3,6 +3,7 @@
 
 pub mod abuse;
 pub mod bfd_script;
+pub mod bird_bfd;
 pub mod brains;
 pub mod faults;
 pub mod frr;

@@ -1,6 +1,10 @@
-//! Counters of a lab's routers, as tables for people.
+//! Counters of a lab's routers, as tables for people; the times in a daemon's log.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    time::{Duration, SystemTime},
+};
 
 use anyhow::Result;
 use x0_common::{Reason, reason::Verdict};
@@ -57,4 +61,36 @@ pub fn router_counters(lab: &Lab, router: &str) -> Result<String> {
         render(&c, &names, false),
         x0_dataplane::counters::render_nexthops(&nhs, &names)
     ))
+}
+
+/// The wall-clock time of the first log line after `after` containing all of `needles`.
+pub fn log_time(log: &str, needles: &[&str], after: SystemTime) -> Option<SystemTime> {
+    log.lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .filter_map(line_time)
+        .find(|t| *t >= after)
+}
+
+pub fn line_time(line: &str) -> Option<SystemTime> {
+    let ts = line.split_whitespace().next()?; // 2026-11-22T04:47:58.049292Z
+    let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, min, s) = (
+        t.next()?.parse::<u64>().ok()?,
+        t.next()?.parse::<u64>().ok()?,
+        t.next()?.parse::<f64>().ok()?,
+    );
+    // Days since the epoch (civil calendar, Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146097 + doe - 719468) as u64;
+    Some(
+        SystemTime::UNIX_EPOCH
+            + Duration::from_secs_f64((days * 86400 + h * 3600 + min * 60) as f64 + s),
+    )
 }

@@ -49,7 +49,7 @@ pub fn kernel_forwarding(lab: &Lab) -> Result<()> {
     Ok(())
 }
 
-fn daemon_dir(lab: &Lab, what: &str, router: &str) -> Result<PathBuf> {
+pub(crate) fn daemon_dir(lab: &Lab, what: &str, router: &str) -> Result<PathBuf> {
     let dir = lab.dir.join(format!("{what}-{router}"));
     fs::create_dir_all(&dir)?;
     Ok(dir)
@@ -233,7 +233,7 @@ pub fn start_babeld_on(
     Ok(())
 }
 
-fn which(bin: &str) -> Option<PathBuf> {
+pub(crate) fn which(bin: &str) -> Option<PathBuf> {
     let out = Command::new("sh")
         .args(["-c", &format!("command -v {bin}")])
         .output()

@@ -2,42 +2,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use x0_dataplane::config::{BfdDefaults, BfdOverride, BfdPeerConfig};
-use x0_lab::{faults, frr::Bfdd};
-
-/// The wall-clock time of the first log line after `after` containing all of `needles`.
-fn log_time(log: &str, needles: &[&str], after: SystemTime) -> Option<SystemTime> {
-    log.lines()
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .filter_map(line_time)
-        .find(|t| *t >= after)
-}
-
-fn line_time(line: &str) -> Option<SystemTime> {
-    let ts = line.split_whitespace().next()?; // 2026-11-22T04:47:58.049292Z
-    let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.split(':');
-    let (h, min, s) = (
-        t.next()?.parse::<u64>().ok()?,
-        t.next()?.parse::<u64>().ok()?,
-        t.next()?.parse::<f64>().ok()?,
-    );
-    // Days since the epoch (civil calendar, Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = (era * 146097 + doe - 719468) as u64;
-    Some(
-        SystemTime::UNIX_EPOCH
-            + Duration::from_secs_f64((days * 86400 + h * 3600 + min * 60) as f64 + s),
-    )
-}
+use x0_lab::{faults, frr::Bfdd, report::log_time};
 
 #[test]
 fn a_session_with_frr_bfdd_comes_up_and_goes_down_within_the_detect_time() {
