@@ -7,6 +7,7 @@ mod bfd_interop;
 mod chaos;
 mod control_plane;
 mod detect;
+mod differential;
 mod failover;
 mod flooding;
 mod forwarding;
@@ -141,6 +142,16 @@ enum Command {
     },
     /// BFD with FRR bfdd and BIRD 2: time to declare the peer down after 20 link cuts each.
     BfdInterop {
+        /// Also put the table into DIR/performance.json and regenerate DIR/PERFORMANCE.md.
+        #[arg(long)]
+        into: Option<PathBuf>,
+    },
+    /// The fast path against its reference model (x0-model) on generated frames.
+    Differential {
+        #[arg(long, default_value_t = 1_000_000)]
+        cases: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
         /// Also put the table into DIR/performance.json and regenerate DIR/PERFORMANCE.md.
         #[arg(long)]
         into: Option<PathBuf>,
@@ -344,6 +355,9 @@ fn main() -> ExitCode {
         Command::ControlPlane { quick } => print(control_plane::run(quick)),
         Command::Memory { quick, into } => print_into(memory::run(quick), into),
         Command::BfdInterop { into } => print_into(bfd_interop::run().map(|t| vec![t]), into),
+        Command::Differential { cases, seed, into } => {
+            print_into(differential::run(cases, seed).map(|t| vec![t]), into)
+        }
         Command::ApiAbuse { into } => print_into(api_abuse::run(), into),
         Command::Paths { quick } => print(paths::run(quick).map(|t| vec![t])),
         Command::Chaos { quick, seed, into } => print_into(chaos::run(quick, seed), into),

@@ -442,4 +442,9 @@ impl Dataplane {
     pub fn counters(&self) -> Result<Counters> {
         self.counters.read()
     }
+
+    /// The per-reason counters alone, in `Reason::ALL` order (cheap: no interface walk).
+    pub fn reason_counters(&self) -> Result<Vec<crate::counters::ReasonCount>> {
+        self.counters.reasons()
+    }
 }

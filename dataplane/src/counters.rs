@@ -58,19 +58,30 @@ impl CounterMaps {
         })
     }
 
+    /// The per-reason counters alone (in `Reason::ALL` order): a few dozen reads, where
+    /// `read` walks every interface slot too.
+    pub fn reasons(&self) -> Result<Vec<ReasonCount>> {
+        Reason::ALL
+            .iter()
+            .map(|&reason| {
+                let per_cpu = self.stats.get(&(reason as u32), 0)?;
+                let (packets, bytes) = per_cpu
+                    .iter()
+                    .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
+                Ok(ReasonCount {
+                    reason: reason.name(),
+                    packets,
+                    bytes,
+                })
+            })
+            .collect()
+    }
+
     pub fn read(&self) -> Result<Counters> {
-        let mut out = Counters::default();
-        for &reason in Reason::ALL {
-            let per_cpu = self.stats.get(&(reason as u32), 0)?;
-            let (packets, bytes) = per_cpu
-                .iter()
-                .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
-            out.reasons.push(ReasonCount {
-                reason: reason.name(),
-                packets,
-                bytes,
-            });
-        }
+        let mut out = Counters {
+            reasons: self.reasons()?,
+            ..Default::default()
+        };
         let low = self
             .if_stats
             .iter()

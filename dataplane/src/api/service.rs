@@ -242,7 +242,8 @@ fn event_to(e: Event) -> pb::Event {
     }
 }
 
-fn policy_from(p: pb::Policy) -> Result<PolicySpec, Status> {
+/// A policy message as the core's spec (pub: the fuzz targets drive it).
+pub fn policy_from(p: pb::Policy) -> Result<PolicySpec, Status> {
     let rules = p
         .rules
         .into_iter()
