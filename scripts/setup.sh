@@ -20,6 +20,7 @@ APT_PACKAGES=(
   curl                                                 # the metrics endpoints, as an operator reads them
   tcpdump                                              # the chaos soak counts control packets on its links
   python3-h2                                           # HTTP/2 abuse of the API (tests/python/h2_abuse.py)
+  python3-scapy                                        # packets that try to bypass the policy (tests/python/policy_bypass.py)
   systemd adduser                                      # systemd-analyze and the package's user (tests/package.rs)
   help2man                                             # the man pages of the package (scripts/man.sh)
 )

@@ -80,6 +80,7 @@ reasons! {
     DropMalformedL4 = 30, Dropped, "drop_malformed_l4", "TCP/UDP header truncated (policy needs the ports)";
     DropPolicyUnavailable = 31, Dropped, "drop_policy_unavailable", "policy is on but its program is not loaded: fail closed";
     DropFragmentUnknown = 32, Dropped, "drop_fragment_unknown", "policy is on and this later fragment's datagram never showed its first fragment here; or an IPv4 TCP fragment at offset 8 (RFC 1858 3.2: only an attack makes one)";
+    DropPolicyUnjudged = 33, Dropped, "drop_policy_unjudged", "policy is on and a packet from a zero-trust port would go to the kernel to be forwarded (IPv4 options a router acts on, an IPv6 hop-by-hop header), where no policy judges it; to the router itself and multicast still pass";
 }
 
 // Counters are indexed by value and listed in `ALL` in declaration order: keep them equal.

@@ -85,6 +85,9 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
     let ip = unsafe { &mut *ip };
     let upper = match l3::ipv4(ctx, ip, frame_len(ctx)) {
         Ok(upper) => upper,
+        Err(Reason::PassIpv4Options) if unjudged(ingress) && kernel_forwards_v4(ip.dst) => {
+            return drop(Reason::DropPolicyUnjudged);
+        }
         Err(reason) => return refuse(reason),
     };
     let tot_len = u16::from_be_bytes(ip.tot_len) as usize;
@@ -155,6 +158,32 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
         return to_policy(4, &egress, generation, default_deny);
     }
     forward_v4(ip, eth, &egress)
+}
+
+/// Policy is on and the packet came in on a zero-trust (default deny) port: what the
+/// kernel would forward for it, unjudged, must not go there.
+#[inline(always)]
+fn unjudged(ingress: &Ingress) -> bool {
+    policy::generation().is_some_and(|g| ingress.default_deny_in(g))
+}
+
+/// The kernel would forward a packet to `dst` (not multicast or broadcast, which it keeps,
+/// nor an address of this router).
+#[inline(always)]
+fn kernel_forwards_v4(dst: [u8; 4]) -> bool {
+    if dst[0] & 0xf0 == 0xe0 || dst == [255; 4] {
+        return false;
+    }
+    !route_v4(dst).is_some_and(|r| r.flags & ROUTE_F_LOCAL != 0)
+}
+
+/// As `kernel_forwards_v4` (multicast was passed before the extension headers were read).
+#[inline(always)]
+fn kernel_forwards_v6(dst: &[u8; 16]) -> bool {
+    let key = aya_ebpf::maps::lpm_trie::Key::new(128, *dst);
+    !X0_ROUTES_V6
+        .get(&key)
+        .is_some_and(|r| r.flags & ROUTE_F_LOCAL != 0)
 }
 
 /// A reason found in the headers, as its outcome.
@@ -244,6 +273,9 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, ingress: &Ingress, explain: bool) ->
     }
     let upper = match l3::ipv6(ctx, ip) {
         Ok(upper) => upper,
+        Err(Reason::PassIpv6ExtHeader) if unjudged(ingress) && kernel_forwards_v6(&ip.dst) => {
+            return drop(Reason::DropPolicyUnjudged);
+        }
         Err(reason) => return refuse(reason),
     };
     if upper.proto == IPPROTO_ICMPV6
