@@ -59,15 +59,22 @@ impl CounterMaps {
     }
 
     /// The per-reason counters alone (in `Reason::ALL` order): a few dozen reads, where
-    /// `read` walks every interface slot too.
+    /// `read` walks every interface slot too. A reason beyond the pinned map is zero: a
+    /// hitless restart into a build with new reasons keeps the older, shorter map (aya
+    /// reuses a pin whatever its size) until the maps are made anew.
     pub fn reasons(&self) -> Result<Vec<ReasonCount>> {
         Reason::ALL
             .iter()
             .map(|&reason| {
-                let per_cpu = self.stats.get(&(reason as u32), 0)?;
-                let (packets, bytes) = per_cpu
-                    .iter()
-                    .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
+                let (packets, bytes) = match self.stats.get(&(reason as u32), 0) {
+                    Ok(per_cpu) => per_cpu
+                        .iter()
+                        .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes)),
+                    Err(
+                        aya::maps::MapError::OutOfBounds { .. } | aya::maps::MapError::KeyNotFound,
+                    ) => (0, 0),
+                    Err(e) => return Err(e.into()),
+                };
                 Ok(ReasonCount {
                     reason: reason.name(),
                     packets,

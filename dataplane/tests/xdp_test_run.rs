@@ -888,3 +888,44 @@ fn a_malformed_frame_reaches_the_drop_stream() {
         "{line}"
     );
 }
+
+/// A hitless restart into a build with a new reason finds the reason counters pinned by
+/// the older build, one entry short (aya reuses a pin whatever its size): the counters
+/// still read, the missing reason as zero, and frames are still counted.
+#[test]
+fn reason_counters_pinned_by_an_older_build_with_fewer_reasons_still_read() {
+    use x0_common::map_names;
+    assert!(nix::unistd::Uid::effective().is_root(), "needs root");
+    let pin_root =
+        std::path::PathBuf::from(format!("/sys/fs/bpf/x0-test-older-{}", std::process::id()));
+    std::fs::create_dir_all(&pin_root).unwrap();
+    let older =
+        aya::maps::PerCpuArray::<_, x0_common::Counter>::create(Reason::ALL.len() as u32 - 1, 0)
+            .unwrap();
+    older.pin(pin_root.join(map_names::STATS)).unwrap();
+    let mut dp = x0_dataplane::Dataplane::load(&pin_root).expect("load over the older pin");
+    dp.add_port(&Link {
+        ifindex: PORT_A,
+        name: "lo".into(),
+        mac: PORT_A_MAC,
+        mtu: PORT_MTU,
+        up: true,
+    })
+    .unwrap();
+    let (action, _) = dp
+        .test_run(&udp4([198, 18, 1, 2], [192, 0, 2, 1], 64, b"x"))
+        .unwrap();
+    assert_eq!(action, XDP_PASS);
+    let c = dp.counters().expect("counters read from the older map");
+    assert_eq!(c.reasons.len(), Reason::ALL.len());
+    assert_eq!(c.get(Reason::PassNoRoute), 1, "counted as before");
+    let last = *Reason::ALL.last().unwrap();
+    assert_eq!(
+        c.get(last),
+        0,
+        "the reason the older map lacks reads as zero"
+    );
+    dp.shutdown(true).unwrap();
+    let _ = x0_dataplane::bpffs::remove_pins(&pin_root, &map_names::ALL);
+    let _ = std::fs::remove_dir_all(&pin_root);
+}
